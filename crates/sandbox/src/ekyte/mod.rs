@@ -1,0 +1,1 @@
+//! eKyte simulator (filled in by the eKyte sandbox work).

@@ -1,0 +1,1 @@
+//! GHL simulator (filled in by the GHL sandbox work).
