@@ -1,0 +1,1 @@
+//! eKyte simulator tests.
