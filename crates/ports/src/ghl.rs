@@ -1,0 +1,434 @@
+//! The GHL side: every operation the mission names (DESIGN.md §1), in domain terms.
+//!
+//! Records come back in canonical shape but **not normalised** (normalisation needs the
+//! tenant's settings; the engine does it). Wire types stay in the adapter.
+//!
+//! Error contract, for every method unless its doc says more:
+//! - `NotFound` for HTTP 404 (the record, or its parent contact, does not exist);
+//! - `Unauthorized` when no valid token can be had (after one refresh-and-retry on 401, and
+//!   after re-reading the store on `invalid_grant`); the message says to reinstall the app;
+//! - `Forbidden` for HTTP 403, naming the missing scope when GHL does;
+//! - `Invalid` for HTTP 400/422 with GHL's messages;
+//! - `RateLimited` when 429s persist past the adapter's bounded backoff;
+//! - `Transient` for 5xx, timeouts and connection errors that persist past the retries the
+//!   adapter may make (idempotent requests only);
+//! - `Unknown` for anything else.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use domain::{
+    Appointment, Business, Contact, FieldChange, GhlAppointmentId, GhlBusinessId, GhlContactId,
+    GhlNoteId, GhlTaskId, LocationId, Note, Task,
+};
+
+use crate::error::ApiError;
+use crate::scope::Scope;
+
+/// A contact as GHL holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GhlContact {
+    pub id: GhlContactId,
+    pub location: LocationId,
+    pub contact: Contact,
+    pub date_added: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GhlTask {
+    pub id: GhlTaskId,
+    pub contact: GhlContactId,
+    pub task: Task,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GhlNote {
+    pub id: GhlNoteId,
+    pub contact: GhlContactId,
+    pub note: Note,
+    /// The GHL user who wrote it, when known.
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GhlAppointment {
+    pub id: GhlAppointmentId,
+    pub contact: GhlContactId,
+    pub appointment: Appointment,
+    pub date_updated: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GhlBusiness {
+    pub id: GhlBusinessId,
+    pub business: Business,
+}
+
+/// An opaque position in a contact listing (GHL's `searchAfter`, or the deprecated list's
+/// `startAfter`/`startAfterId`), safe to store in a run checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SearchCursor(pub String);
+
+/// A contact search (`POST /contacts/search`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContactSearch {
+    /// Only contacts with `dateUpdated >= updated_since`.
+    pub updated_since: Option<DateTime<Utc>>,
+    /// Only contacts with this tag.
+    pub tag: Option<String>,
+    /// Page size, 1..=500 (GHL's limit).
+    pub page_limit: u32,
+    /// Where the previous page ended; `None` for the first page. The order is
+    /// `dateUpdated` ascending, then id, so a crash resumes where it stopped.
+    pub after: Option<SearchCursor>,
+}
+
+/// One page of contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactPage {
+    pub contacts: Vec<GhlContact>,
+    /// GHL's `total` when given.
+    pub total: Option<u64>,
+    /// The cursor for the next page; `None` on the last page.
+    pub next: Option<SearchCursor>,
+}
+
+/// How the search should be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListingMode {
+    /// `POST /contacts/search` (preferred).
+    #[default]
+    Search,
+    /// The deprecated `GET /contacts/`, kept as a fallback (no tag or date filters; the
+    /// engine filters client-side).
+    Legacy,
+}
+
+/// A location-wide task search (`POST /locations/:id/tasks/search`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskSearch {
+    pub contacts: Vec<GhlContactId>,
+    pub completed: Option<bool>,
+    pub skip: u32,
+    pub limit: u32,
+}
+
+/// The GHL API.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait GhlApi: Send + Sync {
+    /// `GET /contacts/:id`.
+    async fn get_contact(&self, scope: &Scope, id: &GhlContactId) -> Result<GhlContact, ApiError>;
+
+    /// `POST /contacts/`. On GHL's duplicate rule returns `Conflict` with `existing_id` set
+    /// from `meta.contactId`. A create whose outcome is unknown (timeout, 5xx) is resolved by
+    /// a duplicate lookup before any retry: if the contact is found it is returned.
+    async fn create_contact(
+        &self,
+        scope: &Scope,
+        contact: &Contact,
+    ) -> Result<GhlContact, ApiError>;
+
+    /// `POST /contacts/upsert`; the bool says whether a contact was created.
+    async fn upsert_contact(
+        &self,
+        scope: &Scope,
+        contact: &Contact,
+    ) -> Result<(GhlContact, bool), ApiError>;
+
+    /// `PUT /contacts/:id` with only the changed fields. `tags` is refused as `Invalid`:
+    /// tags change only through [`GhlApi::add_tags`] / [`GhlApi::remove_tags`], because a
+    /// PUT overwrites the whole list.
+    async fn update_contact(
+        &self,
+        scope: &Scope,
+        id: &GhlContactId,
+        changes: &[FieldChange],
+    ) -> Result<GhlContact, ApiError>;
+
+    /// `DELETE /contacts/:id`. `NotFound` when already gone.
+    async fn delete_contact(&self, scope: &Scope, id: &GhlContactId) -> Result<(), ApiError>;
+
+    /// One page of contacts. `Invalid` when `page_limit` is outside 1..=500.
+    async fn list_contacts(
+        &self,
+        scope: &Scope,
+        mode: ListingMode,
+        query: &ContactSearch,
+    ) -> Result<ContactPage, ApiError>;
+
+    /// `GET /contacts/search/duplicate`: the contact GHL would match for this e-mail or phone.
+    async fn find_duplicate(
+        &self,
+        scope: &Scope,
+        email: Option<String>,
+        phone: Option<String>,
+    ) -> Result<Option<GhlContactId>, ApiError>;
+
+    /// `GET /businesses/:id`.
+    async fn get_business(
+        &self,
+        scope: &Scope,
+        id: &GhlBusinessId,
+    ) -> Result<GhlBusiness, ApiError>;
+
+    /// `GET /contacts/business/:businessId` with `skip`/`limit` (limit ≤ 100). Returns the
+    /// page and GHL's `count`.
+    async fn contacts_of_business(
+        &self,
+        scope: &Scope,
+        id: &GhlBusinessId,
+        skip: u32,
+        limit: u32,
+    ) -> Result<(Vec<GhlContact>, u64), ApiError>;
+
+    /// `GET /contacts/:id/tasks` (no paging: the full list).
+    async fn list_tasks(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+    ) -> Result<Vec<GhlTask>, ApiError>;
+
+    /// `GET /contacts/:id/tasks/:taskId`.
+    async fn get_task(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        id: &GhlTaskId,
+    ) -> Result<GhlTask, ApiError>;
+
+    /// `POST /contacts/:id/tasks`. `Invalid` when the task has no title or due date (both
+    /// required by GHL).
+    async fn create_task(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        task: &Task,
+    ) -> Result<GhlTask, ApiError>;
+
+    /// `PUT /contacts/:id/tasks/:taskId` with the changed fields (not the status; see
+    /// [`GhlApi::set_task_completed`]).
+    async fn update_task(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        id: &GhlTaskId,
+        changes: &[FieldChange],
+    ) -> Result<GhlTask, ApiError>;
+
+    /// `PUT /contacts/:id/tasks/:taskId/completed`.
+    async fn set_task_completed(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        id: &GhlTaskId,
+        completed: bool,
+    ) -> Result<GhlTask, ApiError>;
+
+    /// `DELETE /contacts/:id/tasks/:taskId`.
+    async fn delete_task(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        id: &GhlTaskId,
+    ) -> Result<(), ApiError>;
+
+    /// `POST /locations/:id/tasks/search`: tasks of many contacts in one call.
+    async fn search_tasks(
+        &self,
+        scope: &Scope,
+        query: &TaskSearch,
+    ) -> Result<Vec<GhlTask>, ApiError>;
+
+    /// `GET /contacts/:id/notes` (no paging).
+    async fn list_notes(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+    ) -> Result<Vec<GhlNote>, ApiError>;
+
+    /// `GET /contacts/:id/notes/:id`.
+    async fn get_note(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        id: &GhlNoteId,
+    ) -> Result<GhlNote, ApiError>;
+
+    /// `POST /contacts/:id/notes`. `Invalid` when the body is empty.
+    async fn create_note(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        note: &Note,
+    ) -> Result<GhlNote, ApiError>;
+
+    /// `PUT /contacts/:id/notes/:id`.
+    async fn update_note(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        id: &GhlNoteId,
+        note: &Note,
+    ) -> Result<GhlNote, ApiError>;
+
+    /// `DELETE /contacts/:id/notes/:id`.
+    async fn delete_note(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        id: &GhlNoteId,
+    ) -> Result<(), ApiError>;
+
+    /// `GET /contacts/:id/appointments` (no paging).
+    async fn list_appointments(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+    ) -> Result<Vec<GhlAppointment>, ApiError>;
+
+    /// `POST /contacts/:id/tags`; returns the contact's tags after the call.
+    async fn add_tags(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        tags: &[String],
+    ) -> Result<Vec<String>, ApiError>;
+
+    /// `DELETE /contacts/:id/tags` (with a JSON body); returns the tags after the call.
+    async fn remove_tags(
+        &self,
+        scope: &Scope,
+        contact: &GhlContactId,
+        tags: &[String],
+    ) -> Result<Vec<String>, ApiError>;
+}
+
+/// A verified GHL webhook, parsed into what the engine needs (API.md §9.2). Payload fields
+/// are hints: the engine re-fetches the record, so only ids travel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GhlEvent {
+    /// GHL's `webhookId`: the dedupe key.
+    pub webhook_id: String,
+    pub location: LocationId,
+    /// GHL's `timestamp`.
+    pub timestamp: DateTime<Utc>,
+    pub kind: GhlEventKind,
+}
+
+/// The event types this service acts on; anything else is `Unknown` (skipped and audited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GhlEventKind {
+    ContactCreate {
+        contact: GhlContactId,
+    },
+    ContactUpdate {
+        contact: GhlContactId,
+    },
+    ContactDelete {
+        contact: GhlContactId,
+    },
+    ContactTagUpdate {
+        contact: GhlContactId,
+    },
+    ContactDndUpdate {
+        contact: GhlContactId,
+    },
+    /// `contact` may be missing in real payloads (#332): resolve through the task search.
+    TaskCreate {
+        task: GhlTaskId,
+        contact: Option<GhlContactId>,
+    },
+    TaskComplete {
+        task: GhlTaskId,
+        contact: Option<GhlContactId>,
+    },
+    TaskDelete {
+        task: GhlTaskId,
+        contact: Option<GhlContactId>,
+    },
+    NoteCreate {
+        note: GhlNoteId,
+        contact: GhlContactId,
+    },
+    NoteUpdate {
+        note: GhlNoteId,
+        contact: GhlContactId,
+    },
+    NoteDelete {
+        note: GhlNoteId,
+        contact: GhlContactId,
+    },
+    AppointmentCreate {
+        appointment: GhlAppointmentId,
+        contact: Option<GhlContactId>,
+    },
+    AppointmentUpdate {
+        appointment: GhlAppointmentId,
+        contact: Option<GhlContactId>,
+    },
+    AppointmentDelete {
+        appointment: GhlAppointmentId,
+        contact: Option<GhlContactId>,
+    },
+    /// The app was installed on a location (or a company).
+    Install {
+        company_id: Option<String>,
+        app_id: Option<String>,
+    },
+    Uninstall {
+        company_id: Option<String>,
+        app_id: Option<String>,
+    },
+    Unknown {
+        event_type: String,
+    },
+}
+
+impl GhlEventKind {
+    /// The contact the event is about, when the payload names it.
+    pub fn contact(&self) -> Option<&GhlContactId> {
+        match self {
+            Self::ContactCreate { contact }
+            | Self::ContactUpdate { contact }
+            | Self::ContactDelete { contact }
+            | Self::ContactTagUpdate { contact }
+            | Self::ContactDndUpdate { contact }
+            | Self::NoteCreate { contact, .. }
+            | Self::NoteUpdate { contact, .. }
+            | Self::NoteDelete { contact, .. } => Some(contact),
+            Self::TaskCreate { contact, .. }
+            | Self::TaskComplete { contact, .. }
+            | Self::TaskDelete { contact, .. }
+            | Self::AppointmentCreate { contact, .. }
+            | Self::AppointmentUpdate { contact, .. }
+            | Self::AppointmentDelete { contact, .. } => contact.as_ref(),
+            Self::Install { .. } | Self::Uninstall { .. } | Self::Unknown { .. } => None,
+        }
+    }
+
+    /// GHL's name for the event type.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Self::ContactCreate { .. } => "ContactCreate",
+            Self::ContactUpdate { .. } => "ContactUpdate",
+            Self::ContactDelete { .. } => "ContactDelete",
+            Self::ContactTagUpdate { .. } => "ContactTagUpdate",
+            Self::ContactDndUpdate { .. } => "ContactDndUpdate",
+            Self::TaskCreate { .. } => "TaskCreate",
+            Self::TaskComplete { .. } => "TaskComplete",
+            Self::TaskDelete { .. } => "TaskDelete",
+            Self::NoteCreate { .. } => "NoteCreate",
+            Self::NoteUpdate { .. } => "NoteUpdate",
+            Self::NoteDelete { .. } => "NoteDelete",
+            Self::AppointmentCreate { .. } => "AppointmentCreate",
+            Self::AppointmentUpdate { .. } => "AppointmentUpdate",
+            Self::AppointmentDelete { .. } => "AppointmentDelete",
+            Self::Install { .. } => "INSTALL",
+            Self::Uninstall { .. } => "UNINSTALL",
+            Self::Unknown { event_type } => event_type,
+        }
+    }
+}

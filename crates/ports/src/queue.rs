@@ -1,0 +1,172 @@
+//! Messages (DESIGN.md §5) and the publisher port.
+//!
+//! An envelope is JSON, persistent, and carries a stable `id` (GHL's `webhookId` where there is
+//! one) used as the AMQP `message_id` and as the inbox dedupe key.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use domain::{GhlContactId, TenantId};
+
+use crate::ekyte::EkyteChange;
+use crate::error::QueueError;
+use crate::ghl::GhlEvent;
+
+/// Which queue a message travels on: a backfill never delays a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    RealTime,
+    Bulk,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RealTime => "realtime",
+            Self::Bulk => "bulk",
+        }
+    }
+}
+
+/// Full or incremental contact sync (M2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    Full,
+    Incremental,
+}
+
+/// What a message asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data")]
+pub enum Payload {
+    /// Reconcile the entity a GHL webhook names (re-fetched).
+    #[serde(rename = "ghl.event")]
+    GhlEvent(GhlEvent),
+    /// Reconcile the eKyte entity that changed.
+    #[serde(rename = "ekyte.change")]
+    EkyteChange(EkyteChange),
+    /// Reconcile one contact with everything under it.
+    #[serde(rename = "sync.contact")]
+    SyncContact {
+        contact: GhlContactId,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Page through contacts from a checkpoint and enqueue `sync.contact` for changed ones.
+    #[serde(rename = "sync.full")]
+    SyncFull {
+        mode: SyncMode,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Poll eKyte for changes since the last poll.
+    #[serde(rename = "ekyte.poll")]
+    EkytePoll,
+}
+
+impl Payload {
+    /// The `kind` of DESIGN.md §5.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::GhlEvent(_) => "ghl.event",
+            Self::EkyteChange(_) => "ekyte.change",
+            Self::SyncContact { .. } => "sync.contact",
+            Self::SyncFull { .. } => "sync.full",
+            Self::EkytePoll => "ekyte.poll",
+        }
+    }
+
+    /// Events and changes are real-time; sweeps and their fan-out are bulk.
+    pub fn default_lane(&self) -> Lane {
+        match self {
+            Self::GhlEvent(_) | Self::EkyteChange(_) => Lane::RealTime,
+            Self::SyncContact { .. } | Self::SyncFull { .. } | Self::EkytePoll => Lane::Bulk,
+        }
+    }
+}
+
+/// The message envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Stable key: the AMQP `message_id` and the dedupe key.
+    pub id: String,
+    pub tenant: TenantId,
+    /// 0 for the first delivery; re-published retries carry attempt + 1.
+    pub attempt: u32,
+    pub correlation_id: String,
+    pub created_at: DateTime<Utc>,
+    pub lane: Lane,
+    #[serde(flatten)]
+    pub payload: Payload,
+}
+
+impl Envelope {
+    /// A new envelope on the payload's default lane. `id` should be stable for the same
+    /// work (a webhook id, a change key), so a duplicate is recognised.
+    pub fn new(
+        id: impl Into<String>,
+        tenant: TenantId,
+        payload: Payload,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let id = id.into();
+        Self {
+            correlation_id: id.clone(),
+            id,
+            tenant,
+            attempt: 0,
+            created_at: now,
+            lane: payload.default_lane(),
+            payload,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.payload.kind()
+    }
+
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    pub fn from_json(raw: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(raw)
+    }
+}
+
+/// Publishes messages durably.
+///
+/// Error contract: returns only after the broker confirmed the message (publisher confirm);
+/// `Nacked` when the broker refused it, `ConfirmTimeout` when no confirm came in time,
+/// `Unavailable` when the broker cannot be reached. An `Ok` means the message will not be
+/// lost.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    async fn publish(&self, envelope: &Envelope) -> Result<(), QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_with_the_design_kinds() {
+        let env = Envelope::new(
+            "wh-1",
+            TenantId::parse("acme").unwrap(),
+            Payload::SyncContact {
+                contact: GhlContactId::parse("c1").unwrap(),
+                dry_run: false,
+            },
+            chrono::Utc::now(),
+        );
+        let json = env.to_json().unwrap();
+        assert!(json.contains(r#""kind":"sync.contact""#), "{json}");
+        assert_eq!(Envelope::from_json(json.as_bytes()).unwrap(), env);
+        assert_eq!(env.lane, Lane::Bulk);
+    }
+}

@@ -1,0 +1,626 @@
+//! State that survives: tenants, links, credentials, the inbox, the audit log, run
+//! checkpoints, dead letters, and per-contact locks (DESIGN.md §4, §6).
+//!
+//! Error contract, for every method unless its doc says more: `Unavailable` when the database
+//! cannot be reached or times out; `Corrupt` when stored data does not parse; `Unknown` for
+//! anything else. Each method is atomic on its own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use domain::{
+    Business, Contact, EntityKind, Fingerprint, GhlContactId, LocationId, Note, Side, Task, Tenant,
+    TenantId,
+};
+
+use crate::error::{ApiError, StoreError};
+
+// ------------------------------------------------------------------------------ tenants
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// `NotFound` when there is no such tenant.
+    async fn get(&self, id: &TenantId) -> Result<Tenant, StoreError>;
+
+    /// The tenant of a GHL location (webhooks name only the location).
+    async fn by_location(&self, location: &LocationId) -> Result<Option<Tenant>, StoreError>;
+
+    async fn list(&self) -> Result<Vec<Tenant>, StoreError>;
+
+    /// Insert or replace. `Conflict` when another tenant already has this location.
+    async fn upsert(&self, tenant: &Tenant) -> Result<(), StoreError>;
+
+    /// `NotFound` when there is no such tenant.
+    async fn set_active(&self, id: &TenantId, active: bool) -> Result<(), StoreError>;
+}
+
+// ------------------------------------------------------------------------------ links
+
+/// The lifecycle of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// A worker claimed it to create the record on the other side; not created yet (or the
+    /// outcome is unknown).
+    Claimed,
+    /// Both sides exist and are linked.
+    Linked,
+    /// Closed: the record was deleted on one side.
+    Deleted,
+}
+
+/// The last agreed record of a link, of whichever kind it links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "record", rename_all = "snake_case")]
+pub enum BaseRecord {
+    Contact(Box<Contact>),
+    Task(Task),
+    Note(Note),
+    Business(Business),
+    /// A rendered document (the profile note): only its fingerprint matters.
+    Document {
+        fingerprint: Fingerprint,
+    },
+    /// Links that carry no record (boards, comments, onboarding claims).
+    None,
+}
+
+/// One link row.
+///
+/// Ids are strings because kinds differ (GHL ids are opaque strings, eKyte ids numbers). The
+/// fingerprints are those of the side's projection of the normalised record as last written
+/// to or agreed with that side:
+/// `Fingerprint::of(&record.normalised(ctx).project(side))`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: i64,
+    pub tenant: TenantId,
+    pub kind: EntityKind,
+    pub ghl_id: Option<String>,
+    pub ekyte_id: Option<String>,
+    /// The GHL contact the record belongs to (tasks, notes, boards…), for listing.
+    pub ghl_parent: Option<String>,
+    /// The eKyte parent (workspace of a task, board of a note…).
+    pub ekyte_parent: Option<String>,
+    pub state: LinkState,
+    pub base: BaseRecord,
+    pub ghl_fp: Option<Fingerprint>,
+    pub ekyte_fp: Option<Fingerprint>,
+    /// Bumped on every change; updates check it (optimistic concurrency).
+    pub version: i64,
+    /// Who holds a claim, and since when.
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Link {
+    pub fn fingerprint(&self, side: Side) -> Option<Fingerprint> {
+        match side {
+            Side::Ghl => self.ghl_fp,
+            Side::Ekyte => self.ekyte_fp,
+        }
+    }
+
+    pub fn id_on(&self, side: Side) -> Option<&str> {
+        match side {
+            Side::Ghl => self.ghl_id.as_deref(),
+            Side::Ekyte => self.ekyte_id.as_deref(),
+        }
+    }
+}
+
+/// Which side's id a claim is keyed on: the side the record already exists on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimKey {
+    pub tenant: TenantId,
+    pub kind: EntityKind,
+    pub side: Side,
+    pub id: String,
+    pub ghl_parent: Option<String>,
+    pub ekyte_parent: Option<String>,
+}
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the claim and must create the record on the other side, then call
+    /// [`LinkStore::complete`] (or [`LinkStore::release`] on failure).
+    Claimed(Link),
+    /// A claim older than the stale limit was taken over: the earlier holder may have created
+    /// the record already, so look it up before creating.
+    TakenOver(Link),
+    /// Already linked (or closed): nothing to create.
+    AlreadyLinked(Link),
+    /// Another worker holds a fresh claim.
+    ClaimedByOther { by: String, since: DateTime<Utc> },
+}
+
+/// What to store once the other side's record exists or a reconciliation settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkUpdate {
+    pub ghl_id: Option<String>,
+    pub ekyte_id: Option<String>,
+    pub ghl_parent: Option<String>,
+    pub ekyte_parent: Option<String>,
+    pub state: LinkState,
+    pub base: BaseRecord,
+    pub ghl_fp: Option<Fingerprint>,
+    pub ekyte_fp: Option<Fingerprint>,
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait LinkStore: Send + Sync {
+    async fn by_ghl(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_id: &str,
+    ) -> Result<Option<Link>, StoreError>;
+
+    async fn by_ekyte(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ekyte_id: &str,
+    ) -> Result<Option<Link>, StoreError>;
+
+    /// Links of one kind under a GHL contact (its tasks, notes…), any state.
+    async fn by_ghl_parent(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_parent: &str,
+    ) -> Result<Vec<Link>, StoreError>;
+
+    /// Links of one kind under an eKyte parent (the tasks of a workspace…), any state.
+    async fn by_ekyte_parent(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ekyte_parent: &str,
+    ) -> Result<Vec<Link>, StoreError>;
+
+    /// Links of one kind, in id order, after `after_id`, at most `limit`.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Link>, StoreError>;
+
+    /// Claim the right to create the counterpart of `key` (unique on tenant + kind + the
+    /// side's id). Exactly one of many concurrent callers gets `Claimed`. A claim older than
+    /// `stale_after` is taken over (`TakenOver`).
+    async fn claim(
+        &self,
+        key: &ClaimKey,
+        owner: &str,
+        stale_after: Duration,
+    ) -> Result<Claim, StoreError>;
+
+    /// Record the outcome of a claim or a reconciliation. `Conflict` when `expected_version`
+    /// is not the stored version (someone else changed the link), or when the new id is
+    /// already linked to another row.
+    async fn complete(
+        &self,
+        link_id: i64,
+        expected_version: i64,
+        update: &LinkUpdate,
+    ) -> Result<Link, StoreError>;
+
+    /// Give up a claim (the create failed for sure). Deletes a `Claimed` row; a linked row is
+    /// left alone.
+    async fn release(&self, link_id: i64) -> Result<(), StoreError>;
+
+    /// Insert a link for records that exist on both sides already (found by `ExternalId`,
+    /// say). `Conflict` when either id is already linked.
+    async fn insert_linked(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        update: &LinkUpdate,
+    ) -> Result<Link, StoreError>;
+}
+
+// ------------------------------------------------------------------------------ credentials
+
+/// Whose credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Ghl,
+    Ekyte,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ghl => "ghl",
+            Self::Ekyte => "ekyte",
+        }
+    }
+}
+
+/// The secret part of a credential. Stored encrypted; never logged (`SecretString`).
+#[derive(Debug, Clone)]
+pub enum CredentialSecret {
+    /// A GHL OAuth install: single-use rotating refresh token (API.md §7).
+    GhlOAuth {
+        access_token: SecretString,
+        refresh_token: SecretString,
+        scopes: Vec<String>,
+        /// `Location` or `Company`.
+        user_type: String,
+        company_id: Option<String>,
+    },
+    /// A GHL Private Integration Token: static, no refresh.
+    GhlPrivate { token: SecretString },
+    /// eKyte: the company API key (public + automation APIs) and an optional personal MCP
+    /// token (updates and comments).
+    Ekyte {
+        api_key: SecretString,
+        mcp_token: Option<SecretString>,
+    },
+}
+
+/// One stored credential.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub tenant: TenantId,
+    pub provider: Provider,
+    pub secret: CredentialSecret,
+    /// When the access token expires (OAuth only).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Bumped on every write; a refresh under the lock writes version + 1.
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a refresh returns to be stored.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub secret: CredentialSecret,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why a locked refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<NewCredential, ApiError>> + Send>>;
+
+/// Decides, on the credential read under the lock, whether it still needs refreshing.
+pub type DuePredicate = Box<dyn Fn(&Credential) -> bool + Send + Sync>;
+
+/// Refreshes a credential; called at most once, under the lock.
+pub type Refresher = Box<dyn FnOnce(Credential) -> RefreshFuture + Send>;
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// `NotFound` when the tenant has no credential for the provider; `Crypto` when it cannot
+    /// be decrypted with the configured keys.
+    async fn get(&self, tenant: &TenantId, provider: Provider) -> Result<Credential, StoreError>;
+
+    /// Insert or replace (encrypted with the current key).
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        credential: &NewCredential,
+    ) -> Result<Credential, StoreError>;
+
+    /// Remove (the app was uninstalled). No error when absent.
+    async fn delete(&self, tenant: &TenantId, provider: Provider) -> Result<(), StoreError>;
+
+    /// Take the tenant's credential lock, re-read the credential, and call `refresh` only if
+    /// `due` still says so; store the new credential before releasing the lock. Returns the
+    /// credential current after the call. Across processes on PostgreSQL; within the process
+    /// on SQLite.
+    async fn with_credential_lock(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        due: DuePredicate,
+        refresh: Refresher,
+    ) -> Result<Credential, RefreshError>;
+}
+
+// ------------------------------------------------------------------------------ inbox
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// Whether `key` from `source` was recorded for the tenant.
+    async fn seen(&self, tenant: &TenantId, source: &str, key: &str) -> Result<bool, StoreError>;
+
+    /// Record `key`; `true` when it was new, `false` when it was already there.
+    async fn record(&self, tenant: &TenantId, source: &str, key: &str) -> Result<bool, StoreError>;
+
+    /// Forget keys recorded before `before`; returns how many.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+// ------------------------------------------------------------------------------ audit log
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Create,
+    Update,
+    Complete,
+    Cancel,
+    Reopen,
+    Delete,
+    Archive,
+    Link,
+    Skip,
+    Conflict,
+    Unsupported,
+    Failed,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Complete => "complete",
+            Self::Cancel => "cancel",
+            Self::Reopen => "reopen",
+            Self::Delete => "delete",
+            Self::Archive => "archive",
+            Self::Link => "link",
+            Self::Skip => "skip",
+            Self::Conflict => "conflict",
+            Self::Unsupported => "unsupported",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            Self::Create,
+            Self::Update,
+            Self::Complete,
+            Self::Cancel,
+            Self::Reopen,
+            Self::Delete,
+            Self::Archive,
+            Self::Link,
+            Self::Skip,
+            Self::Conflict,
+            Self::Unsupported,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == raw)
+    }
+}
+
+/// One audit entry: every write and every skip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub tenant: TenantId,
+    pub at: DateTime<Utc>,
+    /// The side written to (or that would have been).
+    pub target: Option<Side>,
+    pub kind: EntityKind,
+    pub action: AuditAction,
+    /// The GHL contact the entry is about, for per-contact queries.
+    pub contact: Option<GhlContactId>,
+    pub ghl_id: Option<String>,
+    pub ekyte_id: Option<String>,
+    /// Names of the fields written (or in conflict).
+    pub fields: Vec<String>,
+    pub reason: Option<String>,
+    pub message_id: Option<String>,
+    pub dry_run: bool,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub entry: AuditEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub tenant: TenantId,
+    pub contact: Option<GhlContactId>,
+    /// Entries with an id below this one (paging backwards); `None` for the newest.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+
+    /// Newest first.
+    async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+// ------------------------------------------------------------------------------ runs
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    Full,
+    Incremental,
+    Poll,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+            Self::Poll => "poll",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub pages: u64,
+    pub seen: u64,
+    pub enqueued: u64,
+    pub skipped: u64,
+    pub errors: u64,
+    pub api_calls: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub id: i64,
+    pub tenant: TenantId,
+    pub kind: RunKind,
+    pub status: RunStatus,
+    /// Where the run got to (a contact search cursor); resumed after a crash.
+    pub cursor: Option<String>,
+    /// The lower bound of an incremental run (`dateUpdated >=`).
+    pub since: Option<DateTime<Utc>>,
+    pub counts: RunCounts,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// The running run of this kind for the tenant (resume), or a new one starting at
+    /// `since`.
+    async fn start_or_resume(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<SyncRun, StoreError>;
+
+    /// Store progress after a page.
+    async fn checkpoint(
+        &self,
+        run_id: i64,
+        cursor: Option<String>,
+        counts: RunCounts,
+    ) -> Result<(), StoreError>;
+
+    async fn finish(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// The newest completed run of a kind (its `started_at` is the next incremental cursor).
+    async fn last_completed(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+    ) -> Result<Option<SyncRun>, StoreError>;
+
+    /// Newest first.
+    async fn recent(&self, tenant: &TenantId, limit: u32) -> Result<Vec<SyncRun>, StoreError>;
+}
+
+// ------------------------------------------------------------------------------ dead letters
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    pub tenant: Option<TenantId>,
+    pub message_id: String,
+    pub kind: String,
+    /// The whole envelope as JSON, for replay.
+    pub envelope: String,
+    /// The error and its causes, outermost first.
+    pub error_chain: Vec<String>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub letter: NewDeadLetter,
+    pub created_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait DeadLetterStore: Send + Sync {
+    async fn put(&self, letter: &NewDeadLetter) -> Result<i64, StoreError>;
+
+    /// Newest first; replayed ones only when asked.
+    async fn list(
+        &self,
+        tenant: Option<TenantId>,
+        include_replayed: bool,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// `NotFound` when there is no such id.
+    async fn get(&self, id: i64) -> Result<DeadLetter, StoreError>;
+
+    /// `NotFound` when there is no such id.
+    async fn mark_replayed(&self, id: i64) -> Result<(), StoreError>;
+}
+
+// ------------------------------------------------------------------------------ locks
+
+/// Holds a per-contact lock until dropped (or released). Implementations release on drop too,
+/// so an error or a cancelled task never leaves a lock behind.
+#[async_trait]
+pub trait LockGuard: Send {
+    async fn release(self: Box<Self>);
+}
+
+/// Per-contact serialisation (DESIGN.md §4): two messages about one contact never reconcile
+/// at once, across processes (PostgreSQL advisory lock) or within one (SQLite).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait ContactLocks: Send + Sync {
+    /// Wait for the lock on (tenant, key), at most `wait`. `Unavailable` on timeout.
+    async fn lock(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        wait: Duration,
+    ) -> Result<Box<dyn LockGuard>, StoreError>;
+}
+
+/// Whether the store answers (for readiness).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    async fn ping(&self) -> Result<(), StoreError>;
+}
