@@ -1,0 +1,319 @@
+//! What hangs off a contact: tasks, notes, appointments ([C2], [CAL2]); plus the location-wide
+//! task search and custom field catalogue ([LOC2]).
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::{Shared, contact_location, created, json_body, ok, succeeded, unit_result};
+use crate::ghl::auth::AuthCtx;
+use crate::ghl::error::ApiError;
+use crate::ghl::model::Task;
+use crate::ghl::validate::{Body, NotePatch, TaskPatch};
+
+/// `GET /contacts/{contactId}/tasks` → `{tasks}` (no pagination, API.md §4.3).
+pub async fn list_tasks(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(contact_id): Path<String>,
+) -> Response {
+    unit_result((|| {
+        contact_location(&core, &ctx, &contact_id)?;
+        let store = core.store();
+        let tasks: Vec<Value> = store
+            .tasks(&contact_id)?
+            .iter()
+            .map(|t| t.to_json())
+            .collect();
+        Ok(ok(json!({"tasks": tasks})))
+    })())
+}
+
+pub async fn get_task(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path((contact_id, task_id)): Path<(String, String)>,
+) -> Response {
+    unit_result((|| {
+        contact_location(&core, &ctx, &contact_id)?;
+        let store = core.store();
+        Ok(ok(
+            json!({"task": store.task(&contact_id, &task_id)?.to_json()}),
+        ))
+    })())
+}
+
+/// `POST /contacts/{contactId}/tasks` → 201 `{task}`; `title`, `dueDate`, `completed` required.
+pub async fn create_task(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(contact_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    unit_result((|| {
+        let patch = TaskPatch::parse(&json_body(&body)?, true, false)?;
+        contact_location(&core, &ctx, &contact_id)?;
+        let t = core.write(|s, ev| s.create_task(&contact_id, &patch, ev))?;
+        Ok(created(json!({"task": t.to_json()})))
+    })())
+}
+
+pub async fn update_task(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path((contact_id, task_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    unit_result((|| {
+        let patch = TaskPatch::parse(&json_body(&body)?, false, false)?;
+        contact_location(&core, &ctx, &contact_id)?;
+        let t = core.write(|s, ev| s.update_task(&contact_id, &task_id, &patch, ev))?;
+        Ok(ok(json!({"task": t.to_json()})))
+    })())
+}
+
+/// `PUT /contacts/{contactId}/tasks/{taskId}/completed` `{completed}` → `{task}`.
+pub async fn complete_task(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path((contact_id, task_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    unit_result((|| {
+        let v = json_body(&body)?;
+        let mut b = Body::new(&v, &["completed"])?;
+        let completed = b.req_bool("completed");
+        b.finish()?;
+        let patch = TaskPatch {
+            completed,
+            ..TaskPatch::default()
+        };
+        contact_location(&core, &ctx, &contact_id)?;
+        let t = core.write(|s, ev| s.update_task(&contact_id, &task_id, &patch, ev))?;
+        Ok(ok(json!({"task": t.to_json()})))
+    })())
+}
+
+pub async fn delete_task(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path((contact_id, task_id)): Path<(String, String)>,
+) -> Response {
+    unit_result((|| {
+        contact_location(&core, &ctx, &contact_id)?;
+        core.write(|s, ev| s.delete_task(&contact_id, &task_id, ev))?;
+        Ok(ok(succeeded()))
+    })())
+}
+
+/// `GET /contacts/{contactId}/notes` → `{notes}` (no pagination, API.md §4.4).
+pub async fn list_notes(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(contact_id): Path<String>,
+) -> Response {
+    unit_result((|| {
+        contact_location(&core, &ctx, &contact_id)?;
+        let store = core.store();
+        let notes: Vec<Value> = store
+            .notes(&contact_id)?
+            .iter()
+            .map(|n| n.to_json())
+            .collect();
+        Ok(ok(json!({"notes": notes})))
+    })())
+}
+
+pub async fn get_note(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path((contact_id, note_id)): Path<(String, String)>,
+) -> Response {
+    unit_result((|| {
+        contact_location(&core, &ctx, &contact_id)?;
+        let store = core.store();
+        Ok(ok(
+            json!({"note": store.note(&contact_id, &note_id)?.to_json()}),
+        ))
+    })())
+}
+
+pub async fn create_note(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(contact_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    unit_result((|| {
+        let patch = NotePatch::parse(&json_body(&body)?, true, false)?;
+        contact_location(&core, &ctx, &contact_id)?;
+        let n = core.write(|s, ev| s.create_note(&contact_id, &patch, ev))?;
+        Ok(created(json!({"note": n.to_json()})))
+    })())
+}
+
+pub async fn update_note(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path((contact_id, note_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    unit_result((|| {
+        let patch = NotePatch::parse(&json_body(&body)?, false, false)?;
+        contact_location(&core, &ctx, &contact_id)?;
+        let n = core.write(|s, ev| s.update_note(&contact_id, &note_id, &patch, ev))?;
+        Ok(ok(json!({"note": n.to_json()})))
+    })())
+}
+
+pub async fn delete_note(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path((contact_id, note_id)): Path<(String, String)>,
+) -> Response {
+    unit_result((|| {
+        contact_location(&core, &ctx, &contact_id)?;
+        core.write(|s, ev| s.delete_note(&contact_id, &note_id, ev))?;
+        Ok(ok(succeeded()))
+    })())
+}
+
+/// `GET /contacts/{contactId}/appointments` → `{events}` with `YYYY-MM-DD HH:mm:ss` times.
+pub async fn contact_appointments(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(contact_id): Path<String>,
+) -> Response {
+    unit_result((|| {
+        contact_location(&core, &ctx, &contact_id)?;
+        let store = core.store();
+        let (list, tz) = store.contact_appointments(&contact_id)?;
+        let events: Vec<Value> = list.iter().map(|a| a.to_contact_json(tz)).collect();
+        Ok(ok(json!({"events": events})))
+    })())
+}
+
+/// `GET /calendars/events/appointments/{eventId}` (Version 2021-04-15) → `{event}`.
+pub async fn get_appointment(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(event_id): Path<String>,
+) -> Response {
+    unit_result((|| {
+        let store = core.store();
+        let (a, tz) = store.appointment(&event_id)?;
+        ctx.require_location(&a.location_id)?;
+        Ok(ok(json!({"event": a.to_calendar_json(tz)})))
+    })())
+}
+
+/// `POST /locations/{locationId}/tasks/search` ([LOC2] `TaskSearchParamsDto`) → `{tasks}`.
+/// The spec types `tasks` as an array of arrays; the simulator answers task objects
+/// (assumption: the spec's item type is a generator slip).
+pub async fn search_location_tasks(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(location_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    unit_result((|| {
+        let v = json_body(&body)?;
+        let mut b = Body::new(
+            &v,
+            &[
+                "contactId",
+                "completed",
+                "assignedTo",
+                "query",
+                "limit",
+                "skip",
+                "businessId",
+            ],
+        )?;
+        let contact_ids = b.opt_str_array("contactId");
+        let completed = b.opt_bool("completed");
+        let assigned = b.opt_str_array("assignedTo");
+        let query = b.opt_str("query").flatten().map(|q| q.to_lowercase());
+        let limit = b.opt_u64("limit").unwrap_or(25) as usize;
+        let skip = b.opt_u64("skip").unwrap_or(0) as usize;
+        let business = b.opt_str("businessId").flatten();
+        b.finish()?;
+        ctx.require_location(&location_id)?;
+        let store = core.store();
+        let loc = store.location(&location_id)?;
+        let mut tasks: Vec<&Task> = loc
+            .tasks
+            .values()
+            .flatten()
+            .filter(|t| {
+                contact_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&t.contact_id))
+            })
+            .filter(|t| completed.is_none_or(|c| t.completed == c))
+            .filter(|t| {
+                assigned
+                    .as_ref()
+                    .is_none_or(|a| t.assigned_to.as_ref().is_some_and(|x| a.contains(x)))
+            })
+            .filter(|t| {
+                query.as_ref().is_none_or(|q| {
+                    t.title.to_lowercase().contains(q)
+                        || t.body
+                            .as_ref()
+                            .is_some_and(|b| b.to_lowercase().contains(q))
+                })
+            })
+            .filter(|t| {
+                business.as_ref().is_none_or(|bid| {
+                    loc.contacts
+                        .get(&t.contact_id)
+                        .is_some_and(|c| c.business_id.as_ref() == Some(bid))
+                })
+            })
+            .collect();
+        tasks.sort_by(|a, b| a.date_added.cmp(&b.date_added).then(a.id.cmp(&b.id)));
+        let page: Vec<Value> = tasks
+            .iter()
+            .skip(skip)
+            .take(limit)
+            .map(|t| t.to_search_json())
+            .collect();
+        Ok(ok(json!({"tasks": page})))
+    })())
+}
+
+/// `GET /locations/{locationId}/customFields?model=` → `{customFields}` ([LOC2]).
+pub async fn custom_fields(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(location_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    unit_result((|| {
+        if let Some(m) = q.get("model")
+            && !matches!(m.as_str(), "contact" | "opportunity" | "all")
+        {
+            return Err(ApiError::unprocessable(vec![
+                "model must be one of the following values: contact, opportunity, all".to_owned(),
+            ]));
+        }
+        ctx.require_location(&location_id)?;
+        let store = core.store();
+        let loc = store.location(&location_id)?;
+        let fields: Vec<Value> = if q.get("model").is_some_and(|m| m == "opportunity") {
+            Vec::new()
+        } else {
+            loc.custom_fields
+                .iter()
+                .enumerate()
+                .map(|(i, d)| d.to_json(&location_id, i))
+                .collect()
+        };
+        Ok(ok(json!({"customFields": fields})))
+    })())
+}

@@ -1,0 +1,521 @@
+//! The simulator's shared state and the operations the control API and the Rust handle offer.
+//!
+//! One [`Core`] per running simulator. Writes run under the store lock and hand their webhook
+//! events to the emitter before the lock is released, so the delivery order is the write
+//! order. Seeding writes emit nothing (seeded data "was always there"); `act_*` writes are a
+//! person using the GHL UI and emit exactly what the API would.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::auth::{AuthRegistry, Principal, TokenPair};
+use super::config::{LocationSpec, OAuthClientSpec, PitSpec};
+use super::error::{ApiError, ApiResult};
+use super::model::CustomFieldDef;
+use super::ratelimit::RateLimiter;
+use super::store::{Event, Store};
+use super::util::ghl_id;
+use super::validate::{
+    AppointmentPatch, BusinessPatch, ContactDto, ContactPatch, NotePatch, TaskPatch,
+};
+use super::webhooks::Webhooks;
+use crate::common::{Counters, Faults};
+
+/// Changes to a location's settings (control API `PATCH /_control/locations/{id}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LocationUpdate {
+    pub name: Option<String>,
+    pub allow_duplicate_contact: Option<bool>,
+    pub timezone: Option<String>,
+    /// An inactive location refuses token refreshes ("Location is not active", [O3]).
+    pub active: Option<bool>,
+}
+
+/// A custom field definition to add to a location.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CustomFieldSpec {
+    /// Empty = generated.
+    pub id: String,
+    pub name: String,
+    /// `contact.pincode`; empty = `contact.<name>`.
+    pub field_key: String,
+    /// `TEXT`, `NUMERICAL`, `CHECKBOX`, … (free text here).
+    pub data_type: String,
+}
+
+pub struct Core {
+    store: Mutex<Store>,
+    auth: Mutex<AuthRegistry>,
+    pub limiter: RateLimiter,
+    pub counters: Counters,
+    pub faults: Faults,
+    pub webhooks: Webhooks,
+    pub company_id: String,
+    base_url: Mutex<String>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("company_id", &self.company_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    pub fn new(
+        store: Store,
+        auth: AuthRegistry,
+        limiter: RateLimiter,
+        counters: Counters,
+        faults: Faults,
+        webhooks: Webhooks,
+        company_id: String,
+    ) -> Self {
+        Self {
+            store: Mutex::new(store),
+            auth: Mutex::new(auth),
+            limiter,
+            counters,
+            faults,
+            webhooks,
+            company_id,
+            base_url: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        // A panicking handler must not wedge the simulator for every later test.
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn auth(&self) -> MutexGuard<'_, AuthRegistry> {
+        self.auth.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set_base_url(&self, url: String) {
+        *self.base_url.lock().unwrap_or_else(PoisonError::into_inner) = url;
+    }
+
+    pub fn base_url(&self) -> String {
+        self.base_url
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Run a write and emit its events (only when it succeeded: a failed write changed
+    /// nothing and announces nothing).
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Store, &mut Vec<Event>) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        let mut store = self.store();
+        let mut events = Vec::new();
+        let out = f(&mut store, &mut events)?;
+        for e in events {
+            self.webhooks.emit(e);
+        }
+        Ok(out)
+    }
+
+    /// Run a write whose events are discarded (seeding).
+    fn seed<T>(&self, f: impl FnOnce(&mut Store, &mut Vec<Event>) -> ApiResult<T>) -> ApiResult<T> {
+        let mut store = self.store();
+        let mut events = Vec::new();
+        f(&mut store, &mut events)
+    }
+
+    // ------------------------------------------------------------ locations and credentials
+
+    pub fn create_location(&self, spec: &LocationSpec) -> ApiResult<Value> {
+        let loc = self.store().create_location(spec, &self.company_id)?;
+        Ok(loc.to_json())
+    }
+
+    pub fn locations(&self) -> Vec<Value> {
+        let store = self.store();
+        let mut v: Vec<Value> = store.locations.values().map(|l| l.info.to_json()).collect();
+        v.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        v
+    }
+
+    pub fn location(&self, id: &str) -> ApiResult<Value> {
+        Ok(self.store().location(id)?.info.to_json())
+    }
+
+    pub fn update_location(&self, id: &str, u: &LocationUpdate) -> ApiResult<Value> {
+        let mut store = self.store();
+        let loc = store.location_mut(id)?;
+        if let Some(tz) = &u.timezone {
+            if tz.parse::<chrono_tz::Tz>().is_err() {
+                return Err(ApiError::unprocessable(vec![format!(
+                    "timezone {tz} is not a valid IANA zone"
+                )]));
+            }
+            loc.info.timezone = tz.clone();
+        }
+        if let Some(n) = &u.name {
+            loc.info.name = n.clone();
+        }
+        if let Some(a) = u.allow_duplicate_contact {
+            loc.info.allow_duplicate_contact = a;
+        }
+        if let Some(a) = u.active {
+            loc.info.active = a;
+        }
+        Ok(loc.info.to_json())
+    }
+
+    pub fn define_custom_fields(
+        &self,
+        location_id: &str,
+        specs: &[CustomFieldSpec],
+    ) -> ApiResult<Vec<Value>> {
+        let mut store = self.store();
+        let loc = store.location_mut(location_id)?;
+        for s in specs {
+            let name = if s.name.is_empty() {
+                s.field_key.clone()
+            } else {
+                s.name.clone()
+            };
+            let def = CustomFieldDef {
+                id: if s.id.is_empty() {
+                    ghl_id()
+                } else {
+                    s.id.clone()
+                },
+                field_key: if s.field_key.is_empty() {
+                    format!("contact.{}", name.to_lowercase().replace(' ', "_"))
+                } else {
+                    s.field_key.clone()
+                },
+                name,
+                data_type: if s.data_type.is_empty() {
+                    "TEXT".to_owned()
+                } else {
+                    s.data_type.clone()
+                },
+            };
+            loc.custom_fields.retain(|d| d.id != def.id);
+            loc.custom_fields.push(def);
+        }
+        Ok(loc
+            .custom_fields
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d.to_json(location_id, i))
+            .collect())
+    }
+
+    pub fn register_client(&self, spec: OAuthClientSpec) -> ApiResult<()> {
+        self.auth().register_client(spec)
+    }
+
+    fn principal(
+        &self,
+        location_id: Option<&str>,
+        company_id: Option<&str>,
+    ) -> ApiResult<(Principal, String)> {
+        match (location_id, company_id) {
+            (Some(l), _) => {
+                let company = self.store().location(l)?.info.company_id.clone();
+                Ok((Principal::Location(l.to_owned()), company))
+            }
+            (None, Some(c)) => Ok((Principal::Company(c.to_owned()), c.to_owned())),
+            (None, None) => Err(ApiError::unprocessable(vec![
+                "locationId or companyId should not be empty".to_owned(),
+            ])),
+        }
+    }
+
+    pub fn issue_code(
+        &self,
+        client_id: &str,
+        location_id: Option<&str>,
+        company_id: Option<&str>,
+        scopes: Option<Vec<String>>,
+    ) -> ApiResult<String> {
+        let (p, company) = self.principal(location_id, company_id)?;
+        self.auth().issue_code(client_id, p, company, scopes)
+    }
+
+    pub fn issue_tokens(
+        &self,
+        client_id: &str,
+        location_id: Option<&str>,
+        company_id: Option<&str>,
+        scopes: Option<Vec<String>>,
+    ) -> ApiResult<TokenPair> {
+        let (p, company) = self.principal(location_id, company_id)?;
+        self.auth().issue_pair(client_id, p, company, scopes)
+    }
+
+    pub fn register_pit(&self, spec: &PitSpec) -> ApiResult<String> {
+        let companies: std::collections::HashMap<String, String> = self
+            .store()
+            .locations
+            .values()
+            .map(|l| (l.info.id.clone(), l.info.company_id.clone()))
+            .collect();
+        self.auth()
+            .register_pit(spec, |l| companies.get(l).cloned())
+    }
+
+    // ------------------------------------------------------------ reads
+
+    pub fn contact_json(&self, id: &str) -> ApiResult<Value> {
+        Ok(Value::Object(self.store().contact(id)?.to_json()))
+    }
+
+    pub fn dump(&self, location_id: &str) -> ApiResult<Value> {
+        self.store().dump(location_id)
+    }
+
+    // ------------------------------------------------------------ seeding (no webhooks)
+
+    fn items(v: &Value) -> ApiResult<&Vec<Value>> {
+        v.as_array()
+            .ok_or_else(|| ApiError::unprocessable(vec!["body must be an array".to_owned()]))
+    }
+
+    /// Seed contacts (control `ContactDto` fields, so `id`, dates and `businessId` may be set).
+    /// All or nothing: the first invalid item aborts before anything is written.
+    pub fn seed_contacts(&self, location_id: &str, items: &Value) -> ApiResult<Vec<String>> {
+        let patches = Self::items(items)?
+            .iter()
+            .map(|v| ContactPatch::parse(v, ContactDto::Control))
+            .collect::<ApiResult<Vec<_>>>()?;
+        self.seed(|s, ev| {
+            s.location(location_id)?;
+            let mut ids = Vec::with_capacity(patches.len());
+            for p in &patches {
+                ids.push(s.create_contact(location_id, p, ev)?.id);
+                ev.clear();
+            }
+            Ok(ids)
+        })
+    }
+
+    pub fn seed_tasks(&self, contact_id: &str, items: &Value) -> ApiResult<Vec<String>> {
+        let patches = Self::items(items)?
+            .iter()
+            .map(|v| TaskPatch::parse(v, true, true))
+            .collect::<ApiResult<Vec<_>>>()?;
+        self.seed(|s, ev| {
+            patches
+                .iter()
+                .map(|p| s.create_task(contact_id, p, ev).map(|t| t.id))
+                .collect()
+        })
+    }
+
+    pub fn seed_notes(&self, contact_id: &str, items: &Value) -> ApiResult<Vec<String>> {
+        let patches = Self::items(items)?
+            .iter()
+            .map(|v| NotePatch::parse(v, true, true))
+            .collect::<ApiResult<Vec<_>>>()?;
+        self.seed(|s, ev| {
+            patches
+                .iter()
+                .map(|p| s.create_note(contact_id, p, ev).map(|n| n.id))
+                .collect()
+        })
+    }
+
+    pub fn seed_appointments(&self, items: &Value) -> ApiResult<Vec<String>> {
+        let patches = Self::items(items)?
+            .iter()
+            .map(|v| AppointmentPatch::parse(v, true))
+            .collect::<ApiResult<Vec<_>>>()?;
+        self.seed(|s, ev| {
+            patches
+                .iter()
+                .map(|p| s.create_appointment(p, ev).map(|a| a.id))
+                .collect()
+        })
+    }
+
+    pub fn seed_businesses(&self, location_id: &str, items: &Value) -> ApiResult<Vec<String>> {
+        let patches = Self::items(items)?
+            .iter()
+            .map(|v| BusinessPatch::parse(v, true, true))
+            .collect::<ApiResult<Vec<_>>>()?;
+        self.seed(|s, _| {
+            patches
+                .iter()
+                .map(|p| s.create_business(location_id, p).map(|b| b.id))
+                .collect()
+        })
+    }
+
+    // ------------------------------------------------------------ acting as a person
+
+    pub fn act_create_contact(&self, location_id: &str, body: &Value) -> ApiResult<Value> {
+        let p = ContactPatch::parse(body, ContactDto::Control)?;
+        let c = self.write(|s, ev| s.create_contact(location_id, &p, ev))?;
+        Ok(Value::Object(c.to_json()))
+    }
+
+    pub fn act_update_contact(&self, contact_id: &str, body: &Value) -> ApiResult<Value> {
+        let p = ContactPatch::parse(body, ContactDto::Control)?;
+        let c = self.write(|s, ev| s.update_contact(contact_id, &p, ev))?;
+        Ok(Value::Object(c.to_json()))
+    }
+
+    pub fn act_delete_contact(&self, contact_id: &str) -> ApiResult<()> {
+        self.write(|s, ev| s.delete_contact(contact_id, ev))
+            .map(|_| ())
+    }
+
+    pub fn act_tags(&self, contact_id: &str, tags: &[String], add: bool) -> ApiResult<Vec<String>> {
+        self.write(|s, ev| s.change_tags(contact_id, tags, add, ev))
+    }
+
+    pub fn act_create_task(&self, contact_id: &str, body: &Value) -> ApiResult<Value> {
+        let p = TaskPatch::parse(&with_task_defaults(body), true, true)?;
+        Ok(self
+            .write(|s, ev| s.create_task(contact_id, &p, ev))?
+            .to_json())
+    }
+
+    pub fn act_update_task(
+        &self,
+        contact_id: &str,
+        task_id: &str,
+        body: &Value,
+    ) -> ApiResult<Value> {
+        let p = TaskPatch::parse(body, false, false)?;
+        Ok(self
+            .write(|s, ev| s.update_task(contact_id, task_id, &p, ev))?
+            .to_json())
+    }
+
+    pub fn act_complete_task(
+        &self,
+        contact_id: &str,
+        task_id: &str,
+        completed: bool,
+    ) -> ApiResult<Value> {
+        let p = TaskPatch {
+            completed: Some(completed),
+            ..TaskPatch::default()
+        };
+        Ok(self
+            .write(|s, ev| s.update_task(contact_id, task_id, &p, ev))?
+            .to_json())
+    }
+
+    pub fn act_delete_task(&self, contact_id: &str, task_id: &str) -> ApiResult<()> {
+        self.write(|s, ev| s.delete_task(contact_id, task_id, ev))
+            .map(|_| ())
+    }
+
+    pub fn act_create_note(&self, contact_id: &str, body: &Value) -> ApiResult<Value> {
+        let p = NotePatch::parse(body, true, true)?;
+        Ok(self
+            .write(|s, ev| s.create_note(contact_id, &p, ev))?
+            .to_json())
+    }
+
+    pub fn act_update_note(
+        &self,
+        contact_id: &str,
+        note_id: &str,
+        body: &Value,
+    ) -> ApiResult<Value> {
+        let p = NotePatch::parse(body, false, false)?;
+        Ok(self
+            .write(|s, ev| s.update_note(contact_id, note_id, &p, ev))?
+            .to_json())
+    }
+
+    pub fn act_delete_note(&self, contact_id: &str, note_id: &str) -> ApiResult<()> {
+        self.write(|s, ev| s.delete_note(contact_id, note_id, ev))
+            .map(|_| ())
+    }
+
+    pub fn act_create_appointment(&self, body: &Value) -> ApiResult<Value> {
+        let p = AppointmentPatch::parse(body, true)?;
+        self.write(|s, ev| {
+            let a = s.create_appointment(&p, ev)?;
+            let tz = s.location(&a.location_id)?.tz();
+            Ok(a.to_calendar_json(tz))
+        })
+    }
+
+    pub fn act_update_appointment(&self, id: &str, body: &Value) -> ApiResult<Value> {
+        let p = AppointmentPatch::parse(body, false)?;
+        self.write(|s, ev| {
+            let a = s.update_appointment(id, &p, ev)?;
+            let tz = s.location(&a.location_id)?.tz();
+            Ok(a.to_calendar_json(tz))
+        })
+    }
+
+    pub fn act_delete_appointment(&self, id: &str) -> ApiResult<()> {
+        self.write(|s, ev| s.delete_appointment(id, ev)).map(|_| ())
+    }
+
+    /// `INSTALL` (AppInstall doc, API.md §9.2) for a location.
+    pub fn act_install(&self, location_id: &str, app_id: Option<&str>) -> ApiResult<()> {
+        let store = self.store();
+        let loc = store.location(location_id)?;
+        let mut f = Map::new();
+        if let Some(a) = app_id {
+            f.insert("appId".into(), json!(a));
+        }
+        f.insert("companyId".into(), json!(loc.info.company_id));
+        f.insert("userId".into(), json!("sandboxUser000000001"));
+        f.insert("planId".into(), json!(""));
+        f.insert(
+            "trial".into(),
+            json!({"onTrial": false, "trialDuration": 0, "trialStartDate": null}),
+        );
+        f.insert("isWhitelabelCompany".into(), json!(false));
+        f.insert("whitelabelDetails".into(), json!({}));
+        f.insert("companyName".into(), json!("Sandbox Agency"));
+        self.webhooks
+            .emit_value("INSTALL", location_id.to_owned(), f);
+        Ok(())
+    }
+
+    /// `UNINSTALL`: the app's tokens for the location stop working.
+    pub fn act_uninstall(&self, location_id: &str, app_id: Option<&str>) -> ApiResult<()> {
+        let store = self.store();
+        let loc = store.location(location_id)?;
+        let mut f = Map::new();
+        if let Some(a) = app_id {
+            f.insert("appId".into(), json!(a));
+        }
+        f.insert("companyId".into(), json!(loc.info.company_id));
+        self.auth().revoke_location(location_id);
+        self.webhooks
+            .emit_value("UNINSTALL", location_id.to_owned(), f);
+        Ok(())
+    }
+
+    pub fn set_search_lag(&self, lag: Duration) {
+        self.store().set_search_lag(lag);
+    }
+}
+
+/// A person creating a task in the UI need not type every required field.
+fn with_task_defaults(body: &Value) -> Value {
+    let mut v = body.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.entry("completed").or_insert(json!(false));
+        o.entry("dueDate").or_insert_with(|| {
+            json!(super::util::iso(
+                &(super::util::now_ms() + chrono::Duration::days(1))
+            ))
+        });
+    }
+    v
+}
