@@ -1,0 +1,81 @@
+//! How an eKyte simulator is started. Every field has a default, so `{}` is a valid config and
+//! the app's `sandbox --ekyte-port P` only has to set `port`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::common::FaultConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EkyteConfig {
+    /// Address to bind; loopback unless told otherwise.
+    pub host: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Records per page of BI lists and MCP list envelopes (API.md §3.1: 100, no page-size
+    /// parameter known).
+    pub page_size: usize,
+    /// Look-back of the automation API's "recent" polling lists (API.md §4.1: 15 minutes).
+    pub polling_window_secs: u64,
+    /// Upper bound of MCP `list_tasks.limit` (API.md §5: ≤200).
+    pub mcp_list_tasks_max: usize,
+    /// Answer MCP over SSE whenever the request's `Accept` allows `text/event-stream`
+    /// (API.md §5: responses "may be plain JSON or SSE `data:` lines").
+    pub mcp_prefer_sse: bool,
+    /// Serve the workspace `externalId` on BI and MCP reads. eKyte accepts it on create
+    /// (§4.2, §5) but no read shape shows it (§3.3); turn off to test a client's fallback.
+    pub expose_external_id: bool,
+    /// Injected faults; the default injects nothing.
+    pub faults: FaultConfig,
+    /// Requests-per-window limit; none by default (API.md §9: no published limits).
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+impl Default for EkyteConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            page_size: 100,
+            polling_window_secs: 15 * 60,
+            mcp_list_tasks_max: 200,
+            mcp_prefer_sse: false,
+            expose_external_id: true,
+            faults: FaultConfig::default(),
+            rate_limit: None,
+        }
+    }
+}
+
+/// A fixed window per credential (API key or MCP token): at most `requests` in each
+/// `window_ms`; the next one is answered 429 with no `Retry-After` (API.md §9: eKyte
+/// publishes no rate-limit headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitConfig {
+    pub requests: u32,
+    pub window_ms: u64,
+}
+
+/// The knobs that may change while the server runs, copied out per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub page_size: usize,
+    pub polling_window_secs: u64,
+    pub mcp_list_tasks_max: usize,
+    pub mcp_prefer_sse: bool,
+    pub expose_external_id: bool,
+}
+
+impl From<&EkyteConfig> for Settings {
+    fn from(c: &EkyteConfig) -> Self {
+        Self {
+            page_size: c.page_size.max(1),
+            polling_window_secs: c.polling_window_secs,
+            mcp_list_tasks_max: c.mcp_list_tasks_max.max(1),
+            mcp_prefer_sse: c.mcp_prefer_sse,
+            expose_external_id: c.expose_external_id,
+        }
+    }
+}
