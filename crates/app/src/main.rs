@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ghl-ekyte-sync` binary.
+
+fn main() -> std::process::ExitCode {
+    app::cli::main()
+}

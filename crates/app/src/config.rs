@@ -1,0 +1,689 @@
+//! Configuration: embedded commented defaults (`config/default.toml`) → a TOML file
+//! (`--config` or `GES_CONFIG`) → environment variables `GES_…` with `__` for nesting.
+//!
+//! Loaded and validated once at start. Every error names the key (`queue.prefetch`) and what
+//! was wrong with it. Secrets are [`SecretString`]s: [`Config::redacted`] is the only view
+//! meant for printing, and it never contains a secret's value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults, shipped inside the binary.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub http: HttpConfig,
+    pub ghl: GhlConfig,
+    pub ekyte: EkyteConfig,
+    pub crypto: CryptoConfig,
+    pub scheduler: SchedulerConfig,
+    pub sync: SyncConfig,
+    pub worker: WorkerConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// May hold a password: printed with it masked.
+    pub url: SecretString,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueBackend {
+    Amqp,
+    Memory,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub backend: QueueBackend,
+    /// May hold a password: printed with it masked.
+    pub url: SecretString,
+    pub prefix: String,
+    pub prefetch: u16,
+    pub max_attempts: u32,
+    #[serde(deserialize_with = "durations")]
+    pub retry_delays: Vec<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub bind: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GhlConfig {
+    pub api_base: url::Url,
+    pub marketplace_base: url::Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub app_id: String,
+    pub redirect_uri: url::Url,
+    pub scopes: Vec<String>,
+    pub webhook_ed25519_key: String,
+    pub webhook_rsa_key: String,
+    #[serde(with = "humantime_serde")]
+    pub replay_window: Duration,
+    pub rate_max: u32,
+    #[serde(with = "humantime_serde")]
+    pub rate_interval: Duration,
+    pub daily_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EkyteConfig {
+    pub api_base: url::Url,
+    pub automation_path: String,
+    pub mcp_url: url::Url,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CryptoConfig {
+    pub key: SecretString,
+    pub key_id: String,
+    pub old_keys: BTreeMap<String, SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub incremental_every: Duration,
+    /// `HH:MM`, UTC.
+    pub full_sync_at: String,
+    #[serde(with = "humantime_serde")]
+    pub poll_every: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    #[serde(with = "humantime_serde")]
+    pub incremental_overlap: Duration,
+    pub page_size: u32,
+    #[serde(with = "humantime_serde")]
+    pub contact_lock_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub claim_stale_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub inbox_retention: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layers do not deserialise (wrong type, unknown key, unreadable file).
+    #[error("invalid configuration: {0}")]
+    Load(String),
+    /// A value of the right type that does not make sense.
+    #[error("invalid configuration: {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// Format figment's errors so each names the dotted key it is about.
+fn load_error(e: figment::Error) -> ConfigError {
+    let lines: Vec<String> = e
+        .into_iter()
+        .map(|err| {
+            let key = err.path.join(".");
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", err.kind)
+            } else {
+                format!("{key}: {}{source}", err.kind)
+            }
+        })
+        .collect();
+    ConfigError::Load(lines.join("; "))
+}
+
+impl Config {
+    /// The figment of every layer, for `load` and for tests.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut f = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            f = f.merge(Toml::file_exact(path));
+        }
+        // `DATABASE_URL` is what the Rust database ecosystem expects; `GES_DATABASE__URL`
+        // (merged after it) wins when both are set.
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            f = f.merge(Serialized::default("database.url", url));
+        }
+        f.merge(Env::prefixed("GES_").split("__").ignore(&["config"]))
+    }
+
+    /// Load every layer and validate. `file` comes from `--config`; `GES_CONFIG` is used when
+    /// it is absent.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_env = std::env::var_os("GES_CONFIG").map(PathBuf::from);
+        let path = file.map(Path::to_path_buf).or(from_env);
+        if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
+            return Err(ConfigError::Load(format!(
+                "config file {} does not exist or is not a file",
+                p.display()
+            )));
+        }
+        Self::from_figment(Self::figment(path.as_deref()))
+    }
+
+    pub fn from_figment(f: Figment) -> Result<Self, ConfigError> {
+        let config: Config = f.extract().map_err(load_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let db = self.database.url.expose_secret();
+        if !(db.starts_with("postgres://")
+            || db.starts_with("postgresql://")
+            || db.starts_with("sqlite:"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.queue.backend == QueueBackend::Amqp {
+            let q = url::Url::parse(self.queue.url.expose_secret())
+                .map_err(|e| invalid("queue.url", format!("not a URL: {e}")))?;
+            if !matches!(q.scheme(), "amqp" | "amqps") {
+                return Err(invalid("queue.url", "must be an amqp:// or amqps:// URL"));
+            }
+        }
+        if self.queue.prefix.is_empty()
+            || !self
+                .queue
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                "queue.prefix",
+                "must be non-empty and hold only letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if !(1..=1000).contains(&self.queue.prefetch) {
+            return Err(invalid("queue.prefetch", "must be between 1 and 1000"));
+        }
+        if self.queue.max_attempts == 0 {
+            return Err(invalid("queue.max_attempts", "must be at least 1"));
+        }
+        if self.queue.retry_delays.is_empty() {
+            return Err(invalid("queue.retry_delays", "needs at least one delay"));
+        }
+        if self.queue.retry_delays.iter().any(|d| d.is_zero()) {
+            return Err(invalid("queue.retry_delays", "delays must be above zero"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        if self.ghl.rate_max == 0 {
+            return Err(invalid("ghl.rate_max", "must be at least 1"));
+        }
+        if self.ghl.rate_interval.is_zero() {
+            return Err(invalid("ghl.rate_interval", "must be above zero"));
+        }
+        if self.ghl.daily_limit == 0 {
+            return Err(invalid("ghl.daily_limit", "must be at least 1"));
+        }
+        if !matches!(self.ekyte.automation_path.as_str(), "/n8n" | "/zapier") {
+            return Err(invalid(
+                "ekyte.automation_path",
+                "must be \"/n8n\" or \"/zapier\"",
+            ));
+        }
+        check_key("crypto.key", &self.crypto.key, true)?;
+        for key in self.crypto.old_keys.values() {
+            check_key("crypto.old_keys", key, false)?;
+        }
+        if self.crypto.key_id.is_empty() || self.crypto.old_keys.contains_key(&self.crypto.key_id) {
+            return Err(invalid(
+                "crypto.key_id",
+                "must be non-empty and differ from the ids of crypto.old_keys",
+            ));
+        }
+        parse_hh_mm(&self.scheduler.full_sync_at)
+            .ok_or_else(|| invalid("scheduler.full_sync_at", "must be HH:MM (UTC)"))?;
+        for (key, d) in [
+            (
+                "scheduler.incremental_every",
+                self.scheduler.incremental_every,
+            ),
+            ("scheduler.poll_every", self.scheduler.poll_every),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(invalid(key, "must be at least 1s"));
+            }
+        }
+        if !(1..=500).contains(&self.sync.page_size) {
+            return Err(invalid(
+                "sync.page_size",
+                "must be between 1 and 500 (GHL's limit)",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.telemetry.level)
+            .map_err(|e| invalid("telemetry.level", format!("not a log filter: {e}")))?;
+        Ok(())
+    }
+
+    /// The crypto key, decoded; `None` when unset.
+    pub fn crypto_key(&self) -> Option<[u8; 32]> {
+        decode_key(&self.crypto.key)
+    }
+
+    /// The effective configuration with every secret replaced by `<redacted>` (or `<unset>`)
+    /// and passwords in URLs masked.
+    pub fn redacted(&self) -> toml::Table {
+        let secret = |s: &SecretString| -> toml::Value {
+            if s.expose_secret().is_empty() {
+                "<unset>".into()
+            } else {
+                "<redacted>".into()
+            }
+        };
+        let dur = |d: &Duration| toml::Value::from(humantime::format_duration(*d).to_string());
+        let mut t = toml::Table::new();
+        let mut section = |name: &str, pairs: Vec<(&str, toml::Value)>| {
+            t.insert(
+                name.to_owned(),
+                toml::Value::Table(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+            );
+        };
+        section(
+            "database",
+            vec![
+                ("url", mask_url(self.database.url.expose_secret()).into()),
+                (
+                    "max_connections",
+                    i64::from(self.database.max_connections).into(),
+                ),
+                ("acquire_timeout", dur(&self.database.acquire_timeout)),
+            ],
+        );
+        section(
+            "queue",
+            vec![
+                (
+                    "backend",
+                    format!("{:?}", self.queue.backend).to_lowercase().into(),
+                ),
+                ("url", mask_url(self.queue.url.expose_secret()).into()),
+                ("prefix", self.queue.prefix.clone().into()),
+                ("prefetch", i64::from(self.queue.prefetch).into()),
+                ("max_attempts", i64::from(self.queue.max_attempts).into()),
+                (
+                    "retry_delays",
+                    toml::Value::Array(self.queue.retry_delays.iter().map(dur).collect()),
+                ),
+                ("confirm_timeout", dur(&self.queue.confirm_timeout)),
+            ],
+        );
+        section(
+            "http",
+            vec![
+                ("bind", self.http.bind.to_string().into()),
+                ("max_body_bytes", (self.http.max_body_bytes as i64).into()),
+            ],
+        );
+        section(
+            "ghl",
+            vec![
+                ("api_base", self.ghl.api_base.as_str().into()),
+                (
+                    "marketplace_base",
+                    self.ghl.marketplace_base.as_str().into(),
+                ),
+                ("client_id", self.ghl.client_id.clone().into()),
+                ("client_secret", secret(&self.ghl.client_secret)),
+                ("app_id", self.ghl.app_id.clone().into()),
+                ("redirect_uri", self.ghl.redirect_uri.as_str().into()),
+                (
+                    "scopes",
+                    toml::Value::Array(self.ghl.scopes.iter().map(|s| s.clone().into()).collect()),
+                ),
+                (
+                    "webhook_ed25519_key",
+                    key_source(&self.ghl.webhook_ed25519_key).into(),
+                ),
+                (
+                    "webhook_rsa_key",
+                    key_source(&self.ghl.webhook_rsa_key).into(),
+                ),
+                ("replay_window", dur(&self.ghl.replay_window)),
+                ("rate_max", i64::from(self.ghl.rate_max).into()),
+                ("rate_interval", dur(&self.ghl.rate_interval)),
+                ("daily_limit", i64::from(self.ghl.daily_limit).into()),
+                ("request_timeout", dur(&self.ghl.request_timeout)),
+            ],
+        );
+        section(
+            "ekyte",
+            vec![
+                ("api_base", self.ekyte.api_base.as_str().into()),
+                ("automation_path", self.ekyte.automation_path.clone().into()),
+                ("mcp_url", self.ekyte.mcp_url.as_str().into()),
+                ("request_timeout", dur(&self.ekyte.request_timeout)),
+            ],
+        );
+        section(
+            "crypto",
+            vec![
+                ("key", secret(&self.crypto.key)),
+                ("key_id", self.crypto.key_id.clone().into()),
+                (
+                    "old_keys",
+                    toml::Value::Table(
+                        self.crypto
+                            .old_keys
+                            .iter()
+                            .map(|(k, v)| (k.clone(), secret(v)))
+                            .collect(),
+                    ),
+                ),
+            ],
+        );
+        section(
+            "scheduler",
+            vec![
+                ("enabled", self.scheduler.enabled.into()),
+                ("incremental_every", dur(&self.scheduler.incremental_every)),
+                ("full_sync_at", self.scheduler.full_sync_at.clone().into()),
+                ("poll_every", dur(&self.scheduler.poll_every)),
+            ],
+        );
+        section(
+            "sync",
+            vec![
+                ("incremental_overlap", dur(&self.sync.incremental_overlap)),
+                ("page_size", i64::from(self.sync.page_size).into()),
+                ("contact_lock_wait", dur(&self.sync.contact_lock_wait)),
+                ("claim_stale_after", dur(&self.sync.claim_stale_after)),
+                ("inbox_retention", dur(&self.sync.inbox_retention)),
+            ],
+        );
+        section(
+            "worker",
+            vec![("drain_timeout", dur(&self.worker.drain_timeout))],
+        );
+        section(
+            "telemetry",
+            vec![
+                (
+                    "format",
+                    format!("{:?}", self.telemetry.format).to_lowercase().into(),
+                ),
+                ("level", self.telemetry.level.clone().into()),
+            ],
+        );
+        t
+    }
+}
+
+/// A list of humantime durations (`["5s", "2m"]`).
+fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|s| humantime::parse_duration(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+fn key_source(pem: &str) -> &'static str {
+    if pem.trim().is_empty() {
+        "<GHL's published key>"
+    } else {
+        "<configured PEM>"
+    }
+}
+
+fn decode_key(s: &SecretString) -> Option<[u8; 32]> {
+    let raw = s.expose_secret().trim();
+    if raw.is_empty() {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+}
+
+fn check_key(
+    key: &'static str,
+    value: &SecretString,
+    may_be_empty: bool,
+) -> Result<(), ConfigError> {
+    if may_be_empty && value.expose_secret().trim().is_empty() {
+        return Ok(());
+    }
+    // Never echo the value: it is a secret even when malformed.
+    decode_key(value).map(|_| ()).ok_or_else(|| {
+        invalid(
+            key,
+            "must be 32 bytes encoded as base64 (openssl rand -base64 32)",
+        )
+    })
+}
+
+/// `HH:MM` → (hour, minute).
+pub fn parse_hh_mm(s: &str) -> Option<(u32, u32)> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && s.len() == 5).then_some((h, m))
+}
+
+/// A URL with its password replaced by `***` (or the input unchanged when it does not parse,
+/// minus anything between `://` and `@`).
+pub fn mask_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => match (raw.find("://"), raw.rfind('@')) {
+            (Some(s), Some(a)) if a > s => format!("{}://***{}", &raw[..s], &raw[a..]),
+            _ => raw.to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+// figment::Jail's closures must return figment's (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        figment::Jail::expect_with(|_jail| {
+            let c = Config::from_figment(Config::figment(None)).map_err(|e| e.to_string())?;
+            assert_eq!(c.queue.prefetch, 16);
+            assert_eq!(c.queue.retry_delays.len(), 4);
+            assert_eq!(c.ekyte.automation_path, "/n8n");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_number_names_its_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GES_QUEUE__PREFETCH", "abc");
+            let err = Config::from_figment(Config::figment(None))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("queue.prefetch"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GES_QUEUE__PREFETCH", "0");
+            let err = Config::from_figment(Config::figment(None))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("queue.prefetch") && err.contains("between 1 and 1000"),
+                "{err}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GES_CRYPTO__KEY", "c2hvcnQ=");
+            let err = Config::from_figment(Config::figment(None))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("crypto.key"), "{err}");
+            assert!(
+                !err.contains("c2hvcnQ="),
+                "the value must not be echoed: {err}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GES_QUEUEE__PREFETCH", "3");
+            jail.set_env("GES_QUEUE__PREFECH", "3");
+            let err = Config::from_figment(Config::figment(None))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("prefech"), "unknown keys are reported: {err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "ges.toml",
+                "[queue]\nprefetch = 4\nbackend = \"memory\"\n[database]\nurl = \"sqlite://file.db\"\n",
+            )?;
+            jail.set_env("GES_QUEUE__PREFETCH", "8");
+            jail.set_env("DATABASE_URL", "postgres://u:pw@db/x");
+            let c = Config::from_figment(Config::figment(Some(Path::new("ges.toml"))))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.queue.prefetch, 8, "env beats file");
+            assert_eq!(c.queue.backend, QueueBackend::Memory, "file beats defaults");
+            assert_eq!(
+                c.database.url.expose_secret(),
+                "postgres://u:pw@db/x",
+                "DATABASE_URL beats the file"
+            );
+            jail.set_env("GES_DATABASE__URL", "postgres://other/y");
+            let c = Config::from_figment(Config::figment(Some(Path::new("ges.toml"))))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.database.url.expose_secret(),
+                "postgres://other/y",
+                "GES_ beats DATABASE_URL"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redacted_view_holds_no_secret() {
+        figment::Jail::expect_with(|jail| {
+            let key = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+            jail.set_env("GES_CRYPTO__KEY", key);
+            jail.set_env("GES_GHL__CLIENT_SECRET", "very-secret-client-secret");
+            jail.set_env(
+                "GES_DATABASE__URL",
+                "postgres://ges:db-password-123@db:5432/ges",
+            );
+            jail.set_env("GES_QUEUE__URL", "amqp://ges:mq-password-456@mq:5672/%2f");
+            let c = Config::from_figment(Config::figment(None)).map_err(|e| e.to_string())?;
+            assert!(c.crypto_key().is_some());
+            let shown = toml::to_string(&c.redacted()).map_err(|e| e.to_string())?;
+            for secret in [
+                key,
+                "very-secret-client-secret",
+                "db-password-123",
+                "mq-password-456",
+            ] {
+                assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+            }
+            assert!(shown.contains("<redacted>"));
+            assert!(shown.contains("postgres://ges:***@db:5432/ges"), "{shown}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn masks_urls() {
+        assert_eq!(
+            mask_url("amqp://guest:guest@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
+        assert_eq!(mask_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(parse_hh_mm("03:00"), Some((3, 0)));
+        assert_eq!(parse_hh_mm("3:00"), None);
+        assert_eq!(parse_hh_mm("24:00"), None);
+    }
+}
