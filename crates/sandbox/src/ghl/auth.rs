@@ -385,7 +385,8 @@ impl AuthRegistry {
         };
         let remaining = t
             .expires_at
-            .map(|e| e.saturating_duration_since(Instant::now()).as_secs())
+            // Rounded up, so a fresh token reports the full lifetime (86399, [O2]).
+            .map(|e| e.saturating_duration_since(Instant::now()).as_millis().div_ceil(1000) as u64)
             .unwrap_or(self.cfg.access_token_ttl_secs);
         let ctx = &t.ctx;
         let mut body = json!({
