@@ -58,9 +58,10 @@ pub struct RateLimitConfig {
     pub window_ms: u64,
 }
 
-/// The knobs that may change while the server runs, copied out per request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Settings {
+/// The knobs that may change while the server runs (see [`EkyteConfig`] for each), copied out
+/// per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeSettings {
     pub page_size: usize,
     pub polling_window_secs: u64,
     pub mcp_list_tasks_max: usize,
@@ -68,7 +69,7 @@ pub(crate) struct Settings {
     pub expose_external_id: bool,
 }
 
-impl From<&EkyteConfig> for Settings {
+impl From<&EkyteConfig> for RuntimeSettings {
     fn from(c: &EkyteConfig) -> Self {
         Self {
             page_size: c.page_size.max(1),

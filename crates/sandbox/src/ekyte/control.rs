@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::config::RateLimitConfig;
+use super::config::{RateLimitConfig, RuntimeSettings};
 use super::model::{
     Company, CompanyDump, Note, Profile, Situation, Task, TicketStatus, Workflow, Workspace,
 };
@@ -75,6 +75,10 @@ impl EkyteControl {
 
     pub fn rate_limit(&self) -> Option<RateLimitConfig> {
         self.sim.limiter.config()
+    }
+
+    pub fn settings(&self) -> RuntimeSettings {
+        self.sim.settings()
     }
 
     pub fn update_settings(&self, patch: SettingsPatch) {
@@ -452,7 +456,7 @@ pub(crate) fn routes(control: EkyteControl) -> Router {
             "/_control/rate-limit",
             get(get_rate_limit).put(put_rate_limit),
         )
-        .route("/_control/settings", put(put_settings))
+        .route("/_control/settings", get(get_settings).put(put_settings))
         .route("/_control/clock", get(clock))
         .route("/_control/clock/advance", post(advance_clock))
         .route("/_control/seed-default", post(seed_default))
@@ -608,6 +612,10 @@ async fn get_rate_limit(State(ctl): Ctl) -> Json<Option<RateLimitConfig>> {
 async fn put_rate_limit(State(ctl): Ctl, Json(limit): Json<Option<RateLimitConfig>>) -> StatusCode {
     ctl.set_rate_limit(limit);
     StatusCode::NO_CONTENT
+}
+
+async fn get_settings(State(ctl): Ctl) -> Json<RuntimeSettings> {
+    Json(ctl.settings())
 }
 
 async fn put_settings(State(ctl): Ctl, Json(patch): Json<SettingsPatch>) -> StatusCode {

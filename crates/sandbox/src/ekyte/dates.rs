@@ -6,7 +6,10 @@
 //! company's local time and keeps the instant in UTC, truncated to .NET's 100 ns tick, so a
 //! value served and sent back unchanged names the same instant.
 //!
-//! Guarantee: `parse_local(&format_local(t, tz), tz) == t` for every `t` the store holds.
+//! Guarantee: `parse_local(&format_local(t, tz), tz) == t` for every `t` the store holds,
+//! except inside the repeated hour when a zone turns its clocks back: a zone-less string cannot
+//! tell the two occurrences apart (neither can eKyte's), and the earlier one is taken.
+//! `America/Sao_Paulo` has had no DST since 2019.
 
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;

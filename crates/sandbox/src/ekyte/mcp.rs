@@ -634,7 +634,6 @@ fn current_user(sim: &Sim, company: Option<i64>, user: Option<Uuid>) -> Result<V
             "companyId": d.company.id,
             "companyName": d.company.name,
             "timezone": d.company.timezone.name(),
-            "anonymous": false,
         })),
         // The anonymous identity: a nil id that still looks like a UUID, no name, no e-mail.
         _ => Ok(json!({
@@ -645,7 +644,6 @@ fn current_user(sim: &Sim, company: Option<i64>, user: Option<Uuid>) -> Result<V
             "companyId": data.map(|d| d.company.id),
             "companyName": null,
             "timezone": data.map(|d| d.company.timezone.name()),
-            "anonymous": true,
         })),
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{EkyteConfig, RateLimitConfig, Settings};
+use super::config::{EkyteConfig, RateLimitConfig, RuntimeSettings};
 use super::dates::to_tick;
 use super::store::Store;
 use crate::common::{Counters, Faults};
@@ -91,7 +91,7 @@ pub(crate) struct Sim {
     pub counters: Counters,
     pub faults: Faults,
     pub limiter: RateLimiter,
-    settings: RwLock<Settings>,
+    settings: RwLock<RuntimeSettings>,
     /// Cancelled on shutdown so injected hangs end instead of holding the server open.
     pub stop: CancellationToken,
 }
@@ -106,7 +106,7 @@ impl Sim {
             counters: Counters::new(),
             faults: Faults::new(config.faults.clone()),
             limiter,
-            settings: RwLock::new(Settings::from(config)),
+            settings: RwLock::new(RuntimeSettings::from(config)),
             stop: CancellationToken::new(),
         }
     }
@@ -123,11 +123,11 @@ impl Sim {
         self.clock.now()
     }
 
-    pub fn settings(&self) -> Settings {
+    pub fn settings(&self) -> RuntimeSettings {
         *self.settings.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) {
+    pub fn update_settings(&self, f: impl FnOnce(&mut RuntimeSettings)) {
         f(&mut self
             .settings
             .write()

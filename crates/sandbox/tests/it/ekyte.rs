@@ -599,15 +599,141 @@ async fn automation_creates_workspaces_boards_notes_and_projects() {
     e.sb.shutdown().await.unwrap();
 }
 
-fn dump_project(e: &Env, id: i64) -> Value {
-    let dump = serde_json::to_value(e.sb.dump(e.co.company_id).unwrap()).unwrap();
-    dump["projects"]
-        .as_array()
-        .unwrap()
+#[tokio::test]
+async fn automation_unplanned_tasks_tickets_and_admin_only_setting() {
+    let e = env().await;
+    let c = e.co.company_id;
+    let (_, p) = e
+        .post(
+            "/n8n/projects",
+            &json!({ "Name": "Sprint", "WorkspaceId": e.co.workspace_id }),
+        )
+        .await;
+    let project = p["ProjectId"].as_i64().unwrap();
+
+    // PlanTask=false needs a project and yields a task no list shows.
+    let mut body = e.task_body("modelo");
+    body["PlanTask"] = json!(false);
+    let (s, err) = e.post("/n8n/tasks", &body).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{err}");
+    body["CtcTaskProjectId"] = json!(project);
+    let (s, created) = e.post("/n8n/tasks", &body).await;
+    assert_eq!(s, StatusCode::OK, "{created}");
+    let id = created["TaskId"].as_i64().unwrap();
+    let (_, bi) = e.bi("/v1.2/tasks", &[]).await;
+    assert_eq!(bi["paging"]["totalCollectionSize"], 0);
+    assert_eq!(
+        e.tool("get_detailed_task", json!({ "taskId": id })).await,
+        json!({})
+    );
+    assert_eq!(
+        dump_project(&e, project)["unplanned_tasks"][0]["executor_id"],
+        e.co.admin.id.to_string(),
+        "the creator executes it"
+    );
+
+    // Tickets: unknown CC e-mails become guests; the concluded list follows the window.
+    let (s, t) = e
+        .post(
+            "/zapier/tickets",
+            &json!({
+                "Subject": "Ajuda", "Message": "<p>?</p>", "WorkspaceId": e.co.workspace_id,
+                "RequesterEmail": e.co.editor.email, "UsersCC": "novo@cliente.example, ",
+            }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let ticket = t["TicketId"].as_i64().unwrap();
+    let dump = e.sb.dump(c).unwrap();
+    let guest = dump
+        .users
         .iter()
-        .find(|p| p["id"] == id)
-        .cloned()
-        .unwrap()
+        .find(|u| u.email == "novo@cliente.example")
+        .expect("CC became a user");
+    assert_eq!(guest.profile, Profile::Guest);
+    let (_, changes) = e.get("/n8n/polling/tickets/changes", &e.auth()).await;
+    assert_eq!(changes[0]["id"], ticket);
+    let (_, concluded) = e.get("/n8n/polling/tickets/concluded", &e.auth()).await;
+    assert!(concluded.as_array().unwrap().is_empty());
+    e.sb.set_ticket_status(c, ticket, sandbox::ekyte::TicketStatus::Resolved)
+        .unwrap();
+    let (_, concluded) = e.get("/zapier/tickets/concluded", &e.auth()).await;
+    assert_eq!(concluded[0]["status"], 3);
+
+    // The company setting that reserves task creation to admins.
+    let strict =
+        e.sb.create_company(NewCompany {
+            only_admins_create_tasks: true,
+            ..NewCompany::default()
+        })
+        .unwrap();
+    let ed =
+        e.sb.create_user(
+            strict.id,
+            NewUser {
+                email: "ed@strict.example".into(),
+                ..NewUser::default()
+            },
+        )
+        .unwrap();
+    let wf = e.sb.dump(c).unwrap().workflows[0].clone();
+    let wf =
+        e.sb.create_workflow(
+            strict.id,
+            sandbox::ekyte::NewWorkflow {
+                name: wf.name,
+                active: true,
+                phases: vec![sandbox::ekyte::NewPhase::named("Única")],
+            },
+        )
+        .unwrap();
+    let tt =
+        e.sb.create_task_type(
+            strict.id,
+            sandbox::ekyte::NewTaskType {
+                name: "T".into(),
+                workflow_id: wf.id,
+                active: true,
+                group: None,
+                default_executors: Default::default(),
+            },
+        )
+        .unwrap();
+    let ws =
+        e.sb.create_workspace(
+            strict.id,
+            NewWorkspace {
+                name: "W".into(),
+                members: vec![ed],
+                ..NewWorkspace::default()
+            },
+        )
+        .unwrap();
+    let r = e
+        .http
+        .post(e.url("/n8n/tasks"))
+        .query(&[
+            ("apiKey", strict.api_key.clone()),
+            ("CompanyId", strict.id.to_string()),
+            ("UserEmail", "ed@strict.example".to_owned()),
+        ])
+        .json(&json!({ "Title": "x", "CurrentDueDate": "2030-01-01", "CtcTaskTypeId": tt, "WorkspaceId": ws }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let err: Value = r.json().await.unwrap();
+    assert!(
+        err["Text"].as_str().unwrap().contains("administradores"),
+        "{err}"
+    );
+    e.sb.shutdown().await.unwrap();
+}
+
+fn dump_project(e: &Env, id: i64) -> Value {
+    let dump = e.sb.dump(e.co.company_id).expect("dump");
+    let project = dump.projects.iter().find(|p| p.id == id).expect("project");
+    serde_json::to_value(project).expect("serialisable")
 }
 
 #[tokio::test]
@@ -975,7 +1101,11 @@ async fn mcp_malformed_token_is_served_as_anonymous() {
     assert!(!is_error, "no error: that is the trap");
     assert_eq!(me["id"], "00000000-0000-0000-0000-000000000000");
     assert!(me["email"].is_null());
-    assert_eq!(me["anonymous"], true);
+    assert!(me["userName"].is_null());
+    assert_eq!(
+        me["companyId"], c,
+        "the company is still the pasted token's"
+    );
 
     // Writes succeed silently, without an author.
     let (comment, is_error) = e
