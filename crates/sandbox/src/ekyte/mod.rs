@@ -3,10 +3,10 @@
 //!
 //! | surface | routes | module |
 //! |---|---|---|
-//! | A, public BI API (read-only, `apiKey`) | `GET /v1.0/workspaces`, `/v1.1/tasks`, `/v1.2/tasks`, `/v1.0/users`, `/v1.0/task-types`, `/v1.x/projects` | [`bi`] |
-//! | B, automation API (`apiKey` + `CompanyId` + `UserEmail`) | `/n8n/polling/*` + `/n8n/*`, and the same under `/zapier/*` | [`automation`] |
-//! | C, MCP (`?token=`) | `POST /mcp` | [`mcp`] |
-//! | control (never faulted or counted) | `/_control/*` | [`control`] |
+//! | A, public BI API (read-only, `apiKey`) | `GET /v1.0/workspaces`, `/v1.1/tasks`, `/v1.2/tasks`, `/v1.0/users`, `/v1.0/task-types`, `/v1.x/projects` | `bi.rs` |
+//! | B, automation API (`apiKey` + `CompanyId` + `UserEmail`) | `/n8n/polling/*` + `/n8n/*`, and the same under `/zapier/*` | `automation.rs` |
+//! | C, MCP (`?token=`) | `POST /mcp` | `mcp.rs` |
+//! | control (never faulted or counted) | `/_control/*` | `control.rs` |
 //!
 //! What it guarantees to its users (the eKyte adapter tests, the end-to-end and chaos suites,
 //! the benchmarks and the demo):
@@ -14,7 +14,7 @@
 //!   on the others, with eKyte's rules (executor chain, validation, permissions, no delete);
 //! - dates served and accepted without a zone, in the company's timezone ([`dates`]);
 //! - optional rate limits and seeded faults that never change data, and counters per route
-//!   template and status plus named events ([`traffic`]);
+//!   template and status plus named events (`traffic.rs`);
 //! - a Rust handle ([`EkyteSandbox`]) with the same operations as the control API.
 //!
 //! Where API.md is silent the choices made are listed in this folder's `README.md`.

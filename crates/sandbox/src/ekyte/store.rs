@@ -367,7 +367,9 @@ impl Store {
     /// Add a person to a company. A person already known by e-mail (in another company) is
     /// linked rather than duplicated.
     pub fn add_user(&mut self, company: i64, u: NewUser) -> Result<Uuid, SimError> {
-        let email = u.email.trim().to_lowercase();
+        // Stored as typed; matched case-insensitively.
+        let typed = u.email.trim().to_owned();
+        let email = typed.to_lowercase();
         if email.is_empty() || !email.contains('@') {
             return Err(SimError::required("email"));
         }
@@ -410,14 +412,14 @@ impl Store {
             self.tokens.insert(token, (company, id));
         }
         let user_name = if u.user_name.is_empty() {
-            email.split('@').next().unwrap_or_default().to_owned()
+            typed.split('@').next().unwrap_or_default().to_owned()
         } else {
             u.user_name
         };
         self.users.entry(id).or_insert(User {
             id,
             user_name,
-            email: email.clone(),
+            email: typed,
         });
         self.by_email.insert(email, id);
         Ok(id)

@@ -287,6 +287,39 @@ async fn bi_shapes_and_filters() {
     e.sb.shutdown().await.unwrap();
 }
 
+#[tokio::test]
+async fn external_id_can_be_hidden_from_reads() {
+    let e = env_with(EkyteConfig {
+        expose_external_id: false,
+        ..EkyteConfig::default()
+    })
+    .await;
+    let (_, w) = e
+        .post(
+            "/n8n/workspaces",
+            &json!({ "Name": "Sem id", "ExternalId": "ghl:L:C" }),
+        )
+        .await;
+    let (_, list) = e.bi("/v1.0/workspaces", &[]).await;
+    let row = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == w["WorkspaceId"])
+        .cloned()
+        .unwrap();
+    assert!(row.get("externalId").is_none(), "{row}");
+    let short = e.tool("list_short_workspaces", json!({})).await;
+    assert!(short["data"][0].get("externalId").is_none());
+    // Still stored: eKyte keeps what it was given.
+    assert_eq!(
+        e.sb.workspaces_by_external_id(e.co.company_id, "ghl:L:C")
+            .len(),
+        1
+    );
+    e.sb.shutdown().await.unwrap();
+}
+
 // ----- surface B -----------------------------------------------------------------------------
 
 #[tokio::test]
