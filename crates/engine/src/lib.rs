@@ -1,1 +1,306 @@
-//! (being built)
+//! The sync engine: every flow of the mission (DESIGN.md §1, M1–M7), two-way, idempotent,
+//! with dry-run.
+//!
+//! The engine depends on `domain` and `ports` only: it is generic over the adapters, which the
+//! app hands in as `Arc<dyn Port>`s. [`Engine::handle`] is the one entry point the worker
+//! calls per message; the CLI calls the use cases directly.
+//!
+//! Guarantees:
+//! - **Always re-fetch**: webhook payloads and poll results are hints; the current records
+//!   are read and reconciled, so order and duplicates do not matter.
+//! - **Per-contact serialisation**: everything under one contact runs under its lock.
+//! - **Exactly one create**: through link claims (see `settle`).
+//! - **Dedupe**: a message whose id was handled before is skipped (inbox).
+//! - **Nothing silent**: every write, skip, conflict and unsupported operation is audited;
+//!   the audit entries of a message are stored whatever its outcome.
+
+mod contact;
+mod cx;
+mod error;
+mod flows;
+mod report;
+mod settle;
+mod sweep;
+mod writers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::TenantId;
+use ports::ekyte::{EkyteApi, EkyteChangeSource, PollReport};
+use ports::ghl::GhlApi;
+use ports::queue::{Envelope, Payload, Publisher};
+use ports::store::{AuditLog, ContactLocks, Inbox, LinkStore, RunStore, TenantStore};
+use ports::{Clock, Priority, Scope};
+
+pub use contact::{BusinessCache, ContactSettings, ONBOARDING_WINDOW_HOURS};
+pub use cx::Options;
+pub use error::SyncError;
+pub use report::{Report, ReportLine, is_write};
+pub use sweep::{Progress, Quiet, SweepReport};
+
+/// The ports the engine calls.
+#[derive(Clone)]
+pub struct Ports {
+    pub ghl: Arc<dyn GhlApi>,
+    pub ekyte: Arc<dyn EkyteApi>,
+    pub changes: Arc<dyn EkyteChangeSource>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub links: Arc<dyn LinkStore>,
+    pub locks: Arc<dyn ContactLocks>,
+    pub audit: Arc<dyn AuditLog>,
+    pub inbox: Arc<dyn Inbox>,
+    pub runs: Arc<dyn RunStore>,
+    pub publisher: Arc<dyn Publisher>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Tunables (from the app's `[sync]` configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lock_wait: Duration,
+    pub claim_stale_after: Duration,
+    pub incremental_overlap: Duration,
+    pub page_size: u32,
+    /// How long a fetched business is reused.
+    pub business_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            lock_wait: Duration::from_secs(30),
+            claim_stale_after: Duration::from_secs(300),
+            incremental_overlap: Duration::from_secs(120),
+            page_size: 100,
+            business_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The engine: the use cases over the ports.
+pub struct Engine {
+    ports: Ports,
+    settings: Settings,
+    contact_settings: ContactSettings,
+    businesses: BusinessCache,
+    /// This process's identity in link claims.
+    owner: String,
+}
+
+/// The inbox source under which handled message ids are recorded.
+pub const INBOX_MESSAGES: &str = "message";
+
+/// What a poll did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PollSummary {
+    pub changes: usize,
+    pub published: usize,
+    pub calls: u32,
+    pub workspaces_seen: u32,
+    pub tasks_seen: u32,
+}
+
+impl Engine {
+    pub fn new(ports: Ports, settings: Settings) -> Self {
+        Self {
+            contact_settings: ContactSettings {
+                lock_wait: settings.lock_wait,
+                claim_stale_after: settings.claim_stale_after,
+            },
+            businesses: BusinessCache::new(settings.business_ttl),
+            owner: format!("worker-{}", uuid::Uuid::new_v4()),
+            ports,
+            settings,
+        }
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    fn contacts(&self) -> contact::ContactSync<'_> {
+        contact::ContactSync {
+            ports: &self.ports,
+            businesses: &self.businesses,
+            settings: &self.contact_settings,
+        }
+    }
+
+    /// The scope of an active tenant.
+    pub async fn scope(&self, tenant: &TenantId, priority: Priority) -> Result<Scope, SyncError> {
+        let t = match self.ports.tenants.get(tenant).await {
+            Ok(t) => t,
+            Err(ports::StoreError::NotFound { .. }) => {
+                return Err(SyncError::UnknownTenant(tenant.clone()));
+            }
+            Err(e) => return Err(SyncError::store("read tenant")(e)),
+        };
+        if !t.active {
+            return Err(SyncError::UnknownTenant(tenant.clone()));
+        }
+        Ok(Scope::new(Arc::new(t), priority))
+    }
+
+    fn cx(&self, scope: Scope, opts: Options) -> cx::Cx {
+        cx::Cx::new(scope, opts, self.ports.clock.now(), self.owner.clone())
+    }
+
+    async fn flush(&self, cx: &cx::Cx) -> Result<(), SyncError> {
+        if cx.entries.is_empty() {
+            return Ok(());
+        }
+        self.ports
+            .audit
+            .append(&cx.entries)
+            .await
+            .map_err(SyncError::store("append audit"))
+    }
+
+    /// Run `f` with a fresh context and store its audit entries whatever happens.
+    async fn audited<F>(&self, scope: Scope, opts: Options, f: F) -> Result<Report, SyncError>
+    where
+        F: for<'c> FnOnce(
+            &'c Engine,
+            &'c mut cx::Cx,
+        ) -> futures::future::BoxFuture<'c, Result<(), SyncError>>,
+    {
+        let mut cx = self.cx(scope, opts);
+        let result = f(self, &mut cx).await;
+        let flushed = self.flush(&cx).await;
+        result?;
+        flushed?;
+        Ok(cx.report())
+    }
+
+    /// Sync one contact with everything under it (M1, M4, M5, M7).
+    pub async fn sync_contact(
+        &self,
+        scope: Scope,
+        contact: &domain::GhlContactId,
+        opts: Options,
+    ) -> Result<Report, SyncError> {
+        let contact = contact.clone();
+        self.audited(scope, opts, move |e, cx| {
+            Box::pin(async move { e.contacts().run(cx, &contact).await })
+        })
+        .await
+    }
+
+    /// Handle one verified GHL event.
+    pub async fn ghl_event(
+        &self,
+        scope: Scope,
+        event: &ports::ghl::GhlEvent,
+        opts: Options,
+    ) -> Result<Report, SyncError> {
+        let event = event.clone();
+        self.audited(scope, opts, move |e, cx| {
+            Box::pin(async move { e.contacts().ghl_event(cx, &event).await })
+        })
+        .await
+    }
+
+    /// Handle one eKyte change.
+    pub async fn ekyte_change(
+        &self,
+        scope: Scope,
+        change: &ports::ekyte::EkyteChange,
+        opts: Options,
+    ) -> Result<Report, SyncError> {
+        let change = change.clone();
+        self.audited(scope, opts, move |e, cx| {
+            Box::pin(async move { e.contacts().ekyte_change(cx, &change).await })
+        })
+        .await
+    }
+
+    /// Poll eKyte and publish one `ekyte.change` message per change found.
+    pub async fn poll_ekyte(&self, scope: &Scope) -> Result<PollSummary, SyncError> {
+        let PollReport {
+            changes,
+            calls,
+            workspaces_seen,
+            tasks_seen,
+        } = self
+            .ports
+            .changes
+            .poll(scope)
+            .await
+            .map_err(SyncError::ekyte("poll"))?;
+        let now = self.ports.clock.now();
+        let mut published = 0;
+        for change in &changes {
+            let env = Envelope::new(
+                format!("ekyte:{}:{}", now.timestamp_millis(), change.dedupe_key()),
+                scope.tenant.id.clone(),
+                Payload::EkyteChange(change.clone()),
+                now,
+            );
+            self.ports
+                .publisher
+                .publish(&env)
+                .await
+                .map_err(SyncError::Queue)?;
+            published += 1;
+        }
+        Ok(PollSummary {
+            changes: changes.len(),
+            published,
+            calls,
+            workspaces_seen,
+            tasks_seen,
+        })
+    }
+
+    /// The worker's entry point: dedupe, dispatch, audit, remember.
+    pub async fn handle(&self, env: &Envelope) -> Result<Report, SyncError> {
+        let priority = match env.lane {
+            ports::queue::Lane::RealTime => Priority::RealTime,
+            ports::queue::Lane::Bulk => Priority::Bulk,
+        };
+        let scope = self.scope(&env.tenant, priority).await?;
+        if self
+            .ports
+            .inbox
+            .seen(&env.tenant, INBOX_MESSAGES, &env.id)
+            .await
+            .map_err(SyncError::store("read inbox"))?
+        {
+            tracing::debug!(message_id = %env.id, "already handled; skipped");
+            return Ok(Report::default());
+        }
+        let opts = Options {
+            message_id: Some(env.id.clone()),
+            ..Options::default()
+        };
+        let report = match &env.payload {
+            Payload::GhlEvent(ev) => self.ghl_event(scope, ev, opts).await?,
+            Payload::EkyteChange(ch) => self.ekyte_change(scope, ch, opts).await?,
+            Payload::SyncContact { contact, dry_run } => {
+                let opts = Options {
+                    dry_run: *dry_run,
+                    ..opts
+                };
+                self.sync_contact(scope, contact, opts).await?
+            }
+            Payload::SyncFull { mode, dry_run } => {
+                self.sweep(&scope, *mode, *dry_run, &Quiet).await?;
+                Report::default()
+            }
+            Payload::EkytePoll => {
+                self.poll_ekyte(&scope).await?;
+                Report::default()
+            }
+        };
+        self.ports
+            .inbox
+            .record(&env.tenant, INBOX_MESSAGES, &env.id)
+            .await
+            .map_err(SyncError::store("record inbox"))?;
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;

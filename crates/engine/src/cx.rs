@@ -1,0 +1,116 @@
+//! The context of one use-case run: who it is for, its options, and the audit entries it
+//! collects (flushed to the audit log once, at the end, whatever the outcome).
+
+use chrono::{DateTime, Utc};
+
+use domain::{EntityKind, GhlContactId, Side};
+use ports::Scope;
+use ports::store::{AuditAction, AuditEntry};
+
+use crate::report::{Report, ReportLine};
+
+/// Options of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Plan and report, write nothing to either side (nor any link).
+    pub dry_run: bool,
+    /// The message being handled, for the audit log.
+    pub message_id: Option<String>,
+    /// When GHL says the triggering change happened (the webhook's timestamp); used by
+    /// newest-wins, since GHL tasks and notes carry no update time.
+    pub ghl_changed_at: Option<DateTime<Utc>>,
+    /// When the eKyte change was observed (eKyte records carry no update time).
+    pub ekyte_changed_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) struct Cx {
+    pub scope: Scope,
+    pub opts: Options,
+    pub now: DateTime<Utc>,
+    /// This worker's identity, for link claims.
+    pub owner: String,
+    pub contact: Option<GhlContactId>,
+    pub entries: Vec<AuditEntry>,
+}
+
+/// Fields of an audit entry other than the constant ones.
+pub(crate) struct Note<'a> {
+    pub target: Option<Side>,
+    pub kind: EntityKind,
+    pub action: AuditAction,
+    pub ghl_id: Option<&'a str>,
+    pub ekyte_id: Option<&'a str>,
+    pub fields: Vec<String>,
+    pub reason: Option<String>,
+}
+
+impl Cx {
+    pub fn new(scope: Scope, opts: Options, now: DateTime<Utc>, owner: String) -> Self {
+        Self {
+            scope,
+            opts,
+            now,
+            owner,
+            contact: None,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.opts.dry_run
+    }
+
+    pub fn record(&mut self, n: Note<'_>) {
+        tracing::debug!(
+            tenant = %self.scope.tenant.id,
+            kind = %n.kind,
+            action = n.action.as_str(),
+            target = n.target.map(Side::as_str),
+            ghl_id = n.ghl_id,
+            ekyte_id = n.ekyte_id,
+            reason = n.reason.as_deref(),
+            dry_run = self.opts.dry_run,
+            "audit"
+        );
+        self.entries.push(AuditEntry {
+            tenant: self.scope.tenant.id.clone(),
+            at: self.now,
+            target: n.target,
+            kind: n.kind,
+            action: n.action,
+            contact: self.contact.clone(),
+            ghl_id: n.ghl_id.map(str::to_owned),
+            ekyte_id: n.ekyte_id.map(str::to_owned),
+            fields: n.fields,
+            reason: n.reason,
+            message_id: self.opts.message_id.clone(),
+            dry_run: self.opts.dry_run,
+        });
+    }
+
+    /// A skip with a reason.
+    pub fn skip(
+        &mut self,
+        kind: EntityKind,
+        ghl_id: Option<&str>,
+        ekyte_id: Option<&str>,
+        reason: impl Into<String>,
+    ) {
+        self.record(Note {
+            target: None,
+            kind,
+            action: AuditAction::Skip,
+            ghl_id,
+            ekyte_id,
+            fields: vec![],
+            reason: Some(reason.into()),
+        });
+    }
+
+    pub fn report(&self) -> Report {
+        Report {
+            dry_run: self.opts.dry_run,
+            lines: self.entries.iter().map(ReportLine::from).collect(),
+        }
+    }
+}

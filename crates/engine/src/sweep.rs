@@ -1,0 +1,331 @@
+//! Full and incremental syncs (M2): page through GHL's contacts from a checkpoint and enqueue a
+//! per-contact sync for the ones that changed.
+//!
+//! - The run's cursor is stored after every page: a crash resumes, it does not restart.
+//! - Incremental: contacts with `dateUpdated >= last start − overlap`; a contact gets a sync
+//!   when it has no link or its fingerprint differs from the one last agreed (our own writes
+//!   come back with the same fingerprint and are skipped). It reads search pages only.
+//! - Full: every selected contact, and also what the contact's fingerprint cannot show:
+//!   tasks through the location-wide task search (many contacts per call) and notes per
+//!   contact, compared with their links. Dropped webhooks are caught here.
+
+use std::collections::{HashMap, HashSet};
+
+use domain::{EntityKind, Fingerprint, GhlContactId, Record, Selector, Side};
+use ports::Scope;
+use ports::ghl::{ContactSearch, GhlContact, ListingMode, TaskSearch};
+use ports::queue::{Envelope, Payload, SyncMode};
+use ports::store::{LinkState, RunCounts, RunKind, RunStatus};
+
+use crate::Engine;
+use crate::error::SyncError;
+
+/// How many contacts one task search covers, and the page size of its results.
+const TASK_SEARCH_CONTACTS: usize = 50;
+const TASK_SEARCH_LIMIT: u32 = 100;
+
+/// Progress of a sweep, for a progress bar.
+pub trait Progress: Send + Sync {
+    fn page(&self, seen: u64, total: Option<u64>, enqueued: u64);
+}
+
+/// No progress display.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn page(&self, _: u64, _: Option<u64>, _: u64) {}
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    pub run_id: i64,
+    pub mode: String,
+    pub pages: u64,
+    pub seen: u64,
+    pub enqueued: u64,
+    pub unchanged: u64,
+    pub not_selected: u64,
+    pub api_calls: u64,
+    pub resumed: bool,
+}
+
+impl Engine {
+    /// Run a full or incremental sweep for one tenant.
+    pub async fn sweep(
+        &self,
+        scope: &Scope,
+        mode: SyncMode,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<SweepReport, SyncError> {
+        let tenant = &scope.tenant;
+        let kind = match mode {
+            SyncMode::Full => RunKind::Full,
+            SyncMode::Incremental => RunKind::Incremental,
+        };
+        let since = match mode {
+            SyncMode::Full => None,
+            SyncMode::Incremental => {
+                let last_inc = self
+                    .ports
+                    .runs
+                    .last_completed(&tenant.id, RunKind::Incremental)
+                    .await
+                    .map_err(SyncError::store("read last run"))?;
+                let last_full = self
+                    .ports
+                    .runs
+                    .last_completed(&tenant.id, RunKind::Full)
+                    .await
+                    .map_err(SyncError::store("read last run"))?;
+                let newest = [last_inc, last_full]
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.started_at)
+                    .max();
+                newest.map(|t| {
+                    t - chrono::Duration::from_std(self.settings.incremental_overlap)
+                        .unwrap_or_else(|_| chrono::Duration::minutes(2))
+                })
+            }
+        };
+        let run = self
+            .ports
+            .runs
+            .start_or_resume(&tenant.id, kind, since)
+            .await
+            .map_err(SyncError::store("start run"))?;
+        let resumed = run.cursor.is_some() || run.counts.pages > 0;
+        let mut counts = run.counts;
+        let mut report = SweepReport {
+            run_id: run.id,
+            mode: kind.as_str().to_owned(),
+            resumed,
+            ..SweepReport::default()
+        };
+        let mut cursor = run.cursor.clone().map(ports::ghl::SearchCursor);
+        let tag = match &tenant.settings.selector {
+            Selector::Tag { tag } => Some(tag.clone()),
+            _ => None,
+        };
+        let ctx = tenant.settings.normalise_ctx();
+        let bulk = scope.bulk();
+        let result: Result<(), SyncError> = async {
+            loop {
+                let page = self
+                    .ports
+                    .ghl
+                    .list_contacts(
+                        &bulk,
+                        ListingMode::Search,
+                        &ContactSearch {
+                            updated_since: run.since,
+                            tag: tag.clone(),
+                            page_limit: self.settings.page_size,
+                            after: cursor.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(SyncError::ghl("search contacts"))?;
+                counts.api_calls += 1;
+                counts.pages += 1;
+                let mut candidates: Vec<(GhlContact, bool)> = Vec::new();
+                for c in page.contacts {
+                    counts.seen += 1;
+                    let normalised = c.contact.normalised(&ctx);
+                    if !tenant.settings.selector.matches(&normalised) {
+                        report.not_selected += 1;
+                        continue;
+                    }
+                    let link = self
+                        .ports
+                        .links
+                        .by_ghl(&tenant.id, EntityKind::Contact, c.id.as_str())
+                        .await
+                        .map_err(SyncError::store("read contact link"))?;
+                    let changed = match &link {
+                        None => true,
+                        Some(l) if l.state == LinkState::Deleted => false,
+                        Some(l) if l.state == LinkState::Claimed => true,
+                        Some(l) => {
+                            l.ghl_fp != Some(Fingerprint::of(&normalised.project(Side::Ghl)))
+                        }
+                    };
+                    let closed = link.as_ref().is_some_and(|l| l.state == LinkState::Deleted);
+                    if !closed {
+                        candidates.push((c, changed));
+                    }
+                }
+                if mode == SyncMode::Full {
+                    let unchanged: Vec<GhlContactId> = candidates
+                        .iter()
+                        .filter(|(_, changed)| !changed)
+                        .map(|(c, _)| c.id.clone())
+                        .collect();
+                    let deeper = self
+                        .children_changed(&bulk, &unchanged, &mut counts)
+                        .await?;
+                    for (c, changed) in candidates.iter_mut() {
+                        if deeper.contains(&c.id) {
+                            *changed = true;
+                        }
+                    }
+                }
+                for (c, changed) in candidates {
+                    if !changed {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    counts.enqueued += 1;
+                    let env = Envelope::new(
+                        format!("sync:{}:{}", run.id, c.id),
+                        tenant.id.clone(),
+                        Payload::SyncContact {
+                            contact: c.id.clone(),
+                            dry_run,
+                        },
+                        self.ports.clock.now(),
+                    );
+                    self.ports
+                        .publisher
+                        .publish(&env)
+                        .await
+                        .map_err(SyncError::Queue)?;
+                }
+                cursor = page.next;
+                self.ports
+                    .runs
+                    .checkpoint(run.id, cursor.as_ref().map(|c| c.0.clone()), counts)
+                    .await
+                    .map_err(SyncError::store("checkpoint run"))?;
+                progress.page(counts.seen, page.total, counts.enqueued);
+                if cursor.is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        let (status, error) = match &result {
+            Ok(()) => (RunStatus::Completed, None),
+            Err(e) => (RunStatus::Failed, Some(e.chain().join(": "))),
+        };
+        // A failed run stays resumable only if it is left running; mark it failed only for
+        // errors a retry cannot fix.
+        let finish = !matches!(
+            &result,
+            Err(e) if matches!(ports::Classify::disposition(e), ports::Disposition::Retry { .. })
+        );
+        if finish {
+            self.ports
+                .runs
+                .finish(run.id, status, error)
+                .await
+                .map_err(SyncError::store("finish run"))?;
+        }
+        result?;
+        report.pages = counts.pages;
+        report.seen = counts.seen;
+        report.enqueued = counts.enqueued;
+        report.api_calls = counts.api_calls;
+        Ok(report)
+    }
+
+    /// Of these (unchanged) contacts, the ones whose tasks or notes changed in GHL.
+    async fn children_changed(
+        &self,
+        scope: &Scope,
+        contacts: &[GhlContactId],
+        counts: &mut RunCounts,
+    ) -> Result<HashSet<GhlContactId>, SyncError> {
+        let tenant = &scope.tenant;
+        let ctx = tenant.settings.normalise_ctx();
+        let mut changed = HashSet::new();
+        for chunk in contacts.chunks(TASK_SEARCH_CONTACTS) {
+            let mut tasks_of: HashMap<GhlContactId, Vec<(String, Fingerprint)>> = HashMap::new();
+            let mut skip = 0;
+            loop {
+                let found = self
+                    .ports
+                    .ghl
+                    .search_tasks(
+                        scope,
+                        &TaskSearch {
+                            contacts: chunk.to_vec(),
+                            completed: None,
+                            skip,
+                            limit: TASK_SEARCH_LIMIT,
+                        },
+                    )
+                    .await
+                    .map_err(SyncError::ghl("search tasks"))?;
+                counts.api_calls += 1;
+                let n = found.len() as u32;
+                for t in found {
+                    let fp = Fingerprint::of(&t.task.normalised(&ctx).project(Side::Ghl));
+                    tasks_of
+                        .entry(t.contact)
+                        .or_default()
+                        .push((t.id.to_string(), fp));
+                }
+                if n < TASK_SEARCH_LIMIT {
+                    break;
+                }
+                skip += TASK_SEARCH_LIMIT;
+            }
+            for c in chunk {
+                let links = self
+                    .ports
+                    .links
+                    .by_ghl_parent(&tenant.id, EntityKind::Task, c.as_str())
+                    .await
+                    .map_err(SyncError::store("read task links"))?;
+                let linked: HashMap<&str, Option<Fingerprint>> = links
+                    .iter()
+                    .filter(|l| l.state == LinkState::Linked)
+                    .filter_map(|l| l.ghl_id.as_deref().map(|g| (g, l.ghl_fp)))
+                    .collect();
+                let now = tasks_of.remove(c).unwrap_or_default();
+                let differs = now.len() != linked.len()
+                    || now
+                        .iter()
+                        .any(|(id, fp)| linked.get(id.as_str()) != Some(&Some(*fp)));
+                if differs {
+                    changed.insert(c.clone());
+                }
+            }
+        }
+        // Notes have no location-wide search: one read per contact not already changed.
+        let remaining: Vec<&GhlContactId> =
+            contacts.iter().filter(|c| !changed.contains(*c)).collect();
+        for c in remaining {
+            let notes = self
+                .ports
+                .ghl
+                .list_notes(scope, c)
+                .await
+                .map_err(SyncError::ghl("list notes"))?;
+            counts.api_calls += 1;
+            let links = self
+                .ports
+                .links
+                .by_ghl_parent(&tenant.id, EntityKind::Note, c.as_str())
+                .await
+                .map_err(SyncError::store("read note links"))?;
+            let linked: HashMap<&str, Option<Fingerprint>> = links
+                .iter()
+                .filter(|l| l.state == LinkState::Linked)
+                .filter_map(|l| l.ghl_id.as_deref().map(|g| (g, l.ghl_fp)))
+                .collect();
+            let differs = notes.len() != linked.len()
+                || notes.iter().any(|n| {
+                    let fp = Fingerprint::of(&n.note.normalised(&ctx).project(Side::Ghl));
+                    linked.get(n.id.as_str()) != Some(&Some(fp))
+                });
+            if differs {
+                changed.insert(c.clone());
+            }
+        }
+        Ok(changed)
+    }
+}

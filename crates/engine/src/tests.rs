@@ -1,0 +1,897 @@
+//! Port-level tests that pin the engine's decisions: `mockall` mocks for the vendor ports
+//! (with `times(…)` on the writes a decision must or must not make), small in-memory fakes
+//! for the stores.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+
+use domain::{
+    Contact, EkyteTaskId, EkyteWorkspaceId, EntityKind, Fingerprint, GhlContactId, GhlTaskId,
+    LocationId, Record, Side, Task, Tenant, TenantId, TenantSettings, profile,
+};
+use ports::ekyte::{
+    Capabilities, EkyteChange, EkyteTask, MockEkyteApi, MockEkyteChangeSource, Workspace,
+};
+use ports::ghl::{GhlContact, GhlEvent, GhlEventKind, GhlTask, MockGhlApi};
+use ports::queue::MockPublisher;
+use ports::store::{
+    AuditAction, AuditEntry, AuditLog, AuditQuery, AuditRecord, BaseRecord, Claim, ClaimKey,
+    ContactLocks, Inbox, Link, LinkState, LinkStore, LinkUpdate, LockGuard, MockRunStore,
+    MockTenantStore,
+};
+use ports::{ApiError, Clock, Scope, StoreError};
+
+use crate::{Engine, Options, Ports, Settings};
+
+// ------------------------------------------------------------------ in-memory store fakes
+
+#[derive(Default)]
+struct FakeLinks {
+    rows: Mutex<Vec<Link>>,
+}
+
+impl FakeLinks {
+    fn all(&self) -> Vec<Link> {
+        self.rows.lock().unwrap().clone()
+    }
+
+    fn find(&self, kind: EntityKind, pred: impl Fn(&Link) -> bool) -> Option<Link> {
+        self.all().into_iter().find(|l| l.kind == kind && pred(l))
+    }
+
+    fn seed(&self, tenant: &TenantId, kind: EntityKind, u: LinkUpdate) {
+        let mut rows = self.rows.lock().unwrap();
+        let id = rows.len() as i64 + 1;
+        rows.push(link_from(id, tenant, kind, &u, 1));
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+}
+
+fn link_from(id: i64, tenant: &TenantId, kind: EntityKind, u: &LinkUpdate, version: i64) -> Link {
+    Link {
+        id,
+        tenant: tenant.clone(),
+        kind,
+        ghl_id: u.ghl_id.clone(),
+        ekyte_id: u.ekyte_id.clone(),
+        ghl_parent: u.ghl_parent.clone(),
+        ekyte_parent: u.ekyte_parent.clone(),
+        state: u.state,
+        base: u.base.clone(),
+        ghl_fp: u.ghl_fp,
+        ekyte_fp: u.ekyte_fp,
+        version,
+        claimed_by: None,
+        claimed_at: None,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+#[async_trait]
+impl LinkStore for FakeLinks {
+    async fn by_ghl(
+        &self,
+        t: &TenantId,
+        k: EntityKind,
+        id: &str,
+    ) -> Result<Option<Link>, StoreError> {
+        Ok(self.find(k, |l| &l.tenant == t && l.ghl_id.as_deref() == Some(id)))
+    }
+    async fn by_ekyte(
+        &self,
+        t: &TenantId,
+        k: EntityKind,
+        id: &str,
+    ) -> Result<Option<Link>, StoreError> {
+        Ok(self.find(k, |l| &l.tenant == t && l.ekyte_id.as_deref() == Some(id)))
+    }
+    async fn by_ghl_parent(
+        &self,
+        t: &TenantId,
+        k: EntityKind,
+        p: &str,
+    ) -> Result<Vec<Link>, StoreError> {
+        Ok(self
+            .all()
+            .into_iter()
+            .filter(|l| &l.tenant == t && l.kind == k && l.ghl_parent.as_deref() == Some(p))
+            .collect())
+    }
+    async fn by_ekyte_parent(
+        &self,
+        t: &TenantId,
+        k: EntityKind,
+        p: &str,
+    ) -> Result<Vec<Link>, StoreError> {
+        Ok(self
+            .all()
+            .into_iter()
+            .filter(|l| &l.tenant == t && l.kind == k && l.ekyte_parent.as_deref() == Some(p))
+            .collect())
+    }
+    async fn list(
+        &self,
+        t: &TenantId,
+        k: EntityKind,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Link>, StoreError> {
+        Ok(self
+            .all()
+            .into_iter()
+            .filter(|l| &l.tenant == t && l.kind == k && l.id > after)
+            .take(limit as usize)
+            .collect())
+    }
+    async fn claim(
+        &self,
+        key: &ClaimKey,
+        owner: &str,
+        stale: Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        let pos = rows.iter().position(|l| {
+            l.tenant == key.tenant
+                && l.kind == key.kind
+                && match key.side {
+                    Side::Ghl => l.ghl_id.as_deref() == Some(key.id.as_str()),
+                    Side::Ekyte => l.ekyte_id.as_deref() == Some(key.id.as_str()),
+                }
+        });
+        match pos {
+            Some(i) if rows[i].state != LinkState::Claimed => {
+                Ok(Claim::AlreadyLinked(rows[i].clone()))
+            }
+            Some(i) => {
+                let l = &mut rows[i];
+                if stale.is_zero() || l.claimed_by.as_deref() == Some(owner) && stale.is_zero() {
+                    l.claimed_by = Some(owner.to_owned());
+                    l.version += 1;
+                    return Ok(Claim::TakenOver(l.clone()));
+                }
+                Ok(Claim::ClaimedByOther {
+                    by: l.claimed_by.clone().unwrap_or_default(),
+                    since: t0(),
+                })
+            }
+            None => {
+                let id = rows.len() as i64 + 1;
+                let u = LinkUpdate {
+                    ghl_id: (key.side == Side::Ghl).then(|| key.id.clone()),
+                    ekyte_id: (key.side == Side::Ekyte).then(|| key.id.clone()),
+                    ghl_parent: key.ghl_parent.clone(),
+                    ekyte_parent: key.ekyte_parent.clone(),
+                    state: LinkState::Claimed,
+                    base: BaseRecord::None,
+                    ghl_fp: None,
+                    ekyte_fp: None,
+                };
+                let mut l = link_from(id, &key.tenant, key.kind, &u, 1);
+                l.claimed_by = Some(owner.to_owned());
+                rows.push(l.clone());
+                Ok(Claim::Claimed(l))
+            }
+        }
+    }
+    async fn complete(&self, id: i64, version: i64, u: &LinkUpdate) -> Result<Link, StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        let l = rows
+            .iter_mut()
+            .find(|l| l.id == id)
+            .ok_or(StoreError::NotFound {
+                what: format!("link {id}"),
+            })?;
+        if l.version != version {
+            return Err(StoreError::Conflict {
+                message: "version".into(),
+            });
+        }
+        let updated = link_from(id, &l.tenant, l.kind, u, version + 1);
+        *l = updated.clone();
+        Ok(updated)
+    }
+    async fn release(&self, id: i64) -> Result<(), StoreError> {
+        self.rows
+            .lock()
+            .unwrap()
+            .retain(|l| !(l.id == id && l.state == LinkState::Claimed));
+        Ok(())
+    }
+    async fn insert_linked(
+        &self,
+        t: &TenantId,
+        k: EntityKind,
+        u: &LinkUpdate,
+    ) -> Result<Link, StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        let id = rows.len() as i64 + 1;
+        let l = link_from(id, t, k, u, 1);
+        rows.push(l.clone());
+        Ok(l)
+    }
+}
+
+/// Per-key async mutexes, as the store's SQLite locks are.
+#[derive(Default)]
+struct FakeLocks {
+    keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct Guard(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>);
+
+#[async_trait]
+impl LockGuard for Guard {
+    async fn release(self: Box<Self>) {}
+}
+
+#[async_trait]
+impl ContactLocks for FakeLocks {
+    async fn lock(
+        &self,
+        t: &TenantId,
+        key: &str,
+        _wait: Duration,
+    ) -> Result<Box<dyn LockGuard>, StoreError> {
+        let m = self
+            .keys
+            .lock()
+            .unwrap()
+            .entry(format!("{t}:{key}"))
+            .or_default()
+            .clone();
+        Ok(Box::new(Guard(m.lock_owned().await)))
+    }
+}
+
+#[derive(Default)]
+struct FakeAudit {
+    entries: Mutex<Vec<AuditEntry>>,
+}
+
+impl FakeAudit {
+    fn actions(&self, kind: EntityKind) -> Vec<AuditAction> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.action)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AuditLog for FakeAudit {
+    async fn append(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        self.entries.lock().unwrap().extend_from_slice(entries);
+        Ok(())
+    }
+    async fn query(&self, _q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(vec![])
+    }
+}
+
+#[derive(Default)]
+struct FakeInbox {
+    keys: Mutex<HashSet<String>>,
+}
+
+#[async_trait]
+impl Inbox for FakeInbox {
+    async fn seen(&self, _t: &TenantId, s: &str, k: &str) -> Result<bool, StoreError> {
+        Ok(self.keys.lock().unwrap().contains(&format!("{s}:{k}")))
+    }
+    async fn record(&self, _t: &TenantId, s: &str, k: &str) -> Result<bool, StoreError> {
+        Ok(self.keys.lock().unwrap().insert(format!("{s}:{k}")))
+    }
+    async fn prune(&self, _b: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        t0()
+    }
+}
+
+// ------------------------------------------------------------------ the world
+
+const CONTACT: &str = "c1";
+const WS: u64 = 70;
+
+fn tenant() -> Tenant {
+    let mut settings = TenantSettings {
+        selector: domain::Selector::All,
+        ..TenantSettings::default()
+    };
+    settings.ekyte.task_type_id = Some(domain::EkyteTaskTypeId::new(5).unwrap());
+    settings.ekyte.user_email = Some("ops@agency.test".into());
+    Tenant {
+        id: TenantId::parse("acme").unwrap(),
+        name: "Acme".into(),
+        location_id: LocationId::parse("loc1").unwrap(),
+        ekyte_company_id: domain::EkyteCompanyId::new(9).unwrap(),
+        active: true,
+        settings,
+    }
+}
+
+fn contact() -> Contact {
+    Contact {
+        name: Some("Ana Souza".into()),
+        email: Some("ana@x.com".into()),
+        ..Contact::default()
+    }
+}
+
+fn task(title: &str) -> Task {
+    Task {
+        title: Some(title.into()),
+        due: Some(t0()),
+        ..Task::default()
+    }
+}
+
+struct World {
+    tenant: Tenant,
+    links: Arc<FakeLinks>,
+    audit: Arc<FakeAudit>,
+    inbox: Arc<FakeInbox>,
+    locks: Arc<FakeLocks>,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            tenant: tenant(),
+            links: Arc::default(),
+            audit: Arc::default(),
+            inbox: Arc::default(),
+            locks: Arc::default(),
+        }
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::new(Arc::new(self.tenant.clone()), ports::Priority::RealTime)
+    }
+
+    fn engine(&self, ghl: MockGhlApi, ekyte: MockEkyteApi) -> Engine {
+        let mut tenants = MockTenantStore::new();
+        let t = self.tenant.clone();
+        tenants.expect_get().returning(move |_| Ok(t.clone()));
+        Engine::new(
+            Ports {
+                ghl: Arc::new(ghl),
+                ekyte: Arc::new(ekyte),
+                changes: Arc::new(MockEkyteChangeSource::new()),
+                tenants: Arc::new(tenants),
+                links: self.links.clone(),
+                locks: self.locks.clone(),
+                audit: self.audit.clone(),
+                inbox: self.inbox.clone(),
+                runs: Arc::new(MockRunStore::new()),
+                publisher: Arc::new(MockPublisher::new()),
+                clock: Arc::new(FixedClock),
+            },
+            Settings::default(),
+        )
+    }
+
+    /// Links for a contact already synced: contact ↔ workspace, its profile note (with the
+    /// fingerprint the engine renders for `c`), and the board.
+    fn linked_contact(&self, c: &Contact) {
+        let ctx = self.tenant.settings.normalise_ctx();
+        let c = c.normalised(&ctx);
+        self.links.seed(
+            &self.tenant.id,
+            EntityKind::Contact,
+            LinkUpdate {
+                ghl_id: Some(CONTACT.into()),
+                ekyte_id: Some(WS.to_string()),
+                ghl_parent: None,
+                ekyte_parent: None,
+                state: LinkState::Linked,
+                base: BaseRecord::Contact(Box::new(c.clone())),
+                ghl_fp: Some(Fingerprint::of(&c.project(Side::Ghl))),
+                ekyte_fp: Some(Fingerprint::of(&c.project(Side::Ekyte))),
+            },
+        );
+        let title = profile::title(&c);
+        let html = profile::render(&c, None, &[]);
+        let fp = Fingerprint::of_document(EntityKind::ProfileNote, &format!("{title}\n{html}"));
+        self.links.seed(
+            &self.tenant.id,
+            EntityKind::ProfileNote,
+            LinkUpdate {
+                ghl_id: Some(CONTACT.into()),
+                ekyte_id: Some("300".into()),
+                ghl_parent: Some(CONTACT.into()),
+                ekyte_parent: Some("200".into()),
+                state: LinkState::Linked,
+                base: BaseRecord::Document { fingerprint: fp },
+                ghl_fp: None,
+                ekyte_fp: Some(fp),
+            },
+        );
+    }
+
+    fn linked_task(&self, ghl_id: &str, ekyte_id: u64, t: &Task) {
+        let ctx = self.tenant.settings.normalise_ctx();
+        let t = t.normalised(&ctx);
+        self.links.seed(
+            &self.tenant.id,
+            EntityKind::Task,
+            LinkUpdate {
+                ghl_id: Some(ghl_id.into()),
+                ekyte_id: Some(ekyte_id.to_string()),
+                ghl_parent: Some(CONTACT.into()),
+                ekyte_parent: Some(WS.to_string()),
+                state: LinkState::Linked,
+                base: BaseRecord::Task(t.clone()),
+                ghl_fp: Some(Fingerprint::of(&t.project(Side::Ghl))),
+                ekyte_fp: Some(Fingerprint::of(&t.project(Side::Ekyte))),
+            },
+        );
+    }
+}
+
+fn cid() -> GhlContactId {
+    GhlContactId::parse(CONTACT).unwrap()
+}
+
+/// A GHL mock that serves the contact `c` and these tasks; no notes, appointments.
+fn ghl_reads(c: Contact, tasks: Arc<Mutex<Vec<GhlTask>>>) -> MockGhlApi {
+    let mut m = MockGhlApi::new();
+    m.expect_get_contact().returning(move |_, id| {
+        Ok(GhlContact {
+            id: id.clone(),
+            location: LocationId::parse("loc1").unwrap(),
+            contact: c.clone(),
+            date_added: None,
+        })
+    });
+    m.expect_list_tasks()
+        .returning(move |_, _| Ok(tasks.lock().unwrap().clone()));
+    m.expect_list_notes().returning(|_, _| Ok(vec![]));
+    m.expect_list_appointments().returning(|_, _| Ok(vec![]));
+    m
+}
+
+/// An eKyte mock that serves the workspace (named `name`) and these tasks.
+fn ekyte_reads(name: &str, tasks: Arc<Mutex<Vec<EkyteTask>>>) -> MockEkyteApi {
+    let mut m = MockEkyteApi::new();
+    let name = name.to_owned();
+    m.expect_get_workspace().returning(move |_, id| {
+        Ok(Workspace {
+            id,
+            name: name.clone(),
+            active: true,
+            external_id: None,
+        })
+    });
+    m.expect_list_tasks()
+        .returning(move |_, _, _| Ok(tasks.lock().unwrap().clone()));
+    m.expect_capabilities()
+        .returning(|_| Ok(Capabilities::with_mcp()));
+    m
+}
+
+fn ghl_task(id: &str, t: Task) -> GhlTask {
+    GhlTask {
+        id: GhlTaskId::parse(id).unwrap(),
+        contact: cid(),
+        task: t,
+    }
+}
+
+fn ekyte_task(id: u64, t: Task) -> EkyteTask {
+    EkyteTask {
+        id: EkyteTaskId::new(id).unwrap(),
+        workspace: EkyteWorkspaceId::new(WS).unwrap(),
+        task: Task {
+            assignee: None,
+            ..t
+        },
+        comments: vec![],
+    }
+}
+
+// ------------------------------------------------------------------ the decisions
+
+#[tokio::test]
+async fn our_own_echo_writes_nothing() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let t = task("Kick-off");
+    w.linked_task("g1", 11, &t);
+    let ghl = ghl_reads(
+        contact(),
+        Arc::new(Mutex::new(vec![ghl_task("g1", t.clone())])),
+    );
+    let mut ekyte = ekyte_reads(
+        "Ana Souza",
+        Arc::new(Mutex::new(vec![ekyte_task(11, t.clone())])),
+    );
+    // The poll reports the task we wrote: it must not cause a single write, on either side.
+    ekyte.expect_update_task().times(0);
+    ekyte.expect_set_task_status().times(0);
+    ekyte.expect_create_task().times(0);
+    ekyte.expect_rename_workspace().times(0);
+    ekyte.expect_update_note().times(0);
+    ekyte.expect_create_note().times(0);
+    let engine = w.engine(ghl, ekyte);
+    let report = engine
+        .ekyte_change(
+            w.scope(),
+            &EkyteChange::TaskChanged {
+                task: ekyte_task(11, t),
+            },
+            Options::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.writes(), 0, "{report:?}");
+}
+
+#[tokio::test]
+async fn ekyte_not_found_on_update_recreates_and_relinks() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let old = task("Kick-off");
+    w.linked_task("g1", 11, &old);
+    let new = task("Kick-off call");
+    let ghl = ghl_reads(
+        contact(),
+        Arc::new(Mutex::new(vec![ghl_task("g1", new.clone())])),
+    );
+    // eKyte still lists the old task (its list is stale), but updating it says it is gone.
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::new(Mutex::new(vec![ekyte_task(11, old)])));
+    ekyte
+        .expect_update_task()
+        .times(1)
+        .returning(|_, _, _| Err(ApiError::not_found("eKyte task 11")));
+    ekyte
+        .expect_create_task()
+        .times(1)
+        .withf(|_, ws, t| ws.get() == WS && t.title.as_deref() == Some("Kick-off call"))
+        .returning(|_, _, _| Ok(EkyteTaskId::new(12).unwrap()));
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Task, |l| l.ghl_id.as_deref() == Some("g1"))
+        .unwrap();
+    assert_eq!(
+        link.ekyte_id.as_deref(),
+        Some("12"),
+        "relinked to the new task"
+    );
+    assert_eq!(
+        Task::from_base_for_test(&link.base).title.as_deref(),
+        Some("Kick-off call")
+    );
+}
+
+trait FromBase {
+    fn from_base_for_test(b: &BaseRecord) -> Task;
+}
+
+impl FromBase for Task {
+    fn from_base_for_test(b: &BaseRecord) -> Task {
+        match b {
+            BaseRecord::Task(t) => t.clone(),
+            other => panic!("not a task base: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unsupported_is_audited_and_not_retried() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let old = task("Kick-off");
+    w.linked_task("g1", 11, &old);
+    let new = task("Kick-off call");
+    let ghl = ghl_reads(contact(), Arc::new(Mutex::new(vec![ghl_task("g1", new)])));
+    let mut ekyte = ekyte_reads(
+        "Ana Souza",
+        Arc::new(Mutex::new(vec![ekyte_task(11, old.clone())])),
+    );
+    ekyte
+        .expect_update_task()
+        .times(1)
+        .returning(|_, _, _| Err(ApiError::unsupported("update_task needs an MCP token")));
+    ekyte.expect_create_task().times(0);
+    let engine = w.engine(ghl, ekyte);
+    let result = engine
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await;
+    assert!(
+        result.is_ok(),
+        "unsupported must not fail the message: {result:?}"
+    );
+    assert!(
+        w.audit
+            .actions(EntityKind::Task)
+            .contains(&AuditAction::Unsupported)
+    );
+    let link = w
+        .links
+        .find(EntityKind::Task, |l| l.ghl_id.as_deref() == Some("g1"))
+        .unwrap();
+    assert_eq!(
+        Task::from_base_for_test(&link.base).title.as_deref(),
+        Some("Kick-off"),
+        "the base keeps what eKyte still holds"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_is_won_by_the_owner_and_audited() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    // Both renamed: GHL owns the name, so the workspace takes GHL's.
+    let ghl_now = Contact {
+        name: Some("Ana Souza Lima".into()),
+        ..contact()
+    };
+    let ghl = ghl_reads(ghl_now, Arc::new(Mutex::new(vec![])));
+    let mut ekyte = ekyte_reads("Souza Consultoria", Arc::new(Mutex::new(vec![])));
+    ekyte
+        .expect_rename_workspace()
+        .times(1)
+        .withf(|_, ws, name| ws.get() == WS && name == "Ana Souza Lima")
+        .returning(|_, _, _| Ok(()));
+    ekyte
+        .expect_update_note()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    // `ghl` has no update expectation: a write to GHL would fail the test.
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let entries = w.audit.entries.lock().unwrap().clone();
+    let conflict = entries
+        .iter()
+        .find(|e| e.action == AuditAction::Conflict)
+        .expect("conflict audited");
+    assert_eq!(conflict.fields, vec!["name".to_owned()]);
+    assert!(
+        conflict.reason.as_deref().unwrap().contains("ghl wins"),
+        "{conflict:?}"
+    );
+}
+
+fn task_create_event(id: &str) -> GhlEvent {
+    GhlEvent {
+        webhook_id: id.into(),
+        location: LocationId::parse("loc1").unwrap(),
+        timestamp: t0(),
+        kind: GhlEventKind::TaskCreate {
+            task: GhlTaskId::parse("g9").unwrap(),
+            contact: Some(cid()),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_task_create_twice_makes_one_ekyte_task() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let t = task("Send proposal");
+    let ghl = ghl_reads(contact(), Arc::new(Mutex::new(vec![ghl_task("g9", t)])));
+    let ekyte_tasks: Arc<Mutex<Vec<EkyteTask>>> = Arc::default();
+    let mut ekyte = ekyte_reads("Ana Souza", ekyte_tasks.clone());
+    let store = ekyte_tasks.clone();
+    ekyte
+        .expect_create_task()
+        .times(1)
+        .returning(move |_, _, t| {
+            store.lock().unwrap().push(ekyte_task(31, t.clone()));
+            Ok(EkyteTaskId::new(31).unwrap())
+        });
+    let engine = Arc::new(w.engine(ghl, ekyte));
+    // Twice at once (two workers), then once more (a redelivery).
+    let (e1, e2) = (task_create_event("wh-1"), task_create_event("wh-2"));
+    let (a, b) = tokio::join!(
+        engine.ghl_event(w.scope(), &e1, Options::default()),
+        engine.ghl_event(w.scope(), &e2, Options::default()),
+    );
+    a.unwrap();
+    b.unwrap();
+    engine
+        .ghl_event(w.scope(), &task_create_event("wh-1"), Options::default())
+        .await
+        .unwrap();
+    let task_links: Vec<Link> = w
+        .links
+        .all()
+        .into_iter()
+        .filter(|l| l.kind == EntityKind::Task)
+        .collect();
+    assert_eq!(task_links.len(), 1);
+    assert_eq!(task_links[0].ekyte_id.as_deref(), Some("31"));
+    assert_eq!(task_links[0].state, LinkState::Linked);
+}
+
+#[tokio::test]
+async fn onboarding_happens_once_for_a_new_contact_even_under_duplicate_events() {
+    let mut w = World::new();
+    w.tenant.settings.onboarding = vec![domain::OnboardingTemplate {
+        key: "welcome".into(),
+        title: "Welcome call".into(),
+        body: None,
+        due_in_hours: 24,
+    }];
+    let ghl_tasks: Arc<Mutex<Vec<GhlTask>>> = Arc::default();
+    let mut ghl = ghl_reads(contact(), ghl_tasks.clone());
+    let store = ghl_tasks.clone();
+    ghl.expect_create_task()
+        .times(1)
+        .withf(|_, _, t| t.title.as_deref() == Some("Welcome call"))
+        .returning(move |_, c, t| {
+            let created = GhlTask {
+                id: GhlTaskId::parse("onb1").unwrap(),
+                contact: c.clone(),
+                task: t.clone(),
+            };
+            store.lock().unwrap().push(created.clone());
+            Ok(created)
+        });
+    let ekyte_tasks: Arc<Mutex<Vec<EkyteTask>>> = Arc::default();
+    let mut ekyte = ekyte_reads("Ana Souza", ekyte_tasks.clone());
+    ekyte
+        .expect_create_workspace()
+        .times(1)
+        .returning(|_, _, _| Ok(EkyteWorkspaceId::new(WS).unwrap()));
+    ekyte.expect_list_boards().returning(|_, _| Ok(vec![]));
+    ekyte
+        .expect_create_board()
+        .times(1)
+        .returning(|_, _, _| Ok(domain::EkyteBoardId::new(200).unwrap()));
+    ekyte
+        .expect_create_note()
+        .times(1)
+        .returning(|_, _, _| Ok(domain::EkyteNoteId::new(300).unwrap()));
+    let store = ekyte_tasks.clone();
+    ekyte
+        .expect_create_task()
+        .times(1)
+        .returning(move |_, _, t| {
+            store.lock().unwrap().push(ekyte_task(41, t.clone()));
+            Ok(EkyteTaskId::new(41).unwrap())
+        });
+    let engine = Arc::new(w.engine(ghl, ekyte));
+    let ev = |id: &str| GhlEvent {
+        webhook_id: id.into(),
+        location: LocationId::parse("loc1").unwrap(),
+        timestamp: t0(),
+        kind: GhlEventKind::ContactCreate { contact: cid() },
+    };
+    let (ea, eb) = (ev("wh-a"), ev("wh-b"));
+    let (a, b) = tokio::join!(
+        engine.ghl_event(w.scope(), &ea, Options::default()),
+        engine.ghl_event(w.scope(), &eb, Options::default()),
+    );
+    a.unwrap();
+    b.unwrap();
+    engine
+        .ghl_event(w.scope(), &ev("wh-c"), Options::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        w.audit
+            .actions(EntityKind::Onboarding)
+            .iter()
+            .filter(|a| **a == AuditAction::Create)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing_and_reports_the_plan() {
+    let w = World::new();
+    let ghl = ghl_reads(
+        contact(),
+        Arc::new(Mutex::new(vec![ghl_task("g1", task("A"))])),
+    );
+    // No write expectation at all: any write call would panic.
+    let mut ekyte = MockEkyteApi::new();
+    ekyte
+        .expect_capabilities()
+        .returning(|_| Ok(Capabilities::with_mcp()));
+    let engine = w.engine(ghl, ekyte);
+    let report = engine
+        .sync_contact(
+            w.scope(),
+            &cid(),
+            Options {
+                dry_run: true,
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(report.dry_run);
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.kind == EntityKind::Contact && l.action == AuditAction::Create)
+    );
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.kind == EntityKind::Task && l.action == AuditAction::Create)
+    );
+    assert!(w.links.all().is_empty(), "a dry run claims nothing");
+    assert!(w.audit.entries.lock().unwrap().iter().all(|e| e.dry_run));
+}
+
+#[tokio::test]
+async fn an_event_for_another_location_touches_nothing() {
+    let w = World::new();
+    let engine = w.engine(MockGhlApi::new(), MockEkyteApi::new());
+    let ev = GhlEvent {
+        webhook_id: "wh-x".into(),
+        location: LocationId::parse("someone-else").unwrap(),
+        timestamp: t0(),
+        kind: GhlEventKind::ContactUpdate { contact: cid() },
+    };
+    let report = engine
+        .ghl_event(w.scope(), &ev, Options::default())
+        .await
+        .unwrap();
+    assert_eq!(report.writes(), 0);
+    assert_eq!(report.count(AuditAction::Skip), 1);
+}
+
+#[tokio::test]
+async fn a_handled_message_is_not_handled_twice() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let mut ghl = MockGhlApi::new();
+    // Exactly one fetch: the second delivery of the same message is recognised.
+    ghl.expect_get_contact().times(1).returning(|_, id| {
+        Ok(GhlContact {
+            id: id.clone(),
+            location: LocationId::parse("loc1").unwrap(),
+            contact: contact(),
+            date_added: None,
+        })
+    });
+    ghl.expect_list_tasks().returning(|_, _| Ok(vec![]));
+    ghl.expect_list_notes().returning(|_, _| Ok(vec![]));
+    ghl.expect_list_appointments().returning(|_, _| Ok(vec![]));
+    let ekyte = ekyte_reads("Ana Souza", Arc::default());
+    let engine = w.engine(ghl, ekyte);
+    let env = ports::queue::Envelope::new(
+        "wh-dup",
+        w.tenant.id.clone(),
+        ports::queue::Payload::SyncContact {
+            contact: cid(),
+            dry_run: false,
+        },
+        t0(),
+    );
+    engine.handle(&env).await.unwrap();
+    engine.handle(&env).await.unwrap();
+}

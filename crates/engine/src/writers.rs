@@ -1,0 +1,652 @@
+//! How each kind of entity is written to each side (DESIGN.md §2):
+//!
+//! | entity | GHL | eKyte |
+//! |---|---|---|
+//! | contact | contact (`POST/PUT/DELETE /contacts`, archive = tag) | workspace (create with `ExternalId`, rename, deactivate) |
+//! | business | — (read only) | workspace name, when workspaces are per business |
+//! | task | contact task (completed flag) | task (situation 10/30/40; delete = cancel) |
+//! | note | contact note | board note on the workspace's board |
+
+use async_trait::async_trait;
+
+use domain::normalise::text_to_html;
+use domain::{
+    Business, Contact, EkyteNoteId, EkyteTaskId, EkyteWorkspaceId, ExternalRef, FieldChange,
+    GhlContactId, GhlNoteId, GhlTaskId, Note, Selector, Side, Task, TaskStatus,
+};
+use ports::ApiError;
+use ports::ekyte::NoteContent;
+
+use crate::Ports;
+use crate::cx::Cx;
+use crate::error::SyncError;
+use crate::settle::{Place, Writer};
+
+fn bad_id(what: &str, raw: &str) -> SyncError {
+    SyncError::Config(format!("stored {what} id {raw:?} is not valid"))
+}
+
+pub(crate) fn ghl_contact(raw: &str) -> Result<GhlContactId, SyncError> {
+    GhlContactId::parse(raw).map_err(|_| bad_id("GHL contact", raw))
+}
+
+pub(crate) fn workspace(raw: &str) -> Result<EkyteWorkspaceId, SyncError> {
+    EkyteWorkspaceId::parse(raw).map_err(|_| bad_id("eKyte workspace", raw))
+}
+
+fn parent_contact(at: &Place) -> Result<GhlContactId, SyncError> {
+    at.ghl_parent
+        .as_deref()
+        .ok_or_else(|| SyncError::Config("a task or note needs its GHL contact".into()))
+        .and_then(ghl_contact)
+}
+
+fn parent_workspace(at: &Place) -> Result<EkyteWorkspaceId, SyncError> {
+    at.ekyte_parent
+        .as_deref()
+        .ok_or_else(|| SyncError::Config("a task needs its eKyte workspace".into()))
+        .and_then(workspace)
+}
+
+fn unsupported(side: Side, what: &str) -> SyncError {
+    let source = ApiError::unsupported(what.to_owned());
+    match side {
+        Side::Ghl => SyncError::Ghl {
+            op: "write",
+            source,
+        },
+        Side::Ekyte => SyncError::Ekyte {
+            op: "write",
+            source,
+        },
+    }
+}
+
+/// The workspace name of a contact.
+pub(crate) fn workspace_name(c: &Contact) -> String {
+    c.display_name()
+}
+
+pub(crate) struct ContactWriter<'a> {
+    pub ports: &'a Ports,
+}
+
+#[async_trait]
+impl Writer<Contact> for ContactWriter<'_> {
+    async fn create(
+        &self,
+        cx: &Cx,
+        side: Side,
+        record: &Contact,
+        source_id: &str,
+        _at: &Place,
+    ) -> Result<String, SyncError> {
+        let scope = &cx.scope;
+        match side {
+            Side::Ekyte => {
+                let contact = ghl_contact(source_id)?;
+                let ext = ExternalRef::Contact {
+                    location: scope.tenant.location_id.clone(),
+                    contact,
+                };
+                let id = self
+                    .ports
+                    .ekyte
+                    .create_workspace(scope, &workspace_name(record), &ext)
+                    .await
+                    .map_err(SyncError::ekyte("create workspace"))?;
+                Ok(id.to_string())
+            }
+            Side::Ghl => {
+                let mut c = record.clone();
+                // A contact made from an eKyte workspace must stay selected, or its later
+                // changes would be skipped.
+                if let Selector::Tag { tag } = &scope.tenant.settings.selector {
+                    c.tags = domain::normalise::tags(c.tags.iter().chain([tag]));
+                }
+                match self.ports.ghl.create_contact(scope, &c).await {
+                    Ok(created) => Ok(created.id.to_string()),
+                    // GHL's duplicate rule names the contact that already exists: link it.
+                    Err(ApiError::Conflict {
+                        existing_id: Some(id),
+                        ..
+                    }) => Ok(id),
+                    Err(e) => Err(SyncError::ghl("create contact")(e)),
+                }
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        changes: &[FieldChange],
+        target: &Contact,
+        _at: &Place,
+    ) -> Result<(), SyncError> {
+        match side {
+            Side::Ekyte => self
+                .ports
+                .ekyte
+                .rename_workspace(&cx.scope, workspace(id)?, &workspace_name(target))
+                .await
+                .map_err(SyncError::ekyte("rename workspace")),
+            Side::Ghl => {
+                // Tags change only through the tag endpoints (M6).
+                let changes: Vec<FieldChange> = changes
+                    .iter()
+                    .filter(|c| c.field != "tags")
+                    .cloned()
+                    .collect();
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                self.ports
+                    .ghl
+                    .update_contact(&cx.scope, &ghl_contact(id)?, &changes)
+                    .await
+                    .map(|_| ())
+                    .map_err(SyncError::ghl("update contact"))
+            }
+        }
+    }
+
+    async fn set_status(
+        &self,
+        _cx: &Cx,
+        side: Side,
+        _id: &str,
+        _status: TaskStatus,
+        _at: &Place,
+    ) -> Result<(), SyncError> {
+        Err(unsupported(side, "contacts have no status"))
+    }
+
+    async fn delete(&self, cx: &Cx, side: Side, id: &str, _at: &Place) -> Result<(), SyncError> {
+        match side {
+            // eKyte has no delete: a workspace is deactivated.
+            Side::Ekyte => self
+                .ports
+                .ekyte
+                .deactivate_workspace(&cx.scope, workspace(id)?)
+                .await
+                .map_err(SyncError::ekyte("deactivate workspace")),
+            Side::Ghl => self
+                .ports
+                .ghl
+                .delete_contact(&cx.scope, &ghl_contact(id)?)
+                .await
+                .map_err(SyncError::ghl("delete contact")),
+        }
+    }
+
+    async fn archive(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+        match side {
+            Side::Ghl => {
+                let tag = cx.scope.tenant.settings.policy.archive_tag.clone();
+                self.ports
+                    .ghl
+                    .add_tags(&cx.scope, &ghl_contact(id)?, &[tag])
+                    .await
+                    .map(|_| ())
+                    .map_err(SyncError::ghl("add archive tag"))
+            }
+            Side::Ekyte => self.delete(cx, side, id, at).await,
+        }
+    }
+
+    async fn lookup(
+        &self,
+        cx: &Cx,
+        side: Side,
+        record: &Contact,
+        source_id: &str,
+        _at: &Place,
+    ) -> Result<Option<String>, SyncError> {
+        match side {
+            Side::Ekyte => {
+                let ext = ExternalRef::Contact {
+                    location: cx.scope.tenant.location_id.clone(),
+                    contact: ghl_contact(source_id)?,
+                };
+                Ok(self
+                    .ports
+                    .ekyte
+                    .find_workspace(&cx.scope, &ext)
+                    .await
+                    .map_err(SyncError::ekyte("find workspace"))?
+                    .map(|w| w.id.to_string()))
+            }
+            Side::Ghl => {
+                if record.email.is_none() && record.phone.is_none() {
+                    return Ok(None);
+                }
+                Ok(self
+                    .ports
+                    .ghl
+                    .find_duplicate(&cx.scope, record.email.clone(), record.phone.clone())
+                    .await
+                    .map_err(SyncError::ghl("find duplicate"))?
+                    .map(|id| id.to_string()))
+            }
+        }
+    }
+}
+
+/// Businesses only ever name their shared workspace (workspaces per business).
+pub(crate) struct BusinessWriter<'a> {
+    pub ports: &'a Ports,
+}
+
+#[async_trait]
+impl Writer<Business> for BusinessWriter<'_> {
+    async fn create(
+        &self,
+        cx: &Cx,
+        side: Side,
+        record: &Business,
+        source_id: &str,
+        _at: &Place,
+    ) -> Result<String, SyncError> {
+        if side == Side::Ghl {
+            return Err(unsupported(side, "businesses are not created in GHL"));
+        }
+        let ext = ExternalRef::Business {
+            location: cx.scope.tenant.location_id.clone(),
+            business: domain::GhlBusinessId::parse(source_id)
+                .map_err(|_| bad_id("GHL business", source_id))?,
+        };
+        let name = record
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("Business {source_id}"));
+        self.ports
+            .ekyte
+            .create_workspace(&cx.scope, &name, &ext)
+            .await
+            .map(|id| id.to_string())
+            .map_err(SyncError::ekyte("create workspace"))
+    }
+
+    async fn update(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        _changes: &[FieldChange],
+        target: &Business,
+        _at: &Place,
+    ) -> Result<(), SyncError> {
+        if side == Side::Ghl {
+            return Err(unsupported(side, "businesses are read-only in GHL here"));
+        }
+        let name = target.name.clone().unwrap_or_default();
+        self.ports
+            .ekyte
+            .rename_workspace(&cx.scope, workspace(id)?, &name)
+            .await
+            .map_err(SyncError::ekyte("rename workspace"))
+    }
+
+    async fn set_status(
+        &self,
+        _: &Cx,
+        side: Side,
+        _: &str,
+        _: TaskStatus,
+        _: &Place,
+    ) -> Result<(), SyncError> {
+        Err(unsupported(side, "businesses have no status"))
+    }
+
+    async fn delete(&self, _: &Cx, side: Side, _: &str, _: &Place) -> Result<(), SyncError> {
+        Err(unsupported(side, "business workspaces are not deleted"))
+    }
+
+    async fn archive(&self, _: &Cx, side: Side, _: &str, _: &Place) -> Result<(), SyncError> {
+        Err(unsupported(side, "business workspaces are not archived"))
+    }
+
+    async fn lookup(
+        &self,
+        cx: &Cx,
+        side: Side,
+        _record: &Business,
+        source_id: &str,
+        _at: &Place,
+    ) -> Result<Option<String>, SyncError> {
+        if side == Side::Ghl {
+            return Ok(None);
+        }
+        let ext = ExternalRef::Business {
+            location: cx.scope.tenant.location_id.clone(),
+            business: domain::GhlBusinessId::parse(source_id)
+                .map_err(|_| bad_id("GHL business", source_id))?,
+        };
+        Ok(self
+            .ports
+            .ekyte
+            .find_workspace(&cx.scope, &ext)
+            .await
+            .map_err(SyncError::ekyte("find workspace"))?
+            .map(|w| w.id.to_string()))
+    }
+}
+
+pub(crate) struct TaskWriter<'a> {
+    pub ports: &'a Ports,
+}
+
+fn ekyte_task(raw: &str) -> Result<EkyteTaskId, SyncError> {
+    EkyteTaskId::parse(raw).map_err(|_| bad_id("eKyte task", raw))
+}
+
+fn ghl_task(raw: &str) -> Result<GhlTaskId, SyncError> {
+    GhlTaskId::parse(raw).map_err(|_| bad_id("GHL task", raw))
+}
+
+/// Two tasks are the same create when title and due match.
+fn same_task(a: &Task, b: &Task) -> bool {
+    a.title == b.title && a.due == b.due
+}
+
+#[async_trait]
+impl Writer<Task> for TaskWriter<'_> {
+    async fn create(
+        &self,
+        cx: &Cx,
+        side: Side,
+        record: &Task,
+        _source_id: &str,
+        at: &Place,
+    ) -> Result<String, SyncError> {
+        let scope = &cx.scope;
+        match side {
+            Side::Ekyte => {
+                let ws = parent_workspace(at)?;
+                let id = self
+                    .ports
+                    .ekyte
+                    .create_task(scope, ws, record)
+                    .await
+                    .map_err(SyncError::ekyte("create task"))?;
+                // The automation API creates tasks active; a finished one is closed after.
+                if record.status != TaskStatus::Open {
+                    self.ports
+                        .ekyte
+                        .set_task_status(scope, id, record.status)
+                        .await
+                        .map_err(SyncError::ekyte("set task status"))?;
+                }
+                Ok(id.to_string())
+            }
+            Side::Ghl => {
+                let contact = parent_contact(at)?;
+                self.ports
+                    .ghl
+                    .create_task(scope, &contact, record)
+                    .await
+                    .map(|t| t.id.to_string())
+                    .map_err(SyncError::ghl("create task"))
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        changes: &[FieldChange],
+        _target: &Task,
+        at: &Place,
+    ) -> Result<(), SyncError> {
+        match side {
+            Side::Ekyte => self
+                .ports
+                .ekyte
+                .update_task(&cx.scope, ekyte_task(id)?, changes)
+                .await
+                .map_err(SyncError::ekyte("update task")),
+            Side::Ghl => self
+                .ports
+                .ghl
+                .update_task(&cx.scope, &parent_contact(at)?, &ghl_task(id)?, changes)
+                .await
+                .map(|_| ())
+                .map_err(SyncError::ghl("update task")),
+        }
+    }
+
+    async fn set_status(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        status: TaskStatus,
+        at: &Place,
+    ) -> Result<(), SyncError> {
+        match side {
+            Side::Ekyte => self
+                .ports
+                .ekyte
+                .set_task_status(&cx.scope, ekyte_task(id)?, status)
+                .await
+                .map_err(SyncError::ekyte("set task status")),
+            Side::Ghl => {
+                let contact = parent_contact(at)?;
+                let task = ghl_task(id)?;
+                if status == TaskStatus::Cancelled
+                    && cx.scope.tenant.settings.policy.cancelled_task_in_ghl
+                        == domain::CancelledTaskAction::Delete
+                {
+                    return self
+                        .ports
+                        .ghl
+                        .delete_task(&cx.scope, &contact, &task)
+                        .await
+                        .map_err(SyncError::ghl("delete task"));
+                }
+                self.ports
+                    .ghl
+                    .set_task_completed(&cx.scope, &contact, &task, status != TaskStatus::Open)
+                    .await
+                    .map(|_| ())
+                    .map_err(SyncError::ghl("complete task"))
+            }
+        }
+    }
+
+    async fn delete(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+        match side {
+            // eKyte has no delete: the task is cancelled.
+            Side::Ekyte => {
+                self.set_status(cx, side, id, TaskStatus::Cancelled, at)
+                    .await
+            }
+            Side::Ghl => self
+                .ports
+                .ghl
+                .delete_task(&cx.scope, &parent_contact(at)?, &ghl_task(id)?)
+                .await
+                .map_err(SyncError::ghl("delete task")),
+        }
+    }
+
+    async fn archive(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+        self.set_status(cx, side, id, TaskStatus::Completed, at)
+            .await
+    }
+
+    async fn lookup(
+        &self,
+        cx: &Cx,
+        side: Side,
+        record: &Task,
+        _source_id: &str,
+        at: &Place,
+    ) -> Result<Option<String>, SyncError> {
+        let ctx = cx.scope.tenant.settings.normalise_ctx();
+        let want = domain::Record::normalised(record, &ctx);
+        match side {
+            Side::Ekyte => {
+                let ws = parent_workspace(at)?;
+                let tasks = self
+                    .ports
+                    .ekyte
+                    .list_tasks(&cx.scope, ws, false)
+                    .await
+                    .map_err(SyncError::ekyte("list tasks"))?;
+                Ok(tasks
+                    .into_iter()
+                    .find(|t| same_task(&domain::Record::normalised(&t.task, &ctx), &want))
+                    .map(|t| t.id.to_string()))
+            }
+            Side::Ghl => {
+                let contact = parent_contact(at)?;
+                let tasks = self
+                    .ports
+                    .ghl
+                    .list_tasks(&cx.scope, &contact)
+                    .await
+                    .map_err(SyncError::ghl("list tasks"))?;
+                Ok(tasks
+                    .into_iter()
+                    .find(|t| same_task(&domain::Record::normalised(&t.task, &ctx), &want))
+                    .map(|t| t.id.to_string()))
+            }
+        }
+    }
+}
+
+/// GHL notes become board notes; the board is passed as the eKyte parent.
+pub(crate) struct NoteWriter<'a> {
+    pub ports: &'a Ports,
+}
+
+/// A board note's content for a canonical note.
+pub(crate) fn note_content(n: &Note) -> NoteContent {
+    let title = n.title.clone().unwrap_or_else(|| {
+        let first = n
+            .body
+            .as_deref()
+            .and_then(|b| b.lines().next())
+            .unwrap_or("Note from GHL");
+        first.chars().take(80).collect()
+    });
+    NoteContent {
+        title,
+        html: n.body.as_deref().map(text_to_html).unwrap_or_default(),
+    }
+}
+
+fn board(at: &Place) -> Result<domain::EkyteBoardId, SyncError> {
+    let raw = at
+        .ekyte_parent
+        .as_deref()
+        .ok_or_else(|| SyncError::Config("a board note needs its board".into()))?;
+    domain::EkyteBoardId::parse(raw).map_err(|_| bad_id("eKyte board", raw))
+}
+
+#[async_trait]
+impl Writer<Note> for NoteWriter<'_> {
+    async fn create(
+        &self,
+        cx: &Cx,
+        side: Side,
+        record: &Note,
+        _source_id: &str,
+        at: &Place,
+    ) -> Result<String, SyncError> {
+        match side {
+            Side::Ekyte => self
+                .ports
+                .ekyte
+                .create_note(&cx.scope, board(at)?, &note_content(record))
+                .await
+                .map(|id| id.to_string())
+                .map_err(SyncError::ekyte("create board note")),
+            Side::Ghl => self
+                .ports
+                .ghl
+                .create_note(&cx.scope, &parent_contact(at)?, record)
+                .await
+                .map(|n| n.id.to_string())
+                .map_err(SyncError::ghl("create note")),
+        }
+    }
+
+    async fn update(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        _changes: &[FieldChange],
+        target: &Note,
+        at: &Place,
+    ) -> Result<(), SyncError> {
+        match side {
+            Side::Ekyte => {
+                let note = EkyteNoteId::parse(id).map_err(|_| bad_id("eKyte note", id))?;
+                self.ports
+                    .ekyte
+                    .update_note(&cx.scope, note, &note_content(target))
+                    .await
+                    .map_err(SyncError::ekyte("update board note"))
+            }
+            Side::Ghl => {
+                let note = GhlNoteId::parse(id).map_err(|_| bad_id("GHL note", id))?;
+                self.ports
+                    .ghl
+                    .update_note(&cx.scope, &parent_contact(at)?, &note, target)
+                    .await
+                    .map(|_| ())
+                    .map_err(SyncError::ghl("update note"))
+            }
+        }
+    }
+
+    async fn set_status(
+        &self,
+        _: &Cx,
+        side: Side,
+        _: &str,
+        _: TaskStatus,
+        _: &Place,
+    ) -> Result<(), SyncError> {
+        Err(unsupported(side, "notes have no status"))
+    }
+
+    async fn delete(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+        match side {
+            Side::Ekyte => Err(unsupported(side, "eKyte board notes cannot be deleted")),
+            Side::Ghl => {
+                let note = GhlNoteId::parse(id).map_err(|_| bad_id("GHL note", id))?;
+                self.ports
+                    .ghl
+                    .delete_note(&cx.scope, &parent_contact(at)?, &note)
+                    .await
+                    .map_err(SyncError::ghl("delete note"))
+            }
+        }
+    }
+
+    async fn archive(&self, _: &Cx, side: Side, _: &str, _: &Place) -> Result<(), SyncError> {
+        Err(unsupported(side, "notes are not archived"))
+    }
+
+    async fn lookup(
+        &self,
+        _cx: &Cx,
+        _side: Side,
+        _record: &Note,
+        _source_id: &str,
+        _at: &Place,
+    ) -> Result<Option<String>, SyncError> {
+        // Board notes cannot be listed by content through the supported APIs; a note whose
+        // create outcome was unknown may be written twice (audited), never lost.
+        Ok(None)
+    }
+}
