@@ -1,0 +1,3 @@
+//! Integration tests of the app: real RabbitMQ and PostgreSQL on localhost.
+
+mod queue;
