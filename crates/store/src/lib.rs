@@ -1,1 +1,209 @@
-//! (being built)
+//! The persistence adapter: every store port of `ports::store` over sea-orm, on PostgreSQL
+//! (production) or SQLite (the embedded default), chosen by the database URL.
+//!
+//! One value, [`Store`], implements all the ports; hand out `Arc<dyn Port>` views of one
+//! `Arc<Store>`:
+//!
+//! ```no_run
+//! # async fn wire() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use ports::store::{LinkStore, TenantStore};
+//! use secrecy::SecretString;
+//!
+//! let keyring = store::Keyring::parse(&SecretString::from("k1:<32 bytes, base64>".to_owned()))?;
+//! let store = Arc::new(store::Store::connect("sqlite://data/ges.db", keyring).await?);
+//! store.migrate().await?; // or `migration::run` from a Job
+//! let tenants: Arc<dyn TenantStore> = store.clone();
+//! let links: Arc<dyn LinkStore> = store.clone();
+//! # Ok(()) }
+//! ```
+//!
+//! Guarantees beyond the port docs:
+//! - One code path for both backends; the only backend-specific parts are the locks
+//!   (advisory and row locks on PostgreSQL, in-process mutexes on SQLite) and the SQLite
+//!   connection settings. SQLite is for one process: its locks do not reach other processes.
+//! - Timestamps are stored at microsecond precision in UTC, so what is read equals what was
+//!   written on both backends.
+//! - Credentials are encrypted at rest (see [`Keyring`]); secrets never reach a log line.
+//! - Driver errors are translated once, in `error.rs`, keeping their cause.
+
+mod audit;
+mod config;
+mod credentials;
+mod crypto;
+mod dead_letters;
+mod entity;
+mod error;
+mod inbox;
+mod links;
+mod locks;
+mod mapping;
+mod runs;
+mod tenants;
+
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseConnection, DbBackend};
+
+use ports::StoreError;
+use ports::store::StoreHealth;
+
+pub use config::{StoreOptions, redact_url};
+pub use crypto::{DataKey, KeyError, Keyring};
+pub use migration::{MigrationReport, MigrationState};
+
+use crate::error::unavailable;
+use crate::locks::KeyedLocks;
+
+/// The store: a connection pool, the credential keyring, and the in-process locks SQLite
+/// needs. Cheap to clone (all clones share the pool).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    backend: DbBackend,
+    keyring: Keyring,
+    local: LocalLocks,
+}
+
+/// In-process locks, used on SQLite only (one process owns the file).
+#[derive(Default)]
+struct LocalLocks {
+    credentials: Arc<KeyedLocks>,
+    contacts: Arc<KeyedLocks>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .field("keyring", &self.inner.keyring)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connect with the default [`StoreOptions`]. `url` is `postgres://…` or `sqlite://…`
+    /// (a SQLite file is created if missing). Does not migrate: see [`Store::migrate`].
+    ///
+    /// `Unavailable` when the database cannot be reached; `Unknown` for a URL of another
+    /// scheme. Messages never contain the URL's password.
+    pub async fn connect(url: &str, keyring: Keyring) -> Result<Self, StoreError> {
+        Self::connect_with(url, keyring, StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(
+        url: &str,
+        keyring: Keyring,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let (db, backend) = config::connect(url, &options).await?;
+        tracing::info!(backend = ?backend, url = %redact_url(url), "store connected");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                backend,
+                keyring,
+                local: LocalLocks::default(),
+            }),
+        })
+    }
+
+    /// Apply pending migrations (under the PostgreSQL advisory lock; see `migration::run`).
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        migration::run(&self.inner.db).await.map_err(migrate_err)
+    }
+
+    /// Every migration this build knows and whether it is applied.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>, StoreError> {
+        migration::status(&self.inner.db).await.map_err(migrate_err)
+    }
+
+    /// Fail with a message telling the operator to migrate when the schema is behind this
+    /// build (for a worker's start-up check; workers do not migrate by themselves).
+    pub async fn ensure_schema_current(&self) -> Result<(), StoreError> {
+        let pending = migration::pending(&self.inner.db)
+            .await
+            .map_err(migrate_err)?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Unknown(anyhow::anyhow!(
+                "the database schema is behind this build ({} migration(s) pending: {}); \
+                 run `ghl-ekyte-sync migrate`",
+                pending.len(),
+                pending.join(", ")
+            )))
+        }
+    }
+
+    /// Close the pool (at shutdown; dropping the last clone also closes it).
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner
+            .db
+            .close_by_ref()
+            .await
+            .map_err(|e| unavailable("close the connection pool", e))
+    }
+
+    /// Which backend the URL chose.
+    pub fn is_postgres(&self) -> bool {
+        self.inner.backend == DbBackend::Postgres
+    }
+
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.inner.backend
+    }
+
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    fn local(&self) -> &LocalLocks {
+        &self.inner.local
+    }
+}
+
+/// Connect to `url`, apply pending migrations and close: what `ghl-ekyte-sync migrate` needs,
+/// without a keyring.
+pub async fn migrate_url(url: &str) -> Result<MigrationReport, StoreError> {
+    let (db, _) = config::connect(url, &StoreOptions::default()).await?;
+    let report = migration::run(&db).await.map_err(migrate_err);
+    // Closing is best effort: the report is what matters.
+    if let Err(error) = db.close().await {
+        tracing::warn!(%error, "closing the migration connection failed");
+    }
+    report
+}
+
+fn migrate_err(e: migration::MigrateError) -> StoreError {
+    match e {
+        migration::MigrateError::Connection { .. } => StoreError::Unavailable {
+            message: "cannot reach the database to migrate".to_owned(),
+            source: Some(Box::new(e)),
+        },
+        other => StoreError::Unknown(anyhow::Error::new(other)),
+    }
+}
+
+#[async_trait]
+impl StoreHealth for Store {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner
+            .db
+            .ping()
+            .await
+            .map_err(|e| unavailable("ping the database", e))
+    }
+}

@@ -1,0 +1,395 @@
+//! `LinkStore`: the link rows, and claims — "exactly one create" (DESIGN.md §4).
+//!
+//! A claim is an `INSERT … ON CONFLICT DO NOTHING` against the unique index on
+//! (tenant, kind, the side's id): the database lets exactly one concurrent insert through, on
+//! PostgreSQL and SQLite alike. Whoever inserted holds the claim; everyone else reads the row
+//! and learns who does. A stale claim is taken over with a compare-and-set on the row's
+//! version, so of several workers that find the same stale claim only one takes it.
+//!
+//! Claim ages are judged by each worker's clock; keep the stale limit well above clock skew.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use domain::{EntityKind, Side, TenantId};
+use ports::StoreError;
+use ports::store::{BaseRecord, Claim, ClaimKey, Link, LinkState, LinkStore, LinkUpdate};
+
+use crate::Store;
+use crate::entity::links::{self, Column, Entity};
+use crate::error::db_err;
+use crate::mapping::{self, json, link_state_str, now};
+
+fn id_column(side: Side) -> Column {
+    match side {
+        Side::Ghl => Column::GhlId,
+        Side::Ekyte => Column::EkyteId,
+    }
+}
+
+fn not_found(id: i64) -> StoreError {
+    StoreError::NotFound {
+        what: format!("link {id}"),
+    }
+}
+
+/// How many times a claim re-reads after losing a race before giving up with `Conflict`.
+const CLAIM_ROUNDS: usize = 4;
+
+impl Store {
+    async fn link_by(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        column: Column,
+        id: &str,
+    ) -> Result<Option<Link>, StoreError> {
+        Entity::find()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Column::Kind.eq(kind.as_str()))
+            .filter(column.eq(id))
+            .one(self.db())
+            .await
+            .map_err(|e| db_err("read link", e))?
+            .map(mapping::link)
+            .transpose()
+    }
+
+    async fn links_where(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        condition: Condition,
+        limit: Option<u32>,
+    ) -> Result<Vec<Link>, StoreError> {
+        let mut select = Entity::find()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Column::Kind.eq(kind.as_str()))
+            .filter(condition)
+            .order_by_asc(Column::Id);
+        if let Some(limit) = limit {
+            select = select.limit(u64::from(limit));
+        }
+        select
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("list links", e))?
+            .into_iter()
+            .map(mapping::link)
+            .collect()
+    }
+
+    async fn link_by_id(&self, id: i64) -> Result<Option<Link>, StoreError> {
+        Entity::find_by_id(id)
+            .one(self.db())
+            .await
+            .map_err(|e| db_err("read link", e))?
+            .map(mapping::link)
+            .transpose()
+    }
+
+    /// Move a claim to `owner` if the row is still the claimed row we read (same version).
+    async fn take_over(&self, link: &Link, owner: &str) -> Result<bool, StoreError> {
+        let at = now();
+        let res = Entity::update_many()
+            .col_expr(Column::ClaimedBy, Expr::value(owner))
+            .col_expr(Column::ClaimedAt, Expr::value(at))
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .col_expr(Column::UpdatedAt, Expr::value(at))
+            .filter(Column::Id.eq(link.id))
+            .filter(Column::Version.eq(link.version))
+            .filter(Column::State.eq(link_state_str(LinkState::Claimed)))
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("take over a stale claim", e))?;
+        Ok(res.rows_affected == 1)
+    }
+}
+
+fn stale(link: &Link, stale_after: Duration) -> bool {
+    let Some(since) = link.claimed_at else {
+        return true;
+    };
+    let age = now().signed_duration_since(since);
+    // A claim "from the future" (clock skew) counts as fresh.
+    age.to_std().is_ok_and(|age| age >= stale_after)
+}
+
+#[async_trait]
+impl LinkStore for Store {
+    async fn by_ghl(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_id: &str,
+    ) -> Result<Option<Link>, StoreError> {
+        self.link_by(tenant, kind, Column::GhlId, ghl_id).await
+    }
+
+    async fn by_ekyte(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ekyte_id: &str,
+    ) -> Result<Option<Link>, StoreError> {
+        self.link_by(tenant, kind, Column::EkyteId, ekyte_id).await
+    }
+
+    async fn by_ghl_parent(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_parent: &str,
+    ) -> Result<Vec<Link>, StoreError> {
+        let cond = Condition::all().add(Column::GhlParent.eq(ghl_parent));
+        self.links_where(tenant, kind, cond, None).await
+    }
+
+    async fn by_ekyte_parent(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ekyte_parent: &str,
+    ) -> Result<Vec<Link>, StoreError> {
+        let cond = Condition::all().add(Column::EkyteParent.eq(ekyte_parent));
+        self.links_where(tenant, kind, cond, None).await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Link>, StoreError> {
+        let cond = Condition::all().add(Column::Id.gt(after_id));
+        self.links_where(tenant, kind, cond, Some(limit)).await
+    }
+
+    /// See the module doc. A claim the same `owner` already holds comes back as `TakenOver`:
+    /// that owner's earlier attempt may have created the record, so it must look first.
+    #[tracing::instrument(skip_all, fields(tenant = %key.tenant, kind = %key.kind, side = key.side.as_str(), id = %key.id, owner))]
+    async fn claim(
+        &self,
+        key: &ClaimKey,
+        owner: &str,
+        stale_after: Duration,
+    ) -> Result<Claim, StoreError> {
+        let column = id_column(key.side);
+        for _ in 0..CLAIM_ROUNDS {
+            let at = now();
+            let (ghl_id, ekyte_id) = match key.side {
+                Side::Ghl => (Some(key.id.clone()), None),
+                Side::Ekyte => (None, Some(key.id.clone())),
+            };
+            let row = links::ActiveModel {
+                id: Default::default(),
+                tenant_id: Set(key.tenant.as_str().to_owned()),
+                kind: Set(key.kind.as_str().to_owned()),
+                ghl_id: Set(ghl_id),
+                ekyte_id: Set(ekyte_id),
+                ghl_parent: Set(key.ghl_parent.clone()),
+                ekyte_parent: Set(key.ekyte_parent.clone()),
+                state: Set(link_state_str(LinkState::Claimed).to_owned()),
+                base: Set(json("link base", &BaseRecord::None)?),
+                ghl_fp: Set(None),
+                ekyte_fp: Set(None),
+                version: Set(1),
+                claimed_by: Set(Some(owner.to_owned())),
+                claimed_at: Set(Some(at)),
+                created_at: Set(at),
+                updated_at: Set(at),
+            };
+            let inserted = Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([Column::TenantId, Column::Kind, column])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(self.db())
+                .await
+                .map_err(|e| db_err("claim link", e))?;
+            let Some(link) = self.link_by(&key.tenant, key.kind, column, &key.id).await? else {
+                // Released between our insert attempt and the read: go again.
+                continue;
+            };
+            if link.state != LinkState::Claimed {
+                return Ok(Claim::AlreadyLinked(link));
+            }
+            let ours = link.claimed_by.as_deref() == Some(owner);
+            if inserted == 1 && ours {
+                return Ok(Claim::Claimed(link));
+            }
+            if !ours && !stale(&link, stale_after) {
+                return Ok(Claim::ClaimedByOther {
+                    by: link.claimed_by.clone().unwrap_or_default(),
+                    since: link.claimed_at.unwrap_or(link.created_at),
+                });
+            }
+            if self.take_over(&link, owner).await?
+                && let Some(link) = self.link_by_id(link.id).await?
+            {
+                tracing::info!(
+                    link = link.id,
+                    "took over a claim; the record may exist already"
+                );
+                return Ok(Claim::TakenOver(link));
+            }
+            // Someone else changed the row first: classify it afresh.
+        }
+        Err(StoreError::Conflict {
+            message: format!(
+                "the claim on {} {} {} kept changing; try again",
+                key.kind,
+                key.side.as_str(),
+                key.id
+            ),
+        })
+    }
+
+    /// Ids and parents that are `None` in `update` keep their stored value (an id, once
+    /// known, never goes away; close a link with `LinkState::Deleted`). State, base and
+    /// fingerprints are replaced. Leaving `Claimed` clears the claim.
+    #[tracing::instrument(skip_all, fields(link = link_id, expected_version))]
+    async fn complete(
+        &self,
+        link_id: i64,
+        expected_version: i64,
+        update: &LinkUpdate,
+    ) -> Result<Link, StoreError> {
+        let current = self
+            .link_by_id(link_id)
+            .await?
+            .ok_or_else(|| not_found(link_id))?;
+        let version_conflict = || StoreError::Conflict {
+            message: format!(
+                "link {link_id} changed: expected version {expected_version}, found a newer one"
+            ),
+        };
+        if current.version != expected_version {
+            return Err(version_conflict());
+        }
+        let at = now();
+        let claimed = update.state == LinkState::Claimed;
+        let next = Link {
+            ghl_id: update.ghl_id.clone().or(current.ghl_id.clone()),
+            ekyte_id: update.ekyte_id.clone().or(current.ekyte_id.clone()),
+            ghl_parent: update.ghl_parent.clone().or(current.ghl_parent.clone()),
+            ekyte_parent: update.ekyte_parent.clone().or(current.ekyte_parent.clone()),
+            state: update.state,
+            base: update.base.clone(),
+            ghl_fp: update.ghl_fp,
+            ekyte_fp: update.ekyte_fp,
+            version: expected_version + 1,
+            claimed_by: if claimed {
+                current.claimed_by.clone()
+            } else {
+                None
+            },
+            claimed_at: if claimed { current.claimed_at } else { None },
+            updated_at: at,
+            ..current
+        };
+        let res = Entity::update_many()
+            .col_expr(Column::GhlId, Expr::value(next.ghl_id.clone()))
+            .col_expr(Column::EkyteId, Expr::value(next.ekyte_id.clone()))
+            .col_expr(Column::GhlParent, Expr::value(next.ghl_parent.clone()))
+            .col_expr(Column::EkyteParent, Expr::value(next.ekyte_parent.clone()))
+            .col_expr(Column::State, Expr::value(link_state_str(next.state)))
+            .col_expr(Column::Base, Expr::value(json("link base", &next.base)?))
+            .col_expr(
+                Column::GhlFp,
+                Expr::value(next.ghl_fp.map(|f| f.to_string())),
+            )
+            .col_expr(
+                Column::EkyteFp,
+                Expr::value(next.ekyte_fp.map(|f| f.to_string())),
+            )
+            .col_expr(Column::Version, Expr::value(next.version))
+            .col_expr(Column::ClaimedBy, Expr::value(next.claimed_by.clone()))
+            .col_expr(Column::ClaimedAt, Expr::value(next.claimed_at))
+            .col_expr(Column::UpdatedAt, Expr::value(at))
+            .filter(Column::Id.eq(link_id))
+            .filter(Column::Version.eq(expected_version))
+            .exec(self.db())
+            .await
+            .map_err(|e| match db_err("complete link", e) {
+                StoreError::Conflict { .. } => StoreError::Conflict {
+                    message: format!(
+                        "link {link_id}: one of its ids is already linked to another row"
+                    ),
+                },
+                other => other,
+            })?;
+        if res.rows_affected == 0 {
+            // Deleted (released) or changed between our read and our write.
+            return match self.link_by_id(link_id).await? {
+                None => Err(not_found(link_id)),
+                Some(_) => Err(version_conflict()),
+            };
+        }
+        Ok(next)
+    }
+
+    async fn release(&self, link_id: i64) -> Result<(), StoreError> {
+        Entity::delete_many()
+            .filter(Column::Id.eq(link_id))
+            .filter(Column::State.eq(link_state_str(LinkState::Claimed)))
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("release claim", e))?;
+        Ok(())
+    }
+
+    async fn insert_linked(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        update: &LinkUpdate,
+    ) -> Result<Link, StoreError> {
+        if update.ghl_id.is_none() && update.ekyte_id.is_none() {
+            return Err(StoreError::Unknown(anyhow!(
+                "a {kind} link needs an id on at least one side"
+            )));
+        }
+        let at = now();
+        let row = links::ActiveModel {
+            id: Default::default(),
+            tenant_id: Set(tenant.as_str().to_owned()),
+            kind: Set(kind.as_str().to_owned()),
+            ghl_id: Set(update.ghl_id.clone()),
+            ekyte_id: Set(update.ekyte_id.clone()),
+            ghl_parent: Set(update.ghl_parent.clone()),
+            ekyte_parent: Set(update.ekyte_parent.clone()),
+            state: Set(link_state_str(update.state).to_owned()),
+            base: Set(json("link base", &update.base)?),
+            ghl_fp: Set(update.ghl_fp.map(|f| f.to_string())),
+            ekyte_fp: Set(update.ekyte_fp.map(|f| f.to_string())),
+            version: Set(1),
+            claimed_by: Set(None),
+            claimed_at: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+        };
+        let stored = row
+            .insert(self.db())
+            .await
+            .map_err(|e| match db_err("insert link", e) {
+                StoreError::Conflict { .. } => StoreError::Conflict {
+                    message: format!(
+                        "a {kind} link with GHL id {:?} or eKyte id {:?} exists already",
+                        update.ghl_id, update.ekyte_id
+                    ),
+                },
+                other => other,
+            })?;
+        mapping::link(stored)
+    }
+}

@@ -1,0 +1,159 @@
+//! `RunStore`: full-sync and poll checkpoints. At most one run per tenant and kind is
+//! `running` (a partial unique index), so two schedulers that start the same run at once
+//! both resume one row.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use domain::TenantId;
+use ports::StoreError;
+use ports::store::{RunCounts, RunKind, RunStatus, RunStore, SyncRun};
+
+use crate::Store;
+use crate::entity::sync_runs::{self, Column, Entity};
+use crate::error::db_err;
+use crate::mapping::{self, StoredCounts, json, micros, now, run_status_str};
+
+fn not_found(id: i64) -> StoreError {
+    StoreError::NotFound {
+        what: format!("sync run {id}"),
+    }
+}
+
+impl Store {
+    async fn newest_run(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+        status: RunStatus,
+    ) -> Result<Option<SyncRun>, StoreError> {
+        Entity::find()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Column::Kind.eq(kind.as_str()))
+            .filter(Column::Status.eq(run_status_str(status)))
+            .order_by_desc(Column::Id)
+            .one(self.db())
+            .await
+            .map_err(|e| db_err("read sync run", e))?
+            .map(mapping::run)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl RunStore for Store {
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, kind = kind.as_str()))]
+    async fn start_or_resume(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<SyncRun, StoreError> {
+        // Read, else insert; an insert that loses to a concurrent one (unique violation on
+        // the one-running index) reads the winner's row on the next turn.
+        for _ in 0..3 {
+            if let Some(run) = self.newest_run(tenant, kind, RunStatus::Running).await? {
+                return Ok(run);
+            }
+            let at = now();
+            let row = sync_runs::ActiveModel {
+                id: Default::default(),
+                tenant_id: Set(tenant.as_str().to_owned()),
+                kind: Set(kind.as_str().to_owned()),
+                status: Set(run_status_str(RunStatus::Running).to_owned()),
+                cursor: Set(None),
+                since: Set(since.map(micros)),
+                counts: Set(json("run counts", &StoredCounts::default())?),
+                error: Set(None),
+                started_at: Set(at),
+                updated_at: Set(at),
+                finished_at: Set(None),
+            };
+            match row.insert(self.db()).await {
+                Ok(stored) => return mapping::run(stored),
+                Err(e) => match db_err("start sync run", e) {
+                    StoreError::Conflict { .. } => continue,
+                    other => return Err(other),
+                },
+            }
+        }
+        Err(StoreError::Conflict {
+            message: format!(
+                "the running {} run of tenant {tenant} kept changing; try again",
+                kind.as_str()
+            ),
+        })
+    }
+
+    async fn checkpoint(
+        &self,
+        run_id: i64,
+        cursor: Option<String>,
+        counts: RunCounts,
+    ) -> Result<(), StoreError> {
+        let res = Entity::update_many()
+            .col_expr(Column::Cursor, Expr::value(cursor))
+            .col_expr(
+                Column::Counts,
+                Expr::value(json("run counts", &StoredCounts::from(counts))?),
+            )
+            .col_expr(Column::UpdatedAt, Expr::value(now()))
+            .filter(Column::Id.eq(run_id))
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("checkpoint sync run", e))?;
+        if res.rows_affected == 0 {
+            return Err(not_found(run_id));
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let finished = (status != RunStatus::Running).then_some(at);
+        let res = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(run_status_str(status)))
+            .col_expr(Column::Error, Expr::value(error))
+            .col_expr(Column::FinishedAt, Expr::value(finished))
+            .col_expr(Column::UpdatedAt, Expr::value(at))
+            .filter(Column::Id.eq(run_id))
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("finish sync run", e))?;
+        if res.rows_affected == 0 {
+            return Err(not_found(run_id));
+        }
+        Ok(())
+    }
+
+    async fn last_completed(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+    ) -> Result<Option<SyncRun>, StoreError> {
+        self.newest_run(tenant, kind, RunStatus::Completed).await
+    }
+
+    async fn recent(&self, tenant: &TenantId, limit: u32) -> Result<Vec<SyncRun>, StoreError> {
+        Entity::find()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .order_by_desc(Column::Id)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("list sync runs", e))?
+            .into_iter()
+            .map(mapping::run)
+            .collect()
+    }
+}
