@@ -1,0 +1,429 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{SubsecRound, Utc};
+use futures::future::join_all;
+use ports::store::{
+    Credential, CredentialSecret, CredentialStore, NewCredential, Provider, RefreshError,
+};
+use ports::{ApiError, StoreError};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use secrecy::{ExposeSecret, SecretString};
+use store::test_support::{TestBackend, TestDb};
+use store::{DataKey, Keyring};
+
+use crate::support::{on_both, raw, tid, with_tenants};
+
+on_both!(
+    every_secret_kind_round_trips,
+    tokens_are_not_stored_in_clear,
+    another_key_fails_with_crypto,
+    rotated_keys_read_old_rows_and_write_new_ones,
+    eight_refreshers_refresh_once,
+    refresh_only_when_still_due_and_failures_change_nothing,
+);
+
+fn s(v: &str) -> SecretString {
+    SecretString::from(v.to_owned())
+}
+
+fn oauth(access: &str, refresh: &str) -> NewCredential {
+    NewCredential {
+        secret: CredentialSecret::GhlOAuth {
+            access_token: s(access),
+            refresh_token: s(refresh),
+            scopes: vec!["contacts.readonly".into(), "contacts.write".into()],
+            user_type: "Location".into(),
+            company_id: Some("comp-1".into()),
+        },
+        expires_at: Some(Utc::now().trunc_subsecs(6) + chrono::Duration::hours(1)),
+    }
+}
+
+fn access_token(c: &Credential) -> String {
+    match &c.secret {
+        CredentialSecret::GhlOAuth { access_token, .. } => access_token.expose_secret().to_owned(),
+        other => panic!("not OAuth: {other:?}"),
+    }
+}
+
+fn keyring(id: &str) -> (Keyring, SecretString) {
+    let key = DataKey::generate(id).unwrap();
+    let b64 = key.to_base64();
+    (Keyring::new(key), b64)
+}
+
+async fn every_secret_kind_round_trips(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    assert!(matches!(
+        store.get(&t, Provider::Ghl).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let first = oauth("at-1", "rt-1");
+    let stored = store.put(&t, Provider::Ghl, &first).await.unwrap();
+    assert_eq!(stored.version, 1);
+    let read = store.get(&t, Provider::Ghl).await.unwrap();
+    assert_eq!(read.version, 1);
+    assert_eq!(read.expires_at, first.expires_at);
+    assert_eq!(read.updated_at, stored.updated_at);
+    match &read.secret {
+        CredentialSecret::GhlOAuth {
+            access_token,
+            refresh_token,
+            scopes,
+            user_type,
+            company_id,
+        } => {
+            assert_eq!(access_token.expose_secret(), "at-1");
+            assert_eq!(refresh_token.expose_secret(), "rt-1");
+            assert_eq!(scopes.len(), 2);
+            assert_eq!(user_type, "Location");
+            assert_eq!(company_id.as_deref(), Some("comp-1"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Replacing bumps the version; the other provider is another row.
+    let private = NewCredential {
+        secret: CredentialSecret::GhlPrivate { token: s("pit-1") },
+        expires_at: None,
+    };
+    assert_eq!(
+        store
+            .put(&t, Provider::Ghl, &private)
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    let read = store.get(&t, Provider::Ghl).await.unwrap();
+    assert_eq!(read.version, 2);
+    assert_eq!(read.expires_at, None);
+    assert!(
+        matches!(&read.secret, CredentialSecret::GhlPrivate { token } if token.expose_secret() == "pit-1")
+    );
+
+    let ekyte = NewCredential {
+        secret: CredentialSecret::Ekyte {
+            api_key: s("ek-1"),
+            mcp_token: Some(s("mcp-1")),
+        },
+        expires_at: None,
+    };
+    store.put(&t, Provider::Ekyte, &ekyte).await.unwrap();
+    let read = store.get(&t, Provider::Ekyte).await.unwrap();
+    assert!(matches!(
+        &read.secret,
+        CredentialSecret::Ekyte { api_key, mcp_token: Some(m) }
+            if api_key.expose_secret() == "ek-1" && m.expose_secret() == "mcp-1"
+    ));
+    // Debug output of what the store returns never shows a secret.
+    assert!(!format!("{read:?}").contains("ek-1"));
+
+    store.delete(&t, Provider::Ghl).await.unwrap();
+    assert!(matches!(
+        store.get(&t, Provider::Ghl).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store.get(&t, Provider::Ekyte).await.is_ok());
+    store.delete(&t, Provider::Ghl).await.unwrap();
+    // Credentials of a tenant that does not exist are refused.
+    assert!(matches!(
+        store.put(&tid("ghost"), Provider::Ghl, &private).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Every byte of every credentials row, as stored: binary columns as bytes, the rest as text.
+async fn dump_credentials(db: &TestDb) -> Vec<Vec<u8>> {
+    let conn = raw(db).await;
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        // The whole row as text (bytea renders as hex there), plus the binary columns raw.
+        DbBackend::Postgres => {
+            "SELECT row_to_json(c)::text AS whole, c.nonce, c.ciphertext FROM credentials c"
+        }
+        _ => {
+            "SELECT tenant_id || '|' || provider || '|' || key_id || '|' || \
+             coalesce(expires_at, '') || '|' || version || '|' || hex(nonce) || '|' || \
+             hex(ciphertext) AS whole, nonce, ciphertext FROM credentials"
+        }
+    };
+    let rows = conn
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty());
+    let mut out = Vec::new();
+    for row in rows {
+        let whole: String = row.try_get("", "whole").unwrap();
+        let nonce: Vec<u8> = row.try_get("", "nonce").unwrap();
+        let ciphertext: Vec<u8> = row.try_get("", "ciphertext").unwrap();
+        assert_eq!(nonce.len(), 12);
+        assert!(!ciphertext.is_empty());
+        out.extend([whole.into_bytes(), nonce, ciphertext]);
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The token's bytes in every form a careless store might write them.
+fn forms(token: &str) -> Vec<Vec<u8>> {
+    let hex: String = token.bytes().map(|b| format!("{b:02x}")).collect();
+    vec![
+        token.as_bytes().to_vec(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+        base64::engine::general_purpose::STANDARD
+            .encode(token)
+            .into_bytes(),
+    ]
+}
+
+async fn tokens_are_not_stored_in_clear(b: TestBackend) {
+    let (db, store) = with_tenants(b).await;
+    let access = "access-4f1c9e2b7d3a48e6a1b0c5d2e9f87a63";
+    let refresh = "refresh-9a8b7c6d5e4f30211f2e3d4c5b6a7988";
+    store
+        .put(&tid("acme"), Provider::Ghl, &oauth(access, refresh))
+        .await
+        .unwrap();
+    let dump = dump_credentials(&db).await;
+    // The check itself can see a token when there is one.
+    assert!(contains(
+        format!("x{access}x").as_bytes(),
+        access.as_bytes()
+    ));
+    for token in [access, refresh] {
+        for form in forms(token) {
+            for column in &dump {
+                assert!(
+                    !contains(column, &form),
+                    "a form of {token} is stored in clear"
+                );
+            }
+        }
+    }
+    // And the row still decrypts.
+    let read = store.get(&tid("acme"), Provider::Ghl).await.unwrap();
+    assert_eq!(access_token(&read), access);
+}
+
+async fn another_key_fails_with_crypto(b: TestBackend) {
+    let (db, store) = with_tenants(b).await;
+    store
+        .put(&tid("acme"), Provider::Ghl, &oauth("at", "rt"))
+        .await
+        .unwrap();
+
+    // Same key id, other key bytes: the configuration changed under us.
+    let (same_id, _) = keyring("test-key");
+    let other = db.store_with(same_id).await.unwrap();
+    match other.get(&tid("acme"), Provider::Ghl).await {
+        Err(StoreError::Crypto { message }) => {
+            assert!(
+                message.contains("test-key") && message.contains("acme"),
+                "{message}"
+            )
+        }
+        other => panic!("expected Crypto, got {other:?}"),
+    }
+    // A key id that is not configured at all.
+    let (unknown, _) = keyring("k9");
+    let other = db.store_with(unknown).await.unwrap();
+    match other.get(&tid("acme"), Provider::Ghl).await {
+        Err(StoreError::Crypto { message }) => {
+            assert!(message.contains("not in the keyring"), "{message}")
+        }
+        other => panic!("expected Crypto, got {other:?}"),
+    }
+}
+
+async fn rotated_keys_read_old_rows_and_write_new_ones(b: TestBackend) {
+    let (db, _) = with_tenants(b).await;
+    let (old_ring, old_b64) = keyring("k1");
+    let old = db.store_with(old_ring).await.unwrap();
+    old.put(&tid("acme"), Provider::Ghl, &oauth("at-old", "rt-old"))
+        .await
+        .unwrap();
+
+    let new_key = DataKey::generate("k2").unwrap();
+    let spec = format!(
+        "k2:{},k1:{}",
+        new_key.to_base64().expose_secret(),
+        old_b64.expose_secret()
+    );
+    let rotated = db
+        .store_with(Keyring::parse(&SecretString::from(spec)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        access_token(&rotated.get(&tid("acme"), Provider::Ghl).await.unwrap()),
+        "at-old"
+    );
+    rotated
+        .put(&tid("acme"), Provider::Ghl, &oauth("at-new", "rt-new"))
+        .await
+        .unwrap();
+    let conn = raw(&db).await;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT key_id FROM credentials",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "key_id").unwrap(), "k2");
+    // The old keyring alone can no longer read it.
+    assert!(matches!(
+        old.get(&tid("acme"), Provider::Ghl).await,
+        Err(StoreError::Crypto { .. })
+    ));
+}
+
+fn due_within(secs: i64) -> ports::store::DuePredicate {
+    Box::new(move |c: &Credential| {
+        c.expires_at
+            .is_none_or(|t| t < Utc::now() + chrono::Duration::seconds(secs))
+    })
+}
+
+async fn eight_refreshers_refresh_once(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    let mut expired = oauth("at-old", "rt-old");
+    expired.expires_at = Some(Utc::now() - chrono::Duration::minutes(1));
+    store.put(&t, Provider::Ghl, &expired).await.unwrap();
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks = (0..8).map(|_| {
+        let store = store.clone();
+        let calls = calls.clone();
+        let t = t.clone();
+        tokio::spawn(async move {
+            store
+                .with_credential_lock(
+                    &t,
+                    Provider::Ghl,
+                    due_within(60),
+                    Box::new(move |current: Credential| {
+                        Box::pin(async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            // The single-use refresh token is spent here, once.
+                            let CredentialSecret::GhlOAuth { refresh_token, .. } = &current.secret
+                            else {
+                                return Err(ApiError::unsupported("refresh"));
+                            };
+                            assert_eq!(refresh_token.expose_secret(), "rt-old");
+                            // Stands for the HTTP round trip, so the others pile up on the lock.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok(oauth("at-new", "rt-new"))
+                        })
+                    }),
+                )
+                .await
+        })
+    });
+    let results: Vec<Credential> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "refresh must run exactly once"
+    );
+    for c in &results {
+        assert_eq!(access_token(c), "at-new");
+        assert_eq!(c.version, 2);
+    }
+    let stored = store.get(&t, Provider::Ghl).await.unwrap();
+    assert_eq!(access_token(&stored), "at-new");
+    assert_eq!(stored.version, 2);
+}
+
+async fn refresh_only_when_still_due_and_failures_change_nothing(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    assert!(matches!(
+        store
+            .with_credential_lock(
+                &t,
+                Provider::Ghl,
+                due_within(60),
+                Box::new(|_| Box::pin(async { Ok(oauth("x", "y")) })),
+            )
+            .await,
+        Err(RefreshError::Store(StoreError::NotFound { .. }))
+    ));
+
+    store
+        .put(&t, Provider::Ghl, &oauth("at-1", "rt-1"))
+        .await
+        .unwrap();
+    // Expires in an hour: not due, refresh never called.
+    let current = store
+        .with_credential_lock(
+            &t,
+            Provider::Ghl,
+            due_within(60),
+            Box::new(|_| panic!("refresh called on a credential that is not due")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (access_token(&current), current.version),
+        ("at-1".into(), 1)
+    );
+
+    // Due, but the vendor refuses: the error comes back, the row is unchanged, the lock is free.
+    let err = store
+        .with_credential_lock(
+            &t,
+            Provider::Ghl,
+            due_within(7200),
+            Box::new(|_| {
+                Box::pin(async {
+                    Err(ApiError::Unauthorized {
+                        message: "invalid_grant".into(),
+                    })
+                })
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RefreshError::Api(ApiError::Unauthorized { .. })
+    ));
+    let unchanged = store.get(&t, Provider::Ghl).await.unwrap();
+    assert_eq!(
+        (access_token(&unchanged), unchanged.version),
+        ("at-1".into(), 1)
+    );
+    let refreshed = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.with_credential_lock(
+            &t,
+            Provider::Ghl,
+            due_within(7200),
+            Box::new(|_| Box::pin(async { Ok(oauth("at-2", "rt-2")) })),
+        ),
+    )
+    .await
+    .expect("the lock was left held after a failed refresh")
+    .unwrap();
+    assert_eq!(
+        (access_token(&refreshed), refreshed.version),
+        ("at-2".into(), 2)
+    );
+}
