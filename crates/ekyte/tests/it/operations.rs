@@ -1,0 +1,466 @@
+//! Every adapter operation against the simulator, then a counter check that every route the
+//! adapter is meant to use was called.
+
+use chrono::{TimeZone, Utc};
+use domain::{
+    EkyteWorkspaceId, ExternalRef, FieldChange, FieldValue, GhlContactId, LocationId, Task,
+    TaskStatus,
+};
+use ports::ApiError;
+use ports::ekyte::{EkyteApi, NoteContent};
+use sandbox::ekyte::{EkyteConfig as SimConfig, Situation, WorkspaceEdit};
+
+use crate::support::{Env, fast_config, seed_company_in};
+
+/// The routes (method + template, as the simulator counts them) the adapter must use.
+const ROUTES: &[&str] = &[
+    "GET /v1.0/workspaces",
+    "GET /v1.2/tasks",
+    "GET /v1.0/users",
+    "GET /v1.0/task-types",
+    "GET /n8n/polling/auth",
+    "GET /n8n/polling/boards",
+    "POST /n8n/tasks",
+    "POST /n8n/workspaces",
+    "POST /n8n/boards",
+    "POST /n8n/notes",
+    "POST /mcp",
+];
+
+/// The MCP methods and tools the adapter must use (simulator event counters).
+const MCP: &[&str] = &[
+    "mcp_method:initialize",
+    "mcp_method:notifications/initialized",
+    "mcp_tool:get_current_user",
+    "mcp_tool:update_task",
+    "mcp_tool:create_task_comment",
+    "mcp_tool:update_board_note",
+    "mcp_tool:update_workspace",
+    "mcp_tool:get_detailed_task",
+];
+
+fn external(contact: &str) -> ExternalRef {
+    ExternalRef::Contact {
+        location: LocationId::parse("loc1").unwrap(),
+        contact: GhlContactId::parse(contact).unwrap(),
+    }
+}
+
+fn change(field: &'static str, to: FieldValue) -> FieldChange {
+    FieldChange {
+        field,
+        from: FieldValue::Text(None),
+        to,
+    }
+}
+
+/// Run every operation of the port (and the adapter's extras) with assertions on what eKyte
+/// stored and what the adapter read back.
+async fn exercise_every_operation(env: &Env) {
+    let (a, s, c) = (&env.adapter, &env.scope, env.company());
+
+    let health = a.healthcheck(s).await.unwrap();
+    assert!(health.problems.is_empty(), "{:?}", health.problems);
+    assert_eq!(health.mcp_identity.unwrap().email, env.co.admin.email);
+    let users = a.list_users(s).await.unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|u| u.email.as_deref() == Some(env.co.admin.email.as_str()))
+    );
+    let types = a.list_task_types(s).await.unwrap();
+    assert!(
+        types
+            .iter()
+            .any(|t| t.id.get() == env.co.task_type_id as u64 && t.active)
+    );
+
+    // Workspaces: create with ExternalId, find it back, read it.
+    let ext = external("c1");
+    let ws = a.create_workspace(s, "Cliente GHL", &ext).await.unwrap();
+    let stored = env.sb.workspace(c, ws.get() as i64).unwrap();
+    assert_eq!(stored.external_id.as_deref(), Some("ghl:loc1:c1"));
+    assert_eq!(a.find_workspace(s, &ext).await.unwrap().unwrap().id, ws);
+    assert!(
+        a.find_workspace(s, &external("nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(a.get_workspace(s, ws).await.unwrap().name, "Cliente GHL");
+    assert_eq!(a.list_workspaces(s).await.unwrap().len(), 2);
+    assert!(
+        a.get_workspace(s, EkyteWorkspaceId::new(999_999_999).unwrap())
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // Tasks: create (automation), read (BI), update and complete (MCP).
+    let due = Utc.with_ymd_and_hms(2026, 5, 4, 15, 0, 0).unwrap();
+    let task = Task {
+        title: Some("Kick-off".into()),
+        body: Some("Linha 1\nLinha <2>".into()),
+        due: Some(due),
+        ..Task::default()
+    };
+    let tid = a.create_task(s, ws, &task).await.unwrap();
+    let stored = env.sb.task(c, tid.get() as i64).unwrap();
+    assert_eq!(
+        stored.description,
+        "<div>Linha 1</div><div>Linha &lt;2&gt;</div>"
+    );
+    assert_eq!(stored.current_due_date, Some(due));
+    let listed = a.list_tasks(s, ws, true).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].task.body.as_deref(), Some("Linha 1\nLinha <2>"));
+    assert_eq!(listed[0].task.status, TaskStatus::Open);
+    assert_eq!(listed[0].workspace, ws);
+
+    let due2 = Utc.with_ymd_and_hms(2026, 6, 1, 12, 30, 0).unwrap();
+    a.update_task(
+        s,
+        tid,
+        &[
+            change("title", FieldValue::Text(Some("Kick-off call".into()))),
+            change("body", FieldValue::Text(Some("Agenda".into()))),
+            change("due", FieldValue::Time(Some(due2))),
+        ],
+    )
+    .await
+    .unwrap();
+    let stored = env.sb.task(c, tid.get() as i64).unwrap();
+    assert_eq!(stored.title, "Kick-off call");
+    assert_eq!(stored.description, "<div>Agenda</div>");
+    assert_eq!(stored.current_due_date, Some(due2));
+    a.set_task_status(s, tid, TaskStatus::Completed)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.sb.task(c, tid.get() as i64).unwrap().situation,
+        Situation::Completed
+    );
+
+    // Comments (MCP) and reading one task back with them.
+    let cid = a
+        .create_comment(s, tid, "<div>Olá &amp; tchau</div>")
+        .await
+        .unwrap();
+    let got = a.get_task(s, tid).await.unwrap();
+    assert_eq!(got.task.status, TaskStatus::Completed);
+    assert_eq!(got.task.title.as_deref(), Some("Kick-off call"));
+    let comment = got.comments.iter().find(|x| x.id == cid).unwrap();
+    assert_eq!(comment.body.as_deref(), Some("Olá & tchau"));
+    assert_eq!(
+        comment.author.as_deref(),
+        Some(env.co.admin.user_name.as_str())
+    );
+
+    // Boards and notes.
+    let board = a.create_board(s, ws, "GHL").await.unwrap();
+    let boards = a.list_boards(s, ws).await.unwrap();
+    assert_eq!(boards.len(), 1);
+    assert_eq!((boards[0].id, boards[0].title.as_str()), (board, "GHL"));
+    let note = a
+        .create_note(
+            s,
+            board,
+            &NoteContent {
+                title: "Profile".into(),
+                html: "<div>v1</div>".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        env.sb.note(c, note.get() as i64).unwrap().content,
+        "<div>v1</div>"
+    );
+    a.update_note(
+        s,
+        note,
+        &NoteContent {
+            title: "Profile".into(),
+            html: "<div>v2</div>".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        env.sb.note(c, note.get() as i64).unwrap().content,
+        "<div>v2</div>"
+    );
+
+    // Workspace rename and deactivation (MCP).
+    a.rename_workspace(s, ws, "Cliente Renomeado")
+        .await
+        .unwrap();
+    a.deactivate_workspace(s, ws).await.unwrap();
+    let read = a.get_workspace(s, ws).await.unwrap();
+    assert_eq!(
+        (read.name.as_str(), read.active),
+        ("Cliente Renomeado", false)
+    );
+}
+
+#[tokio::test]
+async fn every_listed_route_is_called_by_the_operations() {
+    let env = Env::start(true).await;
+    exercise_every_operation(&env).await;
+    let counters = env.sb.counters().snapshot();
+    let missing: Vec<&str> = ROUTES
+        .iter()
+        .copied()
+        .filter(|r| {
+            let (method, route) = r.split_once(' ').unwrap();
+            counters.route_total(method, route) == 0
+        })
+        .chain(MCP.iter().copied().filter(|e| counters.event(e) == 0))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never called: {missing:?}\n{counters:#?}"
+    );
+    // The adapter never sends a zoned date, never reaches a route eKyte does not have, and an
+    // MCP session is opened once per tenant.
+    assert_eq!(counters.event("zoned_date_input"), 0);
+    assert_eq!(counters.route_total("GET", "<unmatched>"), 0);
+    assert_eq!(counters.route_total("POST", "<unmatched>"), 0);
+    assert_eq!(counters.event("mcp_method:initialize"), 1);
+    assert_eq!(counters.event("mcp_tool:get_current_user"), 1);
+}
+
+#[tokio::test]
+async fn lists_follow_paging_to_the_last_page() {
+    let env = Env::start(false).await;
+    let c = env.company();
+    env.sb.update_settings(sandbox::ekyte::SettingsPatch {
+        page_size: Some(2),
+        ..Default::default()
+    });
+    for i in 0..4 {
+        env.sb
+            .create_workspace(
+                c,
+                sandbox::ekyte::NewWorkspace {
+                    name: format!("W{i}"),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+    }
+    for i in 0..5 {
+        env.sb
+            .create_task(
+                c,
+                sandbox::ekyte::NewTask::new(
+                    env.co.workspace_id,
+                    env.co.task_type_id,
+                    &format!("T{i}"),
+                ),
+            )
+            .unwrap();
+    }
+    env.sb.counters().reset();
+    let all = env.adapter.list_workspaces(&env.scope).await.unwrap();
+    assert_eq!(all.len(), 5);
+    let ws = EkyteWorkspaceId::new(env.co.workspace_id as u64).unwrap();
+    let tasks = env.adapter.list_tasks(&env.scope, ws, false).await.unwrap();
+    assert_eq!(tasks.len(), 5);
+    let snap = env.sb.counters().snapshot();
+    assert_eq!(snap.route_total("GET", "/v1.0/workspaces"), 3);
+    assert_eq!(snap.route_total("GET", "/v1.2/tasks"), 3);
+}
+
+#[tokio::test]
+async fn the_zapier_routes_create_too() {
+    let env = Env::start(false).await;
+    let mut config = fast_config(&env.sb.base_url());
+    config.automation = ekyte::AutomationApi::Zapier;
+    let adapter = ekyte::EkyteAdapter::new(config, env.creds.clone()).unwrap();
+    let ws = adapter
+        .create_workspace(&env.scope, "Via Zapier", &external("z1"))
+        .await
+        .unwrap();
+    let board = adapter.create_board(&env.scope, ws, "GHL").await.unwrap();
+    assert_eq!(
+        adapter.list_boards(&env.scope, ws).await.unwrap()[0].id,
+        board
+    );
+    let snap = env.sb.counters().snapshot();
+    assert_eq!(snap.route_total("POST", "/zapier/workspaces"), 1);
+    assert_eq!(snap.route_total("GET", "/zapier/boards"), 1);
+    assert_eq!(snap.route_total("POST", "/n8n/workspaces"), 0);
+}
+
+#[tokio::test]
+async fn automation_refusals_keep_ekytes_text() {
+    let env = Env::start(false).await;
+    let mut other = env.scope.tenant.as_ref().clone();
+    other.settings.ekyte.user_email = Some("stranger@nowhere.example".into());
+    let scope = crate::support::scope_of(other);
+    let err = env
+        .adapter
+        .create_workspace(&scope, "X", &external("c9"))
+        .await
+        .unwrap_err();
+    match err {
+        ApiError::Invalid { messages } => {
+            assert_eq!(messages.len(), 1);
+            assert!(!messages[0].is_empty());
+            assert!(!messages[0].contains(&env.co.api_key));
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    // A wrong company id for the key is HTTP 401 on the automation API.
+    let mut wrong = env.scope.tenant.as_ref().clone();
+    wrong.ekyte_company_id = domain::EkyteCompanyId::new(1).unwrap();
+    let err = env
+        .adapter
+        .create_board(
+            &crate::support::scope_of(wrong),
+            EkyteWorkspaceId::new(env.co.workspace_id as u64).unwrap(),
+            "GHL",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Unauthorized { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn missing_mapping_is_invalid_before_any_request() {
+    let env = Env::start(false).await;
+    let mut t = env.scope.tenant.as_ref().clone();
+    t.settings.ekyte.task_type_id = None;
+    let scope = crate::support::scope_of(t);
+    let ws = EkyteWorkspaceId::new(env.co.workspace_id as u64).unwrap();
+    let task = Task {
+        title: Some("x".into()),
+        due: Some(Utc::now()),
+        ..Task::default()
+    };
+    let err = env
+        .adapter
+        .create_task(&scope, ws, &task)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
+    let no_due = Task {
+        title: Some("x".into()),
+        ..Task::default()
+    };
+    let err = env
+        .adapter
+        .create_task(&env.scope, ws, &no_due)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
+    assert_eq!(env.requests(), 0);
+}
+
+#[tokio::test]
+async fn unknown_ids_are_not_found() {
+    let env = Env::start(true).await;
+    let (a, s) = (&env.adapter, &env.scope);
+    let task = domain::EkyteTaskId::new(424_242).unwrap();
+    assert!(a.get_task(s, task).await.unwrap_err().is_not_found());
+    let err = a
+        .update_task(
+            s,
+            task,
+            &[change("title", FieldValue::Text(Some("x".into())))],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let err = a
+        .set_task_status(s, task, TaskStatus::Cancelled)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let err = a.create_comment(s, task, "<div>x</div>").await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let ws = EkyteWorkspaceId::new(77).unwrap();
+    let err = a.rename_workspace(s, ws, "x").await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    let note = domain::EkyteNoteId::new(77).unwrap();
+    let err = a
+        .update_note(
+            s,
+            note,
+            &NoteContent {
+                title: "t".into(),
+                html: "<div>x</div>".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}
+
+#[tokio::test]
+async fn hidden_external_ids_make_the_lookup_unsupported() {
+    let env = Env::start_with(
+        SimConfig {
+            expose_external_id: false,
+            ..SimConfig::default()
+        },
+        true,
+    )
+    .await;
+    let err = env
+        .adapter
+        .find_workspace(&env.scope, &external("c1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Unsupported { .. }), "{err:?}");
+    // The MCP listing was tried as the fallback before giving up.
+    let snap = env.sb.counters().snapshot();
+    assert!(snap.event("mcp_tool:list_short_workspaces") >= 1);
+}
+
+#[tokio::test]
+async fn get_task_scans_the_bi_api_without_a_token() {
+    let env = Env::start(false).await;
+    let c = env.company();
+    let other_ws = env
+        .sb
+        .create_workspace(
+            c,
+            sandbox::ekyte::NewWorkspace {
+                name: "Outro".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let id = env
+        .sb
+        .create_task(
+            c,
+            sandbox::ekyte::NewTask::new(other_ws, env.co.task_type_id, "Achar"),
+        )
+        .unwrap();
+    env.sb
+        .edit_workspace(c, other_ws, WorkspaceEdit::default())
+        .unwrap();
+    let got = env
+        .adapter
+        .get_task(&env.scope, domain::EkyteTaskId::new(id as u64).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got.task.title.as_deref(), Some("Achar"));
+    assert_eq!(got.workspace.get(), other_ws as u64);
+    assert_eq!(env.sb.counters().snapshot().route_total("POST", "/mcp"), 0);
+}
+
+#[tokio::test]
+async fn a_company_in_another_zone_seeds() {
+    // Guards the helper the time-zone tests rely on.
+    let sb = sandbox::ekyte::EkyteSandbox::start(SimConfig::default())
+        .await
+        .unwrap();
+    let co = seed_company_in(&sb, "Asia/Kolkata");
+    let env = Env::over(sb, co, true);
+    let health = env.adapter.healthcheck(&env.scope).await.unwrap();
+    assert!(health.problems.is_empty(), "{:?}", health.problems);
+}
