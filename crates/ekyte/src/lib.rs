@@ -955,6 +955,8 @@ impl EkyteApi for EkyteAdapter {
         // task's workspace first and list just that one; MCP sees only what its owner may
         // see (§2.2), so when it does not show the task, scan every workspace.
         if let Some(token) = &creds.mcp_token {
+            // Only a shortcut: a failing MCP (a bad token, say) must not block a read the
+            // API key can serve.
             let located = inner
                 .read_tool(
                     &calls,
@@ -963,7 +965,11 @@ impl EkyteApi for EkyteAdapter {
                     "get_detailed_task",
                     json!({ "taskId": id.get() }),
                 )
-                .await?;
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "MCP could not locate the task; scanning the BI API");
+                    Value::Null
+                });
             if !is_empty_record(&located)
                 && let Ok(dto) = TaskDto::deserialize(&located)
                 && let Some(ws) = dto.workspace().and_then(|w| EkyteWorkspaceId::new(w).ok())

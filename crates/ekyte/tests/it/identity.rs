@@ -58,6 +58,10 @@ async fn assert_refused(env: &Env, token: &str) {
     assert_eq!(env.requests(), before);
     assert!(env.sb.task(c, task).unwrap().comments.is_empty());
 
+    // Reads the API key can serve still work.
+    let read = env.adapter.get_task(&env.scope, id).await.unwrap();
+    assert_eq!(read.task.title.as_deref(), Some("Original"));
+
     // A corrected token is checked afresh and works.
     env.creds
         .set(&env.co.api_key, env.co.admin.mcp_token.as_deref());
