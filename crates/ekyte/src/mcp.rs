@@ -446,15 +446,22 @@ fn answer(req: &Request<'_>, resp: &Response, id: u64) -> Result<Value, ApiError
             }
         }
     };
-    let message = messages
-        .into_iter()
-        .find(|m| m.get("id").and_then(Value::as_u64) == Some(id))
-        .ok_or_else(|| {
-            ApiError::Unknown(anyhow::anyhow!(
-                "{} answered without a response to request {id}",
-                req.route
-            ))
-        })?;
+    // Our response: our id (a number, or its text if the server stringifies ids) and no
+    // `method` (a server-to-client request may reuse the number).
+    let ours = |m: &Value| {
+        let same = match m.get("id") {
+            Some(Value::Number(n)) => n.as_u64() == Some(id),
+            Some(Value::String(s)) => s.trim() == id.to_string(),
+            _ => false,
+        };
+        same && m.get("method").is_none()
+    };
+    let message = messages.into_iter().find(ours).ok_or_else(|| {
+        ApiError::Unknown(anyhow::anyhow!(
+            "{} answered without a response to request {id}",
+            req.route
+        ))
+    })?;
     if let Some(err) = message.get("error") {
         let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
         let text = scrub(
@@ -551,6 +558,41 @@ mod tests {
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0]["id"], 3);
         assert_eq!(msgs[1]["id"], 4);
+    }
+
+    #[test]
+    fn the_answer_is_our_response_not_a_server_request_with_the_same_id() {
+        let token = SecretString::from("secret-token-123");
+        let req = Request {
+            method: Method::POST,
+            route: "MCP test".into(),
+            url: url::Url::parse("http://127.0.0.1/mcp").unwrap(),
+            body: None,
+            headers: Vec::new(),
+            secrets: vec![&token],
+            idempotent: true,
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("text/event-stream"),
+        );
+        let resp = Response {
+            status: StatusCode::OK,
+            headers,
+            body: "data: {\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"sampling/createMessage\"}\n\n\
+                   data: {\"jsonrpc\":\"2.0\",\"id\":\"4\",\"result\":{\"ok\":true}}\n\n"
+                .into(),
+        };
+        assert_eq!(answer(&req, &resp, 4).unwrap(), json!({ "ok": true }));
+        let err = Response {
+            status: StatusCode::OK,
+            headers: reqwest::header::HeaderMap::new(),
+            body: "{\"jsonrpc\":\"2.0\",\"id\":5,\"error\":{\"code\":-32603,\"message\":\"boom secret-token-123\"}}".into(),
+        };
+        let e = answer(&req, &err, 5).unwrap_err();
+        assert!(matches!(e, ApiError::Unknown(_)));
+        assert!(!e.to_string().contains("secret-token-123"), "{e}");
     }
 
     #[test]
