@@ -1,0 +1,720 @@
+//! The rate budget of each (app, location): GHL allows 100 requests per 10 s and 200,000 per
+//! day per Marketplace app and resource (API.md §8), and says where a client stands in five
+//! `X-RateLimit-*` headers on every answer.
+//!
+//! What it guarantees:
+//! - **one process alone never earns a 429**: each request holds a slot from the moment it is
+//!   sent until `interval` after its answer arrived. The server counts a request from its
+//!   arrival, which lies between those two instants, so the local count is never below the
+//!   server's — whether GHL counts with a sliding log or fixed windows;
+//! - **several processes sharing a budget stay inside it** by reading the headers: when the
+//!   server counts more requests than this process can account for, someone else is using
+//!   the budget; from then on (until two quiet intervals pass) a share of the budget
+//!   (`shared_reserve`) is left unused, only a few requests are in flight at once, the
+//!   server's `X-RateLimit-Remaining` (minus what was sent since) gates every request, and
+//!   when it runs low the budget waits for the interval, then sends a single probe to read
+//!   fresh headers;
+//! - **real-time before bulk**: when calls wait, the next free slot goes to the oldest
+//!   `Priority::RealTime` waiter, then to the oldest bulk one; bulk calls also stop short of
+//!   the daily limit (`daily_bulk_reserve`) so webhooks keep flowing late in the day;
+//! - a 429 counts as "remaining 0" (wait for the interval, then probe);
+//! - waiting is cancel-safe: a dropped waiter leaves the queue, a dropped permit releases its
+//!   slot as if the answer had arrived then.
+//!
+//! Why not `governor`: its GCRA admits a full burst and then refills continuously, so right
+//! after a burst of 100 it admits a 101st request 100 ms later — a 429 under GHL's "100 per
+//! 10 s" when the server counts a window (the simulator uses a sliding log, the strictest
+//! reading). A GCRA with no burst is safe but delays even a lone webhook call after idling.
+//! Governor can also not be corrected from the server's headers (its cells can be consumed,
+//! never returned or re-read) and has no priorities. The structure here is small: a log of
+//! slot release times, the in-flight set and the latest header reading, under one mutex,
+//! with a `Notify` to wake waiters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ports::{ApiError, Priority};
+use reqwest::header::HeaderMap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::RateConfig;
+
+/// The five headers of API.md §8 ([AUTHMD]); each may be missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// `X-RateLimit-Limit-Daily`
+    pub limit_daily: Option<u64>,
+    /// `X-RateLimit-Daily-Remaining`
+    pub daily_remaining: Option<u64>,
+    /// `X-RateLimit-Interval-Milliseconds`
+    pub interval: Option<Duration>,
+    /// `X-RateLimit-Max`
+    pub max: Option<u32>,
+    /// `X-RateLimit-Remaining`
+    pub remaining: Option<u32>,
+}
+
+impl RateHeaders {
+    /// The headers of one answer; `None` when it carries none of them.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        fn num(headers: &HeaderMap, name: &str) -> Option<u64> {
+            headers.get(name)?.to_str().ok()?.trim().parse().ok()
+        }
+        let h = Self {
+            limit_daily: num(headers, "x-ratelimit-limit-daily"),
+            daily_remaining: num(headers, "x-ratelimit-daily-remaining"),
+            interval: num(headers, "x-ratelimit-interval-milliseconds")
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+            max: num(headers, "x-ratelimit-max")
+                .and_then(|m| u32::try_from(m).ok())
+                .filter(|m| *m > 0),
+            remaining: num(headers, "x-ratelimit-remaining")
+                .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+        };
+        (h != Self::default()).then_some(h)
+    }
+}
+
+/// Whose budget: the Marketplace app and the resource (location, or company for agency
+/// calls) (API.md §8).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BudgetKey {
+    pub app: String,
+    pub resource: String,
+}
+
+impl BudgetKey {
+    pub fn new(app: impl Into<String>, resource: impl Into<String>) -> Self {
+        Self {
+            app: app.into(),
+            resource: resource.into(),
+        }
+    }
+}
+
+/// Where one budget stands, for metrics and `status` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetSnapshot {
+    pub app: String,
+    /// The location (or company) id.
+    pub resource: String,
+    /// The burst limit and its window, as the latest headers said.
+    pub max: u32,
+    pub interval: Duration,
+    /// Slots this process holds: requests in flight or answered less than `interval` ago.
+    pub used: u32,
+    pub in_flight: u32,
+    /// `X-RateLimit-Remaining` of the latest answer, less what was sent since.
+    pub remaining: Option<u32>,
+    pub daily_limit: u64,
+    /// `X-RateLimit-Daily-Remaining` of the latest answer, less what was sent since.
+    pub daily_remaining: Option<u64>,
+    /// Whether another client was seen using this budget recently.
+    pub shared: bool,
+    pub waiting_real_time: u32,
+    pub waiting_bulk: u32,
+    /// Requests let through since start.
+    pub granted: u64,
+    /// 429s received since start.
+    pub throttled: u64,
+}
+
+/// Every budget of the process, created on first use. Shared by all tasks (clone the `Arc`).
+#[derive(Debug)]
+pub struct RateBudgets {
+    config: RateConfig,
+    budgets: Mutex<HashMap<BudgetKey, Arc<Budget>>>,
+}
+
+impl RateBudgets {
+    pub fn new(config: RateConfig) -> Self {
+        Self {
+            config,
+            budgets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn budget(&self, key: &BudgetKey) -> Arc<Budget> {
+        let mut map = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key.clone())
+            .or_insert_with(|| Arc::new(Budget::new(key.clone(), self.config.clone())))
+            .clone()
+    }
+
+    /// Every budget used so far, ordered by app and resource.
+    pub fn snapshot(&self) -> Vec<BudgetSnapshot> {
+        let budgets: Vec<Arc<Budget>> = self
+            .budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<BudgetSnapshot> = budgets.iter().map(|b| b.snapshot()).collect();
+        out.sort_by(|a, b| (&a.app, &a.resource).cmp(&(&b.app, &b.resource)));
+        out
+    }
+
+    /// The budgets of one location (or company), one per app.
+    pub fn for_resource(&self, resource: &str) -> Vec<BudgetSnapshot> {
+        self.snapshot()
+            .into_iter()
+            .filter(|s| s.resource == resource)
+            .collect()
+    }
+}
+
+/// The latest header reading.
+#[derive(Debug, Clone, Copy)]
+struct Observation {
+    at: Instant,
+    /// Sequence number of the request whose answer carried it.
+    seq: u64,
+    remaining: Option<u32>,
+    daily_remaining: Option<u64>,
+    /// Our requests sent before that one and still unanswered then: the server may not have
+    /// counted them yet, so they are subtracted (conservative).
+    pending_before: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    max: u32,
+    interval: Duration,
+    daily_limit: u64,
+    /// When each slot of an answered request frees up (answer + interval).
+    releases: VecDeque<Instant>,
+    /// When our recent answers arrived (to tell our requests from someone else's).
+    answers: VecDeque<Instant>,
+    /// Unanswered requests: sequence number → when sent.
+    in_flight: BTreeMap<u64, Instant>,
+    next_seq: u64,
+    observed: Option<Observation>,
+    shared_until: Option<Instant>,
+    waiters: BTreeSet<(Priority, u64)>,
+    next_ticket: u64,
+    granted: u64,
+    throttled: u64,
+}
+
+enum Decision {
+    Go(u64),
+    /// Wait for a state change, or until this instant at the latest.
+    Wait(Option<Instant>),
+    Refuse(ApiError),
+}
+
+impl State {
+    fn new(config: &RateConfig) -> Self {
+        Self {
+            max: config.max,
+            interval: config.interval,
+            daily_limit: config.daily_limit,
+            releases: VecDeque::new(),
+            answers: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            next_seq: 1,
+            observed: None,
+            shared_until: None,
+            waiters: BTreeSet::new(),
+            next_ticket: 0,
+            granted: 0,
+            throttled: 0,
+        }
+    }
+
+    fn trim(&mut self, now: Instant) {
+        self.releases.retain(|r| *r > now);
+        // An answer matters while it may explain a count the server reports for a request
+        // still in flight (sent at or after the oldest one).
+        let oldest = self
+            .in_flight
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(now)
+            .min(now);
+        if let Some(horizon) = oldest.checked_sub(self.interval) {
+            while self.answers.front().is_some_and(|a| *a <= horizon) {
+                self.answers.pop_front();
+            }
+        }
+    }
+
+    fn shared(&self, now: Instant) -> bool {
+        self.shared_until.is_some_and(|u| now < u)
+    }
+
+    /// Requests sent after the observed one.
+    fn sent_since(&self, o: &Observation) -> u64 {
+        self.next_seq.saturating_sub(o.seq + 1)
+    }
+
+    fn remaining_estimate(&self) -> Option<u32> {
+        let o = self.observed.as_ref()?;
+        let r = u64::from(o.remaining?);
+        let used = self.sent_since(o) + u64::from(o.pending_before);
+        Some(u32::try_from(r.saturating_sub(used)).unwrap_or(u32::MAX))
+    }
+
+    fn daily_estimate(&self, now: Instant, config: &RateConfig) -> Option<u64> {
+        let o = self.observed.as_ref()?;
+        if now >= o.at + config.daily_recheck {
+            return None;
+        }
+        let used = self.sent_since(o) + u64::from(o.pending_before);
+        Some(o.daily_remaining?.saturating_sub(used))
+    }
+
+    /// How long a header reading is trusted for gating in shared mode; past it, one probe.
+    fn freshness(&self) -> Duration {
+        (self.interval / 20).max(Duration::from_millis(1))
+    }
+
+    fn reserve(&self, config: &RateConfig) -> u32 {
+        let r = (f64::from(self.max) * config.shared_reserve).ceil();
+        // `max` is a u32 and the share is below 1, so this fits.
+        (r as u32).min(self.max.saturating_sub(1))
+    }
+
+    fn try_take(&mut self, ticket: (Priority, u64), now: Instant, config: &RateConfig) -> Decision {
+        if self.waiters.first() != Some(&ticket) {
+            return Decision::Wait(None);
+        }
+        self.trim(now);
+        if let Some(daily) = self.daily_estimate(now, config) {
+            let floor = match ticket.0 {
+                Priority::RealTime => 0,
+                Priority::Bulk => config.daily_bulk_reserve,
+            };
+            if daily <= floor {
+                return Decision::Refuse(ApiError::RateLimited {
+                    retry_after: Some(config.daily_recheck),
+                });
+            }
+        }
+        let used = self.releases.len() + self.in_flight.len();
+        if used >= self.max as usize {
+            return Decision::Wait(self.releases.iter().min().copied());
+        }
+        if self.shared(now) {
+            let reserve = self.reserve(config);
+            let cap = (reserve / 2).max(1) as usize;
+            if self.in_flight.len() >= cap {
+                return Decision::Wait(None);
+            }
+            let fresh = self
+                .observed
+                .as_ref()
+                .filter(|o| now < o.at + self.freshness());
+            match (fresh, self.remaining_estimate()) {
+                (Some(o), Some(est)) if est <= reserve => {
+                    if !self.in_flight.is_empty() {
+                        return Decision::Wait(None);
+                    }
+                    return Decision::Wait(Some(o.at + self.interval));
+                }
+                (Some(_), Some(_)) => {}
+                // No fresh reading: one probe at a time until an answer brings one.
+                _ if !self.in_flight.is_empty() => return Decision::Wait(None),
+                _ => {}
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.insert(seq, now);
+        self.waiters.remove(&ticket);
+        self.granted += 1;
+        Decision::Go(seq)
+    }
+
+    fn complete(&mut self, seq: u64, headers: Option<RateHeaders>, throttled: bool, now: Instant) {
+        let Some(sent) = self.in_flight.remove(&seq) else {
+            return;
+        };
+        self.trim(now);
+        if let Some(h) = headers {
+            if let Some(m) = h.max {
+                self.max = m;
+            }
+            if let Some(i) = h.interval {
+                self.interval = i;
+            }
+            if let Some(d) = h.limit_daily {
+                self.daily_limit = d;
+            }
+            if let Some(rem) = h.remaining {
+                // The server counted `used` requests in its window, this one included. Ours
+                // that it may have counted: this one, those still in flight, and those
+                // answered after `sent - interval`. More than that is someone else.
+                let server_used = self.max.saturating_sub(rem) as usize;
+                let ours = 1
+                    + self.in_flight.len()
+                    + self
+                        .answers
+                        .iter()
+                        .filter(|a| **a + self.interval > sent)
+                        .count();
+                if server_used > ours {
+                    self.shared_until = Some(now + self.interval * 2);
+                }
+            }
+            let newer = self
+                .observed
+                .as_ref()
+                .is_none_or(|o| seq > o.seq || now >= o.at + self.freshness());
+            if newer {
+                self.observed = Some(Observation {
+                    at: now,
+                    seq,
+                    remaining: h.remaining,
+                    daily_remaining: h.daily_remaining,
+                    pending_before: count_u32(self.in_flight.range(..seq).count()),
+                });
+            }
+        }
+        if throttled {
+            // Whatever the headers say, the window is full now: wait for the interval.
+            self.throttled += 1;
+            self.shared_until = Some(now + self.interval * 2);
+            self.observed = Some(Observation {
+                at: now,
+                seq,
+                remaining: Some(0),
+                daily_remaining: headers.and_then(|h| h.daily_remaining),
+                pending_before: count_u32(self.in_flight.len()),
+            });
+        }
+        self.releases.push_back(now + self.interval);
+        self.answers.push_back(now);
+    }
+}
+
+fn count_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// One (app, resource) budget.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    key: BudgetKey,
+    config: RateConfig,
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Budget {
+    fn new(key: BudgetKey, config: RateConfig) -> Self {
+        Self {
+            state: Mutex::new(State::new(&config)),
+            key,
+            config,
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take every later call down with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wait for a slot. `RateLimited` when the daily budget is spent (for bulk calls: when
+    /// only the real-time reserve is left).
+    pub(crate) async fn acquire(self: &Arc<Self>, priority: Priority) -> Result<Permit, ApiError> {
+        let ticket = {
+            let mut s = self.lock();
+            let t = (priority, s.next_ticket);
+            s.next_ticket += 1;
+            s.waiters.insert(t);
+            t
+        };
+        let _queued = Queued {
+            budget: self,
+            ticket,
+        };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Register before reading the state, so a change in between is not missed.
+            notified.as_mut().enable();
+            let decision = self.lock().try_take(ticket, Instant::now(), &self.config);
+            match decision {
+                Decision::Go(seq) => {
+                    return Ok(Permit {
+                        budget: Arc::clone(self),
+                        seq,
+                        done: false,
+                    });
+                }
+                Decision::Refuse(e) => return Err(e),
+                Decision::Wait(None) => notified.await,
+                Decision::Wait(Some(until)) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete(&self, seq: u64, headers: Option<RateHeaders>, throttled: bool) {
+        let (remaining, daily) = {
+            let mut s = self.lock();
+            s.complete(seq, headers, throttled, Instant::now());
+            (
+                s.remaining_estimate(),
+                s.daily_estimate(Instant::now(), &self.config),
+            )
+        };
+        self.changed.notify_waiters();
+        if let Some(r) = remaining {
+            metrics::gauge!("ges_ghl_rate_remaining", "location" => self.key.resource.clone())
+                .set(f64::from(r));
+        }
+        if let Some(d) = daily {
+            metrics::gauge!("ges_ghl_daily_remaining", "location" => self.key.resource.clone())
+                .set(d as f64);
+        }
+    }
+
+    pub(crate) fn interval(&self) -> Duration {
+        self.lock().interval
+    }
+
+    fn snapshot(&self) -> BudgetSnapshot {
+        let now = Instant::now();
+        let mut s = self.lock();
+        s.trim(now);
+        let waiting = |p: Priority| count_u32(s.waiters.iter().filter(|(q, _)| *q == p).count());
+        BudgetSnapshot {
+            app: self.key.app.clone(),
+            resource: self.key.resource.clone(),
+            max: s.max,
+            interval: s.interval,
+            used: count_u32(s.releases.len() + s.in_flight.len()),
+            in_flight: count_u32(s.in_flight.len()),
+            remaining: s.remaining_estimate(),
+            daily_limit: s.daily_limit,
+            daily_remaining: s.daily_estimate(now, &self.config),
+            shared: s.shared(now),
+            waiting_real_time: waiting(Priority::RealTime),
+            waiting_bulk: waiting(Priority::Bulk),
+            granted: s.granted,
+            throttled: s.throttled,
+        }
+    }
+}
+
+/// A place in the queue; leaving it (by success, refusal or cancellation) wakes the others.
+struct Queued<'a> {
+    budget: &'a Budget,
+    ticket: (Priority, u64),
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.budget.lock().waiters.remove(&self.ticket);
+        self.budget.changed.notify_waiters();
+    }
+}
+
+/// One request's slot. Complete it with the answer's headers; dropping it counts as an
+/// answer without headers at that moment.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    budget: Arc<Budget>,
+    seq: u64,
+    done: bool,
+}
+
+impl Permit {
+    pub(crate) fn complete(mut self, headers: Option<RateHeaders>, throttled: bool) {
+        self.done = true;
+        self.budget.complete(self.seq, headers, throttled);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.budget.complete(self.seq, None, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+
+    fn config(max: u32, interval_ms: u64) -> RateConfig {
+        RateConfig {
+            max,
+            interval: Duration::from_millis(interval_ms),
+            daily_limit: 1_000,
+            shared_reserve: 0.2,
+            daily_bulk_reserve: 10,
+            daily_recheck: Duration::from_secs(60),
+        }
+    }
+
+    fn budget(max: u32, interval_ms: u64) -> Arc<Budget> {
+        Arc::new(Budget::new(
+            BudgetKey::new("app", "loc"),
+            config(max, interval_ms),
+        ))
+    }
+
+    fn headers(max: u32, remaining: u32, daily: u64) -> Option<RateHeaders> {
+        Some(RateHeaders {
+            limit_daily: Some(1_000),
+            daily_remaining: Some(daily),
+            interval: None,
+            max: Some(max),
+            remaining: Some(remaining),
+        })
+    }
+
+    async fn until(budget: &Budget, cond: impl Fn(&BudgetSnapshot) -> bool) {
+        for _ in 0..10_000 {
+            if cond(&budget.snapshot()) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("condition never held: {:?}", budget.snapshot());
+    }
+
+    #[test]
+    fn headers_are_read_when_present() {
+        let mut h = HeaderMap::new();
+        assert_eq!(RateHeaders::from_headers(&h), None);
+        h.insert("x-ratelimit-remaining", "7".parse().unwrap());
+        h.insert("x-ratelimit-max", "100".parse().unwrap());
+        h.insert(
+            "x-ratelimit-interval-milliseconds",
+            "10000".parse().unwrap(),
+        );
+        h.insert("x-ratelimit-daily-remaining", "199990".parse().unwrap());
+        h.insert("x-ratelimit-limit-daily", "200000".parse().unwrap());
+        let r = RateHeaders::from_headers(&h).unwrap();
+        assert_eq!(r.remaining, Some(7));
+        assert_eq!(r.max, Some(100));
+        assert_eq!(r.interval, Some(Duration::from_secs(10)));
+        assert_eq!(r.daily_remaining, Some(199_990));
+        assert_eq!(r.limit_daily, Some(200_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_frees_one_interval_after_its_answer() {
+        let b = budget(2, 100);
+        let t0 = Instant::now();
+        let p1 = b.acquire(Priority::Bulk).await.unwrap();
+        let p2 = b.acquire(Priority::Bulk).await.unwrap();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        p1.complete(None, false);
+        p2.complete(None, false);
+        let _p3 = b.acquire(Priority::Bulk).await.unwrap();
+        assert!(Instant::now() - t0 >= Duration::from_millis(130));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn real_time_goes_before_bulk() {
+        let b = budget(1, 100);
+        let first = b.acquire(Priority::Bulk).await.unwrap();
+        let order = Arc::new(StdMutex::new(Vec::new()));
+        let spawn = |p: Priority, label: &'static str| {
+            let (b, order) = (b.clone(), order.clone());
+            tokio::spawn(async move {
+                let permit = b.acquire(p).await.unwrap();
+                order.lock().unwrap().push(label);
+                permit.complete(None, false);
+            })
+        };
+        let bulk = spawn(Priority::Bulk, "bulk");
+        until(&b, |s| s.waiting_bulk == 1).await;
+        let rt = spawn(Priority::RealTime, "real-time");
+        until(&b, |s| s.waiting_real_time == 1).await;
+        first.complete(None, false);
+        bulk.await.unwrap();
+        rt.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec!["real-time", "bulk"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn someone_else_using_the_budget_makes_us_wait_for_the_interval() {
+        let b = budget(10, 100);
+        let p = b.acquire(Priority::Bulk).await.unwrap();
+        // The server counted 9 requests; we sent one: another client sent the rest.
+        p.complete(headers(10, 1, 500), false);
+        assert!(b.snapshot().shared);
+        let t0 = Instant::now();
+        let _next = b.acquire(Priority::RealTime).await.unwrap();
+        assert!(Instant::now() - t0 >= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alone_we_use_the_whole_window() {
+        let b = budget(10, 100);
+        let t0 = Instant::now();
+        for i in 0..10u32 {
+            let p = b.acquire(Priority::Bulk).await.unwrap();
+            p.complete(headers(10, 9 - i, 500), false);
+        }
+        assert!(!b.snapshot().shared);
+        assert_eq!(Instant::now(), t0, "ten requests without waiting");
+        let _eleventh = b.acquire(Priority::Bulk).await.unwrap();
+        assert!(Instant::now() - t0 >= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_waits_for_the_interval_even_without_headers() {
+        let b = budget(10, 100);
+        let p = b.acquire(Priority::Bulk).await.unwrap();
+        p.complete(None, true);
+        let t0 = Instant::now();
+        let _p = b.acquire(Priority::Bulk).await.unwrap();
+        assert!(Instant::now() - t0 >= Duration::from_millis(100));
+        assert_eq!(b.snapshot().throttled, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_daily_budget_is_kept_for_real_time_calls() {
+        let b = budget(10, 100);
+        let p = b.acquire(Priority::Bulk).await.unwrap();
+        p.complete(headers(10, 9, 5), false);
+        assert!(matches!(
+            b.acquire(Priority::Bulk).await,
+            Err(ApiError::RateLimited { .. })
+        ));
+        let p = b.acquire(Priority::RealTime).await.unwrap();
+        p.complete(headers(10, 8, 0), false);
+        assert!(b.acquire(Priority::RealTime).await.is_err());
+        // After the recheck period one call goes through to read the headers again.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(b.acquire(Priority::RealTime).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_waiter_leaves_the_queue() {
+        let b = budget(1, 100);
+        let _held = b.acquire(Priority::Bulk).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(10), b.acquire(Priority::Bulk));
+        assert!(waiting.await.is_err());
+        assert_eq!(b.snapshot().waiting_bulk, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_permit_releases_its_slot_later() {
+        let b = budget(1, 100);
+        let t0 = Instant::now();
+        drop(b.acquire(Priority::Bulk).await.unwrap());
+        let _p = b.acquire(Priority::Bulk).await.unwrap();
+        assert!(Instant::now() - t0 >= Duration::from_millis(100));
+    }
+}
