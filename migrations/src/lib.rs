@@ -23,6 +23,7 @@ use sea_orm_migration::sea_orm::{
 
 mod m20260101_000001_initial;
 
+pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
 
 /// The migrations of this build, oldest first.

@@ -26,7 +26,7 @@ use crate::{DataKey, Keyring, Store};
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// How to start the local server, for failure messages.
-pub const START_POSTGRES_HINT: &str = "start it with `pg_ctlcluster --skip-systemctl-redirect \
+pub const START_POSTGRES_HINT: &str = "Start it with `pg_ctlcluster --skip-systemctl-redirect \
      $(ls /etc/postgresql) main start`, or point TEST_DATABASE_URL at a running server";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -80,6 +80,13 @@ async fn waiting_is_bounded(b: TestBackend) {
 async fn dropped_guard_releases(b: TestBackend) {
     let (_db, store) = setup(b).await;
     let guard = store.lock(&tid("acme"), "c1", LONG).await.unwrap();
+    assert!(
+        matches!(
+            store.lock(&tid("acme"), "c1", Duration::from_secs(1)).await,
+            Err(StoreError::Unavailable { .. })
+        ),
+        "the lock must be held before the drop"
+    );
     drop(guard);
     let again = store.lock(&tid("acme"), "c1", LONG).await;
     assert!(
@@ -102,11 +109,12 @@ async fn cancelled_holder_releases(b: TestBackend) {
         }
     });
     locked_rx.await.unwrap();
+    // Long enough to cover opening a pooled connection, so a refusal means "held".
     assert!(
-        store
-            .lock(&tid("acme"), "c1", Duration::from_millis(100))
-            .await
-            .is_err(),
+        matches!(
+            store.lock(&tid("acme"), "c1", Duration::from_secs(1)).await,
+            Err(StoreError::Unavailable { .. })
+        ),
         "the lock must be held before the cancellation"
     );
     holder.abort();
@@ -136,7 +144,7 @@ async fn postgres_locks_hold_across_processes() {
     let held = first.lock(&tid("acme"), "c1", LONG).await.unwrap();
     assert!(matches!(
         second
-            .lock(&tid("acme"), "c1", Duration::from_millis(200))
+            .lock(&tid("acme"), "c1", Duration::from_secs(1))
             .await,
         Err(StoreError::Unavailable { .. })
     ));
