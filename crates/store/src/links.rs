@@ -175,7 +175,7 @@ impl LinkStore for Store {
 
     /// See the module doc. A claim the same `owner` already holds comes back as `TakenOver`:
     /// that owner's earlier attempt may have created the record, so it must look first.
-    #[tracing::instrument(skip_all, fields(tenant = %key.tenant, kind = %key.kind, side = key.side.as_str(), id = %key.id, owner))]
+    #[tracing::instrument(skip_all, fields(tenant = %key.tenant, kind = %key.kind, side = key.side.as_str(), id = %key.id, owner = %owner))]
     async fn claim(
         &self,
         key: &ClaimKey,
@@ -257,7 +257,7 @@ impl LinkStore for Store {
     /// Ids and parents that are `None` in `update` keep their stored value (an id, once
     /// known, never goes away; close a link with `LinkState::Deleted`). State, base and
     /// fingerprints are replaced. Leaving `Claimed` clears the claim.
-    #[tracing::instrument(skip_all, fields(link = link_id, expected_version))]
+    #[tracing::instrument(skip_all, fields(link = link_id, expected_version = expected_version))]
     async fn complete(
         &self,
         link_id: i64,

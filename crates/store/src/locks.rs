@@ -181,7 +181,7 @@ impl Store {
 
 #[async_trait]
 impl ContactLocks for Store {
-    #[tracing::instrument(skip_all, fields(tenant = %tenant, key))]
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, key = %key))]
     async fn lock(
         &self,
         tenant: &TenantId,

@@ -92,7 +92,7 @@ impl TenantStore for Store {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %id, active))]
+    #[tracing::instrument(skip_all, fields(tenant = %id, active = active))]
     async fn set_active(&self, id: &TenantId, active: bool) -> Result<(), StoreError> {
         let res = Entity::update_many()
             .col_expr(Column::Active, Expr::value(active))
