@@ -1,10 +1,13 @@
 //! The GHL API v2 surface: routes, and the middleware every API request passes.
 //!
-//! The middleware, in order: fault injection (latency, 5xx, timeouts; a faulted request never
-//! reaches a handler, so it changes nothing), bearer-token authentication (401
-//! `UnauthorizedDTO`), the rate limit of (app, location) with its five headers (429), the
-//! scope of the route (403), the `Version` header (400), then the handler; the outcome is
-//! counted under the matched route template and its status.
+//! The middleware, in order: bearer-token authentication (401 `UnauthorizedDTO`); admission by
+//! the rate limit of (app, location) on arrival (429, counted `rate_limited_earned`); then the
+//! injected faults — latency, an injected 429 (`rate_limited_injected`, consumes no budget), a
+//! 5xx (`fault_server_error`) or a hang then 504 (`fault_timeout`) — none of which reaches a
+//! handler, so a faulted request changes nothing; then the route's scope (403) and the
+//! `Version` header (400); then the handler. Every answer to an authenticated request carries
+//! the five `X-RateLimit-*` headers; every answer is counted under the matched route template
+//! and its status.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -199,57 +202,68 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let key = RouteKey::new(method.clone(), route.clone());
     let spec = route_spec(&method, &route);
-
     let decision = core.faults.decide(&key);
+
+    // Admission happens on arrival, before any injected slowness: GHL's limiter sits in front
+    // of its backend, so backend latency must not bunch requests up inside the window.
+    let admitted = if spec.bearer {
+        let ctx = match bearer(req.headers()).map(|t| core.auth().authenticate(t)) {
+            Some(Ok(ctx)) => ctx,
+            Some(Err(e)) => return record(&core, key, e.into_response()),
+            None => return record(&core, key, ApiError::invalid_token().into_response()),
+        };
+        let resource = ctx.principal.id().to_owned();
+        if decision.outcome == FaultOutcome::RateLimited {
+            // An injected 429 consumes nothing: the caller did not exceed anything.
+            let h = core.limiter.peek(&ctx.app_key, &resource);
+            Some((ctx, h))
+        } else {
+            let (verdict, h) = core.limiter.check(&ctx.app_key, &resource);
+            if verdict != Verdict::Admitted {
+                core.counters.bump("rate_limited_earned");
+                let mut resp = ApiError::too_many_requests().into_response();
+                h.apply(resp.headers_mut());
+                return record(&core, key, resp);
+            }
+            Some((ctx, h))
+        }
+    } else {
+        None
+    };
+    let with_headers = |mut resp: Response| {
+        if let Some((_, h)) = &admitted {
+            h.apply(resp.headers_mut());
+        }
+        resp
+    };
+
     if !decision.delay.is_zero() {
         tokio::time::sleep(decision.delay).await;
     }
-    let injected_429 = match decision.outcome {
-        FaultOutcome::Pass => false,
-        FaultOutcome::RateLimited => true,
+    match decision.outcome {
+        FaultOutcome::Pass => {}
+        FaultOutcome::RateLimited => {
+            core.counters.bump("rate_limited_injected");
+            let resp = with_headers(ApiError::too_many_requests().into_response());
+            return record(&core, key, resp);
+        }
         FaultOutcome::ServerError(code) => {
             core.counters.bump("fault_server_error");
-            return record(&core, key, ApiError::server_error(code).into_response());
+            let resp = with_headers(ApiError::server_error(code).into_response());
+            return record(&core, key, resp);
         }
         FaultOutcome::Hang(d) => {
             tokio::time::sleep(d).await;
             core.counters.bump("fault_timeout");
-            return record(&core, key, ApiError::server_error(504).into_response());
-        }
-    };
-
-    if !spec.bearer {
-        if injected_429 {
-            core.counters.bump("rate_limited_injected");
-            return record(&core, key, ApiError::too_many_requests().into_response());
-        }
-        let resp = next.run(req).await;
-        return record(&core, key, resp);
-    }
-
-    let ctx = match bearer(req.headers()).map(|t| core.auth().authenticate(t)) {
-        Some(Ok(ctx)) => ctx,
-        Some(Err(e)) => return record(&core, key, e.into_response()),
-        None => return record(&core, key, ApiError::invalid_token().into_response()),
-    };
-    let resource = ctx.principal.id().to_owned();
-    let headers = if injected_429 {
-        let h = core.limiter.peek(&ctx.app_key, &resource);
-        core.counters.bump("rate_limited_injected");
-        let mut resp = ApiError::too_many_requests().into_response();
-        h.apply(resp.headers_mut());
-        return record(&core, key, resp);
-    } else {
-        let (verdict, h) = core.limiter.check(&ctx.app_key, &resource);
-        if verdict != Verdict::Admitted {
-            core.counters.bump("rate_limited_earned");
-            let mut resp = ApiError::too_many_requests().into_response();
-            h.apply(resp.headers_mut());
+            let resp = with_headers(ApiError::server_error(504).into_response());
             return record(&core, key, resp);
         }
-        h
-    };
+    }
 
+    let Some((ctx, headers)) = admitted else {
+        let resp = next.run(req).await;
+        return record(&core, key, resp);
+    };
     let early = if let Some(scope) = spec.scope.filter(|s| !ctx.allows(s)) {
         Some(ApiError::forbidden(format!(
             "The token is not authorized for this scope: {scope}"
