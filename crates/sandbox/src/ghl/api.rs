@@ -261,7 +261,7 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
     }
 
     let Some((ctx, headers)) = admitted else {
-        let resp = next.run(req).await;
+        let resp = lose_answer(&core, &key, next.run(req).await);
         return record(&core, key, resp);
     };
     let early = if let Some(scope) = spec.scope.filter(|s| !ctx.allows(s)) {
@@ -285,11 +285,21 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
         Some(e) => e.into_response(),
         None => {
             req.extensions_mut().insert(ctx);
-            next.run(req).await
+            lose_answer(&core, &key, next.run(req).await)
         }
     };
     headers.apply(resp.headers_mut());
     record(&core, key, resp)
+}
+
+/// A completed write whose answer is lost: the data changed, the client sees a 504.
+fn lose_answer(core: &Core, key: &RouteKey, resp: Response) -> Response {
+    if key.method != "GET" && resp.status().is_success() && core.lost_answers.lose(&key.to_string())
+    {
+        core.counters.bump("fault_lost_response");
+        return ApiError::server_error(504).into_response();
+    }
+    resp
 }
 
 /// The answer for paths GHL does not serve (NestJS style), outside the counters.

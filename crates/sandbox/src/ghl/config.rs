@@ -5,6 +5,8 @@
 //! per app and location, 86,399 s access tokens, strict single-use refresh tokens, and no
 //! faults. Tests compress time by lowering the numbers.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::common::FaultConfig;
@@ -30,6 +32,9 @@ pub struct GhlConfig {
     pub webhooks: WebhookConfig,
     /// Request faults (latency, 5xx, timeouts, 429 bursts); none by default.
     pub faults: FaultConfig,
+    /// Lost answers after a completed write (off by default); unlike `faults`, these requests
+    /// DO change data — they model a timeout whose outcome the client cannot know.
+    pub write_faults: WriteFaults,
     /// How long a write takes to show up in `POST /contacts/search` (API.md §5: "updates may
     /// take a few seconds to appear in search results"). 0 = immediately.
     pub search_index_lag_ms: u64,
@@ -51,6 +56,7 @@ impl Default for GhlConfig {
             rate_limit: RateLimitConfig::default(),
             webhooks: WebhookConfig::default(),
             faults: FaultConfig::default(),
+            write_faults: WriteFaults::default(),
             search_index_lag_ms: 0,
             lowercase_tags: true,
         }
@@ -238,6 +244,30 @@ impl Default for WebhookFaults {
             duplicate_probability: 0.0,
             reorder_probability: 0.0,
             omit_task_create_contact_id: false,
+        }
+    }
+}
+
+/// Answers lost after the write was applied: the client sees a 504 (or its own timeout) while
+/// the record was created, updated or deleted, and any webhook was emitted. This is the
+/// "outcome unknown" case DESIGN.md's exactly-once create must resolve; GHL has its own
+/// variant, a create answered 422 that still created the contact (#64).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct WriteFaults {
+    pub seed: u64,
+    /// Probability that a successful non-GET API answer is replaced by a 504.
+    pub lost_response_rate: f64,
+    /// Overrides keyed by `"METHOD /route"` as in the counters (e.g. `"POST /oauth/token"`).
+    pub routes: BTreeMap<String, f64>,
+}
+
+impl Default for WriteFaults {
+    fn default() -> Self {
+        Self {
+            seed: 0x10_57,
+            lost_response_rate: 0.0,
+            routes: BTreeMap::new(),
         }
     }
 }

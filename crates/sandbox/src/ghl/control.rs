@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::api::json_body;
 use super::config::{
     LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, WebhookFaults,
+    WriteFaults,
 };
 use super::core::{Core, CustomFieldSpec, LocationUpdate};
 use super::error::{ApiError, ApiResult};
@@ -88,6 +89,7 @@ pub fn router(core: Shared) -> Router {
             axum::routing::patch(act_update_appointment).delete(act_delete_appointment),
         )
         .route("/faults", get(get_faults).put(set_faults))
+        .route("/write-faults", get(get_write_faults).put(set_write_faults))
         .route("/rate-limits", get(get_rate_limits).put(set_rate_limits))
         .route("/rate-limits/reset", post(reset_rate_limits))
         .route("/search-lag", put(set_search_lag))
@@ -101,6 +103,8 @@ pub fn router(core: Shared) -> Router {
         .route("/webhooks/wait-drained", post(wait_drained))
         .route("/counters", get(counters))
         .route("/counters/reset", post(reset_counters))
+        // Bulk seeds (10,000 contacts and more) exceed axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024))
         .with_state(core)
 }
 
@@ -414,6 +418,17 @@ async fn get_faults(State(core): State<Shared>) -> Response {
 async fn set_faults(State(core): State<Shared>, body: Bytes) -> Response {
     reply(parse::<FaultConfig>(&body).map(|c| {
         core.faults.set(c.clone());
+        json!(c)
+    }))
+}
+
+async fn get_write_faults(State(core): State<Shared>) -> Response {
+    reply(Ok(json!(core.lost_answers.config())))
+}
+
+async fn set_write_faults(State(core): State<Shared>, body: Bytes) -> Response {
+    reply(parse::<WriteFaults>(&body).map(|c| {
+        core.lost_answers.set(c.clone());
         json!(c)
     }))
 }

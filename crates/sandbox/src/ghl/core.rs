@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::auth::{AuthRegistry, Principal, TokenPair};
-use super::config::{LocationSpec, OAuthClientSpec, PitSpec};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::config::{LocationSpec, OAuthClientSpec, PitSpec, WriteFaults};
 use super::error::{ApiError, ApiResult};
 use super::model::CustomFieldDef;
 use super::ratelimit::RateLimiter;
@@ -48,6 +51,46 @@ pub struct CustomFieldSpec {
     pub data_type: String,
 }
 
+/// Decides which completed writes lose their answer ([`WriteFaults`]).
+#[derive(Debug)]
+pub struct LostAnswers {
+    state: Mutex<(WriteFaults, StdRng)>,
+}
+
+impl LostAnswers {
+    pub fn new(cfg: WriteFaults) -> Self {
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        Self {
+            state: Mutex::new((cfg, rng)),
+        }
+    }
+
+    pub fn set(&self, cfg: WriteFaults) {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) =
+            (cfg.clone(), StdRng::seed_from_u64(cfg.seed));
+    }
+
+    pub fn config(&self) -> WriteFaults {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Whether the answer of this completed write on `route` (`"METHOD /template"`) is lost.
+    pub fn lose(&self, route: &str) -> bool {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (cfg, rng) = &mut *guard;
+        let p = cfg
+            .routes
+            .get(route)
+            .copied()
+            .unwrap_or(cfg.lost_response_rate);
+        p > 0.0 && rng.gen_bool(p.min(1.0))
+    }
+}
+
 pub struct Core {
     store: Mutex<Store>,
     auth: Mutex<AuthRegistry>,
@@ -55,6 +98,7 @@ pub struct Core {
     pub counters: Counters,
     pub faults: Faults,
     pub webhooks: Webhooks,
+    pub lost_answers: LostAnswers,
     pub company_id: String,
     base_url: Mutex<String>,
 }
@@ -84,6 +128,7 @@ impl Core {
             counters,
             faults,
             webhooks,
+            lost_answers: LostAnswers::new(WriteFaults::default()),
             company_id,
             base_url: Mutex::new(String::new()),
         }

@@ -55,7 +55,7 @@ use self::auth::AuthRegistry;
 pub use self::auth::TokenPair;
 pub use self::config::{
     GhlConfig, LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, WebhookConfig,
-    WebhookFaults,
+    WebhookFaults, WriteFaults,
 };
 use self::core::Core;
 pub use self::core::{CustomFieldSpec, LocationUpdate};
@@ -106,6 +106,7 @@ impl GhlSandbox {
             webhooks,
             config.company_id.clone(),
         ));
+        core.lost_answers.set(config.write_faults.clone());
         for l in &config.locations {
             core.create_location(l)
                 .map_err(|e| anyhow::anyhow!("creating location {:?}: {e}", l.id))?;
@@ -165,6 +166,15 @@ impl GhlSandbox {
 
     pub fn set_faults(&self, config: FaultConfig) {
         self.core.faults.set(config);
+    }
+
+    /// Lost answers after completed writes (opt-in; these requests DO change data).
+    pub fn set_write_faults(&self, config: WriteFaults) {
+        self.core.lost_answers.set(config);
+    }
+
+    pub fn write_faults(&self) -> WriteFaults {
+        self.core.lost_answers.config()
     }
 
     pub fn rate_limits(&self) -> RateLimitConfig {
@@ -459,5 +469,17 @@ impl GhlSandbox {
     /// Wait until no delivery is in flight; `false` if `timeout` passed first.
     pub async fn wait_webhooks_drained(&self, timeout: Duration) -> bool {
         self.core.webhooks.drained(timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handle_can_be_shared_across_tasks() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<GhlSandbox>();
+        assert_send_sync::<GhlConfig>();
     }
 }

@@ -12,7 +12,7 @@ use reqwest::Method;
 use sandbox::common::{FaultConfig, RouteFault, ServerHandle, serve};
 use sandbox::ghl::{
     GhlConfig, GhlSandbox, LocationSpec, LocationUpdate, OAuthClientSpec, OAuthConfig, PitSpec,
-    RateLimitConfig, WebhookConfig, WebhookFaults,
+    RateLimitConfig, WebhookConfig, WebhookFaults, WriteFaults,
 };
 use serde_json::{Value, json};
 
@@ -1041,6 +1041,46 @@ async fn faulted_requests_change_nothing() {
         1,
         "only the setup create emitted"
     );
+    e.ghl.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_lost_answer_after_a_write_leaves_the_write_in_place() {
+    let e = env().await;
+    e.ghl.set_write_faults(WriteFaults {
+        routes: [("POST /contacts/".to_owned(), 1.0)].into(),
+        ..WriteFaults::default()
+    });
+    let r = e
+        .call(
+            Method::POST,
+            "/contacts/",
+            Some(json!({"locationId": LOC, "email": "ghost@x.io"})),
+        )
+        .await;
+    assert_eq!(r.status, 504, "the client cannot know the outcome");
+    let found = e
+        .call(
+            Method::GET,
+            &format!("/contacts/search/duplicate?locationId={LOC}&email=ghost%40x.io"),
+            None,
+        )
+        .await;
+    assert!(
+        found.body["contact"]["id"].is_string(),
+        "but the contact exists"
+    );
+    let retry = e
+        .call(
+            Method::POST,
+            "/contacts/",
+            Some(json!({"locationId": LOC, "email": "ghost@x.io"})),
+        )
+        .await;
+    assert_eq!(retry.status, 400, "a blind retry hits the duplicate rule");
+    assert_eq!(retry.body["meta"]["contactId"], found.body["contact"]["id"]);
+    assert_eq!(e.ghl.counter_snapshot().event("fault_lost_response"), 1);
+    assert_eq!(e.ghl.webhook_log().len(), 1, "ContactCreate was emitted");
     e.ghl.shutdown().await.expect("shutdown");
 }
 
