@@ -160,9 +160,11 @@ impl Default for OAuthConfig {
 #[serde(default, rename_all = "snake_case")]
 pub struct RateLimitConfig {
     pub enabled: bool,
-    /// Burst: at most `max` requests in any sliding window of `interval_ms` (GHL: 100 / 10 s).
+    /// Burst: at most `max` requests per `interval_ms` (GHL: 100 / 10 s, API.md §8).
     pub max: u32,
     pub interval_ms: u64,
+    /// How the burst window is counted; GHL does not document it.
+    pub window: RateWindow,
     /// Daily budget (GHL: 200,000) over a fixed window of `daily_window_ms` that starts at the
     /// bucket's first request.
     pub daily_limit: u64,
@@ -175,10 +177,24 @@ impl Default for RateLimitConfig {
             enabled: true,
             max: 100,
             interval_ms: 10_000,
+            window: RateWindow::Sliding,
             daily_limit: 200_000,
             daily_window_ms: 86_400_000,
         }
     }
+}
+
+/// The burst window's shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateWindow {
+    /// At most `max` admitted requests in any `interval_ms` ending now: the strictest reading,
+    /// and the default (a client that passes it passes a fixed window too).
+    #[default]
+    Sliding,
+    /// `max` per window of `interval_ms` starting at the bucket's first request after the
+    /// previous window ended; `X-RateLimit-Remaining` jumps back to `max` at each reset.
+    Fixed,
 }
 
 /// Webhook emission (API.md §9).

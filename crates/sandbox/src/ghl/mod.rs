@@ -54,8 +54,8 @@ pub use self::api::{VERSION_2021_04_15, VERSION_2021_07_28};
 use self::auth::AuthRegistry;
 pub use self::auth::TokenPair;
 pub use self::config::{
-    GhlConfig, LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, WebhookConfig,
-    WebhookFaults, WriteFaults,
+    GhlConfig, LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, RateWindow,
+    WebhookConfig, WebhookFaults, WriteFaults,
 };
 use self::core::Core;
 pub use self::core::{CustomFieldSpec, LocationUpdate};

@@ -1,10 +1,11 @@
 //! GHL's rate limits (API.md §8): a burst limit and a daily budget per (app, location).
 //!
-//! The burst limit is a **sliding window log**: a request is admitted when fewer than `max`
-//! admitted requests of the same bucket arrived in the last `interval_ms`. This is the
-//! strictest reading of "100 requests per 10 seconds": a client that never has more than `max`
-//! requests in flight over any `interval` is never refused, and one that sends `max` at the
-//! end of a window and `max` more at the start of the next is. The daily budget is a fixed
+//! The burst limit is, by default, a **sliding window log**: a request is admitted when fewer
+//! than `max` admitted requests of the same bucket arrived in the last `interval_ms`. This is
+//! the strictest reading of "100 requests per 10 seconds": a client that never sends more than
+//! `max` requests over any `interval` is never refused, and one that sends `max` at the end of
+//! a window and `max` more at the start of the next is. [`RateWindow::Fixed`] counts per fixed
+//! window instead (starting at the first request after the previous window ended). The daily budget is a fixed
 //! window of `daily_window_ms` starting at the bucket's first request. Refused requests do
 //! not consume budget, so a client that backs off recovers.
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::config::RateLimitConfig;
+use super::config::{RateLimitConfig, RateWindow};
 
 /// The five headers every rate-limited answer carries ([AUTHMD] via API.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,9 @@ impl RateHeaders {
 
 #[derive(Debug)]
 struct Bucket {
+    /// Admission times inside the current window (sliding), or of the current fixed window.
     window: VecDeque<Instant>,
+    window_start: Instant,
     day_start: Instant,
     day_count: u64,
 }
@@ -50,6 +53,7 @@ impl Bucket {
     fn new(now: Instant) -> Self {
         Self {
             window: VecDeque::new(),
+            window_start: now,
             day_start: now,
             day_count: 0,
         }
@@ -57,12 +61,22 @@ impl Bucket {
 
     fn roll(&mut self, cfg: &RateLimitConfig, now: Instant) {
         let interval = Duration::from_millis(cfg.interval_ms);
-        while self
-            .window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= interval)
-        {
-            self.window.pop_front();
+        match cfg.window {
+            RateWindow::Sliding => {
+                while self
+                    .window
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= interval)
+                {
+                    self.window.pop_front();
+                }
+            }
+            RateWindow::Fixed => {
+                if now.duration_since(self.window_start) >= interval {
+                    self.window.clear();
+                    self.window_start = now;
+                }
+            }
         }
         if now.duration_since(self.day_start) >= Duration::from_millis(cfg.daily_window_ms) {
             self.day_start = now;
@@ -167,11 +181,10 @@ mod tests {
 
     fn limiter(max: u32, interval_ms: u64, daily: u64) -> RateLimiter {
         RateLimiter::new(RateLimitConfig {
-            enabled: true,
             max,
             interval_ms,
             daily_limit: daily,
-            daily_window_ms: 86_400_000,
+            ..RateLimitConfig::default()
         })
     }
 
@@ -199,6 +212,29 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         while l.check("a", "l").0 != Verdict::Admitted {
             assert!(Instant::now() < deadline, "window never slid");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_fixed_window_resets_all_at_once() {
+        let l = RateLimiter::new(RateLimitConfig {
+            max: 2,
+            interval_ms: 40,
+            window: RateWindow::Fixed,
+            ..RateLimitConfig::default()
+        });
+        assert_eq!(l.check("a", "l").0, Verdict::Admitted);
+        assert_eq!(l.check("a", "l").0, Verdict::Admitted);
+        assert_eq!(l.check("a", "l").0, Verdict::BurstExceeded);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (v, h) = l.check("a", "l");
+            if v == Verdict::Admitted {
+                assert_eq!(h.remaining, 1, "a new window, all but this request left");
+                break;
+            }
+            assert!(Instant::now() < deadline, "window never reset");
             std::thread::yield_now();
         }
     }
