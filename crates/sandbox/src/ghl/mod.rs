@@ -10,7 +10,9 @@
 //!   tokens, per-(app, location) rate limits with their five headers, `dateUpdated` moving on
 //!   every write, `searchAfter` paging past the 10,000-record page cap;
 //! - faults on demand (latency, 5xx, timeouts, injected 429s, webhook loss, duplication,
-//!   reordering) that never change data: a faulted request never reaches a handler;
+//!   reordering) that never change data: a faulted request never reaches a handler; the one
+//!   exception is opt-in and named for it (`WriteFaults`: the write is applied, its answer
+//!   is lost);
 //! - a control API under `/_control` and a Rust handle ([`GhlSandbox`]) with the same
 //!   operations, neither faulted, rate-limited nor counted as API traffic.
 //!
