@@ -15,7 +15,7 @@ What it checks, and where the truth comes from:
   time, CronJobs with concurrencyPolicy Forbid, no Secret in a rendered overlay, placeholders
   only in the Secret template, pinned images;
 - that the manifests name what the app has: config keys (crates/app/config/default.toml),
-  HTTP routes (crates/app/src/ingress.rs), metrics (the `ges_…` names in crates/), queue names
+  HTTP routes (the axum `.route(…)` calls in crates/app/src), metrics (the `ges_…` names in crates/), queue names
   (queue.prefix), and — with --bin — every command line (`<args> --help` must parse) and the
   effective configuration of each overlay (`config check` must accept it);
 - deploy/compose.yaml and deploy/prometheus/alerts.yaml against the same facts;
@@ -53,7 +53,7 @@ SECRET_TEMPLATE = REPO / "deploy/k8s/base/secret.template.yaml"
 COMPOSE = REPO / "deploy/compose.yaml"
 ALERTS = REPO / "deploy/prometheus/alerts.yaml"
 DEFAULTS = REPO / "crates/app/config/default.toml"
-INGRESS_RS = REPO / "crates/app/src/ingress.rs"
+APP_SRC = REPO / "crates/app/src"
 
 # The config file's path inside every container (GES_CONFIG).
 CONFIG_PATH = "/etc/ghl-ekyte-sync/config.toml"
@@ -103,7 +103,9 @@ class AppFacts:
 
 def app_facts() -> AppFacts:
     defaults = tomllib.loads(DEFAULTS.read_text())
-    routes = set(re.findall(r'\.route\(\s*"([^"]+)"', INGRESS_RS.read_text()))
+    routes: set[str] = set()
+    for path in APP_SRC.rglob("*.rs"):
+        routes.update(re.findall(r'\.route\(\s*"([^"]+)"', path.read_text(errors="replace")))
     metrics: set[str] = set()
     for path in (REPO / "crates").rglob("*.rs"):
         metrics.update(re.findall(r'"(ges_[a-z0-9_]+)"', path.read_text(errors="replace")))
