@@ -612,7 +612,7 @@ def check_commands(report: Report, binary: Path, commands: set[tuple[str, ...]])
     for args in sorted(commands):
         proc = subprocess.run([str(binary), *args, "--help"], capture_output=True, text=True, env=clean_env(), timeout=30)
         report.check(proc.returncode == 0, f"command `ghl-ekyte-sync {' '.join(args)}`",
-                     f"the binary does not accept it: {(proc.stderr or proc.stdout).strip()[:300]}")
+                     f"the binary does not accept it: {' '.join((proc.stderr or proc.stdout).split())[:300]}")
 
 
 def check_effective_config(report: Report, binary: Path, overlay: Overlay, secret_keys: set[str]) -> None:
@@ -628,7 +628,7 @@ def check_effective_config(report: Report, binary: Path, overlay: Overlay, secre
         cfg.write_text(overlay.config_toml)
         env = clean_env() | overlay.env | {k: v for k, v in dummies.items() if k in secret_keys} | {"GES_CONFIG": str(cfg)}
         proc = subprocess.run([str(binary), "config", "check", "--json"], capture_output=True, text=True, env=env, timeout=30)
-    if not report.check(proc.returncode == 0, where, f"the app rejects the configuration: {proc.stderr.strip()[:400]}"):
+    if not report.check(proc.returncode == 0, where, f"the app rejects the configuration: {' '.join(proc.stderr.split())[:400]}"):
         return
     effective = json.loads(proc.stdout)
     # The values the manifests were built around, as the app sees them.
