@@ -217,7 +217,8 @@ struct Live {
     generation: u64,
     connection: Connection,
     /// In confirm mode (RabbitMQ publisher confirms, https://www.rabbitmq.com/confirms.html).
-    publisher: Channel,
+    /// Replaced in place when RabbitMQ closes it (a refused publish closes the channel).
+    publisher: Mutex<Channel>,
     lanes: Mutex<Option<LaneChannels>>,
 }
 
@@ -254,8 +255,14 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Live {
+    fn publisher(&self) -> Channel {
+        locked(&self.publisher).clone()
+    }
+
+    /// The connection and the consumers are up (the publishing channel is checked apart: it
+    /// can be replaced without reconnecting).
     fn healthy(&self) -> bool {
-        if !self.connection.status().connected() || !self.publisher.status().connected() {
+        if !self.connection.status().connected() {
             return false;
         }
         match &*locked(&self.lanes) {
@@ -417,12 +424,12 @@ impl AmqpBroker {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), QueueError> {
-        let live = self.shared.current()?;
+        let live = self.shared.publishable()?;
         let timeout = self.shared.settings.confirm_timeout;
         let confirmed = async {
             let confirm = {
                 let _order = self.shared.publishing.lock().await;
-                live.publisher
+                live.publisher()
                     .basic_publish(
                         exchange,
                         routing_key,
@@ -616,6 +623,19 @@ impl Shared {
         }
     }
 
+    /// The live connection with a working publishing channel, or `Unavailable` at once.
+    fn publishable(&self) -> Result<Arc<Live>, QueueError> {
+        let live = self.current()?;
+        if live.publisher().status().connected() {
+            Ok(live)
+        } else {
+            Err(QueueError::Unavailable {
+                message: "the publishing channel is being reopened".into(),
+                source: None,
+            })
+        }
+    }
+
     /// Connect, declare (when asked before), open the publishing channel and re-subscribe.
     async fn build(self: &Arc<Self>) -> Result<Arc<Live>, QueueError> {
         let _building = self.rebuild.lock().await;
@@ -659,20 +679,12 @@ impl Shared {
         if self.declared.load(Ordering::SeqCst) {
             declare_on(&connection, &self.topology).await?;
         }
-        let publisher = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("open the publishing channel", e))?;
-        // Publisher confirms (https://www.rabbitmq.com/confirms.html#publisher-confirms).
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| unavailable("enable publisher confirms", e))?;
+        let publisher = open_publisher(&connection).await?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let live = Arc::new(Live {
             generation,
             connection,
-            publisher,
+            publisher: Mutex::new(publisher),
             lanes: Mutex::new(None),
         });
         let spec = locked(&self.consumer).clone();
@@ -754,6 +766,20 @@ impl Shared {
     }
 }
 
+/// A channel in confirm mode for publishing.
+async fn open_publisher(connection: &Connection) -> Result<Channel, QueueError> {
+    let publisher = connection
+        .create_channel()
+        .await
+        .map_err(|e| unavailable("open the publishing channel", e))?;
+    // Publisher confirms (https://www.rabbitmq.com/confirms.html#publisher-confirms).
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| unavailable("enable publisher confirms", e))?;
+    Ok(publisher)
+}
+
 /// What a forwarding task needs besides its consumer.
 struct Forwarding {
     lane: Lane,
@@ -821,9 +847,24 @@ async fn supervise(shared: Weak<Shared>, shutdown: CancellationToken) {
         // Wait until the connection is not healthy.
         loop {
             let Some(s) = shared.upgrade() else { return };
-            let healthy = locked(&s.live).as_ref().is_some_and(|live| live.healthy());
-            if !healthy {
+            let live = locked(&s.live).clone();
+            let Some(live) = live.filter(|live| live.healthy()) else {
                 break;
+            };
+            if !live.publisher().status().connected() {
+                // RabbitMQ closed the publishing channel (a refused publish): replace it and
+                // keep the connection, so the consumers' deliveries stay valid.
+                match open_publisher(&live.connection).await {
+                    Ok(channel) => {
+                        *locked(&live.publisher) = channel;
+                        tracing::info!(generation = live.generation, "publishing channel reopened");
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "reopening the publishing channel failed");
+                        break;
+                    }
+                }
             }
             // Holding only a weak reference while waiting lets a dropped broker end this task.
             let wake = s.wake.clone();
@@ -1156,7 +1197,7 @@ impl Broker for AmqpBroker {
     }
 
     fn ready(&self) -> bool {
-        self.shared.current().is_ok()
+        self.shared.publishable().is_ok()
     }
 
     async fn depths(&self) -> Result<Depths, QueueError> {
@@ -1193,7 +1234,7 @@ impl Broker for AmqpBroker {
                     let _ = lane.channel.close(REPLY_SUCCESS, "closing").await;
                 }
             }
-            let _ = live.publisher.close(REPLY_SUCCESS, "closing").await;
+            let _ = live.publisher().close(REPLY_SUCCESS, "closing").await;
             if live.connection.status().connected() {
                 let closing = live.connection.close(REPLY_SUCCESS, "closing");
                 let _ = tokio::time::timeout(self.shared.settings.confirm_timeout, closing).await;

@@ -104,8 +104,11 @@ pub trait Broker: Publisher + Send + Sync {
     ) -> Result<(), QueueError>;
 
     /// Publish the delivery's body with its error chain to the dead-letter queue, then ack.
-    async fn dead_letter(&self, delivery: &Delivery, error_chain: &[String])
-    -> Result<(), QueueError>;
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error_chain: &[String],
+    ) -> Result<(), QueueError>;
 
     /// Give a delivery back unprocessed (it will be delivered again).
     async fn requeue(&self, delivery: &Delivery) -> Result<(), QueueError>;
