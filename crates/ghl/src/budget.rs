@@ -30,7 +30,7 @@
 //! slot release times, the in-flight set and the latest header reading, under one mutex,
 //! with a `Notify` to wake waiters.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -171,13 +171,29 @@ impl RateBudgets {
 #[derive(Debug, Clone, Copy)]
 struct Observation {
     at: Instant,
-    /// Sequence number of the request whose answer carried it.
-    seq: u64,
     remaining: Option<u32>,
     daily_remaining: Option<u64>,
-    /// Our requests sent before that one and still unanswered then: the server may not have
-    /// counted them yet, so they are subtracted (conservative).
-    pending_before: u32,
+    /// Our requests that may reach the server after the observed one did, so that the
+    /// reading does not count them yet: those unanswered when it came back, and those
+    /// answered after the observed request was sent.
+    unaccounted: u32,
+    /// `next_seq` when the reading came back: later sends are subtracted from it too.
+    seq_mark: u64,
+}
+
+/// A slot of an answered request, held until an interval after its answer.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    answered: Instant,
+    release: Instant,
+}
+
+/// The server's count at the arrival of one of our requests (`X-RateLimit-Max` less
+/// `X-RateLimit-Remaining`), and when that request was sent.
+#[derive(Debug, Clone, Copy)]
+struct Count {
+    sent: Instant,
+    count: u32,
 }
 
 #[derive(Debug)]
@@ -185,8 +201,10 @@ struct State {
     max: u32,
     interval: Duration,
     daily_limit: u64,
-    /// When each slot of an answered request frees up (answer + interval).
-    releases: VecDeque<Instant>,
+    /// Slots of answered requests, until an interval after their answer.
+    held: VecDeque<Held>,
+    /// The server's count seen in the answer to our most recently sent request.
+    latest_count: Option<Count>,
     /// When our recent answers arrived (to tell our requests from someone else's).
     answers: VecDeque<Instant>,
     /// Unanswered requests: sequence number → when sent.
@@ -194,7 +212,8 @@ struct State {
     next_seq: u64,
     observed: Option<Observation>,
     shared_until: Option<Instant>,
-    waiters: BTreeSet<(Priority, u64)>,
+    /// Queued callers, real-time first, then in arrival order, each with its own wake-up.
+    waiters: BTreeMap<(Priority, u64), Arc<Notify>>,
     next_ticket: u64,
     granted: u64,
     throttled: u64,
@@ -213,13 +232,14 @@ impl State {
             max: config.max,
             interval: config.interval,
             daily_limit: config.daily_limit,
-            releases: VecDeque::new(),
+            held: VecDeque::new(),
+            latest_count: None,
             answers: VecDeque::new(),
             in_flight: BTreeMap::new(),
             next_seq: 1,
             observed: None,
             shared_until: None,
-            waiters: BTreeSet::new(),
+            waiters: BTreeMap::new(),
             next_ticket: 0,
             granted: 0,
             throttled: 0,
@@ -227,7 +247,7 @@ impl State {
     }
 
     fn trim(&mut self, now: Instant) {
-        self.releases.retain(|r| *r > now);
+        self.held.retain(|h| h.release > now);
         // An answer matters while it may explain a count the server reports for a request
         // still in flight (sent at or after the oldest one).
         let oldest = self
@@ -248,16 +268,17 @@ impl State {
         self.shared_until.is_some_and(|u| now < u)
     }
 
-    /// Requests sent after the observed one.
-    fn sent_since(&self, o: &Observation) -> u64 {
-        self.next_seq.saturating_sub(o.seq + 1)
+    /// Requests the latest reading does not count: see [`Observation::unaccounted`].
+    fn unseen(&self, o: &Observation) -> u64 {
+        u64::from(o.unaccounted) + self.next_seq.saturating_sub(o.seq_mark)
     }
 
+    /// The server's `X-RateLimit-Remaining`, less what it may not have counted yet: an upper
+    /// bound on the free slots when we are the only client.
     fn remaining_estimate(&self) -> Option<u32> {
         let o = self.observed.as_ref()?;
         let r = u64::from(o.remaining?);
-        let used = self.sent_since(o) + u64::from(o.pending_before);
-        Some(u32::try_from(r.saturating_sub(used)).unwrap_or(u32::MAX))
+        Some(u32::try_from(r.saturating_sub(self.unseen(o))).unwrap_or(u32::MAX))
     }
 
     fn daily_estimate(&self, now: Instant, config: &RateConfig) -> Option<u64> {
@@ -265,8 +286,37 @@ impl State {
         if now >= o.at + config.daily_recheck {
             return None;
         }
-        let used = self.sent_since(o) + u64::from(o.pending_before);
-        Some(o.daily_remaining?.saturating_sub(used))
+        Some(o.daily_remaining?.saturating_sub(self.unseen(o)))
+    }
+
+    /// How many slots of the server's window our requests may hold at our next arrival, when
+    /// we are the only client. Each answered request holds its slot until an interval after
+    /// its answer (it arrived at the latest then). The server's count in the answer to
+    /// request X caps that further: requests answered before X was sent arrived before X
+    /// did, so at most `count - 1` of them can still be in the window.
+    fn own_bound(&self) -> usize {
+        let in_flight = self.in_flight.len();
+        let Some(x) = self.latest_count else {
+            return self.held.len() + in_flight;
+        };
+        let before = self.held.iter().filter(|h| h.answered < x.sent).count();
+        let others = self.held.len() - before;
+        before.min(x.count.saturating_sub(1) as usize) + others + in_flight
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        self.held.iter().map(|h| h.release).min()
+    }
+
+    fn head(&self) -> Option<&(Priority, u64)> {
+        self.waiters.keys().next()
+    }
+
+    /// Let the first queued caller look again.
+    fn wake_head(&self) {
+        if let Some(n) = self.waiters.values().next() {
+            n.notify_one();
+        }
     }
 
     /// How long a header reading is trusted for gating in shared mode; past it, one probe.
@@ -281,7 +331,7 @@ impl State {
     }
 
     fn try_take(&mut self, ticket: (Priority, u64), now: Instant, config: &RateConfig) -> Decision {
-        if self.waiters.first() != Some(&ticket) {
+        if self.head() != Some(&ticket) {
             return Decision::Wait(None);
         }
         self.trim(now);
@@ -296,29 +346,34 @@ impl State {
                 });
             }
         }
-        let used = self.releases.len() + self.in_flight.len();
+        let shared = self.shared(now);
+        let used = if shared {
+            self.held.len() + self.in_flight.len()
+        } else {
+            self.own_bound()
+        };
         if used >= self.max as usize {
-            return Decision::Wait(self.releases.iter().min().copied());
+            return Decision::Wait(self.next_release());
         }
-        if self.shared(now) {
+        if shared {
             let reserve = self.reserve(config);
             let cap = (reserve / 2).max(1) as usize;
             if self.in_flight.len() >= cap {
                 return Decision::Wait(None);
             }
-            let fresh = self
-                .observed
-                .as_ref()
-                .filter(|o| now < o.at + self.freshness());
-            match (fresh, self.remaining_estimate()) {
-                (Some(o), Some(est)) if est <= reserve => {
+            let reading = self.observed.map(|o| (o, self.remaining_estimate()));
+            match reading {
+                // Running low: wait for the interval (the slots it saw taken free by then),
+                // or for an answer in flight to bring a newer reading.
+                Some((o, Some(est))) if est <= reserve && now < o.at + self.interval => {
                     if !self.in_flight.is_empty() {
                         return Decision::Wait(None);
                     }
                     return Decision::Wait(Some(o.at + self.interval));
                 }
-                (Some(_), Some(_)) => {}
-                // No fresh reading: one probe at a time until an answer brings one.
+                // A recent reading with room to spare.
+                Some((o, Some(_))) if now < o.at + self.freshness() => {}
+                // No reading, or an old one: one probe at a time until an answer brings one.
                 _ if !self.in_flight.is_empty() => return Decision::Wait(None),
                 _ => {}
             }
@@ -328,6 +383,8 @@ impl State {
         self.in_flight.insert(seq, now);
         self.waiters.remove(&ticket);
         self.granted += 1;
+        // Another slot may be free too: let the next in line look.
+        self.wake_head();
         Decision::Go(seq)
     }
 
@@ -336,6 +393,7 @@ impl State {
             return;
         };
         self.trim(now);
+        let unaccounted = self.in_flight.len() + self.answers.iter().filter(|a| **a > sent).count();
         if let Some(h) = headers {
             if let Some(m) = h.max {
                 self.max = m;
@@ -361,20 +419,21 @@ impl State {
                 if server_used > ours {
                     self.shared_until = Some(now + self.interval * 2);
                 }
+                // A 429 was not counted: only admitted requests tell the server's count.
+                if !throttled && self.latest_count.is_none_or(|c| sent > c.sent) {
+                    self.latest_count = Some(Count {
+                        sent,
+                        count: count_u32(server_used),
+                    });
+                }
             }
-            let newer = self
-                .observed
-                .as_ref()
-                .is_none_or(|o| seq > o.seq || now >= o.at + self.freshness());
-            if newer {
-                self.observed = Some(Observation {
-                    at: now,
-                    seq,
-                    remaining: h.remaining,
-                    daily_remaining: h.daily_remaining,
-                    pending_before: count_u32(self.in_flight.range(..seq).count()),
-                });
-            }
+            self.observed = Some(Observation {
+                at: now,
+                remaining: h.remaining,
+                daily_remaining: h.daily_remaining,
+                unaccounted: count_u32(unaccounted),
+                seq_mark: self.next_seq,
+            });
         }
         if throttled {
             // Whatever the headers say, the window is full now: wait for the interval.
@@ -382,14 +441,18 @@ impl State {
             self.shared_until = Some(now + self.interval * 2);
             self.observed = Some(Observation {
                 at: now,
-                seq,
                 remaining: Some(0),
                 daily_remaining: headers.and_then(|h| h.daily_remaining),
-                pending_before: count_u32(self.in_flight.len()),
+                unaccounted: count_u32(unaccounted),
+                seq_mark: self.next_seq,
             });
         }
-        self.releases.push_back(now + self.interval);
+        self.held.push_back(Held {
+            answered: now,
+            release: now + self.interval,
+        });
         self.answers.push_back(now);
+        self.wake_head();
     }
 }
 
@@ -403,7 +466,6 @@ pub(crate) struct Budget {
     key: BudgetKey,
     config: RateConfig,
     state: Mutex<State>,
-    changed: Notify,
 }
 
 impl Budget {
@@ -412,7 +474,6 @@ impl Budget {
             state: Mutex::new(State::new(&config)),
             key,
             config,
-            changed: Notify::new(),
         }
     }
 
@@ -424,11 +485,12 @@ impl Budget {
     /// Wait for a slot. `RateLimited` when the daily budget is spent (for bulk calls: when
     /// only the real-time reserve is left).
     pub(crate) async fn acquire(self: &Arc<Self>, priority: Priority) -> Result<Permit, ApiError> {
+        let wake = Arc::new(Notify::new());
         let ticket = {
             let mut s = self.lock();
             let t = (priority, s.next_ticket);
             s.next_ticket += 1;
-            s.waiters.insert(t);
+            s.waiters.insert(t, wake.clone());
             t
         };
         let _queued = Queued {
@@ -436,10 +498,6 @@ impl Budget {
             ticket,
         };
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            // Register before reading the state, so a change in between is not missed.
-            notified.as_mut().enable();
             let decision = self.lock().try_take(ticket, Instant::now(), &self.config);
             match decision {
                 Decision::Go(seq) => {
@@ -450,10 +508,11 @@ impl Budget {
                     });
                 }
                 Decision::Refuse(e) => return Err(e),
-                Decision::Wait(None) => notified.await,
+                // `notify_one` keeps a wake-up for a caller not yet waiting: none is lost.
+                Decision::Wait(None) => wake.notified().await,
                 Decision::Wait(Some(until)) => {
                     tokio::select! {
-                        () = &mut notified => {}
+                        () = wake.notified() => {}
                         () = tokio::time::sleep_until(until) => {}
                     }
                 }
@@ -470,7 +529,6 @@ impl Budget {
                 s.daily_estimate(Instant::now(), &self.config),
             )
         };
-        self.changed.notify_waiters();
         if let Some(r) = remaining {
             metrics::gauge!("ges_ghl_rate_remaining", "location" => self.key.resource.clone())
                 .set(f64::from(r));
@@ -489,13 +547,13 @@ impl Budget {
         let now = Instant::now();
         let mut s = self.lock();
         s.trim(now);
-        let waiting = |p: Priority| count_u32(s.waiters.iter().filter(|(q, _)| *q == p).count());
+        let waiting = |p: Priority| count_u32(s.waiters.keys().filter(|(q, _)| *q == p).count());
         BudgetSnapshot {
             app: self.key.app.clone(),
             resource: self.key.resource.clone(),
             max: s.max,
             interval: s.interval,
-            used: count_u32(s.releases.len() + s.in_flight.len()),
+            used: count_u32(s.held.len() + s.in_flight.len()),
             in_flight: count_u32(s.in_flight.len()),
             remaining: s.remaining_estimate(),
             daily_limit: s.daily_limit,
@@ -517,8 +575,11 @@ struct Queued<'a> {
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.budget.lock().waiters.remove(&self.ticket);
-        self.budget.changed.notify_waiters();
+        let mut s = self.budget.lock();
+        if s.waiters.remove(&self.ticket).is_some() {
+            // Leaving the head of the queue without a slot: the next one may have a chance.
+            s.wake_head();
+        }
     }
 }
 
