@@ -305,10 +305,7 @@ impl AmqpBroker {
     /// the background. Must be called inside a tokio runtime.
     pub async fn connect(url: SecretString, settings: AmqpSettings) -> Result<Self, QueueError> {
         let broker = Self::new(url, settings)?;
-        let live = broker.shared.build().await.map_err(|e| {
-            tracing::warn!(url = %broker.shared.display_url, error = %e, "cannot connect to RabbitMQ");
-            e
-        })?;
+        let live = broker.shared.build().await?;
         *locked(&broker.shared.live) = Some(live);
         broker.spawn_supervisor();
         Ok(broker)

@@ -584,6 +584,100 @@ async fn amqp_publish_without_topology_is_refused_not_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_unroutable_messages_are_refused() {
+    let prefix = Prefix::new();
+    let broker = prefix.broker().await;
+    // The exchange is there but the bulk queue is gone: without `mandatory` the message would
+    // vanish with a positive confirm.
+    let connection = Connection::connect(&amqp_url(), lapin_properties())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_delete(&prefix.topology.bulk, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    connection.close(200, "done").await.unwrap();
+    let err = broker.publish(&envelope("lost?", Lane::Bulk)).await;
+    match err {
+        Err(QueueError::Nacked { message }) => assert!(message.contains("unroutable"), "{message}"),
+        other => panic!("expected Nacked, got {other:?}"),
+    }
+    // The real-time lane is unaffected.
+    broker
+        .publish(&envelope("fine", Lane::RealTime))
+        .await
+        .unwrap();
+    broker.close().await;
+}
+
+/// A RabbitMQ policy limited to one test's queues; cleared on drop.
+struct Policy(String);
+
+impl Policy {
+    fn set(name: &str, pattern: &str, definition: &str) -> Self {
+        rabbitmqctl(&[
+            "set_policy",
+            "--apply-to",
+            "queues",
+            name,
+            pattern,
+            definition,
+        ]);
+        Self(name.to_owned())
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        rabbitmqctl(&["clear_policy", &self.0]);
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("run rabbitmqctl (it comes with rabbitmq-server)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_a_broker_nack_is_an_error() {
+    let prefix = Prefix::new();
+    let broker = prefix.broker().await;
+    // A full queue that rejects publishes: RabbitMQ answers with basic.nack
+    // (https://www.rabbitmq.com/maxlength.html#overflow-behaviour).
+    let pattern = format!("^{}\\.bulk$", prefix.topology.exchange);
+    let _policy = Policy::set(
+        &format!("{}-full", prefix.topology.exchange),
+        &pattern,
+        r#"{"max-length":0,"overflow":"reject-publish"}"#,
+    );
+    let started = Instant::now();
+    let err = loop {
+        // Accepted until the policy applies; then every publish is refused.
+        match broker.publish(&envelope("refused", Lane::Bulk)).await {
+            Ok(()) => assert!(started.elapsed() < DEADLINE, "no nack within {DEADLINE:?}"),
+            Err(e) => break e,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(matches!(err, QueueError::Nacked { .. }), "{err:?}");
+    // The publishing channel survives a nack.
+    broker
+        .publish(&envelope("ok", Lane::RealTime))
+        .await
+        .unwrap();
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_realtime_is_not_blocked_by_a_full_bulk_lane() {
     let prefix = Prefix::new();
     let broker = prefix.broker().await;
