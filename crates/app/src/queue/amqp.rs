@@ -20,6 +20,7 @@
 //!   any more (`ack` & co. return `Unavailable`); RabbitMQ redelivers them.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -300,6 +301,23 @@ fn management_error(error: lapin::Error, what: String) -> QueueError {
     }
 }
 
+/// Bound a broker round trip: a link that silently stopped passing bytes looks connected
+/// until the heartbeat gives up, and nothing here may hang that long.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    operation: impl Future<Output = Result<T, QueueError>>,
+) -> Result<T, QueueError> {
+    tokio::time::timeout(limit, operation)
+        .await
+        .unwrap_or_else(|_| {
+            Err(QueueError::Unavailable {
+                message: format!("{what}: no answer from RabbitMQ within {limit:?}"),
+                source: None,
+            })
+        })
+}
+
 impl AmqpBroker {
     /// Connect to RabbitMQ (the first connection must succeed) and keep the connection up in
     /// the background. Must be called inside a tokio runtime.
@@ -373,6 +391,11 @@ impl AmqpBroker {
 
     /// Remove and return up to `max` messages of the dead-letter queue, oldest first.
     pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadMessage>, QueueError> {
+        let limit = self.shared.settings.confirm_timeout;
+        within(limit, "read dead letters", self.take_dead_letters_now(max)).await
+    }
+
+    async fn take_dead_letters_now(&self, max: usize) -> Result<Vec<DeadMessage>, QueueError> {
         let live = self.shared.current()?;
         let queue = &self.shared.topology.dead;
         let channel = live
@@ -411,6 +434,27 @@ impl AmqpBroker {
         }
         let _ = channel.close(REPLY_SUCCESS, "dead letters read").await;
         Ok(taken)
+    }
+
+    async fn depths_now(&self) -> Result<Depths, QueueError> {
+        let live = self.shared.current()?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("open a channel to read queue depths", e))?;
+        let topology = &self.shared.topology;
+        let mut depths = Depths {
+            realtime: message_count(&channel, &topology.realtime).await?,
+            bulk: message_count(&channel, &topology.bulk).await?,
+            delayed: 0,
+            dead: message_count(&channel, &topology.dead).await?,
+        };
+        for (_, _, queue) in topology.delay_queues() {
+            depths.delayed += message_count(&channel, &queue).await?;
+        }
+        let _ = channel.close(REPLY_SUCCESS, "depths read").await;
+        Ok(depths)
     }
 
     /// Publish `body` through `exchange` with `routing_key` and wait for the confirm.
@@ -666,6 +710,17 @@ impl Shared {
                 });
             }
         };
+        let limit = self.settings.connect_timeout;
+        within(
+            limit,
+            "set up the RabbitMQ connection",
+            self.set_up(connection),
+        )
+        .await
+    }
+
+    /// Declare (when asked before), open the publishing channel and re-subscribe.
+    async fn set_up(self: &Arc<Self>, connection: Connection) -> Result<Arc<Live>, QueueError> {
         let weak = Arc::downgrade(self);
         connection.on_error(move |error| {
             tracing::warn!(%error, "RabbitMQ connection error");
@@ -1063,7 +1118,9 @@ impl Publisher for AmqpBroker {
 impl Broker for AmqpBroker {
     async fn declare(&self) -> Result<(), QueueError> {
         let live = self.shared.current()?;
-        declare_on(&live.connection, &self.shared.topology).await?;
+        let limit = self.shared.settings.confirm_timeout;
+        let declaring = declare_on(&live.connection, &self.shared.topology);
+        within(limit, "declare the topology", declaring).await?;
         self.shared.declared.store(true, Ordering::SeqCst);
         tracing::info!(prefix = %self.shared.settings.prefix, "RabbitMQ topology declared");
         Ok(())
@@ -1094,7 +1151,8 @@ impl Broker for AmqpBroker {
             realtime: realtime_tx,
             bulk: bulk_tx,
         };
-        self.shared.subscribe(&live, &spec).await?;
+        let limit = self.shared.settings.confirm_timeout;
+        within(limit, "subscribe", self.shared.subscribe(&live, &spec)).await?;
         *locked(&self.shared.consumer) = Some(spec);
         tracing::info!(
             consumer_tag,
@@ -1198,24 +1256,8 @@ impl Broker for AmqpBroker {
     }
 
     async fn depths(&self) -> Result<Depths, QueueError> {
-        let live = self.shared.current()?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("open a channel to read queue depths", e))?;
-        let topology = &self.shared.topology;
-        let mut depths = Depths {
-            realtime: message_count(&channel, &topology.realtime).await?,
-            bulk: message_count(&channel, &topology.bulk).await?,
-            delayed: 0,
-            dead: message_count(&channel, &topology.dead).await?,
-        };
-        for (_, _, queue) in topology.delay_queues() {
-            depths.delayed += message_count(&channel, &queue).await?;
-        }
-        let _ = channel.close(REPLY_SUCCESS, "depths read").await;
-        Ok(depths)
+        let limit = self.shared.settings.confirm_timeout;
+        within(limit, "read queue depths", self.depths_now()).await
     }
 
     async fn close(&self) {
@@ -1223,8 +1265,10 @@ impl Broker for AmqpBroker {
         let _building = self.shared.rebuild.lock().await;
         locked(&self.shared.consumer).take();
         let live = locked(&self.shared.live).take();
-        if let Some(live) = live {
-            let lanes = locked(&live.lanes).take();
+        let Some(live) = live else { return };
+        let lanes = locked(&live.lanes).take();
+        let limit = self.shared.settings.confirm_timeout;
+        let closing = async {
             if let Some(lanes) = lanes {
                 lanes.stop.cancel();
                 for lane in [lanes.realtime, lanes.bulk] {
@@ -1233,11 +1277,13 @@ impl Broker for AmqpBroker {
             }
             let _ = live.publisher().close(REPLY_SUCCESS, "closing").await;
             if live.connection.status().connected() {
-                let closing = live.connection.close(REPLY_SUCCESS, "closing");
-                let _ = tokio::time::timeout(self.shared.settings.confirm_timeout, closing).await;
+                let _ = live.connection.close(REPLY_SUCCESS, "closing").await;
             }
-            tracing::info!(url = %self.shared.display_url, "RabbitMQ connection closed");
-        }
+            Ok(())
+        };
+        // Best effort: on a dead link the broker closes the connection on its side anyway.
+        let _ = within(limit, "close the connection", closing).await;
+        tracing::info!(url = %self.shared.display_url, "RabbitMQ connection closed");
     }
 }
 

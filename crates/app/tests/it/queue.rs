@@ -677,6 +677,90 @@ async fn amqp_a_broker_nack_is_an_error() {
     broker.close().await;
 }
 
+/// A TCP proxy to RabbitMQ that can stop passing bytes without closing anything, like a
+/// network that silently drops packets.
+struct FrozenLink {
+    port: u16,
+    frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl FrozenLink {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = tokio::net::TcpStream::connect("127.0.0.1:5672")
+                    .await
+                    .unwrap();
+                let (client_read, client_write) = client.into_split();
+                let (upstream_read, upstream_write) = upstream.into_split();
+                tokio::spawn(pass(client_read, upstream_write, watch.clone()));
+                tokio::spawn(pass(upstream_read, client_write, watch.clone()));
+            }
+        });
+        Self { port, frozen }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+}
+
+/// Copy bytes one way, holding them while the link is frozen.
+async fn pass(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_no_confirm_in_time_is_a_confirm_timeout_not_a_hang() {
+    let prefix = Prefix::new();
+    let link = FrozenLink::start().await;
+    let mut settings = prefix.settings();
+    settings.confirm_timeout = Duration::from_millis(500);
+    let broker = AmqpBroker::connect(SecretString::from(link.url()), settings)
+        .await
+        .unwrap();
+    broker.declare().await.unwrap();
+    broker
+        .publish(&envelope("before", Lane::Bulk))
+        .await
+        .unwrap();
+
+    link.freeze();
+    let started = Instant::now();
+    let err = broker.publish(&envelope("unconfirmed", Lane::Bulk)).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, Err(QueueError::ConfirmTimeout(t)) if t == Duration::from_millis(500)),
+        "{err:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(2),
+        "gave up after {waited:?}"
+    );
+    broker.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_realtime_is_not_blocked_by_a_full_bulk_lane() {
     let prefix = Prefix::new();
