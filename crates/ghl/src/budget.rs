@@ -3,32 +3,35 @@
 //! `X-RateLimit-*` headers on every answer.
 //!
 //! What it guarantees:
-//! - **one process alone never earns a 429**: each request holds a slot from the moment it is
-//!   sent until `interval` after its answer arrived. The server counts a request from its
-//!   arrival, which lies between those two instants, so the local count is never below the
-//!   server's — whether GHL counts with a sliding log or fixed windows;
+//! - **one process alone never earns a 429**: the server counts a request from its arrival,
+//!   which lies between our send and our receipt of the answer. So a request holds a slot
+//!   from its send until an interval after its answer — never fewer slots than the server
+//!   counts, whether GHL keeps a sliding log or fixed windows. The headers tighten this
+//!   without risk: the count `X-RateLimit-Max − X-RateLimit-Remaining` in the answer to a
+//!   request X includes every request of ours answered before X was sent (they arrived
+//!   before X), so at most that many of them can still be in the window;
 //! - **several processes sharing a budget stay inside it** by reading the headers: when the
 //!   server counts more requests than this process can account for, someone else is using
-//!   the budget; from then on (until two quiet intervals pass) a share of the budget
-//!   (`shared_reserve`) is left unused, only a few requests are in flight at once, the
-//!   server's `X-RateLimit-Remaining` (minus what was sent since) gates every request, and
-//!   when it runs low the budget waits for the interval, then sends a single probe to read
-//!   fresh headers;
+//!   the budget. From then on, until two quiet intervals pass, a share of the budget
+//!   (`shared_reserve`) is left to the others, at most half that share is in flight at once,
+//!   `X-RateLimit-Remaining` (less what we sent since) gates every request, and when it runs
+//!   low the budget waits for the interval, then sends a single probe to read fresh headers;
 //! - **real-time before bulk**: when calls wait, the next free slot goes to the oldest
 //!   `Priority::RealTime` waiter, then to the oldest bulk one; bulk calls also stop short of
 //!   the daily limit (`daily_bulk_reserve`) so webhooks keep flowing late in the day;
-//! - a 429 counts as "remaining 0" (wait for the interval, then probe);
+//! - a 429 counts as "remaining 0": wait for the interval, then probe;
 //! - waiting is cancel-safe: a dropped waiter leaves the queue, a dropped permit releases its
-//!   slot as if the answer had arrived then.
+//!   slot as if the answer had arrived then. Only the head of the queue is woken on a change
+//!   (each waiter has its own `Notify`), so many waiters cost no thundering herd.
 //!
 //! Why not `governor`: its GCRA admits a full burst and then refills continuously, so right
 //! after a burst of 100 it admits a 101st request 100 ms later — a 429 under GHL's "100 per
 //! 10 s" when the server counts a window (the simulator uses a sliding log, the strictest
 //! reading). A GCRA with no burst is safe but delays even a lone webhook call after idling.
 //! Governor can also not be corrected from the server's headers (its cells can be consumed,
-//! never returned or re-read) and has no priorities. The structure here is small: a log of
-//! slot release times, the in-flight set and the latest header reading, under one mutex,
-//! with a `Notify` to wake waiters.
+//! never returned or re-read) and has no priorities. The structure here is small — the held
+//! slots, the in-flight set and the latest header reading under one mutex — and its tests
+//! drive it with Tokio's paused clock.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -120,6 +123,9 @@ pub struct BudgetSnapshot {
     pub granted: u64,
     /// 429s received since start.
     pub throttled: u64,
+    /// Answers whose count showed requests of another client (another replica, another
+    /// process with the same app) since start.
+    pub others_seen: u64,
 }
 
 /// Every budget of the process, created on first use. Shared by all tasks (clone the `Arc`).
@@ -217,6 +223,7 @@ struct State {
     next_ticket: u64,
     granted: u64,
     throttled: u64,
+    others_seen: u64,
 }
 
 enum Decision {
@@ -243,6 +250,7 @@ impl State {
             next_ticket: 0,
             granted: 0,
             throttled: 0,
+            others_seen: 0,
         }
     }
 
@@ -389,10 +397,12 @@ impl State {
     }
 
     fn complete(&mut self, seq: u64, headers: Option<RateHeaders>, throttled: bool, now: Instant) {
+        // Trim while this request still counts as in flight: the answers it may have met on
+        // the server (those after its send less an interval) must stay.
+        self.trim(now);
         let Some(sent) = self.in_flight.remove(&seq) else {
             return;
         };
-        self.trim(now);
         let unaccounted = self.in_flight.len() + self.answers.iter().filter(|a| **a > sent).count();
         if let Some(h) = headers {
             if let Some(m) = h.max {
@@ -417,6 +427,7 @@ impl State {
                         .filter(|a| **a + self.interval > sent)
                         .count();
                 if server_used > ours {
+                    self.others_seen += 1;
                     self.shared_until = Some(now + self.interval * 2);
                 }
                 // A 429 was not counted: only admitted requests tell the server's count.
@@ -563,6 +574,7 @@ impl Budget {
             waiting_bulk: waiting(Priority::Bulk),
             granted: s.granted,
             throttled: s.throttled,
+            others_seen: s.others_seen,
         }
     }
 }
@@ -731,6 +743,35 @@ mod tests {
         assert_eq!(Instant::now(), t0, "ten requests without waiting");
         let _eleventh = b.acquire(Priority::Bulk).await.unwrap();
         assert!(Instant::now() - t0 >= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_servers_count_frees_slots_our_own_log_still_holds() {
+        let b = budget(10, 100);
+        let early: Vec<Permit> = {
+            let mut v = Vec::new();
+            for _ in 0..9 {
+                v.push(b.acquire(Priority::Bulk).await.unwrap());
+            }
+            v
+        };
+        for p in early {
+            p.complete(headers(10, 5, 500), false);
+        }
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // Sent after the nine were answered; the server saw only itself in its window: the
+        // nine arrived more than an interval before it (their answers were slow).
+        let last = b.acquire(Priority::Bulk).await.unwrap();
+        last.complete(headers(10, 9, 500), false);
+        let t0 = Instant::now();
+        for _ in 0..9 {
+            b.acquire(Priority::Bulk)
+                .await
+                .unwrap()
+                .complete(None, false);
+        }
+        assert_eq!(Instant::now(), t0, "nine slots were free on the server");
+        assert_eq!(b.snapshot().others_seen, 0);
     }
 
     #[tokio::test(start_paused = true)]

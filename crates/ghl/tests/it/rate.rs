@@ -104,6 +104,7 @@ async fn seeded(w: &World) -> GhlContactId {
 
 /// The same run with the simulator's limit out of reach, on a fresh adapter.
 async fn unlimited_run(w: &World, contact: &GhlContactId) -> Duration {
+    w.ghl.reset_rate_limits();
     w.ghl.set_rate_limits(RateLimitConfig {
         max: 1_000_000,
         interval_ms: INTERVAL_MS,
@@ -143,6 +144,10 @@ async fn one_process_uses_the_limit_without_a_single_429() {
             "learned from the headers"
         );
         assert_eq!(b.throttled, 0);
+        assert_eq!(
+            b.others_seen, 0,
+            "alone, our own requests explain every count"
+        );
         // The machine's pace may change while the round runs: bracket it.
         let capacity = before.max(unlimited_run(&w, &contact).await);
         best = best.max(report(
@@ -185,5 +190,9 @@ async fn two_replicas_sharing_a_location_stay_inside_the_limit() {
     for a in [&w.adapter, &second] {
         let b = &a.budgets().for_resource(LOCATION)[0];
         assert_eq!(b.throttled, 0);
+        assert!(
+            b.others_seen > 0,
+            "each replica saw the other in the headers"
+        );
     }
 }

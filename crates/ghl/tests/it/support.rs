@@ -184,6 +184,8 @@ pub struct World {
     pub tenant: Arc<Tenant>,
     /// `None` for the rate tests, which hold the whole machine instead.
     _share: Option<MachineShare>,
+    /// Keeps the simulator's own runtime alive (rate tests).
+    _runtime: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl World {
@@ -198,9 +200,29 @@ impl World {
         Self::start_inner(config, adapt, Some(share_machine().await)).await
     }
 
-    /// For a test that holds [`whole_machine`] already.
+    /// For a test that holds [`whole_machine`] already. The simulator gets a runtime of its
+    /// own (one thread), as a remote server would: its work does not queue behind the
+    /// client's tasks on the test's runtime.
     pub async fn start_alone(config: SandboxConfig) -> Self {
-        Self::start_inner(config, |c| c, None).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let ghl = GhlSandbox::start(config).await.unwrap();
+                let _ = tx.send(ghl);
+                // Serve until the world is dropped.
+                let _ = stopped.await;
+            });
+        });
+        let ghl = rx.await.unwrap();
+        let mut w = Self::with_sandbox(ghl, |c| c, None).await;
+        w._runtime = Some(stop);
+        w
     }
 
     async fn start_inner(
@@ -209,6 +231,14 @@ impl World {
         share: Option<MachineShare>,
     ) -> Self {
         let ghl = GhlSandbox::start(config).await.unwrap();
+        Self::with_sandbox(ghl, adapt, share).await
+    }
+
+    async fn with_sandbox(
+        ghl: GhlSandbox,
+        adapt: impl FnOnce(GhlAdapterConfig) -> GhlAdapterConfig,
+        share: Option<MachineShare>,
+    ) -> Self {
         ghl.create_location(LocationSpec {
             id: LOCATION.to_owned(),
             ..LocationSpec::default()
@@ -244,6 +274,7 @@ impl World {
             adapter,
             tenant,
             _share: share,
+            _runtime: None,
         }
     }
 
