@@ -906,7 +906,9 @@ async fn supervise(shared: Weak<Shared>, shutdown: CancellationToken) {
             if !live.publisher().status().connected() {
                 // RabbitMQ closed the publishing channel (a refused publish): replace it and
                 // keep the connection, so the consumers' deliveries stay valid.
-                match open_publisher(&live.connection).await {
+                let limit = s.settings.confirm_timeout;
+                let reopening = open_publisher(&live.connection);
+                match within(limit, "reopen the publishing channel", reopening).await {
                     Ok(channel) => {
                         *locked(&live.publisher) = channel;
                         tracing::info!(generation = live.generation, "publishing channel reopened");
