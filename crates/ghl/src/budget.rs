@@ -44,7 +44,7 @@ use tokio::time::Instant;
 
 use crate::config::RateConfig;
 
-/// The five headers of API.md §8 ([AUTHMD]); each may be missing.
+/// The five headers of API.md §8 (\[AUTHMD\]); each may be missing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateHeaders {
     /// `X-RateLimit-Limit-Daily`

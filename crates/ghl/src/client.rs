@@ -27,7 +27,7 @@ use crate::error::{CallError, ConfigError, ErrorBody, GhlHttpError, Unknown};
 
 /// `Version` of Contacts, Businesses, Locations and OAuth location tokens (API.md §1).
 pub(crate) const VERSION_2021_07_28: &str = "2021-07-28";
-/// `Version` of Calendars (API.md §1, [CAL2]).
+/// `Version` of Calendars (API.md §1, \[CAL2\]).
 pub(crate) const VERSION_2021_04_15: &str = "2021-04-15";
 
 /// Whether a request may be sent again when its outcome is unknown.
@@ -45,7 +45,7 @@ pub(crate) struct Route {
     pub method: Method,
     /// `METHOD /path/{template}`: the metric label and the log field.
     pub label: &'static str,
-    /// `None` for `POST /oauth/token`, which declares no `Version` ([O2]).
+    /// `None` for `POST /oauth/token`, which declares no `Version` (\[O2\]).
     pub version: Option<&'static str>,
     /// The scope GHL documents for it (API.md §4), named when a 403 does not say.
     pub scope: &'static str,

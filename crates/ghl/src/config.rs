@@ -13,9 +13,9 @@ use url::Url;
 
 use crate::error::ConfigError;
 
-/// Production API base URL (API.md §1, [C2] `servers[0].url`).
+/// Production API base URL (API.md §1, \[C2\] `servers[0].url`).
 pub const DEFAULT_API_BASE: &str = "https://services.leadconnectorhq.com";
-/// Where a person chooses the location to install the app on (API.md §7, [AUTHMD]).
+/// Where a person chooses the location to install the app on (API.md §7, \[AUTHMD\]).
 pub const DEFAULT_MARKETPLACE_BASE: &str = "https://marketplace.gohighlevel.com";
 
 /// The whole adapter configuration.

@@ -140,7 +140,7 @@ pub(crate) struct UpdateAnswer {
     pub contact: Option<ContactDto>,
 }
 
-/// `DELETE …` → `{succeded}` (sic, [C2]).
+/// `DELETE …` → `{succeded}` (sic, \[C2\]).
 #[derive(Debug, Deserialize)]
 pub(crate) struct DeleteAnswer {
     #[serde(default, deserialize_with = "flag")]
@@ -167,7 +167,7 @@ pub(crate) struct ListAnswer {
     pub meta: Option<ListMetaDto>,
 }
 
-/// `ContactsMetaSchema` ([C2]): the deprecated list's cursor.
+/// `ContactsMetaSchema` (\[C2\]): the deprecated list's cursor.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListMetaDto {
@@ -259,7 +259,7 @@ pub(crate) struct NotesAnswer {
 
 // ------------------------------------------------------------------------------- appointments
 
-/// `GetEventSchema` ([C2], times `YYYY-MM-DD HH:mm:ss`) and `CalendarEventDTO` ([CAL2], ISO
+/// `GetEventSchema` (\[C2\], times `YYYY-MM-DD HH:mm:ss`) and `CalendarEventDTO` (\[CAL2\], ISO
 /// times) share these fields (API.md §4.5).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -301,7 +301,7 @@ pub(crate) struct EventEnvelope {
 
 // ------------------------------------------------------------------------------- businesses
 
-/// `BusinessDto` ([B2], API.md §4.6).
+/// `BusinessDto` (\[B2\], API.md §4.6).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BusinessDto {
@@ -336,7 +336,7 @@ pub(crate) struct BusinessEnvelope {
 
 // ------------------------------------------------------------------------------- OAuth
 
-/// `POST /oauth/token` → `GetAccessCodeSuccessfulResponseDto` ([O2], API.md §7).
+/// `POST /oauth/token` → `GetAccessCodeSuccessfulResponseDto` (\[O2\], API.md §7).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TokenAnswer {

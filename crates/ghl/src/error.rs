@@ -2,7 +2,7 @@
 //! port's [`ApiError`] contract.
 //!
 //! Guarantees:
-//! - every failed call is classified exactly once, in [`CallError::into_api_error`] (through
+//! - every failed call is classified exactly once, in `CallError::into_api_error` (through
 //!   `From<CallError> for ApiError`); callers never look at strings to decide anything;
 //! - causes are kept: a timeout keeps its `reqwest::Error`, a 5xx keeps GHL's status and
 //!   message as a [`GhlHttpError`] source, a body we cannot read keeps the `serde_json` error;
@@ -133,7 +133,7 @@ impl ErrorBody {
     }
 
     /// "…not found" on a 400: the v2 specs declare no 404 for id-addressed routes, only
-    /// `BadRequestDTO` (API.md §2, [C2] responses), so GHL reports a missing record this way.
+    /// `BadRequestDTO` (API.md §2, \[C2\] responses), so GHL reports a missing record this way.
     pub fn says_not_found(&self) -> bool {
         self.mentions("not found")
     }

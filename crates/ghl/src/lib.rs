@@ -20,6 +20,28 @@
 //!   (see `mapping`);
 //! - `ListingMode::Legacy` ignores `updated_since` and `tag` (the deprecated list has no
 //!   filters) and returns GHL's thin list projection of each contact.
+//!
+//! Wiring it (the app's composition root):
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn wire(store: Arc<dyn ports::store::CredentialStore>) -> Result<(), Box<dyn std::error::Error>> {
+//! use ghl::{GhlAdapter, GhlAdapterConfig, WebhookConfig, WebhookVerifier};
+//! let adapter = GhlAdapter::new(
+//!     GhlAdapterConfig {
+//!         client_id: "…".into(),
+//!         client_secret: "…".to_owned().into(),
+//!         redirect_uri: Some("https://sync.example/oauth/callback".parse()?),
+//!         ..GhlAdapterConfig::default()
+//!     },
+//!     store,
+//! )?;
+//! let install_url = adapter.oauth().authorize_url("signed-state")?; // send a person here
+//! let budgets = adapter.budgets(); // read by /metrics: `budgets.snapshot()`
+//! let verifier = WebhookVerifier::new(&WebhookConfig::default())?; // GHL's published keys
+//! # let _ = (install_url, budgets, verifier);
+//! # Ok(()) }
+//! ```
 
 pub mod budget;
 mod client;
@@ -66,7 +88,7 @@ pub use crate::webhook::{
 
 /// `pageLimit` of `POST /contacts/search` (API.md §5).
 const MAX_SEARCH_PAGE: u32 = 500;
-/// `limit` of the deprecated `GET /contacts/` ([C2]).
+/// `limit` of the deprecated `GET /contacts/` (\[C2\]).
 const MAX_LEGACY_PAGE: u32 = 100;
 /// `limit` of `GET /contacts/business/{id}` (API.md §4.1).
 const MAX_BUSINESS_PAGE: u32 = 100;

@@ -9,7 +9,7 @@
 //!   endpoint (`tags`, `company_name`, `business_id`) is refused, never dropped;
 //! - times: GHL's ISO timestamps are read as given; the appointment times of
 //!   `GET /contacts/:id/appointments` come as `YYYY-MM-DD HH:mm:ss` **without a zone**
-//!   (API.md §4.5, [C2] `GetEventSchema` example) and are read as UTC — GHL documents no zone
+//!   (API.md §4.5, \[C2\] `GetEventSchema` example) and are read as UTC — GHL documents no zone
 //!   for them (the location's time zone is the other plausible reading; see the crate docs).
 //!   eKyte's own zone-less times are the eKyte adapter's business. Times are written as
 //!   RFC 3339 UTC with milliseconds, the form of GHL's own examples.

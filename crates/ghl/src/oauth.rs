@@ -4,7 +4,7 @@
 //! authorisation URL, the code exchange, a refresh, and a location token minted from an
 //! agency token (`POST /oauth/locationToken`).
 //!
-//! [`TokenManager`] gives each port call a bearer token for its tenant, from the
+//! `TokenManager` gives each port call a bearer token for its tenant, from the
 //! [`CredentialStore`], and guarantees:
 //! - **a refresh token is used once**: GHL's refresh tokens are single-use and rotate
 //!   (API.md §7). Refreshes go through `CredentialStore::with_credential_lock`, which re-reads
@@ -15,7 +15,7 @@
 //! - **proactive refresh** when less than `refresh_margin` (5 min) remains; a failed proactive
 //!   refresh does not fail a call whose token is still valid;
 //! - **one refresh-and-retry on 401**, done by the caller through
-//!   [`TokenManager::after_unauthorized`]; a second 401 is final;
+//!   `TokenManager::after_unauthorized`; a second 401 is final;
 //! - **`invalid_grant`** (the refresh token was used or revoked): the store is read once more
 //!   (another replica may have refreshed); only if it holds nothing newer the call fails as
 //!   `Unauthorized`, saying that the app must be reinstalled on the location;

@@ -7,10 +7,10 @@
 //! - `x-ghl-signature` (Ed25519, base64) is preferred; when it is present it alone decides —
 //!   no fallback on failure. Only when it is absent is `x-wh-signature` (RSA PKCS#1 v1.5 over
 //!   SHA-256, base64; GHL drops it on 2026-07-01, API.md §9.3) checked, and only while
-//!   `accept_legacy` is on. This is the order of GHL's own SDK ([SDK] README);
+//!   `accept_legacy` is on. This is the order of GHL's own SDK (\[SDK\] README);
 //! - keys are configurable (PEM, several per scheme for rotations) and default to the keys
 //!   GHL publishes (API.md §9.3, copied verbatim below);
-//! - a `timestamp` further than the replay window (default 5 minutes, [WHAUTH] §3) from now,
+//! - a `timestamp` further than the replay window (default 5 minutes, \[WHAUTH\] §3) from now,
 //!   in either direction, is refused;
 //! - parsing never panics on any input (a property test feeds it random bytes and JSON);
 //!   an unknown `type` is [`GhlEventKind::Unknown`], not an error; a known type missing the
@@ -40,14 +40,14 @@ pub const GHL_SIGNATURE_HEADER: &str = "x-ghl-signature";
 /// The legacy RSA signature header (API.md §9.3).
 pub const LEGACY_SIGNATURE_HEADER: &str = "x-wh-signature";
 
-/// GHL's published Ed25519 key for `x-ghl-signature`, verbatim from API.md §9.3 ([WIG] via
+/// GHL's published Ed25519 key for `x-ghl-signature`, verbatim from API.md §9.3 (\[WIG\] via
 /// corroborating copies; confirm against the live page before go-live).
 pub const PUBLISHED_ED25519_KEY: &str = "-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEAi2HR1srL4o18O8BRa7gVJY7G7bupbN3H9AwJrHCDiOg=
 -----END PUBLIC KEY-----
 ";
 
-/// GHL's published RSA key for `x-wh-signature`, verbatim from API.md §9.3 ([WHAUTH]).
+/// GHL's published RSA key for `x-wh-signature`, verbatim from API.md §9.3 (\[WHAUTH\]).
 pub const PUBLISHED_RSA_KEY: &str = "-----BEGIN PUBLIC KEY-----
 MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEAokvo/r9tVgcfZ5DysOSC
 Frm602qYV0MaAiNnX9O8KxMbiyRKWeL9JpCpVpt4XHIcBOK4u3cLSqJGOLaPuXw6
@@ -71,7 +71,7 @@ pub struct WebhookConfig {
     pub ed25519_keys: Vec<String>,
     /// SPKI (or PKCS#1) PEM keys for `x-wh-signature`; empty = [`PUBLISHED_RSA_KEY`].
     pub rsa_keys: Vec<String>,
-    /// Refuse payloads whose `timestamp` is further than this from now ([WHAUTH] §3: ~5 min).
+    /// Refuse payloads whose `timestamp` is further than this from now (\[WHAUTH\] §3: ~5 min).
     pub replay_window: Duration,
     /// Check `x-wh-signature` when `x-ghl-signature` is absent (GHL stops sending it on
     /// 2026-07-01, API.md §9.3; turn this off then).
