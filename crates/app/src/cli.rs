@@ -1,12 +1,28 @@
 //! The command line (clap). Every command loads and validates the configuration first, so a
-//! mistake in it is reported before anything starts.
+//! mistake in it is reported before anything starts. Every error says what failed and what to
+//! do; lists print as tables, or JSON with `--json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use domain::{EkyteCompanyId, LocationId, Tenant, TenantId, TenantSettings};
+use ports::queue::Envelope;
+use ports::store::{
+    CredentialSecret, CredentialStore, DeadLetterStore, NewCredential, Provider, RunStore,
+    TenantStore,
+};
+use ports::{Priority, Scope};
 
 use crate::config::Config;
+use crate::scheduler::{Job, enqueue};
+use crate::wiring::{self, App};
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -29,9 +45,184 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Everything in one process: worker, ingress and scheduler.
+    Run(RunArgs),
+    /// Consume messages and sync (scale by adding workers).
+    Worker(WorkerArgs),
+    /// Serve webhooks, the OAuth callback, health and metrics.
+    Ingress,
+    /// Apply the database migrations (under a lock; safe to run from several places).
+    Migrate,
+    /// Full, incremental or one-contact sync.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+    /// Enqueue an eKyte poll for every active tenant (or one).
+    PollEkyte(TenantFilter),
+    /// Inspect and replay dead letters.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Add and list tenants (one GHL location ↔ one eKyte company).
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// GHL OAuth: the installation link, or a manual code exchange.
+    #[command(subcommand)]
+    Oauth(OauthCommand),
+    /// Tenants, queues, dead letters and the last runs.
+    Status(JsonFlag),
+    /// Serve the GHL and eKyte simulators (for trying things without accounts).
+    Sandbox(crate::demo::SandboxArgs),
+    /// The whole thing against the simulators, with a convergence report.
+    Demo(crate::demo::DemoArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantFilter {
+    /// Only this tenant (default: every active tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Do not schedule syncs and polls in-process (Kubernetes CronJobs do it).
+    #[arg(long)]
+    pub no_scheduler: bool,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Consumer tag prefix; a unique suffix is added (each pod its own).
+    #[arg(long, env = "HOSTNAME", default_value = "worker")]
+    pub consumer_tag: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Enqueue a full sync (every selected contact, tasks and notes compared).
+    Full(SweepArgs),
+    /// Enqueue an incremental sync (contacts updated since the last sync).
+    Incremental(SweepArgs),
+    /// Sync one contact now and print what was done (or, with --dry-run, planned).
+    Contact(ContactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub filter: TenantFilter,
+    /// Plan and audit only; write nothing to GHL or eKyte.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ContactArgs {
+    /// The GHL contact id.
+    pub contact: String,
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Include the ones already replayed.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter with its error chain and message.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish dead letters again (attempt reset) and mark them replayed.
+    Replay {
+        /// Ids to replay.
+        ids: Vec<i64>,
+        /// Replay every dead letter not replayed yet (of one tenant with --tenant).
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Add (or update) a tenant with its eKyte credentials and, optionally, a GHL Private
+    /// Integration Token (without one, install the GHL app with `oauth url`).
+    Add(TenantAddArgs),
+    List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantAddArgs {
+    /// Our id for the tenant: lower-case letters, digits, '-' and '_'.
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The GHL location (sub-account) id.
+    #[arg(long)]
+    pub location: String,
+    /// The eKyte company id (Minha Empresa).
+    #[arg(long)]
+    pub ekyte_company: u64,
+    /// Tenant settings (mapping, selector, onboarding, policy) as a TOML or JSON file.
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    /// eKyte company API key.
+    #[arg(long, env = "GES_TENANT_EKYTE_API_KEY", hide_env_values = true)]
+    pub ekyte_api_key: Option<String>,
+    /// eKyte personal MCP token (allows updates, comments, deactivation).
+    #[arg(long, env = "GES_TENANT_EKYTE_MCP_TOKEN", hide_env_values = true)]
+    pub ekyte_mcp_token: Option<String>,
+    /// A GHL Private Integration Token for the location.
+    #[arg(long, env = "GES_TENANT_GHL_TOKEN", hide_env_values = true)]
+    pub ghl_private_token: Option<String>,
+    /// Add it inactive (nothing syncs until activated by an install).
+    #[arg(long)]
+    pub inactive: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OauthCommand {
+    /// Print the link that installs the GHL app on the tenant's location.
+    Url {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Exchange an authorisation code by hand and store the tokens.
+    Exchange {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, env = "GES_OAUTH_CODE", hide_env_values = true)]
+        code: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +235,12 @@ pub enum ConfigCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
 /// Parse the arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -52,13 +249,38 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             eprintln!(
-                "hint: see the commented defaults with `ghl-ekyte-sync config check` on a valid setup, or crates/app/config/default.toml"
+                "hint: the commented defaults are in crates/app/config/default.toml; `ghl-ekyte-sync config check` prints the effective configuration"
             );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match cli.command {
-        Command::Config(ConfigCommand::Check { json }) => config_check(&config, json),
+    if let Command::Config(ConfigCommand::Check { json }) = cli.command {
+        return config_check(&config, json);
+    }
+    let mut telemetry = config.telemetry.clone();
+    if matches!(cli.command, Command::Demo(_) | Command::Sandbox(_))
+        && std::env::var_os("RUST_LOG").is_none()
+    {
+        // The demo prints its own report; the logs would drown it.
+        telemetry.level = "warn".into();
+    }
+    crate::telemetry::init(&telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(config, cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -80,4 +302,580 @@ fn config_check(config: &Config, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// SIGTERM or Ctrl-C cancels the token (STYLE #7).
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+fn tenant_id(raw: &str) -> anyhow::Result<TenantId> {
+    TenantId::parse(raw).with_context(|| format!("--tenant {raw:?}"))
+}
+
+async fn app(config: Config) -> anyhow::Result<App> {
+    let ring = wiring::keyring(&config, false)?;
+    let store = wiring::connect_store(&config, ring).await?;
+    let broker = wiring::broker(&config).await?;
+    App::build(config, store, broker).await
+}
+
+fn consumer_tag(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Config(_) => unreachable!("handled before the runtime starts"),
+        Command::Migrate => {
+            let url = secrecy::ExposeSecret::expose_secret(&config.database.url).to_owned();
+            let report = store::migrate_url(&url)
+                .await
+                .with_context(|| format!("migrating {} failed", crate::config::mask_url(&url)))?;
+            if report.applied.is_empty() {
+                println!("the schema is current; nothing to apply");
+            } else {
+                println!(
+                    "applied {} migration(s): {}",
+                    report.applied.len(),
+                    report.applied.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let app = app(config).await?;
+            let shutdown = shutdown_on_signals();
+            run_all(app, args, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let app = app(config).await?;
+            let shutdown = shutdown_on_signals();
+            app.worker(consumer_tag(&args.consumer_tag))
+                .run(shutdown)
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingress => {
+            let app = app(config).await?;
+            let shutdown = shutdown_on_signals();
+            let listener = tokio::net::TcpListener::bind(app.config.http.bind)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} (http.bind)", app.config.http.bind)
+                })?;
+            crate::ingress::serve(listener, app.ingress()?, shutdown).await?;
+            app.broker.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync(SyncCommand::Full(a)) => sweep_cmd(config, Job::Full, a).await,
+        Command::Sync(SyncCommand::Incremental(a)) => sweep_cmd(config, Job::Incremental, a).await,
+        Command::Sync(SyncCommand::Contact(a)) => sync_contact(config, a).await,
+        Command::PollEkyte(f) => {
+            let app = app(config).await?;
+            let only = f.tenant.as_deref().map(tenant_id).transpose()?;
+            let n = enqueue(
+                Job::Poll,
+                only.as_ref(),
+                app.store.as_ref(),
+                app.broker.as_ref(),
+                app.clock.now(),
+                false,
+            )
+            .await?;
+            println!("enqueued an eKyte poll for {n} tenant(s)");
+            app.broker.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq(cmd) => dlq(config, cmd).await,
+        Command::Tenants(cmd) => tenants(config, cmd).await,
+        Command::Oauth(cmd) => oauth(config, cmd).await,
+        Command::Status(f) => status(config, f.json).await,
+        Command::Sandbox(args) => crate::demo::sandbox(args).await,
+        Command::Demo(args) => crate::demo::demo(config, args).await,
+    }
+}
+
+/// Worker + ingress + scheduler in one process, until `shutdown`.
+pub async fn run_all(app: App, args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(app.config.http.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.bind)", app.config.http.bind))?;
+    let router = app.ingress()?;
+    let ingress = tokio::spawn(crate::ingress::serve(listener, router, shutdown.clone()));
+    if app.config.scheduler.enabled && !args.no_scheduler {
+        tokio::spawn(crate::scheduler::run(
+            app.config.scheduler.clone(),
+            app.store.clone(),
+            app.broker.clone(),
+            app.clock.clone(),
+            shutdown.clone(),
+        ));
+    }
+    app.worker(consumer_tag(&args.worker.consumer_tag))
+        .run(shutdown.clone())
+        .await?;
+    ingress.await.context("ingress task")??;
+    Ok(())
+}
+
+async fn sweep_cmd(config: Config, job: Job, a: SweepArgs) -> anyhow::Result<ExitCode> {
+    let app = app(config).await?;
+    let only = a.filter.tenant.as_deref().map(tenant_id).transpose()?;
+    let n = enqueue(
+        job,
+        only.as_ref(),
+        app.store.as_ref(),
+        app.broker.as_ref(),
+        app.clock.now(),
+        a.dry_run,
+    )
+    .await?;
+    println!(
+        "enqueued a {} sync{} for {n} tenant(s); workers run it",
+        job.name(),
+        if a.dry_run { " (dry run)" } else { "" }
+    );
+    app.broker.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sync_contact(config: Config, a: ContactArgs) -> anyhow::Result<ExitCode> {
+    let app = app(config).await?;
+    let tenant = tenant_id(&a.tenant)?;
+    let contact = domain::GhlContactId::parse(&a.contact).context("contact id")?;
+    let scope = app.engine.scope(&tenant, Priority::RealTime).await?;
+    let report = app
+        .engine
+        .sync_contact(
+            scope,
+            &contact,
+            engine::Options {
+                dry_run: a.dry_run,
+                message_id: Some(format!("cli:{}", uuid::Uuid::new_v4())),
+                ..engine::Options::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain().join(": ")))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header([
+            "side", "entity", "action", "ghl id", "ekyte id", "fields", "reason",
+        ]);
+        for l in &report.lines {
+            t.add_row([
+                l.target.map(|s| s.to_string()).unwrap_or_default(),
+                l.kind.to_string(),
+                l.action.as_str().to_owned(),
+                l.ghl_id.clone().unwrap_or_default(),
+                l.ekyte_id.clone().unwrap_or_default(),
+                l.fields.join(", "),
+                l.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "{} write(s){}",
+            report.writes(),
+            if a.dry_run {
+                " planned (dry run: nothing written)"
+            } else {
+                ""
+            }
+        );
+    }
+    app.broker.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dlq(config: Config, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DlqCommand::List {
+            tenant,
+            all,
+            limit,
+            json,
+        } => {
+            let ring = wiring::keyring(&config, true)?;
+            let store = wiring::connect_store(&config, ring).await?;
+            let tenant = tenant.as_deref().map(tenant_id).transpose()?;
+            let list = DeadLetterStore::list(store.as_ref(), tenant, all, limit).await?;
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "id": d.id, "tenant": d.letter.tenant, "message_id": d.letter.message_id,
+                            "kind": d.letter.kind, "attempts": d.letter.attempts,
+                            "error": d.letter.error_chain.first(), "created_at": d.created_at,
+                            "replayed_at": d.replayed_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED);
+                t.set_header([
+                    "id", "tenant", "kind", "message", "attempts", "error", "created", "replayed",
+                ]);
+                for d in &list {
+                    t.add_row([
+                        d.id.to_string(),
+                        d.letter
+                            .tenant
+                            .as_ref()
+                            .map(|t| t.to_string())
+                            .unwrap_or_default(),
+                        d.letter.kind.clone(),
+                        d.letter.message_id.clone(),
+                        d.letter.attempts.to_string(),
+                        d.letter.error_chain.first().cloned().unwrap_or_default(),
+                        d.created_at.to_rfc3339(),
+                        d.replayed_at.map(|r| r.to_rfc3339()).unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}\n{} dead letter(s)", list.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { id, json } => {
+            let ring = wiring::keyring(&config, true)?;
+            let store = wiring::connect_store(&config, ring).await?;
+            let d = DeadLetterStore::get(store.as_ref(), id)
+                .await
+                .with_context(|| format!("dead letter {id} (see `dlq list`)"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "id": d.id, "tenant": d.letter.tenant, "message_id": d.letter.message_id,
+                        "kind": d.letter.kind, "attempts": d.letter.attempts,
+                        "error_chain": d.letter.error_chain, "envelope": d.letter.envelope,
+                        "created_at": d.created_at, "replayed_at": d.replayed_at,
+                    }))?
+                );
+            } else {
+                println!(
+                    "dead letter {} ({}), message {}",
+                    d.id, d.letter.kind, d.letter.message_id
+                );
+                println!("attempts: {}", d.letter.attempts);
+                println!("error chain:");
+                for (i, e) in d.letter.error_chain.iter().enumerate() {
+                    println!("  {i}: {e}");
+                }
+                println!("message:\n{}", d.letter.envelope);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay { ids, all, tenant } => {
+            let app = app(config).await?;
+            let n = replay(&app, ids, all, tenant.as_deref()).await?;
+            println!("replayed {n} dead letter(s)");
+            app.broker.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Publish dead letters again with the attempt reset, and mark them replayed.
+pub async fn replay(
+    app: &App,
+    ids: Vec<i64>,
+    all: bool,
+    tenant: Option<&str>,
+) -> anyhow::Result<usize> {
+    let store: &dyn DeadLetterStore = app.store.as_ref();
+    let ids = if all {
+        let tenant = tenant.map(tenant_id).transpose()?;
+        store
+            .list(tenant, false, 10_000)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect()
+    } else {
+        ids
+    };
+    if ids.is_empty() {
+        bail!("name dead letters to replay (ids, or --all); `dlq list` shows them");
+    }
+    let mut n = 0;
+    for id in ids {
+        let d = store
+            .get(id)
+            .await
+            .with_context(|| format!("dead letter {id}"))?;
+        if d.replayed_at.is_some() {
+            eprintln!("dead letter {id} was replayed already; skipped");
+            continue;
+        }
+        let env = Envelope::from_json(d.letter.envelope.as_bytes()).with_context(|| {
+            format!("dead letter {id} does not hold a message that can be replayed (its body is not an envelope)")
+        })?;
+        let env = Envelope { attempt: 0, ..env };
+        app.broker
+            .publish(&env)
+            .await
+            .with_context(|| format!("publishing dead letter {id}"))?;
+        store.mark_replayed(id).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn read_settings(path: &std::path::Path) -> anyhow::Result<TenantSettings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let settings: TenantSettings = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid tenant settings", path.display()))?
+    } else {
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not valid tenant settings", path.display()))?
+    };
+    settings
+        .validate()
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(settings)
+}
+
+async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TenantsCommand::Add(a) => {
+            let ring = wiring::keyring(&config, false)?;
+            let store = wiring::connect_store(&config, ring).await?;
+            let settings = match &a.settings {
+                Some(p) => read_settings(p)?,
+                None => TenantSettings::default(),
+            };
+            let tenant = Tenant {
+                id: tenant_id(&a.id)?,
+                name: a.name.clone().unwrap_or_else(|| a.id.clone()),
+                location_id: LocationId::parse(&a.location).context("--location")?,
+                ekyte_company_id: EkyteCompanyId::new(a.ekyte_company)
+                    .context("--ekyte-company")?,
+                active: !a.inactive,
+                settings,
+            };
+            add_tenant(
+                store.as_ref(),
+                store.as_ref(),
+                &tenant,
+                wiring::secret(a.ekyte_api_key),
+                wiring::secret(a.ekyte_mcp_token),
+                wiring::secret(a.ghl_private_token),
+            )
+            .await?;
+            println!(
+                "tenant {} saved (location {}, eKyte company {})",
+                tenant.id, tenant.location_id, tenant.ekyte_company_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TenantsCommand::List(f) => {
+            let ring = wiring::keyring(&config, true)?;
+            let store = wiring::connect_store(&config, ring).await?;
+            let list = TenantStore::list(store.as_ref()).await?;
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED);
+                t.set_header([
+                    "id",
+                    "name",
+                    "GHL location",
+                    "eKyte company",
+                    "active",
+                    "workspace per",
+                    "selector",
+                ]);
+                for x in &list {
+                    t.add_row([
+                        x.id.to_string(),
+                        x.name.clone(),
+                        x.location_id.to_string(),
+                        x.ekyte_company_id.to_string(),
+                        x.active.to_string(),
+                        format!("{:?}", x.settings.workspace_per).to_lowercase(),
+                        x.settings.selector.describe(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Save a tenant and its credentials (encrypted by the store).
+pub async fn add_tenant(
+    tenants: &dyn TenantStore,
+    credentials: &dyn CredentialStore,
+    tenant: &Tenant,
+    ekyte_api_key: Option<SecretString>,
+    ekyte_mcp_token: Option<SecretString>,
+    ghl_private_token: Option<SecretString>,
+) -> anyhow::Result<()> {
+    tenant.settings.validate().context("tenant settings")?;
+    tenants.upsert(tenant).await.context("saving the tenant")?;
+    if let Some(api_key) = ekyte_api_key {
+        credentials
+            .put(
+                &tenant.id,
+                Provider::Ekyte,
+                &NewCredential {
+                    secret: CredentialSecret::Ekyte {
+                        api_key,
+                        mcp_token: ekyte_mcp_token,
+                    },
+                    expires_at: None,
+                },
+            )
+            .await
+            .context("saving the eKyte credentials")?;
+    } else if ekyte_mcp_token.is_some() {
+        bail!("an eKyte MCP token needs the company API key too (--ekyte-api-key)");
+    }
+    if let Some(token) = ghl_private_token {
+        credentials
+            .put(
+                &tenant.id,
+                Provider::Ghl,
+                &NewCredential {
+                    secret: CredentialSecret::GhlPrivate { token },
+                    expires_at: None,
+                },
+            )
+            .await
+            .context("saving the GHL token")?;
+    }
+    Ok(())
+}
+
+async fn oauth(config: Config, cmd: OauthCommand) -> anyhow::Result<ExitCode> {
+    let app = app(config).await?;
+    let result = match cmd {
+        OauthCommand::Url { tenant } => {
+            let tenant = tenant_id(&tenant)?;
+            TenantStore::get(app.store.as_ref(), &tenant)
+                .await
+                .with_context(|| format!("tenant {tenant}: add it with `tenants add` first"))?;
+            let state = app.state_signer().sign(&tenant, chrono::Utc::now());
+            let url = app
+                .ghl
+                .oauth()
+                .authorize_url(&state)
+                .context("[ghl] client_id / redirect_uri")?;
+            println!("{url}");
+            eprintln!(
+                "open this link, choose the sub-account of tenant {tenant}; it is valid for one hour"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        OauthCommand::Exchange { tenant, code } => {
+            let tenant = tenant_id(&tenant)?;
+            match crate::ingress::complete_install(&app.oauth_state(), &tenant, &code).await {
+                Ok(msg) => {
+                    println!("{msg}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err((_, msg)) => Err(anyhow::anyhow!(msg)),
+            }
+        }
+    };
+    app.broker.close().await;
+    result
+}
+
+async fn status(config: Config, json: bool) -> anyhow::Result<ExitCode> {
+    let app = app(config).await?;
+    let tenants = TenantStore::list(app.store.as_ref()).await?;
+    let depths = app.broker.depths().await.ok();
+    let dead = DeadLetterStore::list(app.store.as_ref(), None, false, 10_000)
+        .await?
+        .len();
+    let mut rows = Vec::new();
+    for t in &tenants {
+        let runs = RunStore::recent(app.store.as_ref(), &t.id, 3).await?;
+        let scope = Scope::new(Arc::new(t.clone()), Priority::Bulk);
+        let caps = ports::ekyte::EkyteApi::capabilities(&app.ekyte, &scope)
+            .await
+            .ok();
+        rows.push(serde_json::json!({
+            "tenant": t.id, "active": t.active, "location": t.location_id,
+            "ekyte_company": t.ekyte_company_id,
+            "ekyte_capabilities": caps.map(|c| c.allowed.iter().map(|o| o.as_str()).collect::<Vec<_>>()),
+            "recent_runs": runs.iter().map(|r| serde_json::json!({
+                "kind": r.kind.as_str(), "status": format!("{:?}", r.status).to_lowercase(),
+                "started_at": r.started_at, "finished_at": r.finished_at,
+                "seen": r.counts.seen, "enqueued": r.counts.enqueued,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let out = serde_json::json!({ "tenants": rows, "queues": depths, "dead_letters": dead });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(["tenant", "active", "location", "eKyte company", "last run"]);
+        for r in &rows {
+            let last = r["recent_runs"]
+                .as_array()
+                .and_then(|a| a.first())
+                .map(|x| format!("{} {} {}", x["kind"], x["status"], x["started_at"]))
+                .unwrap_or_default();
+            t.add_row([
+                r["tenant"].to_string(),
+                r["active"].to_string(),
+                r["location"].to_string(),
+                r["ekyte_company"].to_string(),
+                last,
+            ]);
+        }
+        println!("{t}");
+        match depths {
+            Some(d) => println!(
+                "queues: realtime {} · bulk {} · delayed {} · dead {}",
+                d.realtime, d.bulk, d.delayed, d.dead
+            ),
+            None => println!("queues: unavailable"),
+        }
+        println!("dead letters not replayed: {dead}");
+    }
+    app.broker.close().await;
+    Ok(ExitCode::SUCCESS)
 }

@@ -100,7 +100,7 @@ pub struct GhlConfig {
 pub struct EkyteConfig {
     pub api_base: url::Url,
     pub automation_path: String,
-    pub mcp_url: url::Url,
+    pub mcp_path: String,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 }
@@ -212,7 +212,15 @@ impl Config {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             f = f.merge(Serialized::default("database.url", url));
         }
-        f.merge(Env::prefixed("GES_").split("__").ignore(&["config"]))
+        // GES_CONFIG names the file; the GES_TENANT_* and GES_OAUTH_CODE variables carry
+        // secrets for single commands (`tenants add`, `oauth exchange`), not configuration.
+        f.merge(Env::prefixed("GES_").split("__").ignore(&[
+            "config",
+            "tenant_ekyte_api_key",
+            "tenant_ekyte_mcp_token",
+            "tenant_ghl_token",
+            "oauth_code",
+        ]))
     }
 
     /// Load every layer and validate. `file` comes from `--config`; `GES_CONFIG` is used when
@@ -280,6 +288,15 @@ impl Config {
         if self.queue.retry_delays.iter().any(|d| d.is_zero()) {
             return Err(invalid("queue.retry_delays", "delays must be above zero"));
         }
+        if self.database.max_connections < 2 * u32::from(self.queue.prefetch) + 2 {
+            return Err(invalid(
+                "database.max_connections",
+                format!(
+                    "must be at least 2 × queue.prefetch + 2 = {} (each message in flight holds a connection for its contact lock)",
+                    2 * u32::from(self.queue.prefetch) + 2
+                ),
+            ));
+        }
         if self.http.max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
@@ -291,6 +308,12 @@ impl Config {
         }
         if self.ghl.daily_limit == 0 {
             return Err(invalid("ghl.daily_limit", "must be at least 1"));
+        }
+        if !self.ekyte.mcp_path.starts_with('/') || self.ekyte.mcp_path.contains('?') {
+            return Err(invalid(
+                "ekyte.mcp_path",
+                "must be a path starting with '/', without a query",
+            ));
         }
         if !matches!(self.ekyte.automation_path.as_str(), "/n8n" | "/zapier") {
             return Err(invalid(
@@ -427,7 +450,7 @@ impl Config {
             vec![
                 ("api_base", self.ekyte.api_base.as_str().into()),
                 ("automation_path", self.ekyte.automation_path.clone().into()),
-                ("mcp_url", self.ekyte.mcp_url.as_str().into()),
+                ("mcp_path", self.ekyte.mcp_path.clone().into()),
                 ("request_timeout", dur(&self.ekyte.request_timeout)),
             ],
         );
@@ -562,7 +585,7 @@ mod tests {
     fn defaults_load_and_validate() {
         figment::Jail::expect_with(|_jail| {
             let c = Config::from_figment(Config::figment(None)).map_err(|e| e.to_string())?;
-            assert_eq!(c.queue.prefetch, 16);
+            assert_eq!(c.queue.prefetch, 8);
             assert_eq!(c.queue.retry_delays.len(), 4);
             assert_eq!(c.ekyte.automation_path, "/n8n");
             Ok(())
@@ -613,6 +636,16 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("prefech"), "unknown keys are reported: {err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn command_secrets_in_the_environment_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GES_TENANT_EKYTE_API_KEY", "k");
+            jail.set_env("GES_OAUTH_CODE", "c");
+            Config::from_figment(Config::figment(None)).map_err(|e| e.to_string())?;
             Ok(())
         });
     }

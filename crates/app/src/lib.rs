@@ -4,5 +4,15 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod demo_run;
+pub mod ingress;
+pub mod metrics;
+pub mod oauth_state;
 pub mod queue;
+pub mod scheduler;
+pub mod sim;
 pub mod telemetry;
+pub mod verify;
+pub mod wiring;
+pub mod worker;

@@ -1,0 +1,352 @@
+//! The worker: consume both lanes, hand each message to the engine, and settle it exactly
+//! once — ack, retry through a delay tier, or dead-letter — from the error's classification.
+//!
+//! - Each lane has its own in-flight limit (a semaphore sized like the lane's prefetch), so a
+//!   bulk backlog never takes the slots of real-time work.
+//! - A message is acknowledged only after the engine returned, i.e. after the store writes of
+//!   its handling committed.
+//! - Retries re-publish the message with `attempt + 1` to the delay tier of that attempt
+//!   (`queue.retry_delays`, the last tier repeating; a `Retry-After` hint longer than the tier
+//!   picks a longer one); past `queue.max_attempts` the message is dead-lettered.
+//! - Dead letters carry the whole error chain and are mirrored into the store's dead letters
+//!   (for `dlq list|show|replay`).
+//! - Shutdown (STYLE #7): on cancellation, stop consuming, let in-flight messages finish within
+//!   the drain timeout, give back what was received but not started, close the broker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, histogram};
+use ports::queue::Envelope;
+use ports::store::{DeadLetterStore, NewDeadLetter};
+use ports::{Classify, Disposition};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use engine::Engine;
+
+use crate::queue::{Broker, Delivery};
+
+/// The retry schedule, as data (STYLE #8).
+#[derive(Debug, Clone)]
+pub struct RetrySchedule {
+    pub delays: Vec<Duration>,
+    pub max_attempts: u32,
+}
+
+impl RetrySchedule {
+    /// The delay before attempt `next_attempt` (1 for the first retry), at least `hint`.
+    pub fn delay(&self, next_attempt: u32, hint: Option<Duration>) -> Duration {
+        let idx =
+            (next_attempt.saturating_sub(1) as usize).min(self.delays.len().saturating_sub(1));
+        let tier = self
+            .delays
+            .get(idx)
+            .copied()
+            .unwrap_or(Duration::from_secs(5));
+        match hint {
+            Some(h) if h > tier => self
+                .delays
+                .iter()
+                .copied()
+                .find(|d| *d >= h)
+                .unwrap_or_else(|| self.delays.last().copied().unwrap_or(tier)),
+            _ => tier,
+        }
+    }
+}
+
+/// Live counts of one worker, for the demo's report and for tests that wait for quiet.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub in_flight: AtomicU64,
+    pub done: AtomicU64,
+    pub skipped: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub unsettled: AtomicU64,
+}
+
+impl WorkerStats {
+    fn count(&self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Done => &self.done,
+            Outcome::Skipped => &self.skipped,
+            Outcome::Retried => &self.retried,
+            Outcome::DeadLettered => &self.dead_lettered,
+            Outcome::Unsettled => &self.unsettled,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn settled(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+            + self.skipped.load(Ordering::Relaxed)
+            + self.retried.load(Ordering::Relaxed)
+            + self.dead_lettered.load(Ordering::Relaxed)
+            + self.unsettled.load(Ordering::Relaxed)
+    }
+}
+
+/// What the worker needs.
+pub struct Worker {
+    pub engine: Arc<Engine>,
+    pub broker: Arc<dyn Broker>,
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+    pub retry: RetrySchedule,
+    pub prefetch: u16,
+    pub consumer_tag: String,
+    pub drain_timeout: Duration,
+    pub stats: Arc<WorkerStats>,
+}
+
+/// How one message was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Skipped,
+    Retried,
+    DeadLettered,
+    /// Settling failed (the broker went away); the broker will redeliver it.
+    Unsettled,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Skipped => "skipped",
+            Self::Retried => "retried",
+            Self::DeadLettered => "dead_lettered",
+            Self::Unsettled => "unsettled",
+        }
+    }
+}
+
+impl Worker {
+    /// Consume until `shutdown` is cancelled, then drain. Returns after the broker is closed.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let consumers = self
+            .broker
+            .consume(&self.consumer_tag, self.prefetch)
+            .await
+            .map_err(|e| anyhow::anyhow!(e).context("cannot start consuming"))?;
+        tracing::info!(consumer_tag = %self.consumer_tag, prefetch = self.prefetch, "worker consuming");
+        let me = Arc::new(self);
+        let mut lanes = JoinSet::new();
+        for rx in [consumers.realtime, consumers.bulk] {
+            lanes.spawn(me.clone().lane(rx, shutdown.clone()));
+        }
+        while let Some(r) = lanes.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a worker lane panicked");
+            }
+        }
+        me.broker.close().await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    async fn lane(self: Arc<Self>, mut rx: mpsc::Receiver<Delivery>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(usize::from(self.prefetch.max(1))));
+        let mut in_flight = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let delivery = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                d = rx.recv() => match d {
+                    Some(d) => d,
+                    None => break,
+                },
+            };
+            let me = self.clone();
+            in_flight.spawn(async move {
+                let outcome = me.settle(&delivery).await;
+                drop(permit);
+                outcome
+            });
+            // Reap finished tasks so the set does not grow.
+            while in_flight.try_join_next().is_some() {}
+        }
+        self.broker.stop_consuming().await;
+        // Deliveries already received but not started go back to the broker.
+        rx.close();
+        while let Ok(d) = rx.try_recv() {
+            if let Err(e) = self.broker.requeue(&d).await {
+                tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
+            }
+        }
+        let deadline = tokio::time::sleep(self.drain_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => {
+                    tracing::warn!(left = in_flight.len(), "drain timeout: abandoning in-flight messages (they will be redelivered)");
+                    in_flight.abort_all();
+                    break;
+                }
+                next = in_flight.join_next() => if next.is_none() { break },
+            }
+        }
+    }
+
+    /// Handle one delivery and settle it.
+    pub async fn settle(&self, d: &Delivery) -> Outcome {
+        self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
+        let outcome = self.settle_inner(d).await;
+        self.stats.count(outcome);
+        self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+
+    async fn settle_inner(&self, d: &Delivery) -> Outcome {
+        let started = Instant::now();
+        let env = match &d.envelope {
+            Ok(env) => env,
+            Err(reason) => {
+                let chain = vec![format!("message body is not an envelope: {reason}")];
+                return self.dead_letter(d, None, "unparsable", &chain).await;
+            }
+        };
+        let kind = env.kind();
+        let span = tracing::info_span!("message", message_id = %env.id, kind, tenant = %env.tenant, attempt = env.attempt);
+        let result = {
+            use tracing::Instrument;
+            self.engine.handle(env).instrument(span.clone()).await
+        };
+        histogram!("ges_message_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(_) => self.ack(d, Outcome::Done).await,
+            Err(e) => {
+                let chain = e.chain();
+                match e.disposition() {
+                    Disposition::Skip => {
+                        tracing::warn!(parent: &span, error = %chain.join(": "), "skipped");
+                        self.ack(d, Outcome::Skipped).await
+                    }
+                    Disposition::DeadLetter => {
+                        tracing::error!(parent: &span, error = %chain.join(": "), "dead-lettered");
+                        self.dead_letter(d, Some(env), kind, &chain).await
+                    }
+                    Disposition::Retry { after } => {
+                        let next_attempt = env.attempt + 1;
+                        if next_attempt >= self.retry.max_attempts {
+                            let mut chain = chain;
+                            chain.insert(0, format!("gave up after {next_attempt} attempts"));
+                            tracing::error!(parent: &span, error = %chain.join(": "), "retries exhausted");
+                            self.dead_letter(d, Some(env), kind, &chain).await
+                        } else {
+                            let delay = self.retry.delay(next_attempt, after);
+                            tracing::warn!(parent: &span, error = %chain.join(": "), ?delay, "will retry");
+                            let next = Envelope {
+                                attempt: next_attempt,
+                                ..env.clone()
+                            };
+                            match self.broker.retry(d, &next, delay).await {
+                                Ok(()) => {
+                                    counter!("ges_retries_total", "kind" => kind).increment(1);
+                                    Outcome::Retried
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "could not schedule the retry; the broker will redeliver");
+                                    Outcome::Unsettled
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        counter!("ges_messages_total", "kind" => kind, "outcome" => outcome.as_str()).increment(1);
+        outcome
+    }
+
+    async fn ack(&self, d: &Delivery, outcome: Outcome) -> Outcome {
+        match self.broker.ack(d).await {
+            Ok(()) => outcome,
+            Err(e) => {
+                tracing::warn!(error = %e, "ack failed; the broker will redeliver (handling is idempotent)");
+                Outcome::Unsettled
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        d: &Delivery,
+        env: Option<&Envelope>,
+        kind: &'static str,
+        chain: &[String],
+    ) -> Outcome {
+        let letter = NewDeadLetter {
+            tenant: env.map(|e| e.tenant.clone()),
+            message_id: env.map(|e| e.id.clone()).unwrap_or_default(),
+            kind: kind.to_owned(),
+            envelope: String::from_utf8_lossy(&d.body).into_owned(),
+            error_chain: chain.to_vec(),
+            attempts: env.map(|e| e.attempt + 1).unwrap_or(1),
+        };
+        // The store's copy is what `dlq replay` reads; the broker's is the durable parking
+        // place. Both are written before the ack, so a crash in between redelivers.
+        if let Err(e) = self.dead_letters.put(&letter).await {
+            tracing::error!(error = %e, "could not mirror the dead letter into the store; leaving the message for redelivery");
+            return Outcome::Unsettled;
+        }
+        match self.broker.dead_letter(d, chain).await {
+            Ok(()) => {
+                counter!("ges_dead_letters_total", "kind" => kind).increment(1);
+                Outcome::DeadLettered
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not dead-letter; the broker will redeliver");
+                Outcome::Unsettled
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_tiers_follow_the_schedule_and_hints() {
+        let s = RetrySchedule {
+            delays: vec![
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+                Duration::from_secs(120),
+            ],
+            max_attempts: 8,
+        };
+        assert_eq!(s.delay(1, None), Duration::from_secs(5));
+        assert_eq!(s.delay(2, None), Duration::from_secs(30));
+        assert_eq!(
+            s.delay(7, None),
+            Duration::from_secs(120),
+            "the last tier repeats"
+        );
+        assert_eq!(
+            s.delay(1, Some(Duration::from_secs(20))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            s.delay(1, Some(Duration::from_secs(999))),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            s.delay(2, Some(Duration::from_secs(1))),
+            Duration::from_secs(30)
+        );
+    }
+}
