@@ -1,1 +1,1 @@
-//! Helpers of the end-to-end suite (being built).
+//! Helpers shared by the end-to-end suite, the chaos suite and the benchmarks.

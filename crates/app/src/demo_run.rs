@@ -22,6 +22,8 @@ use crate::cli::ReportFormat;
 use crate::config::{Config, QueueBackend};
 use crate::demo::{DemoArgs, QueueChoice};
 use crate::queue::Broker;
+use crate::queue::amqp::{AmqpBroker, AmqpSettings};
+use crate::queue::memory::MemoryBroker;
 use crate::scheduler::{Job, enqueue};
 use crate::sim::{World, WorldSpec};
 use crate::verify::{Verdict, verify};
@@ -95,41 +97,71 @@ impl Phase {
     }
 }
 
-/// RabbitMQ if asked or reachable, else the in-process queue; says which.
-async fn pick_broker(
-    config: &Config,
-    choice: QueueChoice,
-) -> anyhow::Result<(Arc<dyn Broker>, String)> {
-    let mut cfg = config.clone();
-    // Own queue names, so a demo never takes another deployment's messages.
-    cfg.queue.prefix = format!(
-        "ges-demo-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    cfg.queue.backend = QueueBackend::Amqp;
+/// The queue the demo runs on; RabbitMQ topologies are the demo's own and deleted after.
+enum DemoBroker {
+    Amqp(Arc<AmqpBroker>),
+    Memory(Arc<MemoryBroker>),
+}
+
+impl DemoBroker {
+    fn broker(&self) -> Arc<dyn Broker> {
+        match self {
+            Self::Amqp(b) => b.clone(),
+            Self::Memory(b) => b.clone(),
+        }
+    }
+
+    async fn clean_up(&self) {
+        if let Self::Amqp(b) = self
+            && let Err(e) = b.delete_topology().await
+        {
+            eprintln!("warning: could not delete the demo's queues: {e}");
+        }
+    }
+}
+
+async fn connect_amqp(cfg: &Config) -> anyhow::Result<Arc<AmqpBroker>> {
+    let b = AmqpBroker::connect(
+        cfg.queue.url.clone(),
+        AmqpSettings::new(
+            cfg.queue.prefix.clone(),
+            cfg.queue.retry_delays.clone(),
+            cfg.queue.confirm_timeout,
+        ),
+    )
+    .await?;
+    b.declare().await?;
+    Ok(Arc::new(b))
+}
+
+/// RabbitMQ if asked or reachable, else the in-process queue; says which. `cfg` already has
+/// the demo's own queue prefix and retry tiers.
+async fn pick_broker(cfg: &Config, choice: QueueChoice) -> anyhow::Result<(DemoBroker, String)> {
+    let where_ = || {
+        format!(
+            "RabbitMQ at {}",
+            crate::config::mask_url(cfg.queue.url.expose_secret())
+        )
+    };
     match choice {
         QueueChoice::Memory => Ok((
-            Arc::new(crate::queue::memory::MemoryBroker::new()),
+            DemoBroker::Memory(Arc::new(MemoryBroker::new())),
             "in-process queue".into(),
         )),
         QueueChoice::Amqp => Ok((
-            wiring::broker(&cfg).await?,
-            format!(
-                "RabbitMQ at {}",
-                crate::config::mask_url(cfg.queue.url.expose_secret())
-            ),
+            DemoBroker::Amqp(connect_amqp(cfg).await.with_context(|| {
+                format!(
+                    "{} did not answer (`rabbitmq-server -detached` starts it)",
+                    where_()
+                )
+            })?),
+            where_(),
         )),
         QueueChoice::Auto => {
-            match tokio::time::timeout(Duration::from_secs(3), wiring::broker(&cfg)).await {
-                Ok(Ok(b)) => Ok((
-                    b,
-                    format!(
-                        "RabbitMQ at {}",
-                        crate::config::mask_url(cfg.queue.url.expose_secret())
-                    ),
-                )),
+            match tokio::time::timeout(Duration::from_secs(3), connect_amqp(cfg)).await {
+                Ok(Ok(b)) => Ok((DemoBroker::Amqp(b), where_())),
                 _ => Ok((
-                    Arc::new(crate::queue::memory::MemoryBroker::new()),
+                    DemoBroker::Memory(Arc::new(MemoryBroker::new())),
                     "in-process queue (RabbitMQ did not answer on queue.url)".into(),
                 )),
             }
@@ -204,8 +236,6 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut world = World::start(&spec).await?;
     p.finish(&mut phases);
 
-    let (broker, queue) = pick_broker(&config, args.queue).await?;
-    eprintln!("queue: {queue}");
     let dir = tempfile::tempdir().context("creating a temporary folder for the SQLite store")?;
     let mut cfg = world.configure(config)?;
     cfg.ghl.rate_max = spec.ghl_rate_max;
@@ -219,6 +249,15 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(1),
         Duration::from_secs(2),
     ];
+    // Own queue names, so a demo never takes another deployment's messages.
+    cfg.queue.prefix = format!(
+        "ges-demo-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    cfg.queue.backend = QueueBackend::Amqp;
+    let (demo_broker, queue) = pick_broker(&cfg, args.queue).await?;
+    let broker = demo_broker.broker();
+    eprintln!("queue: {queue}");
     let ring = wiring::keyring(&cfg, true)?;
     let store = wiring::connect_store(&cfg, ring).await?;
     store
@@ -326,6 +365,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     let _ = worker_task.await;
     let _ = ingress_task.await;
+    demo_broker.clean_up().await;
     let (verdict, ghl_edits, ekyte_edits) = outcome?;
 
     let g = world.ghl.counter_snapshot();

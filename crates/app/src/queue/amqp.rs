@@ -390,6 +390,37 @@ impl AmqpBroker {
     }
 
     /// Remove and return up to `max` messages of the dead-letter queue, oldest first.
+    /// Delete every queue and the exchange of this prefix (the demo's and tests' own
+    /// topology, when they are done with it). Messages in them are lost: never call this on a
+    /// deployment's topology.
+    pub async fn delete_topology(&self) -> Result<(), QueueError> {
+        let limit = self.shared.settings.confirm_timeout;
+        within(limit, "delete the topology", async {
+            let live = self.shared.current()?;
+            let channel = live
+                .connection
+                .create_channel()
+                .await
+                .map_err(|e| unavailable("open a channel to delete the topology", e))?;
+            for queue in self.shared.topology.all_queues() {
+                channel
+                    .queue_delete(&queue, lapin::options::QueueDeleteOptions::default())
+                    .await
+                    .map_err(|e| unavailable(format!("delete queue {queue}"), e))?;
+            }
+            channel
+                .exchange_delete(
+                    &self.shared.topology.exchange,
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await
+                .map_err(|e| unavailable("delete the exchange", e))?;
+            let _ = channel.close(200, "done").await;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn take_dead_letters(&self, max: usize) -> Result<Vec<DeadMessage>, QueueError> {
         let limit = self.shared.settings.confirm_timeout;
         within(limit, "read dead letters", self.take_dead_letters_now(max)).await

@@ -1,0 +1,6 @@
+//! The end-to-end suite: the real adapters, store and queues against the simulators, with real
+//! PostgreSQL and RabbitMQ on localhost where a test says so.
+// Test code: an unwrap that fails is a failed test with a location, which is what we want.
+#![allow(clippy::unwrap_used)]
+
+mod convergence;
