@@ -111,11 +111,22 @@ impl DemoBroker {
         }
     }
 
-    async fn clean_up(&self) {
-        if let Self::Amqp(b) = self
-            && let Err(e) = b.delete_topology().await
-        {
-            eprintln!("warning: could not delete the demo's queues: {e}");
+    /// The worker closes its broker when it stops, so the clean-up connects anew.
+    async fn clean_up(&self, cfg: &Config) {
+        if let Self::Amqp(_) = self {
+            let deleted = async {
+                let b = connect_amqp(cfg).await?;
+                b.delete_topology().await?;
+                b.close().await;
+                anyhow::Ok(())
+            }
+            .await;
+            if let Err(e) = deleted {
+                eprintln!(
+                    "warning: could not delete the demo's queues ({}.*): {e:#}",
+                    cfg.queue.prefix
+                );
+            }
         }
     }
 }
@@ -365,7 +376,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     let _ = worker_task.await;
     let _ = ingress_task.await;
-    demo_broker.clean_up().await;
+    demo_broker.clean_up(&app.config).await;
     let (verdict, ghl_edits, ekyte_edits) = outcome?;
 
     let g = world.ghl.counter_snapshot();
