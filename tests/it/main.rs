@@ -3,4 +3,7 @@
 // Test code: an unwrap that fails is a failed test with a location, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+mod app_e2e;
+mod chaos;
 mod convergence;
+mod security;
