@@ -47,9 +47,9 @@ impl Job {
     }
 }
 
-/// Publish `job` for every active tenant (or one). The message id names the job and the
-/// minute, so two schedulers started at once publish one message each per minute, which the
-/// workers' inbox dedupes.
+/// Publish `job` for every active tenant (or one). Every call publishes new messages (ids
+/// are unique): a sweep or poll asked for twice runs twice, which is harmless (sweeps resume
+/// their checkpoint, polls compare fingerprints) and never silently dropped.
 pub async fn enqueue(
     job: Job,
     only: Option<&domain::TenantId>,
@@ -65,7 +65,13 @@ pub async fn enqueue(
             continue;
         }
         let env = Envelope::new(
-            format!("{}:{}:{}", job.name(), t.id, now.format("%Y%m%dT%H%M")),
+            format!(
+                "{}:{}:{}:{}",
+                job.name(),
+                t.id,
+                now.format("%Y%m%dT%H%M%S"),
+                uuid::Uuid::new_v4().simple()
+            ),
             t.id.clone(),
             job.payload(dry_run),
             now,
