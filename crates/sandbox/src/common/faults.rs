@@ -152,8 +152,7 @@ impl Faults {
         if c.latency.jitter_ms > 0 {
             delay_ms += s.rng.gen_range(0..=c.latency.jitter_ms);
         }
-        if c.latency.tail_probability > 0.0 && s.rng.gen_bool(c.latency.tail_probability.min(1.0))
-        {
+        if c.latency.tail_probability > 0.0 && s.rng.gen_bool(c.latency.tail_probability.min(1.0)) {
             delay_ms += c.latency.tail_ms;
         }
         let delay = Duration::from_millis(delay_ms);
