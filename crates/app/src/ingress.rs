@@ -83,13 +83,16 @@ pub fn router(
                 .with_state(oauth),
         );
     }
-    app.merge(
-        Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_page))
-            .with_state(health),
-    )
+    app.merge(health_router(health))
+}
+
+/// Health and metrics only (what a `worker` serves).
+pub fn health_router(health: HealthState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .with_state(health)
 }
 
 /// Serve until `shutdown`; in-flight requests finish.

@@ -255,11 +255,19 @@ impl App {
         }
     }
 
+    pub fn health(&self) -> HealthState {
+        let broker = self.broker.clone();
+        HealthState {
+            store: self.store.clone() as Arc<dyn StoreHealth>,
+            broker_ready: Arc::new(move || broker.ready()),
+            telemetry: self.telemetry(),
+        }
+    }
+
     /// The ingress router with everything wired.
     pub fn ingress(&self) -> anyhow::Result<axum::Router> {
         let verifier = ghl::webhook::WebhookVerifier::new(&webhook_config(&self.config))
             .context("webhook keys ([ghl] webhook_ed25519_key / webhook_rsa_key)")?;
-        let broker = self.broker.clone();
         Ok(crate::ingress::router(
             WebhookState {
                 verifier: Arc::new(verifier),
@@ -271,11 +279,7 @@ impl App {
                 ghl: Some(self.ghl.clone()),
             },
             Some(self.oauth_state()),
-            HealthState {
-                store: self.store.clone() as Arc<dyn StoreHealth>,
-                broker_ready: Arc::new(move || broker.ready()),
-                telemetry: self.telemetry(),
-            },
+            self.health(),
             self.config.http.max_body_bytes,
         ))
     }
