@@ -47,7 +47,8 @@ pub struct Cli {
 pub enum Command {
     /// Everything in one process: worker, ingress and scheduler.
     Run(RunArgs),
-    /// Consume messages and sync (scale by adding workers).
+    /// Consume messages and sync (scale by adding workers); serves /healthz, /readyz and
+    /// /metrics on http.bind.
     Worker(WorkerArgs),
     /// Serve webhooks, the OAuth callback, health and metrics.
     Ingress,
@@ -377,9 +378,21 @@ async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> 
         Command::Worker(args) => {
             let app = app(config).await?;
             let shutdown = shutdown_on_signals();
+            // Health and metrics for the probes and Prometheus; no webhook routes.
+            let listener = tokio::net::TcpListener::bind(app.config.http.bind)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} (http.bind)", app.config.http.bind)
+                })?;
+            let health = tokio::spawn(crate::ingress::serve(
+                listener,
+                crate::ingress::health_router(app.health()),
+                shutdown.clone(),
+            ));
             app.worker(consumer_tag(&args.consumer_tag))
                 .run(shutdown)
                 .await?;
+            health.await.context("health server task")??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingress => {
