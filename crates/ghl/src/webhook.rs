@@ -115,13 +115,18 @@ pub struct Signatures<'a> {
 }
 
 impl<'a> Signatures<'a> {
-    /// Read both headers (names are case-insensitive). A header that is not visible ASCII
-    /// counts as present but unreadable, so it can never fall back to the other scheme.
+    /// Read both headers (names are case-insensitive). A header that is not visible ASCII, or
+    /// that comes more than once (which value did a proxy in front check?), counts as present
+    /// but unreadable, so it is refused and can never fall back to the other scheme.
     pub fn from_headers(headers: &'a HeaderMap) -> Self {
+        const UNREADABLE: &str = "\u{0}invalid";
         let get = |name: &str| {
-            headers
-                .get(name)
-                .map(|v| v.to_str().unwrap_or("\u{0}invalid"))
+            let mut values = headers.get_all(name).iter();
+            let first = values.next()?;
+            if values.next().is_some() {
+                return Some(UNREADABLE);
+            }
+            Some(first.to_str().unwrap_or(UNREADABLE))
         };
         Self {
             ghl: get(GHL_SIGNATURE_HEADER),
@@ -673,6 +678,24 @@ mod tests {
         assert!(matches!(
             v.verify_signature(Signatures::default(), b"{}"),
             Err(WebhookError::MissingSignature)
+        ));
+    }
+
+    #[test]
+    fn a_repeated_signature_header_is_unreadable() {
+        use reqwest::header::HeaderValue;
+        let mut headers = HeaderMap::new();
+        headers.append(
+            GHL_SIGNATURE_HEADER,
+            HeaderValue::from_static("c2lnbmF0dXJl"),
+        );
+        assert_eq!(Signatures::from_headers(&headers).ghl, Some("c2lnbmF0dXJl"));
+        headers.append("X-GHL-Signature", HeaderValue::from_static("b3RoZXI="));
+        let read = Signatures::from_headers(&headers);
+        let v = WebhookVerifier::new(&WebhookConfig::default()).unwrap();
+        assert!(matches!(
+            v.verify_signature(read, b"{}"),
+            Err(WebhookError::MalformedSignature(SignatureScheme::Ed25519))
         ));
     }
 }
