@@ -1,1 +1,2 @@
 //! Helpers shared by the end-to-end suite, the chaos suite and the benchmarks.
+pub mod security;
