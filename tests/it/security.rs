@@ -344,7 +344,7 @@ fn forged_cases(door: &Door, replayed: &[u8]) -> Vec<Case> {
     let b = ev("wh-f09");
     case(
         "no signature header",
-        post(&[json_ct.clone()], &b),
+        post(std::slice::from_ref(&json_ct), &b),
         401,
         rejected,
     );

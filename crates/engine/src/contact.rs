@@ -99,6 +99,22 @@ impl ContactSync<'_> {
 
     /// Sync one contact, under its lock.
     pub async fn run(&self, cx: &mut Cx, id: &GhlContactId) -> Result<(), SyncError> {
+        self.run_unless_linked(cx, id, None).await
+    }
+
+    /// Sync one contact, under its lock — unless `created`, the entity a `*Create` event
+    /// names, is already linked when the lock is ours. Such an event says nothing the sync
+    /// that linked the entity did not already see (it read the entity after its creation, and
+    /// later changes bring their own events or the sweep): it is our own create coming back
+    /// (the onboarding tasks of a backfill, a note copied from an eKyte comment, a contact
+    /// made for an eKyte workspace) or a redelivery. Checking under the lock matters: the
+    /// echo of a create usually arrives while the sync that made it still holds the lock.
+    pub(crate) async fn run_unless_linked(
+        &self,
+        cx: &mut Cx,
+        id: &GhlContactId,
+        created: Option<(EntityKind, &str)>,
+    ) -> Result<(), SyncError> {
         let guard = self
             .ports
             .locks
@@ -117,7 +133,28 @@ impl ContactSync<'_> {
                     source: other,
                 },
             })?;
-        let result = self.run_locked(cx, id).await;
+        let result = match created {
+            Some((kind, created_id)) => match self
+                .ports
+                .links
+                .by_ghl(&cx.scope.tenant.id, kind, created_id)
+                .await
+            {
+                Ok(Some(l)) if l.state == LinkState::Linked => {
+                    cx.contact = Some(id.clone());
+                    cx.skip(
+                        kind,
+                        Some(created_id),
+                        l.ekyte_id.as_deref(),
+                        "create event for an entity already linked (our own create, or a redelivery)",
+                    );
+                    Ok(())
+                }
+                Ok(_) => self.run_locked(cx, id).await,
+                Err(e) => Err(SyncError::store("read link of the created entity")(e)),
+            },
+            None => self.run_locked(cx, id).await,
+        };
         guard.release().await;
         result
     }

@@ -91,7 +91,15 @@ impl ContactSync<'_> {
         if cx.opts.ghl_changed_at.is_none() {
             cx.opts.ghl_changed_at = Some(event.timestamp);
         }
-        self.run(cx, &contact).await
+        let created = match &event.kind {
+            GhlEventKind::ContactCreate { contact } => {
+                Some((EntityKind::Contact, contact.as_str()))
+            }
+            GhlEventKind::TaskCreate { task, .. } => Some((EntityKind::Task, task.as_str())),
+            GhlEventKind::NoteCreate { note, .. } => Some((EntityKind::Note, note.as_str())),
+            _ => None,
+        };
+        self.run_unless_linked(cx, &contact, created).await
     }
 
     async fn contact_of_task(

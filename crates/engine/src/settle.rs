@@ -214,6 +214,15 @@ impl Ids {
     }
 }
 
+/// A refusal that is about the tenant's access, not about one record's data: no other write
+/// of the message can succeed either.
+fn refused_for_the_tenant(e: &SyncError) -> bool {
+    matches!(
+        e.api(),
+        Some(ApiError::Unauthorized { .. } | ApiError::Forbidden { .. })
+    )
+}
+
 /// A create's error that certainly created nothing.
 fn certainly_not_created(e: &SyncError) -> bool {
     matches!(
@@ -361,7 +370,15 @@ impl Settler<'_> {
                             Created::Refused(e) => {
                                 if e.is_unsupported() {
                                     self.unsupported(cx, s.kind, side, &ids, &e);
+                                } else if refused_for_the_tenant(&e) {
+                                    // Nothing of this message can succeed until an operator
+                                    // fixes the credentials: the worker dead-letters it, to
+                                    // be replayed then.
+                                    self.failed(cx, s.kind, side, &ids, &e);
+                                    return Err(e);
                                 } else {
+                                    // This record alone was refused (its data): recorded in
+                                    // the audit, and its siblings still sync.
                                     self.failed(cx, s.kind, side, &ids, &e);
                                 }
                                 return Ok(link);

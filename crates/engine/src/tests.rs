@@ -731,6 +731,53 @@ async fn a_task_create_twice_makes_one_ekyte_task() {
 }
 
 #[tokio::test]
+async fn a_create_event_for_a_linked_task_reads_nothing() {
+    // Our own onboarding task (or any task already synced) coming back as TaskCreate: the
+    // mocks have no expectations, so a single GHL or eKyte call would fail the test.
+    let w = World::new();
+    w.linked_contact(&contact());
+    w.linked_task("g9", 31, &task("Welcome call"));
+    let engine = w.engine(MockGhlApi::new(), MockEkyteApi::new());
+    let report = engine
+        .ghl_event(w.scope(), &task_create_event("wh-echo"), Options::default())
+        .await
+        .unwrap();
+    assert_eq!(report.writes(), 0);
+    assert_eq!(report.count(AuditAction::Skip), 1);
+}
+
+#[tokio::test]
+async fn a_task_complete_for_a_linked_task_is_still_synced() {
+    // Only create events are recognised as already known; a completion is a change.
+    let w = World::new();
+    w.linked_contact(&contact());
+    let t = task("Send proposal");
+    w.linked_task("g9", 31, &t);
+    let done = Task {
+        status: domain::TaskStatus::Completed,
+        ..t.clone()
+    };
+    let ghl = ghl_reads(contact(), Arc::new(Mutex::new(vec![ghl_task("g9", done)])));
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::new(Mutex::new(vec![ekyte_task(31, t)])));
+    ekyte
+        .expect_set_task_status()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let engine = w.engine(ghl, ekyte);
+    let ev = GhlEvent {
+        kind: GhlEventKind::TaskComplete {
+            task: GhlTaskId::parse("g9").unwrap(),
+            contact: Some(cid()),
+        },
+        ..task_create_event("wh-done")
+    };
+    engine
+        .ghl_event(w.scope(), &ev, Options::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn onboarding_happens_once_for_a_new_contact_even_under_duplicate_events() {
     let mut w = World::new();
     w.tenant.settings.onboarding = vec![domain::OnboardingTemplate {
