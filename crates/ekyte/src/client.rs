@@ -360,7 +360,7 @@ pub(crate) fn excerpt(body: &str) -> String {
 
 /// A BI answer (API.md §3.1): the envelope's `error` may be set on 2xx or not; an invalid key
 /// is HTTP 401 (with `error.code` "404", an internal code).
-fn read_bi<T: DeserializeOwned>(
+pub(crate) fn read_bi<T: DeserializeOwned>(
     req: &Request<'_>,
     resp: &Response,
 ) -> Result<Envelope<T>, ApiError> {
@@ -395,7 +395,7 @@ fn read_bi<T: DeserializeOwned>(
 }
 
 /// An automation answer (API.md §4): 2xx JSON, or `{Id, Text}` on 400/404, or an empty 401.
-fn read_automation(req: &Request<'_>, resp: &Response) -> Result<Value, ApiError> {
+pub(crate) fn read_automation(req: &Request<'_>, resp: &Response) -> Result<Value, ApiError> {
     let status = resp.status;
     if status.is_success() {
         return serde_json::from_str(&resp.body).map_err(|e| {

@@ -25,6 +25,8 @@ mod client;
 pub mod config;
 mod dto;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod mapping;
 mod mcp;
 pub mod poll;

@@ -60,7 +60,7 @@ enum Slot {
     },
 }
 
-enum RpcError {
+pub(crate) enum RpcError {
     /// HTTP 404 on a request that carried a session id: the server forgot the session.
     SessionGone,
     Api(ApiError),
@@ -406,7 +406,7 @@ impl Opened {
     }
 }
 
-fn http_error(req: &Request<'_>, resp: &Response, had_session: bool) -> RpcError {
+pub(crate) fn http_error(req: &Request<'_>, resp: &Response, had_session: bool) -> RpcError {
     let text = rpc_error_text(&resp.body)
         .map(|t| scrub(&t, &req.secrets))
         .unwrap_or_else(|| excerpt(&scrub(&resp.body, &req.secrets)));
@@ -429,7 +429,7 @@ fn rpc_error_text(body: &str) -> Option<String> {
 
 /// The JSON-RPC response with `id` in a plain JSON or SSE answer; its `result`, or the error
 /// it carries as a port error.
-fn answer(req: &Request<'_>, resp: &Response, id: u64) -> Result<Value, ApiError> {
+pub(crate) fn answer(req: &Request<'_>, resp: &Response, id: u64) -> Result<Value, ApiError> {
     let messages = if resp.content_type().contains("text/event-stream")
         || (!resp.body.trim_start().starts_with(['{', '[']) && resp.body.contains("data:"))
     {
@@ -516,7 +516,7 @@ pub(crate) fn sse_messages(body: &str) -> Vec<Value> {
 /// A `tools/call` result: `isError` → refused; otherwise `structuredContent` when given, else
 /// the first text content parsed as JSON (API.md §5: tool results are JSON in
 /// `result.content[].text`).
-fn tool_output(result: &Value, token: &SecretString) -> ToolOutput {
+pub(crate) fn tool_output(result: &Value, token: &SecretString) -> ToolOutput {
     let text = result
         .get("content")
         .and_then(Value::as_array)

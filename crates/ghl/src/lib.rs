@@ -48,6 +48,8 @@ mod client;
 pub mod config;
 mod dto;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod mapping;
 pub mod oauth;
 pub mod webhook;

@@ -205,7 +205,7 @@ impl OAuthClient {
         }
     }
 
-    fn installation(
+    pub(crate) fn installation(
         answer: TokenAnswer,
         previous: Option<&CredentialSecret>,
     ) -> Result<Installation, ApiError> {

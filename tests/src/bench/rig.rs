@@ -1,0 +1,300 @@
+//! The service as the benchmarks run it: the real composition root (`App::build`), a SQLite
+//! store in a temporary folder, the in-process queue or RabbitMQ with its own queue prefix,
+//! the worker, and optionally the webhook ingress — all pointed at a simulated [`World`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use app::config::{Config, QueueBackend};
+use app::queue::Broker;
+use app::queue::amqp::{AmqpBroker, AmqpSettings};
+use app::queue::memory::MemoryBroker;
+use app::scheduler::Job;
+use app::sim::{World, WorldSpec};
+use app::wiring::{self, App};
+use app::worker::WorkerStats;
+use domain::TenantId;
+use ports::queue::Envelope;
+
+/// Which broker the service runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// The in-process queue (the embedded default).
+    Memory,
+    /// RabbitMQ on `queue.url` (127.0.0.1:5672 by default), with the benchmark's own prefix.
+    Amqp,
+}
+
+impl QueueKind {
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        match raw {
+            "memory" => Ok(Self::Memory),
+            "amqp" | "rabbitmq" => Ok(Self::Amqp),
+            other => bail!("--queue must be memory or amqp, not {other:?}"),
+        }
+    }
+}
+
+/// The embedded defaults (plus any `GES_*` variables), validated.
+pub fn base_config() -> anyhow::Result<Config> {
+    Config::from_figment(Config::figment(None)).context("loading the default configuration")
+}
+
+/// The service's configuration for `world`: the simulators' URLs, the rate limit the
+/// simulator enforces (the adapter's budget starts from it and then follows the headers), a
+/// SQLite file, short retry tiers and a queue prefix of its own.
+pub fn config_for(world: &World, spec: &WorldSpec, db: &std::path::Path) -> anyhow::Result<Config> {
+    let mut cfg = world.configure(base_config()?)?;
+    cfg.ghl.rate_max = spec.ghl_rate_max;
+    cfg.ghl.rate_interval = Duration::from_millis(spec.ghl_rate_interval_ms);
+    cfg.database.url = SecretString::from(format!("sqlite://{}?mode=rwc", db.display()));
+    cfg.queue.retry_delays = vec![
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    ];
+    cfg.queue.prefix = format!(
+        "ges-bench-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    cfg.queue.backend = QueueBackend::Amqp;
+    Ok(cfg)
+}
+
+pub async fn connect_amqp(cfg: &Config) -> anyhow::Result<Arc<AmqpBroker>> {
+    let b = AmqpBroker::connect(
+        cfg.queue.url.clone(),
+        AmqpSettings::new(
+            cfg.queue.prefix.clone(),
+            cfg.queue.retry_delays.clone(),
+            cfg.queue.confirm_timeout,
+        ),
+    )
+    .await
+    .context("connecting to RabbitMQ on queue.url (is it running on 127.0.0.1:5672?)")?;
+    b.declare().await.context("declaring the bench queues")?;
+    Ok(Arc::new(b))
+}
+
+/// Delete the queues of `cfg.queue.prefix` through a fresh connection (the worker closes its
+/// own when it stops).
+pub async fn delete_amqp_topology(cfg: &Config) {
+    let deleted = async {
+        let b = connect_amqp(cfg).await?;
+        b.delete_topology().await?;
+        b.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = deleted {
+        eprintln!(
+            "warning: could not delete the bench queues ({}.*): {e:#}",
+            cfg.queue.prefix
+        );
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct RigOptions {
+    pub queue: QueueKind,
+    /// Start the worker now (else call [`Rig::start_worker`] later, e.g. after a backlog).
+    pub worker: bool,
+    /// Serve the webhook ingress on loopback.
+    pub ingress: bool,
+    /// Route the simulator's webhooks to the ingress.
+    pub webhooks_to_ingress: bool,
+    /// Overrides `queue.prefetch` (messages in flight per lane).
+    pub prefetch: Option<u16>,
+    /// Overrides `ghl.webhook_ed25519_key` (the load generator signs with its own key).
+    pub webhook_key: Option<String>,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        Self {
+            queue: QueueKind::Memory,
+            worker: true,
+            ingress: false,
+            webhooks_to_ingress: false,
+            prefetch: None,
+            webhook_key: None,
+        }
+    }
+}
+
+/// The running service.
+pub struct Rig {
+    pub app: App,
+    pub stats: Arc<WorkerStats>,
+    pub ingress: Option<SocketAddr>,
+    pub queue: QueueKind,
+    pub tenant: TenantId,
+    shutdown: CancellationToken,
+    worker: Option<JoinHandle<()>>,
+    ingress_task: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    pub async fn start(world: &World, spec: &WorldSpec, opts: &RigOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("a temporary folder for the SQLite store")?;
+        let mut cfg = config_for(world, spec, &dir.path().join("bench.db"))?;
+        if let Some(p) = opts.prefetch {
+            cfg.queue.prefetch = p;
+            cfg.database.max_connections = cfg.database.max_connections.max(2 * u32::from(p) + 2);
+        }
+        if let Some(k) = &opts.webhook_key {
+            cfg.ghl.webhook_ed25519_key = k.clone();
+        }
+        let broker: Arc<dyn Broker> = match opts.queue {
+            QueueKind::Memory => Arc::new(MemoryBroker::new()),
+            QueueKind::Amqp => connect_amqp(&cfg).await?,
+        };
+        let ring = wiring::keyring(&cfg, true)?;
+        let store = wiring::connect_store(&cfg, ring).await?;
+        store.migrate().await.context("migrating the bench store")?;
+        let app = App::build(cfg, store, broker).await?;
+        let tenant = world.tenant(spec)?;
+        let (api_key, mcp, pit) = world.secrets();
+        app::cli::add_tenant(
+            app.store.as_ref(),
+            app.store.as_ref(),
+            &tenant,
+            Some(api_key),
+            mcp,
+            Some(pit),
+        )
+        .await?;
+        let mut rig = Self {
+            stats: Arc::default(),
+            app,
+            ingress: None,
+            queue: opts.queue,
+            tenant: tenant.id.clone(),
+            shutdown: CancellationToken::new(),
+            worker: None,
+            ingress_task: None,
+            _dir: dir,
+        };
+        if opts.ingress {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let router = rig.app.ingress()?;
+            let shutdown = rig.shutdown.clone();
+            rig.ingress_task = Some(tokio::spawn(async move {
+                if let Err(e) = app::ingress::serve(listener, router, shutdown).await {
+                    eprintln!("ingress stopped: {e}");
+                }
+            }));
+            rig.ingress = Some(addr);
+            if opts.webhooks_to_ingress {
+                world
+                    .ghl
+                    .set_webhook_target(Some(format!("http://{addr}/webhooks/ghl")));
+            }
+        }
+        if opts.worker {
+            rig.start_worker();
+        }
+        Ok(rig)
+    }
+
+    pub fn start_worker(&mut self) {
+        if self.worker.is_some() {
+            return;
+        }
+        let worker = self.app.worker(format!(
+            "bench-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ));
+        self.stats = worker.stats.clone();
+        let shutdown = self.shutdown.clone();
+        self.worker = Some(tokio::spawn(async move {
+            if let Err(e) = worker.run(shutdown).await {
+                eprintln!("worker stopped: {e:#}");
+            }
+        }));
+    }
+
+    /// Publish a full or incremental sweep of the tenant (what the scheduler does).
+    pub async fn enqueue(&self, job: Job) -> anyhow::Result<()> {
+        // The scheduler's message id names the minute (and the inbox dedupes it); a bench
+        // runs several sweeps a minute, so each gets an id of its own.
+        let env = Envelope::new(
+            format!("bench:{}:{}", job.name(), uuid::Uuid::new_v4().simple()),
+            self.tenant.clone(),
+            job.payload(false),
+            self.app.clock.now(),
+        );
+        self.app.broker.publish(&env).await?;
+        Ok(())
+    }
+
+    /// Wait until nothing is queued, delayed, in flight or on its way as a webhook; returns
+    /// the moment that was first seen (polled every few milliseconds, so the wall times the
+    /// benchmarks report are not padded by the wait).
+    pub async fn quiet(&self, world: &World, deadline: Duration) -> anyhow::Result<Instant> {
+        let until = Instant::now() + deadline;
+        let poll = match self.queue {
+            QueueKind::Memory => Duration::from_millis(5),
+            QueueKind::Amqp => Duration::from_millis(20),
+        };
+        let mut first_quiet: Option<Instant> = None;
+        let mut still = 0;
+        let mut last = u64::MAX;
+        loop {
+            let seen_at = Instant::now();
+            let depths = self.app.broker.depths().await.context("queue depths")?;
+            let settled = self.stats.settled();
+            let busy = depths.realtime
+                + depths.bulk
+                + depths.delayed
+                + self.stats.in_flight.load(Ordering::SeqCst)
+                + world.ghl.webhooks_in_flight();
+            if busy == 0 && settled == last {
+                first_quiet.get_or_insert(seen_at);
+                still += 1;
+                if still >= 3 {
+                    return Ok(first_quiet.unwrap_or(seen_at));
+                }
+            } else {
+                still = 0;
+                first_quiet = None;
+            }
+            last = settled;
+            if Instant::now() > until {
+                bail!(
+                    "not quiet within {deadline:?}: {depths:?}, {} in flight",
+                    self.stats.in_flight.load(Ordering::SeqCst)
+                );
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Stop the worker and the ingress, and delete a RabbitMQ topology.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(w) = self.worker.take() {
+            let _ = w.await;
+        } else {
+            self.app.broker.close().await;
+        }
+        if let Some(i) = self.ingress_task.take() {
+            let _ = i.await;
+        }
+        if self.queue == QueueKind::Amqp {
+            delete_amqp_topology(&self.app.config).await;
+        }
+    }
+}
