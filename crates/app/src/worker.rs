@@ -292,7 +292,7 @@ impl Worker {
             tenant: env.map(|e| e.tenant.clone()),
             message_id: env.map(|e| e.id.clone()).unwrap_or_default(),
             kind: kind.to_owned(),
-            envelope: String::from_utf8_lossy(&d.body).into_owned(),
+            envelope: storable_body(&d.body),
             error_chain: chain.to_vec(),
             attempts: env.map(|e| e.attempt + 1).unwrap_or(1),
         };
@@ -315,9 +315,32 @@ impl Worker {
     }
 }
 
+/// The message body as the store keeps it (a text column): the body itself when it is text
+/// a database can hold, else `base64:` and the exact bytes encoded — never a lossy copy, and
+/// never a NUL byte, which PostgreSQL's text refuses (the letter would then never be stored,
+/// and the message would go round forever). Envelopes are JSON objects, so the prefix cannot
+/// be mistaken for one.
+fn storable_body(body: &[u8]) -> String {
+    use base64::Engine as _;
+    match std::str::from_utf8(body) {
+        Ok(text) if !text.contains('\0') => text.to_owned(),
+        _ => format!(
+            "base64:{}",
+            base64::engine::general_purpose::STANDARD.encode(body)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_a_database_cannot_hold_are_stored_exactly_in_base64() {
+        assert_eq!(storable_body(br#"{"id":"x"}"#), r#"{"id":"x"}"#);
+        assert_eq!(storable_body(b"\x00\xff\xfe x"), "base64:AP/+IHg=");
+        assert_eq!(storable_body(b"a\x00b"), "base64:YQBi");
+    }
 
     #[test]
     fn retry_tiers_follow_the_schedule_and_hints() {

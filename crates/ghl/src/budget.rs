@@ -19,6 +19,8 @@
 //! - **real-time before bulk**: when calls wait, the next free slot goes to the oldest
 //!   `Priority::RealTime` waiter, then to the oldest bulk one; bulk calls also stop short of
 //!   the daily limit (`daily_bulk_reserve`) so webhooks keep flowing late in the day;
+//! - a fresh budget sends one probe before anything else: until a first answer brings the
+//!   headers, it cannot know whether others (a crashed predecessor, say) used the window;
 //! - a 429 counts as "remaining 0": wait for the interval, then probe;
 //! - waiting is cancel-safe: a dropped waiter leaves the queue, a dropped permit releases its
 //!   slot as if the answer had arrived then. Only the head of the queue is woken on a change
@@ -363,6 +365,16 @@ impl State {
         if used >= self.max as usize {
             return Decision::Wait(self.next_release());
         }
+        // A process that has not read the headers yet knows nothing of the others (a worker
+        // just restarted after a crash, while its predecessor's calls still count): one probe
+        // first, whose answer tells whether the budget is shared.
+        if config.probe_first
+            && self.answers.is_empty()
+            && self.held.is_empty()
+            && !self.in_flight.is_empty()
+        {
+            return Decision::Wait(None);
+        }
         if shared {
             let reserve = self.reserve(config);
             let cap = (reserve / 2).max(1) as usize;
@@ -633,6 +645,7 @@ mod tests {
             shared_reserve: 0.2,
             daily_bulk_reserve: 10,
             daily_recheck: Duration::from_secs(60),
+            probe_first: false,
         }
     }
 
@@ -772,6 +785,34 @@ mod tests {
         }
         assert_eq!(Instant::now(), t0, "nine slots were free on the server");
         assert_eq!(b.snapshot().others_seen, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_budget_probes_once_before_it_sends_more() {
+        let b = Arc::new(Budget::new(
+            BudgetKey::new("app", "loc"),
+            RateConfig {
+                probe_first: true,
+                ..config(10, 100)
+            },
+        ));
+        let probe = b.acquire(Priority::Bulk).await.unwrap();
+        let second = {
+            let b = b.clone();
+            tokio::spawn(async move { b.acquire(Priority::Bulk).await.unwrap() })
+        };
+        until(&b, |s| s.waiting_bulk == 1).await;
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert_eq!(
+            b.snapshot().waiting_bulk,
+            1,
+            "held back until the probe is answered"
+        );
+        // The answer says another client spent 6 of the 10: from now on the budget is shared.
+        probe.complete(headers(10, 3, 500), false);
+        let _second = second.await.unwrap();
+        assert_eq!(b.snapshot().others_seen, 1);
+        assert!(b.snapshot().shared);
     }
 
     #[tokio::test(start_paused = true)]

@@ -150,6 +150,11 @@ pub struct RateConfig {
     /// After the daily budget ran out, one call is let through this often to learn from the
     /// headers whether the day rolled over (GHL documents no reset header, API.md §8).
     pub daily_recheck: Duration,
+    /// A budget with no answer in its recent past sends one request alone first: until the
+    /// headers of an answer arrive it cannot know whether others spent the window (a worker
+    /// restarted after a crash, whose predecessor's calls still count). Costs one round trip
+    /// after a start or an idle interval.
+    pub probe_first: bool,
 }
 
 impl Default for RateConfig {
@@ -161,6 +166,7 @@ impl Default for RateConfig {
             shared_reserve: 0.2,
             daily_bulk_reserve: 10_000,
             daily_recheck: Duration::from_secs(60),
+            probe_first: true,
         }
     }
 }
