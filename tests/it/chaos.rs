@@ -618,10 +618,8 @@ level = "info,app=debug,engine=debug,ghl=debug,ekyte=debug,store=debug"
             .map(|id| (id, 0))
             .collect();
         for t in ghl_dump["tasks"].as_array().into_iter().flatten() {
-            if t["title"] == "Welcome call" {
-                if let Some(c) = t["contactId"].as_str() {
-                    *onboarding_per_contact.entry(c.to_owned()).or_default() += 1;
-                }
+            if let (true, Some(c)) = (t["title"] == "Welcome call", t["contactId"].as_str()) {
+                *onboarding_per_contact.entry(c.to_owned()).or_default() += 1;
             }
         }
         let odd: Vec<String> = onboarding_per_contact
