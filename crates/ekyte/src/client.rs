@@ -376,13 +376,13 @@ pub(crate) fn read_bi<T: DeserializeOwned>(
                 scrub(&e.describe(), &req.secrets)
             ))),
         },
-        Err(e) if status.is_success() => {
-            Err(ApiError::Unknown(anyhow::Error::new(e).context(format!(
+        Err(e) if status.is_success() => Err(ApiError::Unknown(
+            crate::error::shape_error(&e).context(format!(
                 "{} answered HTTP {} with a body that is not the BI envelope",
                 req.route,
                 status.as_u16()
-            ))))
-        }
+            )),
+        )),
         Ok(env) => {
             let text = env
                 .error
@@ -399,7 +399,7 @@ pub(crate) fn read_automation(req: &Request<'_>, resp: &Response) -> Result<Valu
     let status = resp.status;
     if status.is_success() {
         return serde_json::from_str(&resp.body).map_err(|e| {
-            ApiError::Unknown(anyhow::Error::new(e).context(format!(
+            ApiError::Unknown(crate::error::shape_error(&e).context(format!(
                 "{} answered HTTP {} with a body that is not JSON",
                 req.route,
                 status.as_u16()

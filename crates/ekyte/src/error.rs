@@ -12,6 +12,22 @@ use ports::StoreError;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Replace every occurrence of a secret in `text` with `***`.
+/// A decoding error without the values serde quotes from the answer ("invalid type: string
+/// \"…\""): an answer may echo the API key or hold a client's personal data, and this error
+/// reaches logs and dead letters. What is kept — the kind of error and its position — is
+/// what tells an operator which shape eKyte changed.
+pub(crate) fn shape_error(e: &serde_json::Error) -> anyhow::Error {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => {
+            "JSON of another shape (a field missing or of another type)"
+        }
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    anyhow::anyhow!("{kind} at line {} column {}", e.line(), e.column())
+}
+
 pub(crate) fn scrub(text: &str, secrets: &[&SecretString]) -> String {
     let mut out = text.to_owned();
     for s in secrets {

@@ -80,7 +80,9 @@ pub enum Read {
 pub const SECRET: &str = "fuzz-secret-api-key-0123456789";
 
 fn unknown(e: serde_json::Error, what: &str) -> ApiError {
-    ApiError::Unknown(anyhow::Error::new(e).context(format!("{what} answered an unknown shape")))
+    ApiError::Unknown(
+        crate::error::shape_error(&e).context(format!("{what} answered an unknown shape")),
+    )
 }
 
 /// Read `body` as an answer of `surface` with HTTP `status` (`sse`: served as

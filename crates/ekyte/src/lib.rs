@@ -690,7 +690,7 @@ impl Inner {
                 .await?;
             let env: Envelope<WorkspaceDto> = Envelope::deserialize(&v).map_err(|e| {
                 ApiError::Unknown(
-                    anyhow::Error::new(e)
+                    crate::error::shape_error(&e)
                         .context("list_short_workspaces answered an unknown shape"),
                 )
             })?;
@@ -730,7 +730,7 @@ impl Inner {
             .await?;
         let rows: Vec<BoardDto> = Vec::deserialize(&v).map_err(|e| {
             ApiError::Unknown(
-                anyhow::Error::new(e).context("the board listing has an unknown shape"),
+                crate::error::shape_error(&e).context("the board listing has an unknown shape"),
             )
         })?;
         rows.into_iter()
@@ -1188,7 +1188,7 @@ impl EkyteApi for EkyteAdapter {
                         .await?;
                     let env: Envelope<CommentDto> = Envelope::deserialize(&v).map_err(|e| {
                         ApiError::Unknown(
-                            anyhow::Error::new(e)
+                            crate::error::shape_error(&e)
                                 .context("list_task_comments answered an unknown shape"),
                         )
                     })?;

@@ -439,10 +439,12 @@ pub(crate) fn answer(req: &Request<'_>, resp: &Response, id: u64) -> Result<Valu
             Ok(Value::Array(batch)) => batch,
             Ok(one) => vec![one],
             Err(e) => {
-                return Err(ApiError::Unknown(anyhow::Error::new(e).context(format!(
-                    "{} answered with a body that is neither JSON nor SSE",
-                    req.route
-                ))));
+                return Err(ApiError::Unknown(crate::error::shape_error(&e).context(
+                    format!(
+                        "{} answered with a body that is neither JSON nor SSE",
+                        req.route
+                    ),
+                )));
             }
         }
     };
