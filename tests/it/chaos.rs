@@ -190,11 +190,14 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-/// Not yet green, so not in `.ci/run`: on the last runs (1,000 contacts, ~210 s) it found
-/// GHL 429s earned by three workers sharing one budget under kills and long-tail latency, a
-/// task doubled after a kill mid-create, and contacts made from eKyte workspaces without their
-/// onboarding task. Run it with `cargo test -p e2e --test it chaos -- --ignored --nocapture`.
-#[ignore = "the chaos suite still finds problems (see the doc comment); run it with --ignored"]
+/// Not yet green, so not in `.ci/run`: on its last run (1,000 contacts, 209 s) everything
+/// held — field-by-field convergence, the counts (nothing twice, nothing missing, every
+/// onboarding task), every change behind a dropped webhook, the dead-letter queue holding
+/// exactly the poison, clean SIGTERM exits, no secret in 31k log lines — except that GHL
+/// answered 2 of 9,442 requests with a 429 the three workers earned together (earlier runs:
+/// 4–6; a task doubled after a kill mid-create was seen once). Run it with
+/// `cargo test -p e2e --test it chaos -- --ignored --nocapture`.
+#[ignore = "GHL still earns a few 429s with three workers under kills (see the doc comment); run it with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_suite() {
     let started = Instant::now();

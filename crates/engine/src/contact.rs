@@ -522,7 +522,16 @@ impl ContactSync<'_> {
                 Claim::Claimed(l) => (l, false),
                 Claim::TakenOver(l) => (l, true),
                 Claim::AlreadyLinked(_) => continue,
-                Claim::ClaimedByOther { by, .. } if by != cx.owner => continue,
+                // Another worker is creating it, or died doing so: retry until it is linked
+                // or its claim is stale and ours to take over. Going on without it would
+                // lose the task for good (a later sync of the contact may come too late).
+                Claim::ClaimedByOther { by, since } if by != cx.owner => {
+                    return Err(SyncError::Busy {
+                        what: format!(
+                            "onboarding task {key} is being created by {by} since {since}"
+                        ),
+                    });
+                }
                 Claim::ClaimedByOther { .. } => {
                     match self
                         .ports

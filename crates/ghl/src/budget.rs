@@ -13,7 +13,8 @@
 //! - **several processes sharing a budget stay inside it** by reading the headers: when the
 //!   server counts more requests than this process can account for, someone else is using
 //!   the budget. From then on, until two quiet intervals pass, a share of the budget
-//!   (`shared_reserve`) is left to the others, at most half that share is in flight at once,
+//!   (`shared_reserve`) is left to the others, at most a quarter of that share is in flight
+//!   at once (four processes that read the same headers together stay inside it),
 //!   `X-RateLimit-Remaining` (less what we sent since) gates every request, and when it runs
 //!   low the budget waits for the interval, then sends a single probe to read fresh headers;
 //! - **real-time before bulk**: when calls wait, the next free slot goes to the oldest
@@ -377,7 +378,9 @@ impl State {
         }
         if shared {
             let reserve = self.reserve(config);
-            let cap = (reserve / 2).max(1) as usize;
+            // Several processes may read the same "remaining" at once and each send `cap`: a
+            // quarter of the reserve keeps up to four of them inside it together.
+            let cap = (reserve / 4).max(1) as usize;
             if self.in_flight.len() >= cap {
                 return Decision::Wait(None);
             }
