@@ -22,7 +22,7 @@ use crate::cli::ReportFormat;
 use crate::config::{Config, QueueBackend};
 use crate::demo::{DemoArgs, QueueChoice};
 use crate::queue::Broker;
-use crate::queue::amqp::{AmqpBroker, AmqpSettings};
+use crate::queue::amqp::AmqpBroker;
 use crate::queue::memory::MemoryBroker;
 use crate::scheduler::{Job, enqueue};
 use crate::sim::{World, WorldSpec};
@@ -113,36 +113,15 @@ impl DemoBroker {
 
     /// The worker closes its broker when it stops, so the clean-up connects anew.
     async fn clean_up(&self, cfg: &Config) {
-        if let Self::Amqp(_) = self {
-            let deleted = async {
-                let b = connect_amqp(cfg).await?;
-                b.delete_topology().await?;
-                b.close().await;
-                anyhow::Ok(())
-            }
-            .await;
-            if let Err(e) = deleted {
-                eprintln!(
-                    "warning: could not delete the demo's queues ({}.*): {e:#}",
-                    cfg.queue.prefix
-                );
-            }
+        if let Self::Amqp(_) = self
+            && let Err(e) = crate::wiring::delete_amqp_queues(cfg).await
+        {
+            eprintln!(
+                "warning: could not delete the demo's queues ({}.*): {e:#}",
+                cfg.queue.prefix
+            );
         }
     }
-}
-
-async fn connect_amqp(cfg: &Config) -> anyhow::Result<Arc<AmqpBroker>> {
-    let b = AmqpBroker::connect(
-        cfg.queue.url.clone(),
-        AmqpSettings::new(
-            cfg.queue.prefix.clone(),
-            cfg.queue.retry_delays.clone(),
-            cfg.queue.confirm_timeout,
-        ),
-    )
-    .await?;
-    b.declare().await?;
-    Ok(Arc::new(b))
 }
 
 /// RabbitMQ if asked or reachable, else the in-process queue; says which. `cfg` already has
@@ -160,7 +139,7 @@ async fn pick_broker(cfg: &Config, choice: QueueChoice) -> anyhow::Result<(DemoB
             "in-process queue".into(),
         )),
         QueueChoice::Amqp => Ok((
-            DemoBroker::Amqp(connect_amqp(cfg).await.with_context(|| {
+            DemoBroker::Amqp(crate::wiring::amqp_broker(cfg).await.with_context(|| {
                 format!(
                     "{} did not answer (`rabbitmq-server -detached` starts it)",
                     where_()
@@ -169,7 +148,9 @@ async fn pick_broker(cfg: &Config, choice: QueueChoice) -> anyhow::Result<(DemoB
             where_(),
         )),
         QueueChoice::Auto => {
-            match tokio::time::timeout(Duration::from_secs(3), connect_amqp(cfg)).await {
+            match tokio::time::timeout(Duration::from_secs(3), crate::wiring::amqp_broker(cfg))
+                .await
+            {
                 Ok(Ok(b)) => Ok((DemoBroker::Amqp(b), where_())),
                 _ => Ok((
                     DemoBroker::Memory(Arc::new(MemoryBroker::new())),

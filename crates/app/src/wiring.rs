@@ -118,30 +118,42 @@ pub fn ekyte_config(config: &Config) -> ekyte::EkyteConfig {
     }
 }
 
+/// RabbitMQ on `queue.url`, with `queue.prefix`'s queues declared.
+pub async fn amqp_broker(config: &Config) -> anyhow::Result<Arc<AmqpBroker>> {
+    let url = config.queue.url.expose_secret();
+    let b = AmqpBroker::connect(
+        config.queue.url.clone(),
+        AmqpSettings::new(
+            config.queue.prefix.clone(),
+            config.queue.retry_delays.clone(),
+            config.queue.confirm_timeout,
+        ),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot connect to RabbitMQ at {} (queue.url); is it running? (`rabbitmq-server -detached`)",
+            crate::config::mask_url(url)
+        )
+    })?;
+    b.declare().await.context("cannot declare the queues")?;
+    Ok(Arc::new(b))
+}
+
+/// Delete `queue.prefix`'s queues through a fresh connection (a worker closes its own
+/// broker when it stops). For runs with a prefix of their own: the demo, the benchmarks.
+pub async fn delete_amqp_queues(config: &Config) -> anyhow::Result<()> {
+    let b = amqp_broker(config).await?;
+    b.delete_topology().await?;
+    b.close().await;
+    Ok(())
+}
+
 /// The broker `queue.backend` names, connected and declared.
 pub async fn broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
     match config.queue.backend {
         QueueBackend::Memory => Ok(Arc::new(MemoryBroker::new())),
-        QueueBackend::Amqp => {
-            let url = config.queue.url.expose_secret();
-            let b = AmqpBroker::connect(
-                config.queue.url.clone(),
-                AmqpSettings::new(
-                    config.queue.prefix.clone(),
-                    config.queue.retry_delays.clone(),
-                    config.queue.confirm_timeout,
-                ),
-            )
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to RabbitMQ at {} (queue.url); is it running? (`rabbitmq-server -detached`)",
-                    crate::config::mask_url(url)
-                )
-            })?;
-            b.declare().await.context("cannot declare the queues")?;
-            Ok(Arc::new(b))
-        }
+        QueueBackend::Amqp => Ok(amqp_broker(config).await?),
     }
 }
 

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use app::config::{Config, QueueBackend};
 use app::queue::Broker;
-use app::queue::amqp::{AmqpBroker, AmqpSettings};
 use app::queue::memory::MemoryBroker;
 use app::scheduler::Job;
 use app::sim::{World, WorldSpec};
@@ -70,32 +69,9 @@ pub fn config_for(world: &World, spec: &WorldSpec, db: &std::path::Path) -> anyh
     Ok(cfg)
 }
 
-pub async fn connect_amqp(cfg: &Config) -> anyhow::Result<Arc<AmqpBroker>> {
-    let b = AmqpBroker::connect(
-        cfg.queue.url.clone(),
-        AmqpSettings::new(
-            cfg.queue.prefix.clone(),
-            cfg.queue.retry_delays.clone(),
-            cfg.queue.confirm_timeout,
-        ),
-    )
-    .await
-    .context("connecting to RabbitMQ on queue.url (is it running on 127.0.0.1:5672?)")?;
-    b.declare().await.context("declaring the bench queues")?;
-    Ok(Arc::new(b))
-}
-
-/// Delete the queues of `cfg.queue.prefix` through a fresh connection (the worker closes its
-/// own when it stops).
+/// Delete the queues of `cfg.queue.prefix` (the bench's own); a failure is only a warning.
 pub async fn delete_amqp_topology(cfg: &Config) {
-    let deleted = async {
-        let b = connect_amqp(cfg).await?;
-        b.delete_topology().await?;
-        b.close().await;
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = deleted {
+    if let Err(e) = app::wiring::delete_amqp_queues(cfg).await {
         eprintln!(
             "warning: could not delete the bench queues ({}.*): {e:#}",
             cfg.queue.prefix
@@ -158,7 +134,7 @@ impl Rig {
         }
         let broker: Arc<dyn Broker> = match opts.queue {
             QueueKind::Memory => Arc::new(MemoryBroker::new()),
-            QueueKind::Amqp => connect_amqp(&cfg).await?,
+            QueueKind::Amqp => app::wiring::amqp_broker(&cfg).await?,
         };
         let ring = wiring::keyring(&cfg, true)?;
         let store = wiring::connect_store(&cfg, ring).await?;

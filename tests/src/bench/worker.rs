@@ -25,7 +25,7 @@ use domain::{GhlContactId, Tenant};
 use ports::queue::{Envelope, Payload};
 
 use super::machine::{Load, Machine, cpu_seconds, peak_rss_mib, rss_mib};
-use super::rig::{QueueKind, base_config, connect_amqp, delete_amqp_topology};
+use super::rig::{QueueKind, base_config, delete_amqp_topology};
 use super::{Data, RateLimit, Traffic, reset_counters, round3};
 
 /// The hidden sub-command the child runs.
@@ -168,7 +168,7 @@ pub async fn child() -> anyhow::Result<Value> {
     let rss_start = rss_mib();
     let broker: Arc<dyn Broker> = match spec.queue {
         QueueKind::Memory => Arc::new(MemoryBroker::new()),
-        QueueKind::Amqp => connect_amqp(&cfg).await?,
+        QueueKind::Amqp => app::wiring::amqp_broker(&cfg).await?,
     };
     let ring = wiring::keyring(&cfg, true)?;
     let store = wiring::connect_store(&cfg, ring).await?;
