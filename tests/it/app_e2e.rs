@@ -186,6 +186,20 @@ async fn get_status(http: &reqwest::Client, url: String) -> u16 {
         .unwrap_or(0)
 }
 
+/// Serve the ingress, wait until it is ready (the GHL simulator retries a refused webhook
+/// only minutes later), and point the simulator's webhooks at it.
+async fn webhooks_to_ingress(t: &TestApp, stop: CancellationToken) {
+    let ingress = t.serve_ingress(stop).await;
+    let http = reqwest::Client::new();
+    eventually("the ingress is ready", SETTLE, || async {
+        (get_status(&http, format!("http://{ingress}/readyz")).await == 200).then_some(())
+    })
+    .await;
+    t.world
+        .ghl
+        .set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// The real-time path end to end: the GHL simulator signs and sends the webhook of a person's
@@ -198,15 +212,7 @@ async fn a_signed_webhook_for_a_new_contact_reaches_ekyte_within_2s() {
     let t = TestApp::start(AppSpec::new("webhook")).await;
     let worker = t.spawn_worker();
     let stop = CancellationToken::new();
-    let ingress = t.serve_ingress(stop.clone()).await;
-    let http = reqwest::Client::new();
-    eventually("the ingress is ready", SETTLE, || async {
-        (get_status(&http, format!("http://{ingress}/readyz")).await == 200).then_some(())
-    })
-    .await;
-    t.world
-        .ghl
-        .set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
+    webhooks_to_ingress(&t, stop.clone()).await;
 
     let started = Instant::now();
     let contact = t
@@ -320,15 +326,7 @@ async fn a_poison_message_is_dead_lettered_with_its_chain_and_replayed_once_fixe
     let t = TestApp::start(spec).await;
     let worker = t.spawn_worker();
     let stop = CancellationToken::new();
-    let ingress = t.serve_ingress(stop.clone()).await;
-    let http = reqwest::Client::new();
-    eventually("the ingress is ready", SETTLE, || async {
-        (get_status(&http, format!("http://{ingress}/readyz")).await == 200).then_some(())
-    })
-    .await;
-    t.world
-        .ghl
-        .set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
+    webhooks_to_ingress(&t, stop.clone()).await;
     let contact = t
         .world
         .ghl
