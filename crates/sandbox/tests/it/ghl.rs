@@ -499,6 +499,16 @@ async fn search_filters_sort_and_validation() {
         .await;
     let c = e.create_contact(json!({"firstName": "Carla"})).await;
     let checkpoint = ms(&c["dateUpdated"]);
+    // `dateUpdated` has millisecond resolution: the update must land in a later millisecond
+    // than the checkpoint, or "after the checkpoint" cannot tell it apart.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while chrono::Utc::now().timestamp_millis() <= checkpoint {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock did not pass the checkpoint"
+        );
+        tokio::task::yield_now().await;
+    }
     e.call(
         Method::PUT,
         &format!("/contacts/{}", a["id"].as_str().expect("id")),
