@@ -3,7 +3,9 @@
 //! `X-RateLimit-*` headers on every answer.
 //!
 //! What it guarantees:
-//! - **one process alone never earns a 429**: the server counts a request from its arrival,
+//! - **one process alone never earns a 429**, and leaves a few slots of each window free
+//!   (a quarter of `shared_reserve`) so that a newcomer's first request is admitted and
+//!   shows up in the count: the server counts a request from its arrival,
 //!   which lies between our send and our receipt of the answer. So a request holds a slot
 //!   from its send until an interval after its answer — never fewer slots than the server
 //!   counts, whether GHL keeps a sliding log or fixed windows. The headers tighten this
@@ -13,15 +15,19 @@
 //! - **several processes sharing a budget stay inside it** by reading the headers: when the
 //!   server counts more requests than this process can account for, someone else is using
 //!   the budget. From then on, until two quiet intervals pass, a share of the budget
-//!   (`shared_reserve`) is left to the others, at most a quarter of that share is in flight
-//!   at once (four processes that read the same headers together stay inside it),
-//!   `X-RateLimit-Remaining` (less what we sent since) gates every request, and when it runs
-//!   low the budget waits for the interval, then sends a single probe to read fresh headers;
+//!   (`shared_reserve`) is left to the others, `X-RateLimit-Remaining` (less what we sent
+//!   since) gates every request, and when it runs low the budget waits for the interval,
+//!   then sends a single probe to read fresh headers. Alone or not, a process keeps at most
+//!   `in_flight_cap` requests in flight, a quarter of that share: four processes that read
+//!   the same headers together stay inside it;
 //! - **real-time before bulk**: when calls wait, the next free slot goes to the oldest
 //!   `Priority::RealTime` waiter, then to the oldest bulk one; bulk calls also stop short of
 //!   the daily limit (`daily_bulk_reserve`) so webhooks keep flowing late in the day;
-//! - a fresh budget sends one probe before anything else: until a first answer brings the
-//!   headers, it cannot know whether others (a crashed predecessor, say) used the window;
+//! - a budget without a recent reading (a fresh one, or one that was quiet) sends one probe
+//!   before anything else: until an answer brings the headers it cannot know whether others
+//!   (a crashed predecessor, another replica) use the window. A reading's age counts from
+//!   the send of its request, and a slow answer never replaces the reading of a request sent
+//!   after it: it shows the window as it was before the others' latest requests arrived;
 //! - a 429 counts as "remaining 0": wait for the interval, then probe;
 //! - waiting is cancel-safe: a dropped waiter leaves the queue, a dropped permit releases its
 //!   slot as if the answer had arrived then. Only the head of the queue is woken on a change
@@ -180,6 +186,9 @@ impl RateBudgets {
 #[derive(Debug, Clone, Copy)]
 struct Observation {
     at: Instant,
+    /// When the observed request was sent: the reading shows the server at its arrival,
+    /// which lies after this and may lie long before `at` (a slow answer).
+    sent: Instant,
     remaining: Option<u32>,
     daily_remaining: Option<u64>,
     /// Our requests that may reach the server after the observed one did, so that the
@@ -358,32 +367,40 @@ impl State {
             }
         }
         let shared = self.shared(now);
-        let used = if shared {
-            self.held.len() + self.in_flight.len()
+        let (used, limit) = if shared {
+            (self.held.len() + self.in_flight.len(), self.max)
         } else {
-            self.own_bound()
+            // Alone, a quarter of the reserve stays free: a newcomer's probe (a replica that
+            // starts, a worker restarted after a crash) finds room, and its admitted request
+            // tells this process that it is alone no more. A refused one would not: the
+            // server counts only admitted requests.
+            (
+                self.own_bound(),
+                self.max.saturating_sub(self.reserve(config) / 4),
+            )
         };
-        if used >= self.max as usize {
+        if used >= limit as usize {
             return Decision::Wait(self.next_release());
         }
-        // A process that has not read the headers yet knows nothing of the others (a worker
-        // just restarted after a crash, while its predecessor's calls still count): one probe
-        // first, whose answer tells whether the budget is shared.
+        // Without a recent reading a process knows nothing of the others: a worker just
+        // restarted after a crash (its predecessor's calls still count), or a replica that
+        // was quiet while another one started to spend the window. One probe at a time
+        // until an answer brings the headers and tells whether the budget is shared.
         if config.probe_first
-            && self.answers.is_empty()
-            && self.held.is_empty()
             && !self.in_flight.is_empty()
+            && self
+                .observed
+                .is_none_or(|o| now >= o.sent + self.freshness())
         {
+            return Decision::Wait(None);
+        }
+        // Several processes may read the same "remaining" at once and each send the cap
+        // before an answer tells them of the others (`RateConfig::in_flight_cap`).
+        if self.in_flight.len() >= config.in_flight_cap as usize {
             return Decision::Wait(None);
         }
         if shared {
             let reserve = self.reserve(config);
-            // Several processes may read the same "remaining" at once and each send `cap`: a
-            // quarter of the reserve keeps up to four of them inside it together.
-            let cap = (reserve / 4).max(1) as usize;
-            if self.in_flight.len() >= cap {
-                return Decision::Wait(None);
-            }
             let reading = self.observed.map(|o| (o, self.remaining_estimate()));
             match reading {
                 // Running low: wait for the interval (the slots it saw taken free by then),
@@ -395,7 +412,8 @@ impl State {
                     return Decision::Wait(Some(o.at + self.interval));
                 }
                 // A recent reading with room to spare.
-                Some((o, Some(_))) if now < o.at + self.freshness() => {}
+                // Its age counts from the send: a slow answer brings an old reading.
+                Some((o, Some(_))) if now < o.sent + self.freshness() => {}
                 // No reading, or an old one: one probe at a time until an answer brings one.
                 _ if !self.in_flight.is_empty() => return Decision::Wait(None),
                 _ => {}
@@ -453,20 +471,27 @@ impl State {
                     });
                 }
             }
-            self.observed = Some(Observation {
-                at: now,
-                remaining: h.remaining,
-                daily_remaining: h.daily_remaining,
-                unaccounted: count_u32(unaccounted),
-                seq_mark: self.next_seq,
-            });
+            // A slow answer to an earlier request must not replace a newer reading: it would
+            // show the window as it was before the others' latest requests arrived.
+            if self.observed.is_none_or(|o| sent >= o.sent) {
+                self.observed = Some(Observation {
+                    at: now,
+                    sent,
+                    remaining: h.remaining,
+                    daily_remaining: h.daily_remaining,
+                    unaccounted: count_u32(unaccounted),
+                    seq_mark: self.next_seq,
+                });
+            }
         }
         if throttled {
             // Whatever the headers say, the window is full now: wait for the interval.
             self.throttled += 1;
             self.shared_until = Some(now + self.interval * 2);
+            let newest = self.observed.map_or(sent, |o| o.sent.max(sent));
             self.observed = Some(Observation {
                 at: now,
+                sent: newest,
                 remaining: Some(0),
                 daily_remaining: headers.and_then(|h| h.daily_remaining),
                 unaccounted: count_u32(unaccounted),
@@ -649,6 +674,7 @@ mod tests {
             daily_bulk_reserve: 10,
             daily_recheck: Duration::from_secs(60),
             probe_first: false,
+            in_flight_cap: 100,
         }
     }
 
@@ -762,6 +788,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn alone_a_few_slots_stay_free_for_a_newcomer() {
+        let b = budget(100, 1_000);
+        let t0 = Instant::now();
+        for i in 0..95u32 {
+            b.acquire(Priority::Bulk)
+                .await
+                .unwrap()
+                .complete(headers(100, 99 - i, 5_000), false);
+        }
+        assert_eq!(Instant::now(), t0, "95 requests without waiting");
+        assert!(!b.snapshot().shared);
+        let _96th = b.acquire(Priority::Bulk).await.unwrap();
+        assert!(
+            Instant::now() - t0 >= Duration::from_millis(1_000),
+            "the last five slots of the window stay free"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_servers_count_frees_slots_our_own_log_still_holds() {
         let b = budget(10, 100);
         let early: Vec<Permit> = {
@@ -816,6 +861,80 @@ mod tests {
         let _second = second.await.unwrap();
         assert_eq!(b.snapshot().others_seen, 1);
         assert!(b.snapshot().shared);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_budget_probes_again_before_a_burst() {
+        let b = Arc::new(Budget::new(
+            BudgetKey::new("app", "loc"),
+            RateConfig {
+                probe_first: true,
+                ..config(10, 1_000)
+            },
+        ));
+        b.acquire(Priority::Bulk)
+            .await
+            .unwrap()
+            .complete(headers(10, 9, 500), false);
+        // Quiet for longer than a reading stays fresh (1/20 of the interval), but our one
+        // slot is still held: the budget is not idle, yet what others did since is unknown.
+        tokio::time::advance(Duration::from_millis(60)).await;
+        let probe = b.acquire(Priority::Bulk).await.unwrap();
+        let next = {
+            let b = b.clone();
+            tokio::spawn(async move { b.acquire(Priority::Bulk).await.unwrap() })
+        };
+        until(&b, |s| s.waiting_bulk == 1).await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(b.snapshot().waiting_bulk, 1, "held back behind the probe");
+        probe.complete(headers(10, 8, 500), false);
+        let _next = next.await.unwrap();
+        assert!(!b.snapshot().shared);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_process_alone_keeps_its_in_flight_cap() {
+        let b = Arc::new(Budget::new(
+            BudgetKey::new("app", "loc"),
+            RateConfig {
+                in_flight_cap: 2,
+                ..config(10, 100)
+            },
+        ));
+        let first = b.acquire(Priority::Bulk).await.unwrap();
+        let _second = b.acquire(Priority::Bulk).await.unwrap();
+        let third = {
+            let b = b.clone();
+            tokio::spawn(async move { b.acquire(Priority::Bulk).await.unwrap() })
+        };
+        until(&b, |s| s.waiting_bulk == 1).await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(
+            b.snapshot().in_flight,
+            2,
+            "eight slots free, but two in flight"
+        );
+        first.complete(headers(10, 8, 500), false);
+        let _third = third.await.unwrap();
+        assert!(!b.snapshot().shared);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_does_not_replace_a_newer_reading() {
+        let b = budget(10, 1_000);
+        let slow = b.acquire(Priority::Bulk).await.unwrap();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let fast = b.acquire(Priority::Bulk).await.unwrap();
+        // The later request sees the window nearly full: others are spending it.
+        fast.complete(headers(10, 2, 500), false);
+        assert!(b.snapshot().shared);
+        // The earlier one comes back late with the window as it was at its arrival.
+        slow.complete(headers(10, 9, 500), false);
+        let s = b.snapshot();
+        assert!(
+            s.remaining.is_some_and(|r| r <= 2),
+            "the stale reading won: {s:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -150,11 +150,18 @@ pub struct RateConfig {
     /// After the daily budget ran out, one call is let through this often to learn from the
     /// headers whether the day rolled over (GHL documents no reset header, API.md §8).
     pub daily_recheck: Duration,
-    /// A budget with no answer in its recent past sends one request alone first: until the
-    /// headers of an answer arrive it cannot know whether others spent the window (a worker
-    /// restarted after a crash, whose predecessor's calls still count). Costs one round trip
-    /// after a start or an idle interval.
+    /// A budget without a recent header reading (1/20 of the interval, counted from the
+    /// send of the request it came with) sends one request alone first: until the headers of
+    /// an answer arrive it cannot know whether others spent the window (a worker restarted
+    /// after a crash, whose predecessor's calls still count; another replica). Costs one
+    /// round trip after a start or a quiet spell.
     pub probe_first: bool,
+    /// Requests of one process in flight at once against one budget. Processes that read the
+    /// same headers at once may each send this many before an answer tells them of the
+    /// others, so it is kept at a quarter of the shared reserve: up to four processes stay
+    /// inside it together. It holds when a process believes it is alone too, since the probe
+    /// that told it so may have left before the others' first requests arrived.
+    pub in_flight_cap: u32,
 }
 
 impl Default for RateConfig {
@@ -167,6 +174,7 @@ impl Default for RateConfig {
             daily_bulk_reserve: 10_000,
             daily_recheck: Duration::from_secs(60),
             probe_first: true,
+            in_flight_cap: 5,
         }
     }
 }
@@ -189,6 +197,12 @@ impl RateConfig {
             return Err(ConfigError::invalid(
                 "rate.shared_reserve",
                 "must be at least 0 and below 1",
+            ));
+        }
+        if self.in_flight_cap == 0 {
+            return Err(ConfigError::invalid(
+                "rate.in_flight_cap",
+                "must be at least 1",
             ));
         }
         if self.daily_recheck.is_zero() {
