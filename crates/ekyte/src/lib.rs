@@ -38,7 +38,9 @@ use domain::{
     EkyteBoardId, EkyteCommentId, EkyteNoteId, EkyteTaskId, EkyteTaskTypeId, EkyteWorkspaceId,
     ExternalRef, FieldChange, FieldValue, Task, TaskStatus, Tenant,
 };
-use ports::ekyte::{Board, Capabilities, EkyteApi, EkyteOp, EkyteTask, NoteContent, Workspace};
+use ports::ekyte::{
+    Board, BoardNote, Capabilities, EkyteApi, EkyteOp, EkyteTask, NoteContent, Workspace,
+};
 use ports::store::{CredentialSecret, CredentialStore, Provider};
 use ports::{ApiError, Scope, StoreError};
 use secrecy::{ExposeSecret, SecretString};
@@ -517,6 +519,32 @@ impl Inner {
     }
 
     /// A read tool whose answer must be a value; a refusal is `Invalid` with eKyte's text.
+    /// The notes `get_detailed_board` lists for a board (none for a board it does not show).
+    async fn board_notes(
+        &self,
+        calls: &Calls,
+        scope: &Scope,
+        token: &SecretString,
+        board: EkyteBoardId,
+    ) -> Result<Vec<crate::dto::NoteRefDto>, ApiError> {
+        let v = self
+            .read_tool(
+                calls,
+                scope,
+                token,
+                "get_detailed_board",
+                json!({ "boardId": board.get() }),
+            )
+            .await?;
+        // An unknown board comes back as `{}`: no notes.
+        let detail = DetailedBoardDto::deserialize(&v).map_err(|e| {
+            ApiError::Unknown(
+                crate::error::shape_error(&e).context("the board detail has an unknown shape"),
+            )
+        })?;
+        Ok(detail.notes)
+    }
+
     async fn read_tool(
         &self,
         calls: &Calls,
@@ -1327,18 +1355,9 @@ impl EkyteApi for EkyteAdapter {
                 let Some(token) = &creds.mcp_token else {
                     return Ok(Lookup::Impossible);
                 };
-                let v = inner
-                    .read_tool(
-                        calls,
-                        scope,
-                        token,
-                        "get_detailed_board",
-                        json!({ "boardId": board.get() }),
-                    )
-                    .await?;
-                let detail = DetailedBoardDto::deserialize(&v).unwrap_or_default();
-                let found = detail
-                    .notes
+                let found = inner
+                    .board_notes(calls, scope, token, board)
+                    .await?
                     .into_iter()
                     .filter(|n| mapping::same_title(n.title.as_deref(), Some(&note.title)))
                     .map(|n| n.id)
@@ -1350,6 +1369,27 @@ impl EkyteApi for EkyteAdapter {
             .create_resolved("note", "NoteId", &post, &lookup)
             .await?;
         EkyteNoteId::new(id).map_err(|e| bad_id("note id", e))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, board = %board))]
+    async fn list_notes(
+        &self,
+        scope: &Scope,
+        board: EkyteBoardId,
+    ) -> Result<Vec<BoardNote>, ApiError> {
+        let creds = self.inner.creds(scope).await?;
+        let token = creds.token(EkyteOp::ReadNote)?;
+        self.inner
+            .board_notes(&Calls::unbounded(), scope, token, board)
+            .await?
+            .into_iter()
+            .map(|n| {
+                Ok(BoardNote {
+                    id: EkyteNoteId::new(n.id).map_err(|e| bad_id("note id", e))?,
+                    title: n.title.unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, note = %id))]

@@ -152,7 +152,10 @@ impl LinkStore for FakeLinks {
             }
             Some(i) => {
                 let l = &mut rows[i];
-                if stale.is_zero() || l.claimed_by.as_deref() == Some(owner) && stale.is_zero() {
+                let stale_claim = l
+                    .claimed_at
+                    .is_some_and(|at| (t0() - at).to_std().is_ok_and(|held_for| held_for >= stale));
+                if stale.is_zero() || stale_claim {
                     l.claimed_by = Some(owner.to_owned());
                     l.version += 1;
                     return Ok(Claim::TakenOver(l.clone()));
@@ -941,4 +944,152 @@ async fn a_handled_message_is_not_handled_twice() {
     );
     engine.handle(&env).await.unwrap();
     engine.handle(&env).await.unwrap();
+}
+
+// ------------------------------------------------------------------ unknown create outcomes
+
+fn note_create_event(note: &str) -> GhlEvent {
+    GhlEvent {
+        webhook_id: format!("wh-{note}"),
+        location: LocationId::parse("loc1").unwrap(),
+        timestamp: t0(),
+        kind: GhlEventKind::NoteCreate {
+            note: domain::GhlNoteId::parse(note).unwrap(),
+            contact: cid(),
+        },
+    }
+}
+
+/// A contact with its board (200), and a claim on the GHL note `n1` left by a worker that
+/// died after eKyte answered its create but before the link was stored.
+fn world_with_a_dead_claim() -> World {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let link = |ghl: &str, ekyte: Option<&str>, parent: Option<&str>, state| LinkUpdate {
+        ghl_id: Some(ghl.into()),
+        ekyte_id: ekyte.map(Into::into),
+        ghl_parent: parent.map(Into::into),
+        ekyte_parent: Some("200".into()),
+        state,
+        base: BaseRecord::None,
+        ghl_fp: None,
+        ekyte_fp: None,
+    };
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Board,
+        link(&format!("ws:{WS}"), Some("200"), None, LinkState::Linked),
+    );
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Note,
+        link("n1", None, Some(CONTACT), LinkState::Claimed),
+    );
+    let mut rows = w.links.rows.lock().unwrap();
+    let claim = rows.last_mut().unwrap();
+    claim.claimed_by = Some("worker-dead".into());
+    claim.claimed_at = Some(t0() - chrono::Duration::hours(1));
+    drop(rows);
+    w
+}
+
+fn ghl_with_note(id: &str, body: &str) -> MockGhlApi {
+    let mut ghl = MockGhlApi::new();
+    let c = contact();
+    ghl.expect_get_contact().returning(move |_, id| {
+        Ok(GhlContact {
+            id: id.clone(),
+            location: LocationId::parse("loc1").unwrap(),
+            contact: c.clone(),
+            date_added: None,
+        })
+    });
+    ghl.expect_list_tasks().returning(|_, _| Ok(vec![]));
+    ghl.expect_list_appointments().returning(|_, _| Ok(vec![]));
+    let note = ports::ghl::GhlNote {
+        id: domain::GhlNoteId::parse(id).unwrap(),
+        contact: cid(),
+        note: domain::Note {
+            title: None,
+            body: Some(body.into()),
+            created: Some(t0()),
+        },
+        user_id: None,
+    };
+    ghl.expect_list_notes()
+        .returning(move |_, _| Ok(vec![note.clone()]));
+    ghl
+}
+
+fn board_note(id: u64, title: &str) -> ports::ekyte::BoardNote {
+    ports::ekyte::BoardNote {
+        id: domain::EkyteNoteId::new(id).unwrap(),
+        title: title.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_note_whose_create_outcome_was_lost_is_found_not_written_twice() {
+    let w = world_with_a_dead_claim();
+    let ghl = ghl_with_note("n1", "Call went well");
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::default());
+    ekyte.expect_list_notes().returning(|_, _| {
+        Ok(vec![
+            board_note(500, "Kick-off agenda"),
+            board_note(501, "Call went well"),
+        ])
+    });
+    ekyte.expect_create_note().times(0);
+    ekyte.expect_update_note().returning(|_, _, _| Ok(()));
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .ghl_event(w.scope(), &note_create_event("n1"), Options::default())
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Note, |l| l.ghl_id.as_deref() == Some("n1"))
+        .unwrap();
+    assert_eq!(link.state, LinkState::Linked);
+    assert_eq!(link.ekyte_id.as_deref(), Some("501"));
+}
+
+#[tokio::test]
+async fn a_same_titled_note_linked_to_another_is_not_taken_over() {
+    let w = world_with_a_dead_claim();
+    // Board note 501 has the same title but belongs to GHL note n0.
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Note,
+        LinkUpdate {
+            ghl_id: Some("n0".into()),
+            ekyte_id: Some("501".into()),
+            ghl_parent: Some(CONTACT.into()),
+            ekyte_parent: Some("200".into()),
+            state: LinkState::Linked,
+            base: BaseRecord::None,
+            ghl_fp: None,
+            ekyte_fp: None,
+        },
+    );
+    let ghl = ghl_with_note("n1", "Call went well");
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::default());
+    ekyte
+        .expect_list_notes()
+        .returning(|_, _| Ok(vec![board_note(501, "Call went well")]));
+    ekyte
+        .expect_create_note()
+        .times(1)
+        .returning(|_, _, _| Ok(domain::EkyteNoteId::new(502).unwrap()));
+    ekyte.expect_update_note().returning(|_, _, _| Ok(()));
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .ghl_event(w.scope(), &note_create_event("n1"), Options::default())
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Note, |l| l.ghl_id.as_deref() == Some("n1"))
+        .unwrap();
+    assert_eq!(link.ekyte_id.as_deref(), Some("502"));
 }

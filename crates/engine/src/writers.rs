@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use domain::normalise::text_to_html;
 use domain::{
-    Business, Contact, EkyteNoteId, EkyteTaskId, EkyteWorkspaceId, ExternalRef, FieldChange,
-    GhlContactId, GhlNoteId, GhlTaskId, Note, Selector, Side, Task, TaskStatus,
+    Business, Contact, EkyteNoteId, EkyteTaskId, EkyteWorkspaceId, EntityKind, ExternalRef,
+    FieldChange, GhlContactId, GhlNoteId, GhlTaskId, Note, Selector, Side, Task, TaskStatus,
 };
 use ports::ApiError;
 use ports::ekyte::NoteContent;
@@ -637,16 +637,67 @@ impl Writer<Note> for NoteWriter<'_> {
         Err(unsupported(side, "notes are not archived"))
     }
 
+    /// After a create whose outcome was not learnt (a worker died, the database went away
+    /// before the link was stored), find the note it may have written: the newest one with
+    /// the same title (eKyte lists no content) or body (GHL) that no other note is linked to.
     async fn lookup(
         &self,
-        _cx: &Cx,
-        _side: Side,
-        _record: &Note,
+        cx: &Cx,
+        side: Side,
+        record: &Note,
         _source_id: &str,
-        _at: &Place,
+        at: &Place,
     ) -> Result<Option<String>, SyncError> {
-        // Board notes cannot be listed by content through the supported APIs; a note whose
-        // create outcome was unknown may be written twice (audited), never lost.
+        let candidates: Vec<String> = match side {
+            Side::Ekyte => {
+                let title = note_content(record).title;
+                let notes = match self.ports.ekyte.list_notes(&cx.scope, board(at)?).await {
+                    Ok(notes) => notes,
+                    // Without an MCP token nothing reads notes: the note may be written
+                    // twice (audited), never lost.
+                    Err(ApiError::Unsupported { .. }) => return Ok(None),
+                    Err(e) => return Err(SyncError::ekyte("list board notes")(e)),
+                };
+                let mut same: Vec<_> = notes
+                    .into_iter()
+                    .filter(|n| n.title.trim() == title.trim())
+                    .collect();
+                same.sort_by_key(|n| std::cmp::Reverse(n.id));
+                same.into_iter().map(|n| n.id.to_string()).collect()
+            }
+            Side::Ghl => {
+                let want = record.body.as_deref().map(str::trim);
+                let mut same: Vec<_> = self
+                    .ports
+                    .ghl
+                    .list_notes(&cx.scope, &parent_contact(at)?)
+                    .await
+                    .map_err(SyncError::ghl("list notes"))?
+                    .into_iter()
+                    .filter(|n| n.note.body.as_deref().map(str::trim) == want)
+                    .collect();
+                same.sort_by_key(|n| std::cmp::Reverse(n.note.created));
+                same.into_iter().map(|n| n.id.to_string()).collect()
+            }
+        };
+        for id in candidates {
+            let linked = match side {
+                Side::Ekyte => {
+                    self.ports
+                        .links
+                        .by_ekyte(&cx.scope.tenant.id, EntityKind::Note, &id)
+                }
+                Side::Ghl => self
+                    .ports
+                    .links
+                    .by_ghl(&cx.scope.tenant.id, EntityKind::Note, &id),
+            }
+            .await
+            .map_err(SyncError::store("read note link"))?;
+            if linked.is_none() {
+                return Ok(Some(id));
+            }
+        }
         Ok(None)
     }
 }

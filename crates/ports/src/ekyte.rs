@@ -144,6 +144,13 @@ pub struct Board {
     pub title: String,
 }
 
+/// A note as a board lists it (MCP `get_detailed_board`): no content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardNote {
+    pub id: EkyteNoteId,
+    pub title: String,
+}
+
 /// A board note to write: the title and the HTML content eKyte stores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoteContent {
@@ -267,6 +274,15 @@ pub trait EkyteApi: Send + Sync {
         board: EkyteBoardId,
         note: &NoteContent,
     ) -> Result<EkyteNoteId, ApiError>;
+
+    /// The notes of a board, ids and titles (MCP `get_detailed_board`; no other surface reads
+    /// notes). `Unsupported` without an MCP token; an empty list for a board eKyte does not
+    /// show.
+    async fn list_notes(
+        &self,
+        scope: &Scope,
+        board: EkyteBoardId,
+    ) -> Result<Vec<BoardNote>, ApiError>;
 
     /// Replace a note's title and content (MCP `update_board_note`).
     async fn update_note(
