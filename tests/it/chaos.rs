@@ -528,11 +528,13 @@ level = "info,app=debug,engine=debug,ghl=debug,ekyte=debug,store=debug"
                 })
                 .unwrap_or_default();
             eprintln!(
-                "chaos: t={:>3}s workspaces linked {linked}/{n} queues {:?} kills {} api calls {}",
+                "chaos: t={:>3}s workspaces linked {linked}/{n} queues {:?} kills {} api calls {} \
+                 earned 429s {}",
                 t.as_secs(),
                 queues.depths().await,
                 rig.fleet.kills,
                 e2e::chaos::watch::api_requests(&world),
+                world.ghl.counter_snapshot().event("rate_limited_earned"),
             );
             next_progress += Duration::from_secs(10);
         }
@@ -552,12 +554,16 @@ level = "info,app=debug,engine=debug,ghl=debug,ekyte=debug,store=debug"
     world.ghl.set_webhook_faults(WebhookFaults::default());
     let still = Duration::from_secs(3);
     let settle = Duration::from_secs(240);
+    let earned = || world.ghl.counter_snapshot().event("rate_limited_earned");
     wait_quiet(&queues, &world, still, settle).await?;
+    eprintln!("chaos: quiet after the faults; earned 429s {}", earned());
     rig.fleet.reap_and_revive()?;
     rig.fleet.run(&["sync", "full"], &[], cmd_limit).await?;
     wait_quiet(&queues, &world, still, settle).await?;
+    eprintln!("chaos: full sync done; earned 429s {}", earned());
     rig.fleet.run(&["poll-ekyte"], &[], cmd_limit).await?;
     wait_quiet(&queues, &world, still, settle).await?;
+    eprintln!("chaos: eKyte poll done; earned 429s {}", earned());
     let before_check = data_fingerprint(&world)?;
     figures.sweep_s = sweep_started.elapsed().as_secs_f64();
 
