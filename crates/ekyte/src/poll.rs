@@ -21,8 +21,8 @@
 //! by every poll until whoever handles it updates the link (stores the new `ekyte_fp`, links the
 //! new record, or closes the link); [`EkyteChange::dedupe_key`] is stable for that. A poll makes
 //! at most `poll.max_calls` HTTP requests (retries included); when that budget runs out, the
-//! workspaces not scanned yet are scanned first by the next poll (the run's cursor is the last
-//! workspace fully scanned). Each poll is one `RunKind::Poll` run: checkpointed after the
+//! report says `more` and the next poll scans the workspaces this one did not reach (the run's
+//! cursor is the last workspace fully scanned); a pass ends with the last workspace. Each poll is one `RunKind::Poll` run: checkpointed after the
 //! workspace listing and after each workspace, with `api_calls` counted, then finished
 //! `Completed` (or `Failed` with the error).
 
@@ -95,6 +95,8 @@ struct Tally {
     comments_seen: u32,
     skipped: u64,
     cursor: Option<String>,
+    /// Stopped by the budget with workspaces left to scan.
+    more: bool,
 }
 
 impl Tally {
@@ -219,10 +221,11 @@ impl EkytePoller {
         }
         self.checkpoint(run_id, None, tally, calls).await?;
 
-        // Continue where a poll cut short by its budget stopped, then wrap around.
+        // Continue where a poll cut short by its budget stopped; the pass ends with the
+        // last workspace, and the next poll starts a new one from the first.
         if let Some(after) = resume_after {
             let split = to_scan.partition_point(|w| w.get() <= after);
-            to_scan.rotate_left(split);
+            to_scan.drain(..split);
         }
         let total = to_scan.len();
         for (done, ws) in to_scan.into_iter().enumerate() {
@@ -242,6 +245,7 @@ impl EkytePoller {
                         calls = calls.made(),
                         "poll budget spent; the next poll continues from here"
                     );
+                    tally.more = true;
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -341,6 +345,7 @@ impl EkyteChangeSource for EkytePoller {
                     calls: calls.made(),
                     workspaces_seen: tally.workspaces_seen,
                     tasks_seen: tally.tasks_seen,
+                    more: tally.more,
                 })
             }
             Err(e) => {

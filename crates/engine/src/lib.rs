@@ -99,6 +99,8 @@ pub struct PollSummary {
     pub calls: u32,
     pub workspaces_seen: u32,
     pub tasks_seen: u32,
+    /// The poll's budget ran out: a follow-up poll was queued to go on where it stopped.
+    pub continued: bool,
 }
 
 impl Engine {
@@ -215,13 +217,16 @@ impl Engine {
         .await
     }
 
-    /// Poll eKyte and publish one `ekyte.change` message per change found.
+    /// Poll eKyte and publish one `ekyte.change` message per change found; when the poll's
+    /// budget ran out before the pass ended, queue a follow-up poll that goes on from there,
+    /// so one poll request always covers every workspace.
     pub async fn poll_ekyte(&self, scope: &Scope) -> Result<PollSummary, SyncError> {
         let PollReport {
             changes,
             calls,
             workspaces_seen,
             tasks_seen,
+            more,
         } = self
             .ports
             .changes
@@ -244,12 +249,26 @@ impl Engine {
                 .map_err(SyncError::Queue)?;
             published += 1;
         }
+        if more {
+            let env = Envelope::new(
+                format!("poll:{}:{}:more", scope.tenant.id, now.timestamp_millis()),
+                scope.tenant.id.clone(),
+                Payload::EkytePoll,
+                now,
+            );
+            self.ports
+                .publisher
+                .publish(&env)
+                .await
+                .map_err(SyncError::Queue)?;
+        }
         Ok(PollSummary {
             changes: changes.len(),
             published,
             calls,
             workspaces_seen,
             tasks_seen,
+            continued: more,
         })
     }
 

@@ -370,6 +370,21 @@ impl World {
     }
 
     fn engine(&self, ghl: MockGhlApi, ekyte: MockEkyteApi) -> Engine {
+        self.engine_with(
+            ghl,
+            ekyte,
+            MockEkyteChangeSource::new(),
+            MockPublisher::new(),
+        )
+    }
+
+    fn engine_with(
+        &self,
+        ghl: MockGhlApi,
+        ekyte: MockEkyteApi,
+        changes: MockEkyteChangeSource,
+        publisher: MockPublisher,
+    ) -> Engine {
         let mut tenants = MockTenantStore::new();
         let t = self.tenant.clone();
         tenants.expect_get().returning(move |_| Ok(t.clone()));
@@ -377,14 +392,14 @@ impl World {
             Ports {
                 ghl: Arc::new(ghl),
                 ekyte: Arc::new(ekyte),
-                changes: Arc::new(MockEkyteChangeSource::new()),
+                changes: Arc::new(changes),
                 tenants: Arc::new(tenants),
                 links: self.links.clone(),
                 locks: self.locks.clone(),
                 audit: self.audit.clone(),
                 inbox: self.inbox.clone(),
                 runs: Arc::new(MockRunStore::new()),
-                publisher: Arc::new(MockPublisher::new()),
+                publisher: Arc::new(publisher),
                 clock: Arc::new(FixedClock),
             },
             Settings::default(),
@@ -1092,4 +1107,56 @@ async fn a_same_titled_note_linked_to_another_is_not_taken_over() {
         .find(EntityKind::Note, |l| l.ghl_id.as_deref() == Some("n1"))
         .unwrap();
     assert_eq!(link.ekyte_id.as_deref(), Some("502"));
+}
+
+// ------------------------------------------------------------------ polls
+
+#[tokio::test]
+async fn a_poll_cut_short_by_its_budget_queues_its_continuation() {
+    let w = World::new();
+    let poll = |more: bool| {
+        let mut changes = MockEkyteChangeSource::new();
+        changes.expect_poll().times(1).returning(move |_| {
+            Ok(ports::ekyte::PollReport {
+                changes: vec![],
+                calls: 500,
+                workspaces_seen: 1_000,
+                tasks_seen: 4_000,
+                more,
+            })
+        });
+        changes
+    };
+    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
+    let publisher = |published: Arc<Mutex<Vec<ports::queue::Envelope>>>| {
+        let mut p = MockPublisher::new();
+        p.expect_publish().returning(move |env| {
+            published.lock().unwrap().push(env.clone());
+            Ok(())
+        });
+        p
+    };
+
+    let engine = w.engine_with(
+        MockGhlApi::new(),
+        MockEkyteApi::new(),
+        poll(true),
+        publisher(published.clone()),
+    );
+    let summary = engine.poll_ekyte(&w.scope()).await.unwrap();
+    assert!(summary.continued);
+    let sent = published.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(matches!(sent[0].payload, ports::queue::Payload::EkytePoll));
+    assert_eq!(sent[0].tenant, w.tenant.id);
+
+    published.lock().unwrap().clear();
+    let engine = w.engine_with(
+        MockGhlApi::new(),
+        MockEkyteApi::new(),
+        poll(false),
+        publisher(published.clone()),
+    );
+    assert!(!engine.poll_ekyte(&w.scope()).await.unwrap().continued);
+    assert!(published.lock().unwrap().is_empty(), "the pass ended");
 }

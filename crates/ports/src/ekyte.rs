@@ -343,6 +343,9 @@ pub struct PollReport {
     pub calls: u32,
     pub workspaces_seen: u32,
     pub tasks_seen: u32,
+    /// The budget ran out before every linked workspace was scanned: a follow-up poll goes
+    /// on from where this one stopped, and the pass is complete when one ends with `false`.
+    pub more: bool,
 }
 
 /// Finds what changed in eKyte since the last poll, by comparing what eKyte shows with the

@@ -384,16 +384,22 @@ async fn a_poll_stays_within_its_budget_and_the_next_one_continues() {
         ])
     );
     assert_eq!(p.runs.all()[0].cursor, Some(workspaces[1].to_string()));
+    assert!(first.more, "the budget ran out before the pass ended");
 
-    // The next poll starts with the workspace the first one did not reach.
+    // The next poll starts with the workspace the first one did not reach, and ends the pass.
     let second = p.poll_and_handle().await;
     assert!(second.calls <= 3, "{}", second.calls);
     assert_eq!(
         keys(&second),
         BTreeSet::from([format!("task-created:{}", tasks[2])])
     );
+    assert!(!second.more, "the pass ended with the last workspace");
+    // A new pass starts from the first workspace.
+    let t3 = sb
+        .create_task(c, NewTask::new(workspaces[0], tt, "T3"))
+        .unwrap();
     let third = p.poll_and_handle().await;
-    assert!(third.changes.is_empty(), "{:?}", third.changes);
+    assert_eq!(keys(&third), BTreeSet::from([format!("task-created:{t3}")]));
 }
 
 #[tokio::test]
