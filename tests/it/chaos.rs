@@ -508,7 +508,9 @@ level = "info,app=debug,engine=debug,ghl=debug,ekyte=debug,store=debug"
                 .iter()
                 .filter(|w| w.external_id.is_some())
                 .count();
-            if linked >= n / 2 {
+            // People edit what the sync has already made: once a tenth of the workspaces
+            // exist (the backfill takes most of the chaos phase).
+            if linked >= n / 10 {
                 for (k, v) in world.ekyte_edits(EKYTE_EDIT_BATCH)? {
                     *figures.ekyte_edits.entry(k).or_default() += v;
                 }
