@@ -998,6 +998,30 @@ impl ContactSync<'_> {
         };
 
         let mut settled: Vec<Subject<Task>> = Vec::new();
+        // eKyte tasks claimed for a create in GHL whose outcome nobody learnt (the attempt
+        // failed, or its worker died): settled again, first, so the claim is retaken or
+        // waited for and the GHL task looked up before it is written. Were they left out,
+        // nothing would ever create them; were they last, a GHL task that create did make
+        // would be taken for a new one and copied back into eKyte.
+        if tenant.settings.workspace_per == WorkspacePer::Contact || ws.is_none() {
+            for (eid, t) in &ekyte_tasks {
+                let Some(link) = ekyte_links.get(eid) else {
+                    continue;
+                };
+                if link.state != LinkState::Claimed {
+                    continue;
+                }
+                settled.push(Subject {
+                    kind: EntityKind::Task,
+                    ghl_id: None,
+                    ekyte_id: Some(eid.clone()),
+                    link: Some(link.clone()),
+                    ghl: Observed::absent(),
+                    ekyte: Observed::present(t.task.normalised(ctx), cx.opts.ekyte_changed_at),
+                    place: place.clone(),
+                });
+            }
+        }
         for g in &ghl_tasks {
             let link = by_ghl.remove(g.id.as_str());
             let ekyte = if link.as_ref().is_some_and(|l| l.state == LinkState::Linked) {

@@ -1160,3 +1160,106 @@ async fn a_poll_cut_short_by_its_budget_queues_its_continuation() {
     assert!(!engine.poll_ekyte(&w.scope()).await.unwrap().continued);
     assert!(published.lock().unwrap().is_empty(), "the pass ended");
 }
+
+/// A task made in eKyte (`1000761`), claimed for a create in GHL by a worker that died
+/// before it learnt the outcome.
+fn world_with_a_dead_ekyte_claim() -> World {
+    let w = World::new();
+    w.linked_contact(&contact());
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Board,
+        LinkUpdate {
+            ghl_id: Some(format!("ws:{WS}")),
+            ekyte_id: Some("200".into()),
+            ghl_parent: None,
+            ekyte_parent: Some(WS.to_string()),
+            state: LinkState::Linked,
+            base: BaseRecord::None,
+            ghl_fp: None,
+            ekyte_fp: None,
+        },
+    );
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Task,
+        LinkUpdate {
+            ghl_id: None,
+            ekyte_id: Some("1000761".into()),
+            ghl_parent: Some(CONTACT.into()),
+            ekyte_parent: Some(WS.to_string()),
+            state: LinkState::Claimed,
+            base: BaseRecord::None,
+            ghl_fp: None,
+            ekyte_fp: None,
+        },
+    );
+    let mut rows = w.links.rows.lock().unwrap();
+    let claim = rows.last_mut().unwrap();
+    claim.claimed_by = Some("worker-dead".into());
+    claim.claimed_at = Some(t0() - chrono::Duration::hours(1));
+    drop(rows);
+    w
+}
+
+#[tokio::test]
+async fn an_ekyte_task_left_claimed_by_a_dead_worker_is_created_in_ghl() {
+    let w = world_with_a_dead_ekyte_claim();
+    let t = task("Made in eKyte");
+    let ghl_tasks: Arc<Mutex<Vec<GhlTask>>> = Arc::default();
+    let mut ghl = ghl_reads(contact(), ghl_tasks.clone());
+    let store = ghl_tasks.clone();
+    ghl.expect_create_task().times(1).returning(move |_, _, t| {
+        let created = ghl_task("g77", t.clone());
+        store.lock().unwrap().push(created.clone());
+        Ok(created)
+    });
+    let ekyte = ekyte_reads(
+        "Ana Souza",
+        Arc::new(Mutex::new(vec![ekyte_task(1_000_761, t)])),
+    );
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Task, |l| {
+            l.ekyte_id.as_deref() == Some("1000761")
+        })
+        .unwrap();
+    assert_eq!(link.state, LinkState::Linked);
+    assert_eq!(link.ghl_id.as_deref(), Some("g77"));
+}
+
+#[tokio::test]
+async fn a_ghl_task_the_dead_workers_create_made_is_linked_not_copied_back() {
+    let w = world_with_a_dead_ekyte_claim();
+    let t = task("Made in eKyte");
+    // The create had succeeded: GHL shows the task, with no link yet.
+    let ghl = ghl_reads(
+        contact(),
+        Arc::new(Mutex::new(vec![ghl_task("g77", t.clone())])),
+    );
+    let mut ekyte = ekyte_reads(
+        "Ana Souza",
+        Arc::new(Mutex::new(vec![ekyte_task(1_000_761, t)])),
+    );
+    ekyte.expect_create_task().times(0);
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let links: Vec<Link> = w
+        .links
+        .all()
+        .into_iter()
+        .filter(|l| l.kind == EntityKind::Task)
+        .collect();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].ghl_id.as_deref(), Some("g77"));
+    assert_eq!(links[0].ekyte_id.as_deref(), Some("1000761"));
+    assert_eq!(links[0].state, LinkState::Linked);
+}
