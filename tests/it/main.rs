@@ -4,6 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod app_e2e;
-mod chaos;
 mod convergence;
 mod security;

@@ -18,9 +18,16 @@
 //!    GHL never earned a 429; every process drains and exits 0 on SIGTERM; no log line of any
 //!    process holds a planted secret.
 //!
-//! It prints one `CHAOS SUMMARY` line of figures, pass or fail.
+//! It prints one `CHAOS SUMMARY` line of figures, pass or fail, straight to stderr (past the
+//! test harness's capture, so `cargo test` shows it).
+//!
+//! Run alone: `cargo test -p e2e --test chaos -- --nocapture` (progress lines included).
+
+// Test code: an unwrap that fails is a failed test with a location, which is what we want.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -190,14 +197,7 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-/// Not yet green, so not in `.ci/run`: on its last run (1,000 contacts, 209 s) everything
-/// held — field-by-field convergence, the counts (nothing twice, nothing missing, every
-/// onboarding task), every change behind a dropped webhook, the dead-letter queue holding
-/// exactly the poison, clean SIGTERM exits, no secret in 31k log lines — except that GHL
-/// answered 2 of 9,442 requests with a 429 the three workers earned together (earlier runs:
-/// 4–6; a task doubled after a kill mid-create was seen once). Run it with
-/// `cargo test -p e2e --test it chaos -- --ignored --nocapture`.
-#[ignore = "GHL still earns a few 429s with three workers under kills (see the doc comment); run it with --ignored"]
+/// The suite; `CHAOS_KEEP=1` keeps the run's folder (logs, dumps, the PostgreSQL data).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_suite() {
     let started = Instant::now();
@@ -207,8 +207,9 @@ async fn chaos_suite() {
     };
     let outcome = run(&mut figures, started).await;
     figures.duration_s = started.elapsed().as_secs_f64();
-    println!("{}", figures.line());
-    eprintln!("{}", figures.line());
+    // Straight to the process's stderr: the harness captures `println!`/`eprintln!`, and
+    // the summary is wanted in CI's output whether the suite passes or not.
+    let _ = writeln!(std::io::stderr(), "{}", figures.line());
     match outcome {
         Ok(failures) if failures.is_empty() => {}
         Ok(failures) => panic!(
