@@ -3,9 +3,9 @@
 //! `X-RateLimit-*` headers on every answer.
 //!
 //! What it guarantees:
-//! - **one process alone never earns a 429**, and leaves a few slots of each window free
-//!   (a quarter of `shared_reserve`) so that a newcomer's first request is admitted and
-//!   shows up in the count: the server counts a request from its arrival,
+//! - **one process alone never earns a 429**; once it has seen other replicas it leaves a
+//!   few slots of each window free (`newcomer_room`) so that a newcomer's first request is
+//!   admitted and shows up in the count. The server counts a request from its arrival,
 //!   which lies between our send and our receipt of the answer. So a request holds a slot
 //!   from its send until an interval after its answer — never fewer slots than the server
 //!   counts, whether GHL keeps a sliding log or fixed windows. The headers tighten this
@@ -17,14 +17,15 @@
 //!   the budget. From then on, until two quiet intervals pass, a share of the budget
 //!   (`shared_reserve`) is left to the others, `X-RateLimit-Remaining` (less what we sent
 //!   since) gates every request, and when it runs low the budget waits for the interval,
-//!   then sends a single probe to read fresh headers. Alone or not, a process keeps at most
-//!   `in_flight_cap` requests in flight, a quarter of that share: four processes that read
-//!   the same headers together stay inside it;
+//!   then sends a single probe to read fresh headers, and keeps at most `in_flight_cap`
+//!   requests in flight, a quarter of that share: four processes that read the same headers
+//!   together stay inside it. A process alone sends as its own count allows: a newcomer's
+//!   first answer shows it, so the newcomer is the one that holds back;
 //! - **real-time before bulk**: when calls wait, the next free slot goes to the oldest
 //!   `Priority::RealTime` waiter, then to the oldest bulk one; bulk calls also stop short of
 //!   the daily limit (`daily_bulk_reserve`) so webhooks keep flowing late in the day;
-//! - a budget without a recent reading (a fresh one, or one that was quiet) sends one probe
-//!   before anything else: until an answer brings the headers it cannot know whether others
+//! - a budget without a reading of the current window (a fresh one, or one that was quiet
+//!   for an interval) sends one probe before anything else: until an answer brings the headers it cannot know whether others
 //!   (a crashed predecessor, another replica) use the window. A reading's age counts from
 //!   the send of its request, and a slow answer never replaces the reading of a request sent
 //!   after it: it shows the window as it was before the others' latest requests arrived;
@@ -370,36 +371,39 @@ impl State {
         let (used, limit) = if shared {
             (self.held.len() + self.in_flight.len(), self.max)
         } else {
-            // Alone, a quarter of the reserve stays free: a newcomer's probe (a replica that
-            // starts, a worker restarted after a crash) finds room, and its admitted request
-            // tells this process that it is alone no more. A refused one would not: the
-            // server counts only admitted requests.
-            (
-                self.own_bound(),
-                self.max.saturating_sub(self.reserve(config) / 4),
-            )
+            // Alone now but not always (other replicas exist), a few slots stay free: a
+            // newcomer's probe (a replica that starts, a worker restarted after a crash) finds
+            // room, and its admitted request tells this process that it is alone no more. A
+            // refused one would not: the server counts only admitted requests. A process that
+            // never saw another one (a single worker) uses the whole window.
+            let room = if self.others_seen > 0 {
+                config.newcomer_room
+            } else {
+                0
+            };
+            (self.own_bound(), self.max.saturating_sub(room).max(1))
         };
         if used >= limit as usize {
             return Decision::Wait(self.next_release());
         }
-        // Without a recent reading a process knows nothing of the others: a worker just
-        // restarted after a crash (its predecessor's calls still count), or a replica that
-        // was quiet while another one started to spend the window. One probe at a time
-        // until an answer brings the headers and tells whether the budget is shared.
+        // Without a reading of the current window a process knows nothing of the others: a
+        // worker just restarted after a crash (its predecessor's calls still count), or a
+        // replica that was quiet for an interval while another one started to spend it. One
+        // probe at a time until an answer brings the headers and tells whether the budget
+        // is shared. (A busy process waiting for its own slots to free is not quiet: its
+        // newest reading is younger than the interval.)
         if config.probe_first
             && !self.in_flight.is_empty()
-            && self
-                .observed
-                .is_none_or(|o| now >= o.sent + self.freshness())
+            && self.observed.is_none_or(|o| now >= o.sent + self.interval)
         {
             return Decision::Wait(None);
         }
-        // Several processes may read the same "remaining" at once and each send the cap
-        // before an answer tells them of the others (`RateConfig::in_flight_cap`).
-        if self.in_flight.len() >= config.in_flight_cap as usize {
-            return Decision::Wait(None);
-        }
         if shared {
+            // Several processes may read the same "remaining" at once and each send the cap
+            // before an answer tells them of the others (`RateConfig::in_flight_cap`).
+            if self.in_flight.len() >= config.in_flight_cap as usize {
+                return Decision::Wait(None);
+            }
             let reserve = self.reserve(config);
             let reading = self.observed.map(|o| (o, self.remaining_estimate()));
             match reading {
@@ -675,6 +679,7 @@ mod tests {
             daily_recheck: Duration::from_secs(60),
             probe_first: false,
             in_flight_cap: 100,
+            newcomer_room: 0,
         }
     }
 
@@ -789,7 +794,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn alone_a_few_slots_stay_free_for_a_newcomer() {
-        let b = budget(100, 1_000);
+        let b = Arc::new(Budget::new(
+            BudgetKey::new("app", "loc"),
+            RateConfig {
+                newcomer_room: 5,
+                ..config(100, 1_000)
+            },
+        ));
+        // Another replica was seen once; two quiet intervals later this one is alone.
+        b.acquire(Priority::Bulk)
+            .await
+            .unwrap()
+            .complete(headers(100, 50, 5_000), false);
+        tokio::time::advance(Duration::from_millis(3_000)).await;
         let t0 = Instant::now();
         for i in 0..95u32 {
             b.acquire(Priority::Bulk)
@@ -876,9 +893,8 @@ mod tests {
             .await
             .unwrap()
             .complete(headers(10, 9, 500), false);
-        // Quiet for longer than a reading stays fresh (1/20 of the interval), but our one
-        // slot is still held: the budget is not idle, yet what others did since is unknown.
-        tokio::time::advance(Duration::from_millis(60)).await;
+        // Quiet for an interval: what others did since is unknown.
+        tokio::time::advance(Duration::from_millis(1_000)).await;
         let probe = b.acquire(Priority::Bulk).await.unwrap();
         let next = {
             let b = b.clone();
@@ -887,20 +903,27 @@ mod tests {
         until(&b, |s| s.waiting_bulk == 1).await;
         tokio::time::advance(Duration::from_millis(5)).await;
         assert_eq!(b.snapshot().waiting_bulk, 1, "held back behind the probe");
-        probe.complete(headers(10, 8, 500), false);
+        // The window holds the probe alone (the first request left it): still alone.
+        probe.complete(headers(10, 9, 500), false);
         let _next = next.await.unwrap();
         assert!(!b.snapshot().shared);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_process_alone_keeps_its_in_flight_cap() {
+    async fn a_shared_budget_keeps_its_in_flight_cap() {
         let b = Arc::new(Budget::new(
             BudgetKey::new("app", "loc"),
             RateConfig {
                 in_flight_cap: 2,
-                ..config(10, 100)
+                ..config(100, 1_000)
             },
         ));
+        // The server counted 30: another client is using the budget.
+        b.acquire(Priority::Bulk)
+            .await
+            .unwrap()
+            .complete(headers(100, 70, 500), false);
+        assert!(b.snapshot().shared);
         let first = b.acquire(Priority::Bulk).await.unwrap();
         let _second = b.acquire(Priority::Bulk).await.unwrap();
         let third = {
@@ -912,11 +935,10 @@ mod tests {
         assert_eq!(
             b.snapshot().in_flight,
             2,
-            "eight slots free, but two in flight"
+            "room to spare, but two in flight"
         );
-        first.complete(headers(10, 8, 500), false);
+        first.complete(headers(100, 67, 500), false);
         let _third = third.await.unwrap();
-        assert!(!b.snapshot().shared);
     }
 
     #[tokio::test(start_paused = true)]
