@@ -96,6 +96,11 @@ pub struct PollConfig {
     pub max_calls: u32,
     /// Links read from the link store per page.
     pub link_page: u32,
+    /// A poll run checkpointed less than this long ago is alive (a poll checkpoints after
+    /// every workspace): another poll of the tenant that starts meanwhile does nothing, so
+    /// scheduled polls and continuations never scan the same workspaces side by side. Past
+    /// it, a poll run left by a dead worker is resumed.
+    pub alive_for: Duration,
 }
 
 impl Default for PollConfig {
@@ -103,6 +108,7 @@ impl Default for PollConfig {
         Self {
             max_calls: 500,
             link_page: 500,
+            alive_for: Duration::from_secs(30),
         }
     }
 }

@@ -299,6 +299,28 @@ impl EkytePoller {
         }
     }
 
+    /// A poll run of the tenant that is running and was checkpointed recently
+    /// ([`crate::PollConfig::alive_for`]).
+    async fn running_poll(
+        &self,
+        tenant: &domain::TenantId,
+    ) -> Result<Option<ports::store::SyncRun>, ApiError> {
+        let alive_for = chrono::Duration::from_std(self.adapter.config().poll.alive_for)
+            .unwrap_or(chrono::Duration::MAX);
+        let now = chrono::Utc::now();
+        Ok(self
+            .runs
+            .recent(tenant, 10)
+            .await
+            .map_err(|e| from_store(e, "reading the recent runs"))?
+            .into_iter()
+            .find(|r| {
+                r.kind == RunKind::Poll
+                    && r.status == RunStatus::Running
+                    && now.signed_duration_since(r.updated_at) < alive_for
+            }))
+    }
+
     async fn checkpoint(
         &self,
         run_id: i64,
@@ -318,6 +340,19 @@ impl EkyteChangeSource for EkytePoller {
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id))]
     async fn poll(&self, scope: &Scope) -> Result<PollReport, ApiError> {
         let tenant = &scope.tenant.id;
+        if let Some(alive) = self.running_poll(tenant).await? {
+            tracing::info!(
+                run = alive.id,
+                "another poll of this tenant is running; it covers this one"
+            );
+            return Ok(PollReport {
+                changes: vec![],
+                calls: 0,
+                workspaces_seen: 0,
+                tasks_seen: 0,
+                more: false,
+            });
+        }
         let run = self
             .runs
             .start_or_resume(tenant, RunKind::Poll, None)

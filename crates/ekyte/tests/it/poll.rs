@@ -3,12 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use domain::{Contact, EntityKind, Fingerprint, Record, Side, TaskStatus, Tenant};
 use ekyte::EkyteAdapter;
 use ports::ekyte::{EkyteChange, EkyteChangeSource, PollReport};
-use ports::store::{BaseRecord, LinkState, LinkStore, LinkUpdate, RunKind, RunStatus};
+use ports::store::{BaseRecord, LinkState, LinkStore, LinkUpdate, RunKind, RunStatus, RunStore};
 use sandbox::ekyte::{NewTask, NewWorkspace};
 
 use crate::support::{Env, MemLinks, MemRuns, fast_config};
@@ -134,11 +135,18 @@ struct Poll {
 
 impl Poll {
     async fn start(max_calls: Option<u32>) -> Self {
+        Self::start_with(|config| {
+            if let Some(m) = max_calls {
+                config.poll.max_calls = m;
+            }
+        })
+        .await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut ekyte::EkyteConfig)) -> Self {
         let env = Env::start(false).await;
         let mut config = fast_config(&env.sb.base_url());
-        if let Some(m) = max_calls {
-            config.poll.max_calls = m;
-        }
+        adjust(&mut config);
         let adapter = EkyteAdapter::new(config, env.creds.clone()).unwrap();
         let links = Arc::new(MemLinks::default());
         let runs = Arc::new(MemRuns::default());
@@ -400,6 +408,38 @@ async fn a_poll_stays_within_its_budget_and_the_next_one_continues() {
         .unwrap();
     let third = p.poll_and_handle().await;
     assert_eq!(keys(&third), BTreeSet::from([format!("task-created:{t3}")]));
+}
+
+#[tokio::test]
+async fn a_poll_that_starts_while_another_runs_leaves_the_work_to_it() {
+    for (alive_for, covered) in [(Duration::from_secs(60), true), (Duration::ZERO, false)] {
+        let p = Poll::start_with(|c| c.poll.alive_for = alive_for).await;
+        let (sb, c) = (&p.env.sb, p.env.company());
+        let ws = p.env.co.workspace_id;
+        p.link_workspace(ws, "Cliente Demo").await;
+        let task = sb
+            .create_task(c, NewTask::new(ws, p.env.co.task_type_id, "T"))
+            .unwrap();
+        // Another worker's poll run, checkpointed just now (or, with `alive_for` zero, one
+        // left by a dead worker).
+        p.runs
+            .start_or_resume(&p.tenant().id, RunKind::Poll, None)
+            .await
+            .unwrap();
+        let report = p.poller.poll(&p.env.scope).await.unwrap();
+        if covered {
+            assert_eq!(report.calls, 0, "{report:?}");
+            assert!(report.changes.is_empty());
+            assert!(!report.more);
+        } else {
+            assert_eq!(
+                keys(&report),
+                BTreeSet::from([format!("task-created:{task}")])
+            );
+            assert_eq!(p.runs.all().len(), 1, "the dead worker's run was resumed");
+            assert_eq!(p.runs.all()[0].status, RunStatus::Completed);
+        }
+    }
 }
 
 #[tokio::test]
