@@ -3,9 +3,9 @@
 //! `X-RateLimit-*` headers on every answer.
 //!
 //! What it guarantees:
-//! - **one process alone never earns a 429**; once it has seen other replicas it leaves a
-//!   few slots of each window free (`newcomer_room`) so that a newcomer's first request is
-//!   admitted and shows up in the count. The server counts a request from its arrival,
+//! - **one process alone never earns a 429**, and once it has seen other replicas it leaves
+//!   a few slots of each window free (`newcomer_room`) so that a newcomer's first request is
+//!   admitted and shows up in its count. The server counts a request from its arrival,
 //!   which lies between our send and our receipt of the answer. So a request holds a slot
 //!   from its send until an interval after its answer — never fewer slots than the server
 //!   counts, whether GHL keeps a sliding log or fixed windows. The headers tighten this
@@ -15,20 +15,16 @@
 //! - **several processes sharing a budget stay inside it** by reading the headers: when the
 //!   server counts more requests than this process can account for, someone else is using
 //!   the budget. From then on, until two quiet intervals pass, a share of the budget
-//!   (`shared_reserve`) is left to the others, `X-RateLimit-Remaining` (less what we sent
-//!   since) gates every request, and when it runs low the budget waits for the interval,
-//!   then sends a single probe to read fresh headers, and keeps at most `in_flight_cap`
-//!   requests in flight, a quarter of that share: four processes that read the same headers
-//!   together stay inside it. A process alone sends as its own count allows: a newcomer's
-//!   first answer shows it, so the newcomer is the one that holds back;
+//!   (`shared_reserve`) is left to the others, at most a quarter of that share is in flight
+//!   at once (four processes that read the same headers together stay inside it),
+//!   `X-RateLimit-Remaining` (less what we sent since) gates every request, and when it runs
+//!   low the budget waits for the interval, then sends a single probe to read fresh headers;
 //! - **real-time before bulk**: when calls wait, the next free slot goes to the oldest
 //!   `Priority::RealTime` waiter, then to the oldest bulk one; bulk calls also stop short of
 //!   the daily limit (`daily_bulk_reserve`) so webhooks keep flowing late in the day;
-//! - a budget without a reading of the current window (a fresh one, or one that was quiet
-//!   for an interval) sends one probe before anything else: until an answer brings the headers it cannot know whether others
-//!   (a crashed predecessor, another replica) use the window. A reading's age counts from
-//!   the send of its request, and a slow answer never replaces the reading of a request sent
-//!   after it: it shows the window as it was before the others' latest requests arrived;
+//! - a fresh budget sends one probe before anything else: until a first answer brings the
+//!   headers, it cannot know whether others (a crashed predecessor, say) used the window; a
+//!   slow answer never replaces the reading of a request sent after it;
 //! - a 429 counts as "remaining 0": wait for the interval, then probe;
 //! - waiting is cancel-safe: a dropped waiter leaves the queue, a dropped permit releases its
 //!   slot as if the answer had arrived then. Only the head of the queue is woken on a change
@@ -187,8 +183,8 @@ impl RateBudgets {
 #[derive(Debug, Clone, Copy)]
 struct Observation {
     at: Instant,
-    /// When the observed request was sent: the reading shows the server at its arrival,
-    /// which lies after this and may lie long before `at` (a slow answer).
+    /// When the observed request was sent: a slow answer to an earlier request must not
+    /// replace the reading of a later one.
     sent: Instant,
     remaining: Option<u32>,
     daily_remaining: Option<u64>,
@@ -374,7 +370,8 @@ impl State {
             // Alone now but not always (other replicas exist), a few slots stay free: a
             // newcomer's probe (a replica that starts, a worker restarted after a crash) finds
             // room, and its admitted request tells this process that it is alone no more. A
-            // refused one would not: the server counts only admitted requests. A process that
+            // refused one would not: the server counts only admitted requests, and the
+            // newcomer would wait behind a process that never learns of it. A process that
             // never saw another one (a single worker) uses the whole window.
             let room = if self.others_seen > 0 {
                 config.newcomer_room
@@ -386,25 +383,24 @@ impl State {
         if used >= limit as usize {
             return Decision::Wait(self.next_release());
         }
-        // Without a reading of the current window a process knows nothing of the others: a
-        // worker just restarted after a crash (its predecessor's calls still count), or a
-        // replica that was quiet for an interval while another one started to spend it. One
-        // probe at a time until an answer brings the headers and tells whether the budget
-        // is shared. (A busy process waiting for its own slots to free is not quiet: its
-        // newest reading is younger than the interval.)
+        // A process that has not read the headers yet knows nothing of the others (a worker
+        // just restarted after a crash, while its predecessor's calls still count): one probe
+        // first, whose answer tells whether the budget is shared.
         if config.probe_first
+            && self.answers.is_empty()
+            && self.held.is_empty()
             && !self.in_flight.is_empty()
-            && self.observed.is_none_or(|o| now >= o.sent + self.interval)
         {
             return Decision::Wait(None);
         }
         if shared {
-            // Several processes may read the same "remaining" at once and each send the cap
-            // before an answer tells them of the others (`RateConfig::in_flight_cap`).
-            if self.in_flight.len() >= config.in_flight_cap as usize {
+            let reserve = self.reserve(config);
+            // Several processes may read the same "remaining" at once and each send `cap`: a
+            // quarter of the reserve keeps up to four of them inside it together.
+            let cap = (reserve / 4).max(1) as usize;
+            if self.in_flight.len() >= cap {
                 return Decision::Wait(None);
             }
-            let reserve = self.reserve(config);
             let reading = self.observed.map(|o| (o, self.remaining_estimate()));
             match reading {
                 // Running low: wait for the interval (the slots it saw taken free by then),
@@ -416,8 +412,7 @@ impl State {
                     return Decision::Wait(Some(o.at + self.interval));
                 }
                 // A recent reading with room to spare.
-                // Its age counts from the send: a slow answer brings an old reading.
-                Some((o, Some(_))) if now < o.sent + self.freshness() => {}
+                Some((o, Some(_))) if now < o.at + self.freshness() => {}
                 // No reading, or an old one: one probe at a time until an answer brings one.
                 _ if !self.in_flight.is_empty() => return Decision::Wait(None),
                 _ => {}
@@ -475,8 +470,9 @@ impl State {
                     });
                 }
             }
-            // A slow answer to an earlier request must not replace a newer reading: it would
-            // show the window as it was before the others' latest requests arrived.
+            // A slow answer to an earlier request must not replace a newer reading: it shows
+            // the window as it was before the others' latest requests arrived (with a long
+            // tail, a whole interval before).
             if self.observed.is_none_or(|o| sent >= o.sent) {
                 self.observed = Some(Observation {
                     at: now,
@@ -678,8 +674,7 @@ mod tests {
             daily_bulk_reserve: 10,
             daily_recheck: Duration::from_secs(60),
             probe_first: false,
-            in_flight_cap: 100,
-            newcomer_room: 0,
+            newcomer_room: 2,
         }
     }
 
@@ -793,37 +788,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn alone_a_few_slots_stay_free_for_a_newcomer() {
-        let b = Arc::new(Budget::new(
-            BudgetKey::new("app", "loc"),
-            RateConfig {
-                newcomer_room: 5,
-                ..config(100, 1_000)
-            },
-        ));
-        // Another replica was seen once; two quiet intervals later this one is alone.
-        b.acquire(Priority::Bulk)
-            .await
-            .unwrap()
-            .complete(headers(100, 50, 5_000), false);
-        tokio::time::advance(Duration::from_millis(3_000)).await;
-        let t0 = Instant::now();
-        for i in 0..95u32 {
-            b.acquire(Priority::Bulk)
-                .await
-                .unwrap()
-                .complete(headers(100, 99 - i, 5_000), false);
-        }
-        assert_eq!(Instant::now(), t0, "95 requests without waiting");
-        assert!(!b.snapshot().shared);
-        let _96th = b.acquire(Priority::Bulk).await.unwrap();
-        assert!(
-            Instant::now() - t0 >= Duration::from_millis(1_000),
-            "the last five slots of the window stay free"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn the_servers_count_frees_slots_our_own_log_still_holds() {
         let b = budget(10, 100);
         let early: Vec<Permit> = {
@@ -881,67 +845,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_quiet_budget_probes_again_before_a_burst() {
-        let b = Arc::new(Budget::new(
-            BudgetKey::new("app", "loc"),
-            RateConfig {
-                probe_first: true,
-                ..config(10, 1_000)
-            },
-        ));
-        b.acquire(Priority::Bulk)
-            .await
-            .unwrap()
-            .complete(headers(10, 9, 500), false);
-        // Quiet for an interval: what others did since is unknown.
-        tokio::time::advance(Duration::from_millis(1_000)).await;
-        let probe = b.acquire(Priority::Bulk).await.unwrap();
-        let next = {
-            let b = b.clone();
-            tokio::spawn(async move { b.acquire(Priority::Bulk).await.unwrap() })
-        };
-        until(&b, |s| s.waiting_bulk == 1).await;
-        tokio::time::advance(Duration::from_millis(5)).await;
-        assert_eq!(b.snapshot().waiting_bulk, 1, "held back behind the probe");
-        // The window holds the probe alone (the first request left it): still alone.
-        probe.complete(headers(10, 9, 500), false);
-        let _next = next.await.unwrap();
-        assert!(!b.snapshot().shared);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_shared_budget_keeps_its_in_flight_cap() {
-        let b = Arc::new(Budget::new(
-            BudgetKey::new("app", "loc"),
-            RateConfig {
-                in_flight_cap: 2,
-                ..config(100, 1_000)
-            },
-        ));
-        // The server counted 30: another client is using the budget.
-        b.acquire(Priority::Bulk)
-            .await
-            .unwrap()
-            .complete(headers(100, 70, 500), false);
-        assert!(b.snapshot().shared);
-        let first = b.acquire(Priority::Bulk).await.unwrap();
-        let _second = b.acquire(Priority::Bulk).await.unwrap();
-        let third = {
-            let b = b.clone();
-            tokio::spawn(async move { b.acquire(Priority::Bulk).await.unwrap() })
-        };
-        until(&b, |s| s.waiting_bulk == 1).await;
-        tokio::time::advance(Duration::from_millis(5)).await;
-        assert_eq!(
-            b.snapshot().in_flight,
-            2,
-            "room to spare, but two in flight"
-        );
-        first.complete(headers(100, 67, 500), false);
-        let _third = third.await.unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn a_slow_answer_does_not_replace_a_newer_reading() {
         let b = budget(10, 1_000);
         let slow = b.acquire(Priority::Bulk).await.unwrap();
@@ -956,6 +859,31 @@ mod tests {
         assert!(
             s.remaining.is_some_and(|r| r <= 2),
             "the stale reading won: {s:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_others_were_seen_a_few_slots_stay_free_for_a_newcomer() {
+        let b = budget(100, 1_000);
+        // Another replica was seen once; two quiet intervals later this one is alone.
+        b.acquire(Priority::Bulk)
+            .await
+            .unwrap()
+            .complete(headers(100, 50, 5_000), false);
+        tokio::time::advance(Duration::from_millis(3_000)).await;
+        let t0 = Instant::now();
+        for i in 0..98u32 {
+            b.acquire(Priority::Bulk)
+                .await
+                .unwrap()
+                .complete(headers(100, 99 - i, 5_000), false);
+        }
+        assert_eq!(Instant::now(), t0, "98 requests without waiting");
+        assert!(!b.snapshot().shared);
+        let _99th = b.acquire(Priority::Bulk).await.unwrap();
+        assert!(
+            Instant::now() - t0 >= Duration::from_millis(1_000),
+            "the last two slots of the window stay free"
         );
     }
 

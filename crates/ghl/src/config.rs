@@ -150,22 +150,16 @@ pub struct RateConfig {
     /// After the daily budget ran out, one call is let through this often to learn from the
     /// headers whether the day rolled over (GHL documents no reset header, API.md §8).
     pub daily_recheck: Duration,
-    /// A budget without a header reading of the current window (counted from the send of
-    /// the request it came with) sends one request alone first: until the headers of
-    /// an answer arrive it cannot know whether others spent the window (a worker restarted
-    /// after a crash, whose predecessor's calls still count; another replica). Costs one
-    /// round trip after a start or a quiet spell.
+    /// A budget with no answer in its recent past sends one request alone first: until the
+    /// headers of an answer arrive it cannot know whether others spent the window (a worker
+    /// restarted after a crash, whose predecessor's calls still count). Costs one round trip
+    /// after a start or an idle interval.
     pub probe_first: bool,
-    /// Requests of one process in flight at once against a shared budget. Processes that
-    /// read the same headers at once may each send this many before an answer tells them of
-    /// the others, so it is kept at a quarter of the shared reserve: up to four processes
-    /// stay inside it together.
-    pub in_flight_cap: u32,
-    /// Slots of every window a process alone leaves free once it has seen other replicas
-    /// (a single worker uses the whole window), so that a newcomer's first request
-    /// (a replica that starts, a worker restarted after a crash) is admitted and shows up in
-    /// the count; a refused one would not, and the newcomer would wait for ever behind a
-    /// process that never learns of it. Two cover two newcomers starting together.
+    /// Slots of every window a process alone leaves free once it has seen other replicas (a
+    /// single worker uses the whole window), so that a newcomer's first request (a replica
+    /// that starts, a worker restarted after a crash) is admitted and shows up in the count.
+    /// A refused one would not, and the newcomer would wait behind a process that never
+    /// learns of it. Two cover two newcomers starting together.
     pub newcomer_room: u32,
 }
 
@@ -179,7 +173,6 @@ impl Default for RateConfig {
             daily_bulk_reserve: 10_000,
             daily_recheck: Duration::from_secs(60),
             probe_first: true,
-            in_flight_cap: 5,
             newcomer_room: 2,
         }
     }
@@ -203,12 +196,6 @@ impl RateConfig {
             return Err(ConfigError::invalid(
                 "rate.shared_reserve",
                 "must be at least 0 and below 1",
-            ));
-        }
-        if self.in_flight_cap == 0 {
-            return Err(ConfigError::invalid(
-                "rate.in_flight_cap",
-                "must be at least 1",
             ));
         }
         if self.daily_recheck.is_zero() {
