@@ -144,8 +144,18 @@ impl Engine {
         Ok(Scope::new(Arc::new(t), priority))
     }
 
+    /// The claims a handling takes belong to this worker *and* this message: a retry of the
+    /// same message may retake them at once (its earlier attempt is over), while another
+    /// message handled at the same time by this process waits like any other owner. (With
+    /// the worker alone as the owner, two messages for the same record in one process each
+    /// took the other's claim for their own and both created it.) Without a message id, the
+    /// handling is its own owner.
     fn cx(&self, scope: Scope, opts: Options) -> cx::Cx {
-        cx::Cx::new(scope, opts, self.ports.clock.now(), self.owner.clone())
+        let owner = match &opts.message_id {
+            Some(id) => format!("{}/{id}", self.owner),
+            None => format!("{}/{}", self.owner, uuid::Uuid::new_v4()),
+        };
+        cx::Cx::new(scope, opts, self.ports.clock.now(), owner)
     }
 
     async fn flush(&self, cx: &cx::Cx) -> Result<(), SyncError> {

@@ -1263,3 +1263,66 @@ async fn a_ghl_task_the_dead_workers_create_made_is_linked_not_copied_back() {
     assert_eq!(links[0].ekyte_id.as_deref(), Some("1000761"));
     assert_eq!(links[0].state, LinkState::Linked);
 }
+
+#[tokio::test]
+async fn a_claim_of_another_message_in_this_process_is_waited_for_not_taken() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let t = task("Send proposal");
+    let ghl = ghl_reads(contact(), Arc::new(Mutex::new(vec![ghl_task("g9", t)])));
+    let ekyte_tasks: Arc<Mutex<Vec<EkyteTask>>> = Arc::default();
+    let mut ekyte = ekyte_reads("Ana Souza", ekyte_tasks.clone());
+    let store = ekyte_tasks.clone();
+    ekyte
+        .expect_create_task()
+        .times(1)
+        .returning(move |_, _, t| {
+            store.lock().unwrap().push(ekyte_task(31, t.clone()));
+            Ok(EkyteTaskId::new(31).unwrap())
+        });
+    let engine = w.engine(ghl, ekyte);
+    // Message 1, handled by this very process, holds the claim (its create is under way).
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Task,
+        LinkUpdate {
+            ghl_id: Some("g9".into()),
+            ekyte_id: None,
+            ghl_parent: Some(CONTACT.into()),
+            ekyte_parent: Some(WS.to_string()),
+            state: LinkState::Claimed,
+            base: BaseRecord::None,
+            ghl_fp: None,
+            ekyte_fp: None,
+        },
+    );
+    {
+        let mut rows = w.links.rows.lock().unwrap();
+        let claim = rows.last_mut().unwrap();
+        claim.claimed_by = Some(format!("{}/msg-1", engine.owner));
+        claim.claimed_at = Some(t0());
+    }
+    let opts = |id: &str| Options {
+        message_id: Some(id.into()),
+        ..Options::default()
+    };
+    // Message 2 for the same task, at the same time, in the same process: it waits.
+    let busy = engine
+        .ghl_event(w.scope(), &task_create_event("wh-2"), opts("msg-2"))
+        .await;
+    assert!(
+        matches!(busy, Err(crate::SyncError::Busy { .. })),
+        "{busy:?}"
+    );
+    // Message 1's retry retakes its own claim, looks first, and creates the task once.
+    engine
+        .ghl_event(w.scope(), &task_create_event("wh-1"), opts("msg-1"))
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Task, |l| l.ghl_id.as_deref() == Some("g9"))
+        .unwrap();
+    assert_eq!(link.state, LinkState::Linked);
+    assert_eq!(link.ekyte_id.as_deref(), Some("31"));
+}
