@@ -244,33 +244,27 @@ impl Engine {
             .await
             .map_err(SyncError::ekyte("poll"))?;
         let now = self.ports.clock.now();
+        let publish = |id: String, payload: Payload| {
+            let env = Envelope::new(id, scope.tenant.id.clone(), payload, now);
+            async move { self.ports.publisher.publish(&env).await }
+        };
         let mut published = 0;
         for change in &changes {
-            let env = Envelope::new(
+            publish(
                 format!("ekyte:{}:{}", now.timestamp_millis(), change.dedupe_key()),
-                scope.tenant.id.clone(),
                 Payload::EkyteChange(change.clone()),
-                now,
-            );
-            self.ports
-                .publisher
-                .publish(&env)
-                .await
-                .map_err(SyncError::Queue)?;
+            )
+            .await
+            .map_err(SyncError::Queue)?;
             published += 1;
         }
         if more {
-            let env = Envelope::new(
+            publish(
                 format!("poll:{}:{}:more", scope.tenant.id, now.timestamp_millis()),
-                scope.tenant.id.clone(),
                 Payload::EkytePoll,
-                now,
-            );
-            self.ports
-                .publisher
-                .publish(&env)
-                .await
-                .map_err(SyncError::Queue)?;
+            )
+            .await
+            .map_err(SyncError::Queue)?;
         }
         Ok(PollSummary {
             changes: changes.len(),

@@ -43,6 +43,14 @@ impl FakeLinks {
         self.all().into_iter().find(|l| l.kind == kind && pred(l))
     }
 
+    /// The last seeded link is a claim `owner` has held since `at`.
+    fn hold_last(&self, owner: &str, at: DateTime<Utc>) {
+        let mut rows = self.rows.lock().unwrap();
+        let claim = rows.last_mut().unwrap();
+        claim.claimed_by = Some(owner.to_owned());
+        claim.claimed_at = Some(at);
+    }
+
     fn seed(&self, tenant: &TenantId, kind: EntityKind, u: LinkUpdate) {
         let mut rows = self.rows.lock().unwrap();
         let id = rows.len() as i64 + 1;
@@ -708,22 +716,27 @@ fn task_create_event(id: &str) -> GhlEvent {
     }
 }
 
-#[tokio::test]
-async fn a_task_create_twice_makes_one_ekyte_task() {
-    let w = World::new();
-    w.linked_contact(&contact());
+/// GHL serves the task `g9` ("Send proposal"); eKyte must create it exactly once (as 31).
+fn a_ghl_task_g9_ekyte_creates_once() -> (MockGhlApi, MockEkyteApi) {
     let t = task("Send proposal");
     let ghl = ghl_reads(contact(), Arc::new(Mutex::new(vec![ghl_task("g9", t)])));
     let ekyte_tasks: Arc<Mutex<Vec<EkyteTask>>> = Arc::default();
     let mut ekyte = ekyte_reads("Ana Souza", ekyte_tasks.clone());
-    let store = ekyte_tasks.clone();
     ekyte
         .expect_create_task()
         .times(1)
         .returning(move |_, _, t| {
-            store.lock().unwrap().push(ekyte_task(31, t.clone()));
+            ekyte_tasks.lock().unwrap().push(ekyte_task(31, t.clone()));
             Ok(EkyteTaskId::new(31).unwrap())
         });
+    (ghl, ekyte)
+}
+
+#[tokio::test]
+async fn a_task_create_twice_makes_one_ekyte_task() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let (ghl, ekyte) = a_ghl_task_g9_ekyte_creates_once();
     let engine = Arc::new(w.engine(ghl, ekyte));
     // Twice at once (two workers), then once more (a redelivery).
     let (e1, e2) = (task_create_event("wh-1"), task_create_event("wh-2"));
@@ -1000,11 +1013,8 @@ fn world_with_a_dead_claim() -> World {
         EntityKind::Note,
         link("n1", None, Some(CONTACT), LinkState::Claimed),
     );
-    let mut rows = w.links.rows.lock().unwrap();
-    let claim = rows.last_mut().unwrap();
-    claim.claimed_by = Some("worker-dead".into());
-    claim.claimed_at = Some(t0() - chrono::Duration::hours(1));
-    drop(rows);
+    w.links
+        .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
     w
 }
 
@@ -1194,11 +1204,8 @@ fn world_with_a_dead_ekyte_claim() -> World {
             ekyte_fp: None,
         },
     );
-    let mut rows = w.links.rows.lock().unwrap();
-    let claim = rows.last_mut().unwrap();
-    claim.claimed_by = Some("worker-dead".into());
-    claim.claimed_at = Some(t0() - chrono::Duration::hours(1));
-    drop(rows);
+    w.links
+        .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
     w
 }
 
@@ -1268,18 +1275,7 @@ async fn a_ghl_task_the_dead_workers_create_made_is_linked_not_copied_back() {
 async fn a_claim_of_another_message_in_this_process_is_waited_for_not_taken() {
     let w = World::new();
     w.linked_contact(&contact());
-    let t = task("Send proposal");
-    let ghl = ghl_reads(contact(), Arc::new(Mutex::new(vec![ghl_task("g9", t)])));
-    let ekyte_tasks: Arc<Mutex<Vec<EkyteTask>>> = Arc::default();
-    let mut ekyte = ekyte_reads("Ana Souza", ekyte_tasks.clone());
-    let store = ekyte_tasks.clone();
-    ekyte
-        .expect_create_task()
-        .times(1)
-        .returning(move |_, _, t| {
-            store.lock().unwrap().push(ekyte_task(31, t.clone()));
-            Ok(EkyteTaskId::new(31).unwrap())
-        });
+    let (ghl, ekyte) = a_ghl_task_g9_ekyte_creates_once();
     let engine = w.engine(ghl, ekyte);
     // Message 1, handled by this very process, holds the claim (its create is under way).
     w.links.seed(
@@ -1296,12 +1292,7 @@ async fn a_claim_of_another_message_in_this_process_is_waited_for_not_taken() {
             ekyte_fp: None,
         },
     );
-    {
-        let mut rows = w.links.rows.lock().unwrap();
-        let claim = rows.last_mut().unwrap();
-        claim.claimed_by = Some(format!("{}/msg-1", engine.owner));
-        claim.claimed_at = Some(t0());
-    }
+    w.links.hold_last(&format!("{}/msg-1", engine.owner), t0());
     let opts = |id: &str| Options {
         message_id: Some(id.into()),
         ..Options::default()
