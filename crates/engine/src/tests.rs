@@ -1053,6 +1053,18 @@ fn board_note(id: u64, title: &str) -> ports::ekyte::BoardNote {
     }
 }
 
+/// Handle the `NoteCreate` of `n1` and return its link afterwards.
+async fn handle_note_n1(w: &World, ghl: MockGhlApi, ekyte: MockEkyteApi) -> Link {
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .ghl_event(w.scope(), &note_create_event("n1"), Options::default())
+        .await
+        .unwrap();
+    w.links
+        .find(EntityKind::Note, |l| l.ghl_id.as_deref() == Some("n1"))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_note_whose_create_outcome_was_lost_is_found_not_written_twice() {
     let w = world_with_a_dead_claim();
@@ -1066,15 +1078,7 @@ async fn a_note_whose_create_outcome_was_lost_is_found_not_written_twice() {
     });
     ekyte.expect_create_note().times(0);
     ekyte.expect_update_note().returning(|_, _, _| Ok(()));
-    let engine = w.engine(ghl, ekyte);
-    engine
-        .ghl_event(w.scope(), &note_create_event("n1"), Options::default())
-        .await
-        .unwrap();
-    let link = w
-        .links
-        .find(EntityKind::Note, |l| l.ghl_id.as_deref() == Some("n1"))
-        .unwrap();
+    let link = handle_note_n1(&w, ghl, ekyte).await;
     assert_eq!(link.state, LinkState::Linked);
     assert_eq!(link.ekyte_id.as_deref(), Some("501"));
 }
@@ -1107,15 +1111,7 @@ async fn a_same_titled_note_linked_to_another_is_not_taken_over() {
         .times(1)
         .returning(|_, _, _| Ok(domain::EkyteNoteId::new(502).unwrap()));
     ekyte.expect_update_note().returning(|_, _, _| Ok(()));
-    let engine = w.engine(ghl, ekyte);
-    engine
-        .ghl_event(w.scope(), &note_create_event("n1"), Options::default())
-        .await
-        .unwrap();
-    let link = w
-        .links
-        .find(EntityKind::Note, |l| l.ghl_id.as_deref() == Some("n1"))
-        .unwrap();
+    let link = handle_note_n1(&w, ghl, ekyte).await;
     assert_eq!(link.ekyte_id.as_deref(), Some("502"));
 }
 
