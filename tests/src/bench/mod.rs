@@ -9,6 +9,7 @@ pub mod calls;
 pub mod events;
 pub mod ingress;
 pub mod machine;
+pub mod rate;
 pub mod rig;
 pub mod worker;
 

@@ -8,6 +8,7 @@
 //! cargo run --release -p e2e --bin bench -- worker   [--contacts 10000] [--queue memory|amqp] [--prefetch 8]
 //! cargo run --release -p e2e --bin bench -- ingress  [--requests 20000] [--concurrency 32]
 //! cargo run --release -p e2e --bin bench -- events   [--contacts 1000] [--edits 1000] [--rate-max 100] [--rate-interval-ms 100]
+//! cargo run --release -p e2e --bin bench -- rate     [--calls 1000] [--tasks 32] [--rounds 5] [--rate-max 100] [--rate-interval-ms 100]
 //! ```
 //!
 //! RabbitMQ runs use 127.0.0.1:5672 (`GES_QUEUE__URL` overrides), a queue prefix of their own
@@ -22,11 +23,12 @@ use e2e::bench::backfill::BackfillArgs;
 use e2e::bench::calls::CallsArgs;
 use e2e::bench::events::EventsArgs;
 use e2e::bench::ingress::IngressArgs;
+use e2e::bench::rate::RateArgs;
 use e2e::bench::rig::QueueKind;
 use e2e::bench::worker::WorkerArgs;
 use e2e::bench::{Data, RateLimit};
 
-const USAGE: &str = "usage: bench <backfill|calls|worker|ingress|events> [--option value …] (see the module docs, or docs/performance.md)";
+const USAGE: &str = "usage: bench <backfill|calls|worker|ingress|events|rate> [--option value …] (see the module docs, or docs/performance.md)";
 
 /// `--name value` and `--flag` options.
 struct Options {
@@ -173,6 +175,16 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
             };
             o.finish()?;
             e2e::bench::events::run(&args).await
+        }
+        "rate" => {
+            let args = RateArgs {
+                rate: o.rate(100, 100)?,
+                calls: o.num("calls", 1_000)?,
+                tasks: o.num("tasks", 32)?,
+                rounds: o.num("rounds", 5)?,
+            };
+            o.finish()?;
+            e2e::bench::rate::run(&args).await
         }
         e2e::bench::worker::CHILD => {
             o.finish()?;

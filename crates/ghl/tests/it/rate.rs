@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domain::GhlContactId;
 use ghl::GhlAdapter;
@@ -32,15 +32,9 @@ fn compressed() -> SandboxConfig {
     }
 }
 
-/// Run `CALLS` reads from `tasks` tasks spread over `adapters`; returns the elapsed time.
-async fn hammer(
-    adapters: &[GhlAdapter],
-    scope: &Scope,
-    contact: &GhlContactId,
-    tasks: usize,
-) -> Duration {
+/// Run `CALLS` reads from `tasks` tasks spread over `adapters`, as fast as the budget lets.
+async fn hammer(adapters: &[GhlAdapter], scope: &Scope, contact: &GhlContactId, tasks: usize) {
     let left = Arc::new(AtomicUsize::new(CALLS));
-    let started = Instant::now();
     let mut handles = Vec::new();
     for i in 0..tasks {
         let adapter = adapters[i % adapters.len()].clone();
@@ -63,31 +57,6 @@ async fn hammer(
     for h in handles {
         h.await.unwrap();
     }
-    started.elapsed()
-}
-
-/// How much of the limit a run used.
-///
-/// Under a sliding window the first `MAX` calls are free and each further `MAX` needs a whole
-/// interval, so `CALLS` calls cannot finish before `(CALLS - MAX) / MAX` intervals. A debug
-/// build on a busy machine may not even reach 1,000 requests per second without any limit,
-/// so the floor is also never below what the same machine needs with the limit out of reach
-/// (`capacity`, measured just before). The share is `floor / elapsed`.
-fn report(label: &str, elapsed: Duration, capacity: Duration) -> f64 {
-    let by_limit =
-        Duration::from_millis((CALLS as u64 - u64::from(MAX)) * INTERVAL_MS / u64::from(MAX));
-    let floor = by_limit.max(capacity);
-    let share = floor.as_secs_f64() / elapsed.as_secs_f64();
-    println!(
-        "{label}: {CALLS} calls in {elapsed:?} = {:.0} req/s overall, {:.0} req/s after the first \
-         burst (limit 1000 req/s; this machine does {:.0} req/s with no limit) → {:.1}% of what \
-         the limit allows",
-        CALLS as f64 / elapsed.as_secs_f64(),
-        (CALLS - MAX as usize) as f64 / elapsed.as_secs_f64(),
-        CALLS as f64 / capacity.as_secs_f64(),
-        share * 100.0
-    );
-    share
 }
 
 async fn seeded(w: &World) -> GhlContactId {
@@ -102,67 +71,38 @@ async fn seeded(w: &World) -> GhlContactId {
     GhlContactId::parse(id).unwrap()
 }
 
-/// The same run with the simulator's limit out of reach, on a fresh adapter.
-async fn unlimited_run(w: &World, contact: &GhlContactId) -> Duration {
-    w.ghl.reset_rate_limits();
-    w.ghl.set_rate_limits(RateLimitConfig {
-        max: 1_000_000,
-        interval_ms: INTERVAL_MS,
-        ..RateLimitConfig::default()
-    });
-    let free = w.replica(|c| c);
-    let elapsed = hammer(std::slice::from_ref(&free), &w.scope(), contact, 32).await;
-    w.ghl.set_rate_limits(compressed().rate_limit);
-    w.ghl.reset_rate_limits();
-    w.ghl.counters().reset();
-    elapsed
-}
-
+/// How much of the limit the budget uses is a figure, not a pass mark: the `rate` benchmark
+/// measures it (`cargo run --release -p e2e --bin bench -- rate`, docs/performance.md), and
+/// `budget::tests::alone_we_use_the_whole_window` pins the rule on a paused clock. Here the
+/// real headers of the simulator must teach the budget the compressed window, and a lone
+/// process at full pace must not earn a single 429.
 #[tokio::test(flavor = "multi_thread")]
-async fn one_process_uses_the_limit_without_a_single_429() {
+async fn one_process_stays_inside_the_limit_it_learned() {
     let _alone = whole_machine().await;
     let w = World::start_alone(compressed()).await;
     let contact = seeded(&w).await;
-    // A shared build machine is noisy: the share must reach 90% in one of five rounds, and
-    // no round may earn a single 429.
-    let mut best = 0.0_f64;
-    for round in 1..=5 {
-        let before = unlimited_run(&w, &contact).await;
-        let adapter = w.replica(|c| c);
-        let elapsed = hammer(std::slice::from_ref(&adapter), &w.scope(), &contact, 32).await;
-        let counters = w.ghl.counter_snapshot();
-        assert_eq!(
-            counters.route_total("GET", "/contacts/{contactId}"),
-            CALLS as u64
-        );
-        assert_eq!(counters.status_total(429), 0, "{:?}", counters.events);
-        assert_eq!(counters.event("rate_limited_earned"), 0);
-        let b = &adapter.budgets().for_resource(LOCATION)[0];
-        assert_eq!(
-            b.interval,
-            Duration::from_millis(INTERVAL_MS),
-            "learned from the headers"
-        );
-        assert_eq!(b.throttled, 0);
-        assert_eq!(
-            b.others_seen, 0,
-            "alone, our own requests explain every count"
-        );
-        // The machine's pace may change while the round runs: bracket it.
-        let capacity = before.max(unlimited_run(&w, &contact).await);
-        best = best.max(report(
-            &format!("one replica, round {round}"),
-            elapsed,
-            capacity,
-        ));
-        if best >= 0.9 {
-            break;
-        }
-    }
-    assert!(
-        best >= 0.9,
-        "only {:.1}% of the limit was used",
-        best * 100.0
+    w.ghl.counters().reset();
+    let adapter = w.replica(|c| c);
+    hammer(std::slice::from_ref(&adapter), &w.scope(), &contact, 32).await;
+    let counters = w.ghl.counter_snapshot();
+    assert_eq!(
+        counters.route_total("GET", "/contacts/{contactId}"),
+        CALLS as u64
+    );
+    assert_eq!(counters.status_total(429), 0, "{:?}", counters.events);
+    assert_eq!(counters.event("rate_limited_earned"), 0);
+    let b = &adapter.budgets().for_resource(LOCATION)[0];
+    assert_eq!(
+        b.interval,
+        Duration::from_millis(INTERVAL_MS),
+        "learned from the headers"
+    );
+    assert_eq!(b.max, MAX, "learned from the headers");
+    assert_eq!(b.granted, CALLS as u64);
+    assert_eq!(b.throttled, 0);
+    assert_eq!(
+        b.others_seen, 0,
+        "alone, our own requests explain every count"
     );
 }
 
@@ -171,9 +111,9 @@ async fn two_replicas_sharing_a_location_stay_inside_the_limit() {
     let _alone = whole_machine().await;
     let w = World::start_alone(compressed()).await;
     let contact = seeded(&w).await;
-    let capacity = unlimited_run(&w, &contact).await;
+    w.ghl.counters().reset();
     let second = w.replica(|c| c);
-    let elapsed = hammer(
+    hammer(
         &[w.adapter.clone(), second.clone()],
         &w.scope(),
         &contact,
@@ -186,7 +126,6 @@ async fn two_replicas_sharing_a_location_stay_inside_the_limit() {
         CALLS as u64
     );
     assert_eq!(counters.status_total(429), 0, "{:?}", counters.events);
-    report("two replicas", elapsed, capacity);
     for a in [&w.adapter, &second] {
         let b = &a.budgets().for_resource(LOCATION)[0];
         assert_eq!(b.throttled, 0);
