@@ -11,6 +11,8 @@
 //! cargo run --release -p e2e --bin bench -- rate     [--calls 1000] [--tasks 32] [--rounds 5] [--rate-max 100] [--rate-interval-ms 100]
 //! ```
 //!
+//! With `RUST_LOG` set (e.g. `RUST_LOG=warn`), the service's log lines go to stderr.
+//!
 //! RabbitMQ runs use 127.0.0.1:5672 (`GES_QUEUE__URL` overrides), a queue prefix of their own
 //! (`ges-bench-…`), and delete their queues at the end.
 
@@ -200,6 +202,13 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    // The service's own log lines, on stderr, only when asked for (they cost time).
+    if std::env::var_os("RUST_LOG").is_some() {
+        app::telemetry::init(&app::config::TelemetryConfig {
+            format: app::config::LogFormat::Auto,
+            level: "warn".to_owned(),
+        });
+    }
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
         let options = Options::parse(&args[1..])?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
