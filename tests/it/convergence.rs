@@ -359,3 +359,65 @@ async fn both_sides_converge_and_stay_put() {
     );
     r.shutdown.cancel();
 }
+
+/// A contact deleted in GHL while its webhook was lost: the search of the next full sync no
+/// longer returns it, so the sync finds it through its link, re-reads it (404), and
+/// deactivates its workspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_sync_catches_a_deletion_whose_webhook_was_lost() {
+    let spec = WorldSpec {
+        contacts: 6,
+        businesses: 0,
+        ..spec()
+    };
+    let r = start(&spec).await;
+    // The eKyte company's own workspace becomes a GHL contact through the poll.
+    r.job(Job::Full).await;
+    r.job(Job::Poll).await;
+    let v = verify(&r.world).unwrap();
+    assert!(v.converged, "after the full sync: {:#?}", v.problems);
+
+    let gone = r.world.contacts[0].clone();
+    r.world.ghl.set_webhook_target(None);
+    r.world.ghl.act_delete_contact(&gone).unwrap();
+    assert!(
+        r.world.ghl.counter_snapshot().event("webhooks_unrouted") >= 1,
+        "the deletion's webhook was not lost"
+    );
+    let v = verify(&r.world).unwrap();
+    assert!(!v.converged, "the lost deletion left nothing to catch");
+
+    let tenant = domain::TenantId::parse("sim").unwrap();
+    let scope = r.app.engine.scope(&tenant, Priority::Bulk).await.unwrap();
+    let report = r
+        .app
+        .engine
+        .sweep(&scope, SyncMode::Full, false, &engine::Quiet)
+        .await
+        .unwrap();
+    r.quiet().await;
+    assert_eq!(report.unseen_linked, 1, "{report:?}");
+    let v = verify(&r.world).unwrap();
+    assert!(v.converged, "after the second full sync: {:#?}", v.problems);
+    let link = ports::store::LinkStore::by_ghl(
+        r.app.store.as_ref(),
+        &tenant,
+        domain::EntityKind::Contact,
+        &gone,
+    )
+    .await
+    .unwrap()
+    .expect("the deleted contact's link");
+    assert_eq!(link.state, ports::store::LinkState::Deleted, "{link:?}");
+
+    // The next full sync has nothing left to catch.
+    let again = r
+        .app
+        .engine
+        .sweep(&scope, SyncMode::Full, false, &engine::Quiet)
+        .await
+        .unwrap();
+    r.quiet().await;
+    assert_eq!(again.unseen_linked, 0, "{again:?}");
+    r.shutdown.cancel();
+}

@@ -8,6 +8,10 @@
 //! - Full: every selected contact, and also what the contact's fingerprint cannot show:
 //!   tasks through the location-wide task search (many contacts per call) and notes per
 //!   contact, compared with their links. Dropped webhooks are caught here.
+//! - Full, run from its first page to its last in one go: linked contacts the search no longer
+//!   returns (deleted in GHL, or no longer selected, while the webhook was lost) get a sync too,
+//!   which re-reads the contact and settles its link. A resumed run cannot tell which contacts
+//!   its earlier attempt saw, so it leaves this to the next full sync.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,6 +27,8 @@ use crate::error::SyncError;
 /// How many contacts one task search covers, and the page size of its results.
 const TASK_SEARCH_CONTACTS: usize = 50;
 const TASK_SEARCH_LIMIT: u32 = 100;
+/// Links read per store call when looking for linked contacts a full sync did not see.
+const LINK_PAGE: u32 = 500;
 
 /// Progress of a sweep, for a progress bar.
 pub trait Progress: Send + Sync {
@@ -46,6 +52,8 @@ pub struct SweepReport {
     pub enqueued: u64,
     pub unchanged: u64,
     pub not_selected: u64,
+    /// Linked contacts the search did not return (enqueued, and counted in `enqueued`).
+    pub unseen_linked: u64,
     pub api_calls: u64,
     pub resumed: bool,
 }
@@ -111,6 +119,9 @@ impl Engine {
         };
         let ctx = tenant.settings.normalise_ctx();
         let bulk = scope.bulk();
+        // Every contact the search returned, when this run sees them all.
+        let mut seen_ids: Option<HashSet<GhlContactId>> =
+            (mode == SyncMode::Full && !resumed).then(HashSet::new);
         let result: Result<(), SyncError> = async {
             loop {
                 let page = self
@@ -133,6 +144,9 @@ impl Engine {
                 let mut candidates: Vec<(GhlContact, bool)> = Vec::new();
                 for c in page.contacts {
                     counts.seen += 1;
+                    if let Some(seen) = seen_ids.as_mut() {
+                        seen.insert(c.id.clone());
+                    }
                     let normalised = c.contact.normalised(&ctx);
                     if !tenant.settings.selector.matches(&normalised) {
                         report.not_selected += 1;
@@ -178,20 +192,18 @@ impl Engine {
                         continue;
                     }
                     counts.enqueued += 1;
-                    let env = Envelope::new(
-                        format!("sync:{}:{}", run.id, c.id),
-                        tenant.id.clone(),
-                        Payload::SyncContact {
-                            contact: c.id.clone(),
-                            dry_run,
-                        },
-                        self.ports.clock.now(),
-                    );
-                    self.ports
-                        .publisher
-                        .publish(&env)
-                        .await
-                        .map_err(SyncError::Queue)?;
+                    self.enqueue_sync(scope, format!("sync:{}:{}", run.id, c.id), &c.id, dry_run)
+                        .await?;
+                }
+                if page.next.is_none()
+                    && let Some(seen) = &seen_ids
+                {
+                    for id in self.unseen_linked(scope, seen).await? {
+                        counts.enqueued += 1;
+                        report.unseen_linked += 1;
+                        self.enqueue_sync(scope, format!("unseen:{}:{id}", run.id), &id, dry_run)
+                            .await?;
+                    }
                 }
                 cursor = page.next;
                 self.ports
@@ -229,6 +241,68 @@ impl Engine {
         report.enqueued = counts.enqueued;
         report.api_calls = counts.api_calls;
         Ok(report)
+    }
+
+    async fn enqueue_sync(
+        &self,
+        scope: &Scope,
+        message_id: String,
+        contact: &GhlContactId,
+        dry_run: bool,
+    ) -> Result<(), SyncError> {
+        let env = Envelope::new(
+            message_id,
+            scope.tenant.id.clone(),
+            Payload::SyncContact {
+                contact: contact.clone(),
+                dry_run,
+            },
+            self.ports.clock.now(),
+        );
+        self.ports
+            .publisher
+            .publish(&env)
+            .await
+            .map_err(SyncError::Queue)
+    }
+
+    /// Contacts linked to a workspace that are not in `seen`.
+    async fn unseen_linked(
+        &self,
+        scope: &Scope,
+        seen: &HashSet<GhlContactId>,
+    ) -> Result<Vec<GhlContactId>, SyncError> {
+        let mut unseen = Vec::new();
+        let mut after = 0;
+        loop {
+            let links = self
+                .ports
+                .links
+                .list(&scope.tenant.id, EntityKind::Contact, after, LINK_PAGE)
+                .await
+                .map_err(SyncError::store("list contact links"))?;
+            let n = links.len();
+            for l in links {
+                after = after.max(l.id);
+                if l.state != LinkState::Linked {
+                    continue;
+                }
+                let Some(id) = l.ghl_id.as_deref() else {
+                    continue;
+                };
+                match GhlContactId::parse(id) {
+                    Ok(id) if !seen.contains(&id) => unseen.push(id),
+                    Ok(_) => {}
+                    // Ids are checked before a link is written: only a damaged row gets here.
+                    Err(e) => {
+                        tracing::warn!(link = l.id, error = %e, "contact link with a bad GHL id left alone")
+                    }
+                }
+            }
+            if n < LINK_PAGE as usize {
+                return Ok(unseen);
+            }
+        }
     }
 
     /// Of these (unchanged) contacts, the ones whose tasks or notes changed in GHL.
