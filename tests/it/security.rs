@@ -1632,6 +1632,60 @@ async fn secrets_stay_out_of_logs_and_database(backend: TestBackend) {
         .unwrap();
     assert!(exit.success(), "the worker exited {exit}:\n{}", log_text());
 
+    // A key rotation finished with `credentials reseal`: the new key as current, the old one
+    // as an old key; afterwards the new key alone reads every credential.
+    let new_key = random_key_base64();
+    planted
+        .add("new crypto.key (as configured)", &new_key)
+        .add("new crypto.key (raw bytes)", B64.decode(&new_key).unwrap());
+    let with_keys = |keys: &[(&'static str, String)]| {
+        let mut e: Vec<(&str, String)> = env
+            .iter()
+            .filter(|(k, _)| *k != "GES_CRYPTO__KEY")
+            .cloned()
+            .collect();
+        e.extend(keys.iter().cloned());
+        e
+    };
+    let rotating = with_keys(&[
+        ("GES_CRYPTO__KEY", new_key.clone()),
+        ("GES_CRYPTO__KEY_ID", "k2".into()),
+        ("GES_CRYPTO__OLD_KEYS__K1", crypto_key.clone()),
+    ]);
+    let reseal = run_binary(&rotating, &["credentials", "reseal"]).await;
+    reseal.assert_ok();
+    assert!(
+        reseal
+            .text()
+            .contains("2 credential(s) re-sealed under k2, 0 already under it"),
+        "{}",
+        reseal.text()
+    );
+    runs.push(reseal);
+    let rotated = with_keys(&[
+        ("GES_CRYPTO__KEY", new_key.clone()),
+        ("GES_CRYPTO__KEY_ID", "k2".into()),
+    ]);
+    let again = run_binary(&rotated, &["credentials", "reseal", "--json"]).await;
+    again.assert_ok();
+    assert!(
+        again.text().contains("\"already_current\": 2"),
+        "{}",
+        again.text()
+    );
+    runs.push(again);
+    let one = run_binary(&rotated, &["sync", "contact", &contact, "--tenant", tenant]).await;
+    one.assert_ok();
+    runs.push(one);
+    // The old key alone no longer opens them.
+    let stale = run_binary(&env, &["sync", "contact", &contact, "--tenant", tenant]).await;
+    assert!(
+        !stale.status.success() && stale.text().contains("k2"),
+        "the old key alone still read the re-sealed credentials:\n{}",
+        stale.text()
+    );
+    runs.push(stale);
+
     // The credentials were really used: GHL answered the planted token, eKyte's automation
     // API the planted key, and its MCP endpoint the planted token.
     let ekyte_calls = world.ekyte.counters().snapshot();

@@ -65,6 +65,9 @@ pub enum Command {
     /// Add and list tenants (one GHL location ↔ one eKyte company).
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Stored credentials: re-seal them under the current encryption key after a rotation.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
     /// GHL OAuth: the installation link, or a manual code exchange.
     #[command(subcommand)]
     Oauth(OauthCommand),
@@ -224,6 +227,14 @@ pub enum OauthCommand {
         #[arg(long, env = "GES_OAUTH_CODE", hide_env_values = true)]
         code: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Re-seal every stored credential under `crypto.key` (id `crypto.key_id`), so the keys
+    /// in `crypto.old_keys` can be removed. Safe while workers run and safe to repeat; exits
+    /// non-zero while any row is still sealed under another key.
+    Reseal(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]
@@ -428,6 +439,7 @@ async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> 
         }
         Command::Dlq(cmd) => dlq(config, cmd).await,
         Command::Tenants(cmd) => tenants(config, cmd).await,
+        Command::Credentials(cmd) => credentials(config, cmd).await,
         Command::Oauth(cmd) => oauth(config, cmd).await,
         Command::Status(f) => status(config, f.json).await,
         Command::Sandbox(args) => crate::demo::sandbox(args).await,
@@ -682,6 +694,55 @@ fn read_settings(path: &std::path::Path) -> anyhow::Result<TenantSettings> {
         .validate()
         .with_context(|| format!("{}", path.display()))?;
     Ok(settings)
+}
+
+async fn credentials(config: Config, cmd: CredentialsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CredentialsCommand::Reseal(f) => {
+            let ring = wiring::keyring(&config, false)?;
+            let store = wiring::connect_store(&config, ring).await?;
+            store
+                .ensure_schema_current()
+                .await
+                .context("the database schema is not current: run `ghl-ekyte-sync migrate`")?;
+            let report = store.reseal_credentials().await.context(
+                "re-sealing the credentials (a key the keyring lacks goes in crypto.old_keys)",
+            )?;
+            let others: Vec<String> = report
+                .by_key
+                .iter()
+                .filter(|(k, _)| **k != report.current_key)
+                .map(|(k, n)| format!("{n} under {k}"))
+                .collect();
+            if f.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{} credential(s) re-sealed under {}, {} already under it, {} rewritten by another process meanwhile",
+                    report.resealed,
+                    report.current_key,
+                    report.already_current,
+                    report.changed_meanwhile
+                );
+            }
+            if others.is_empty() {
+                if !f.json {
+                    println!(
+                        "every credential is sealed under {}: crypto.old_keys can be removed",
+                        report.current_key
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "still sealed under another key: {} (a process with an older crypto.key wrote them); run again once every process uses {}",
+                    others.join(", "),
+                    report.current_key
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
 }
 
 async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {

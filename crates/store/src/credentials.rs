@@ -414,3 +414,81 @@ impl CredentialStore for Store {
         }
     }
 }
+
+/// What [`Store::reseal_credentials`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ResealReport {
+    /// The key every credential is sealed under afterwards, unless a row below says otherwise.
+    pub current_key: String,
+    /// Rows re-sealed under the current key.
+    pub resealed: u64,
+    /// Rows already under the current key.
+    pub already_current: u64,
+    /// Rows another writer (a token refresh, `tenants add`) replaced while this ran; that
+    /// writer sealed them under its own current key.
+    pub changed_meanwhile: u64,
+    /// Rows per key id after the run.
+    pub by_key: std::collections::BTreeMap<String, u64>,
+}
+
+impl Store {
+    /// Re-seal every stored credential under the keyring's current key, so that old keys
+    /// (`crypto.old_keys`) can be dropped after a rotation without re-adding any tenant.
+    ///
+    /// The secret, its expiry and the row's version stay as they are: a token refresh running
+    /// at the same time (in this or another process) still writes its new tokens, because its
+    /// version check still holds. A row is only rewritten while its key and nonce are the ones
+    /// read; one that changed meanwhile is counted and left to its writer.
+    ///
+    /// Errors: `Crypto` when a row is sealed under a key the keyring does not hold (it names
+    /// the key: add it to `crypto.old_keys` and run again); `Unavailable` when the database is
+    /// unreachable. Rows re-sealed before an error stay re-sealed; running again is safe.
+    pub async fn reseal_credentials(&self) -> Result<ResealReport, StoreError> {
+        let current = self.keyring().current_id().to_owned();
+        let rows = Entity::find()
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read credentials", e))?;
+        let mut report = ResealReport {
+            current_key: current.clone(),
+            ..ResealReport::default()
+        };
+        for row in rows {
+            if row.key_id == current {
+                report.already_current += 1;
+                continue;
+            }
+            let (tenant_id, provider) = (row.tenant_id.clone(), row.provider.clone());
+            let (old_key, old_nonce, version) =
+                (row.key_id.clone(), row.nonce.clone(), row.version);
+            let credential = self.decode(row)?;
+            let sealed = self.seal(&credential.tenant, credential.provider, &credential.secret)?;
+            let res = Entity::update_many()
+                .col_expr(Column::KeyId, Expr::value(sealed.key_id))
+                .col_expr(Column::Nonce, Expr::value(sealed.nonce))
+                .col_expr(Column::Ciphertext, Expr::value(sealed.ciphertext))
+                .filter(Column::TenantId.eq(tenant_id.as_str()))
+                .filter(Column::Provider.eq(provider.as_str()))
+                .filter(Column::Version.eq(version))
+                .filter(Column::KeyId.eq(old_key.as_str()))
+                .filter(Column::Nonce.eq(old_nonce))
+                .exec(self.db())
+                .await
+                .map_err(|e| db_err("re-seal credentials", e))?;
+            if res.rows_affected == 1 {
+                report.resealed += 1;
+                tracing::info!(tenant = %tenant_id, provider = %provider, from = %old_key, to = %current, "credentials re-sealed");
+            } else {
+                report.changed_meanwhile += 1;
+            }
+        }
+        for row in Entity::find()
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read credentials", e))?
+        {
+            *report.by_key.entry(row.key_id).or_default() += 1;
+        }
+        Ok(report)
+    }
+}

@@ -122,8 +122,8 @@ fn validate_id(id: String) -> Result<String, KeyError> {
 /// before a rotation).
 ///
 /// Rotation: add the new key as current and list the old one as previous; rows are re-sealed
-/// under the new key as they are written (every token refresh writes), after which the old key
-/// can be dropped.
+/// under the new key as they are written (every token refresh writes) or all at once by
+/// `Store::reseal_credentials`, after which the old key can be dropped.
 pub struct Keyring {
     current: DataKey,
     previous: Vec<DataKey>,

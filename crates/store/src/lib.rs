@@ -53,6 +53,7 @@ use ports::StoreError;
 use ports::store::StoreHealth;
 
 pub use config::{StoreOptions, redact_url};
+pub use credentials::ResealReport;
 pub use crypto::{DataKey, KeyError, Keyring};
 pub use migration::{MigrationReport, MigrationState};
 

@@ -21,6 +21,8 @@ on_both!(
     tokens_are_not_stored_in_clear,
     another_key_fails_with_crypto,
     rotated_keys_read_old_rows_and_write_new_ones,
+    reseal_moves_every_row_to_the_current_key,
+    reseal_names_a_key_the_keyring_lacks,
     eight_refreshers_refresh_once,
     refresh_only_when_still_due_and_failures_change_nothing,
 );
@@ -287,6 +289,111 @@ async fn rotated_keys_read_old_rows_and_write_new_ones(b: TestBackend) {
         old.get(&tid("acme"), Provider::Ghl).await,
         Err(StoreError::Crypto { .. })
     ));
+}
+
+fn ekyte_key(key: &str) -> NewCredential {
+    NewCredential {
+        secret: CredentialSecret::Ekyte {
+            api_key: s(key),
+            mcp_token: Some(s("mcp-old")),
+        },
+        expires_at: None,
+    }
+}
+
+async fn key_ids(db: &TestDb) -> Vec<String> {
+    let conn = raw(db).await;
+    conn.query_all_raw(Statement::from_string(
+        conn.get_database_backend(),
+        "SELECT key_id FROM credentials ORDER BY tenant_id, provider",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.try_get::<String>("", "key_id").unwrap())
+    .collect()
+}
+
+async fn reseal_moves_every_row_to_the_current_key(b: TestBackend) {
+    let (db, _) = with_tenants(b).await;
+    let (old_ring, old_b64) = keyring("k1");
+    let old = db.store_with(old_ring).await.unwrap();
+    let ghl = old
+        .put(&tid("acme"), Provider::Ghl, &oauth("at-old", "rt-old"))
+        .await
+        .unwrap();
+    old.put(&tid("acme"), Provider::Ekyte, &ekyte_key("api-old"))
+        .await
+        .unwrap();
+
+    let new_key = DataKey::generate("k2").unwrap();
+    let new_b64 = new_key.to_base64();
+    let spec = format!(
+        "k2:{},k1:{}",
+        new_b64.expose_secret(),
+        old_b64.expose_secret()
+    );
+    let rotated = db
+        .store_with(Keyring::parse(&SecretString::from(spec)).unwrap())
+        .await
+        .unwrap();
+    let report = rotated.reseal_credentials().await.unwrap();
+    assert_eq!(
+        (
+            report.resealed,
+            report.already_current,
+            report.changed_meanwhile
+        ),
+        (2, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.by_key.get("k2"), Some(&2), "{report:?}");
+    assert_eq!(key_ids(&db).await, ["k2", "k2"]);
+
+    // The new key alone reads both, with the same secrets and the same version (so a token
+    // refresh that read the row before the re-seal still writes).
+    let only_new = db
+        .store_with(Keyring::new(DataKey::from_base64("k2", &new_b64).unwrap()))
+        .await
+        .unwrap();
+    let read = only_new.get(&tid("acme"), Provider::Ghl).await.unwrap();
+    assert_eq!(access_token(&read), "at-old");
+    assert_eq!(read.version, ghl.version);
+    assert_eq!(read.expires_at, ghl.expires_at);
+    match only_new
+        .get(&tid("acme"), Provider::Ekyte)
+        .await
+        .unwrap()
+        .secret
+    {
+        CredentialSecret::Ekyte { api_key, .. } => assert_eq!(api_key.expose_secret(), "api-old"),
+        other => panic!("not eKyte: {other:?}"),
+    }
+    // The old key alone no longer reads anything.
+    assert!(matches!(
+        old.get(&tid("acme"), Provider::Ghl).await,
+        Err(StoreError::Crypto { .. })
+    ));
+
+    // A second run has nothing to do.
+    let again = rotated.reseal_credentials().await.unwrap();
+    assert_eq!((again.resealed, again.already_current), (0, 2), "{again:?}");
+}
+
+async fn reseal_names_a_key_the_keyring_lacks(b: TestBackend) {
+    let (db, _) = with_tenants(b).await;
+    let (old_ring, _) = keyring("k1");
+    let old = db.store_with(old_ring).await.unwrap();
+    old.put(&tid("acme"), Provider::Ghl, &oauth("at-old", "rt-old"))
+        .await
+        .unwrap();
+    let (new_ring, _) = keyring("k2");
+    let new = db.store_with(new_ring).await.unwrap();
+    match new.reseal_credentials().await {
+        Err(StoreError::Crypto { message }) => assert!(message.contains("k1"), "{message}"),
+        other => panic!("expected Crypto naming k1, got {other:?}"),
+    }
+    assert_eq!(key_ids(&db).await, ["k1"], "nothing was rewritten");
 }
 
 fn due_within(secs: i64) -> ports::store::DuePredicate {
