@@ -317,6 +317,11 @@ fn classify_status(
             let missing_scope = body.named_scope();
             let hint = match &missing_scope {
                 Some(_) => String::new(),
+                // "The token does not have access to this location.": a scope is not the cause.
+                None if body.mentions("location") && !body.says_scope() => {
+                    " (the record is not in the token's location: check the tenant's GHL location id)"
+                        .to_owned()
+                }
                 None => format!(" (this route needs {scope}, API.md §4)"),
             };
             ApiError::Forbidden {
@@ -425,6 +430,21 @@ mod tests {
             } => {
                 assert_eq!(missing_scope, None);
                 assert!(message.contains("contacts.readonly"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another location's record: no scope to blame.
+        match status(
+            403,
+            json!({"statusCode": 403, "message": "The token does not have access to this location.", "error": "Forbidden"}),
+        ) {
+            ApiError::Forbidden {
+                missing_scope,
+                message,
+            } => {
+                assert_eq!(missing_scope, None);
+                assert!(message.contains("not in the token's location"), "{message}");
+                assert!(!message.contains("needs"), "{message}");
             }
             other => panic!("{other:?}"),
         }
