@@ -850,16 +850,35 @@ impl EkyteApi for EkyteAdapter {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, workspace = %id))]
-    async fn get_workspace(
+    async fn get_workspace<'a>(
         &self,
         scope: &Scope,
         id: EkyteWorkspaceId,
+        name_hint: Option<&'a str>,
     ) -> Result<Workspace, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        // The BI API has no by-id read (API.md §3.2): list and pick.
+        let calls = Calls::unbounded();
+        // The BI API has no by-id read (API.md §3.2): list and pick. Its `name` filter (§3.2)
+        // narrows the listing to a page or so when the caller knows the name; a workspace
+        // renamed since is not among those rows, and the whole listing finds it.
+        if let Some(name) = name_hint.map(str::trim).filter(|n| !n.is_empty()) {
+            let rows: Vec<WorkspaceDto> = self
+                .inner
+                .http
+                .bi_list(
+                    &calls,
+                    "v1.0/workspaces",
+                    &[("name", name.to_owned())],
+                    &creds.api_key,
+                )
+                .await?;
+            if let Some(row) = rows.into_iter().find(|r| r.id == id.get()) {
+                return mapping::workspace(row);
+            }
+        }
         self.inner
-            .workspaces(&Calls::unbounded(), &creds)
+            .workspaces(&calls, &creds)
             .await?
             .into_iter()
             .find(|w| w.id == id)

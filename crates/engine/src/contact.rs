@@ -254,7 +254,10 @@ impl ContactSync<'_> {
             return Ok(());
         };
         let ekyte = match link.ekyte_id.as_deref() {
-            Some(ws) => self.observe_workspace(cx, workspace(ws)?).await?,
+            Some(ws) => {
+                self.observe_workspace(cx, workspace(ws)?, agreed_name(&link))
+                    .await?
+            }
             None => Observed::absent(),
         };
         let subject = Subject {
@@ -273,13 +276,21 @@ impl ContactSync<'_> {
         Ok(())
     }
 
+    /// The workspace as eKyte has it; `name_hint` is the name last agreed (it spares the
+    /// adapter a scan of every workspace).
     async fn observe_workspace(
         &self,
         cx: &Cx,
         ws: EkyteWorkspaceId,
+        name_hint: Option<&str>,
     ) -> Result<Observed<Contact>, SyncError> {
         let ctx = cx.scope.tenant.settings.normalise_ctx();
-        match self.ports.ekyte.get_workspace(&cx.scope, ws).await {
+        match self
+            .ports
+            .ekyte
+            .get_workspace(&cx.scope, ws, name_hint)
+            .await
+        {
             Ok(w) if w.active => Ok(Observed::present(
                 Contact {
                     name: Some(w.name),
@@ -327,12 +338,12 @@ impl ContactSync<'_> {
         link: Option<Link>,
     ) -> Result<Home, SyncError> {
         let was_linked = link.as_ref().is_some_and(|l| l.state == LinkState::Linked);
-        let ekyte = match link
-            .as_ref()
-            .filter(|l| l.state == LinkState::Linked)
-            .and_then(|l| l.ekyte_id.as_deref())
-        {
-            Some(ws) => self.observe_workspace(cx, workspace(ws)?).await?,
+        let linked = link.as_ref().filter(|l| l.state == LinkState::Linked);
+        let ekyte = match linked.and_then(|l| l.ekyte_id.as_deref()) {
+            Some(ws) => {
+                self.observe_workspace(cx, workspace(ws)?, linked.and_then(agreed_name))
+                    .await?
+            }
             None => Observed::absent(),
         };
         let subject = Subject {
@@ -377,15 +388,12 @@ impl ContactSync<'_> {
             .by_ghl(&tenant.id, EntityKind::Business, business.id.as_str())
             .await
             .map_err(SyncError::store("read business link"))?;
-        let ekyte = match blink
-            .as_ref()
-            .filter(|l| l.state == LinkState::Linked)
-            .and_then(|l| l.ekyte_id.as_deref())
-        {
+        let blinked = blink.as_ref().filter(|l| l.state == LinkState::Linked);
+        let ekyte = match blinked.and_then(|l| l.ekyte_id.as_deref()) {
             Some(ws) => match self
                 .ports
                 .ekyte
-                .get_workspace(&cx.scope, workspace(ws)?)
+                .get_workspace(&cx.scope, workspace(ws)?, blinked.and_then(agreed_name))
                 .await
             {
                 Ok(w) => Observed::present(
@@ -1330,5 +1338,14 @@ impl ContactSync<'_> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The workspace name last agreed on a contact or business link, if its record holds one.
+fn agreed_name(link: &Link) -> Option<&str> {
+    match &link.base {
+        BaseRecord::Contact(c) => c.name.as_deref(),
+        BaseRecord::Business(b) => b.name.as_deref(),
+        _ => None,
     }
 }

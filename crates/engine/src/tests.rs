@@ -498,7 +498,7 @@ fn ghl_reads(c: Contact, tasks: Arc<Mutex<Vec<GhlTask>>>) -> MockGhlApi {
 fn ekyte_reads(name: &str, tasks: Arc<Mutex<Vec<EkyteTask>>>) -> MockEkyteApi {
     let mut m = MockEkyteApi::new();
     let name = name.to_owned();
-    m.expect_get_workspace().returning(move |_, id| {
+    m.expect_get_workspace().returning(move |_, id, _| {
         Ok(Workspace {
             id,
             name: name.clone(),

@@ -168,11 +168,16 @@ pub trait EkyteApi: Send + Sync {
     /// Every workspace of the company (all pages).
     async fn list_workspaces(&self, scope: &Scope) -> Result<Vec<Workspace>, ApiError>;
 
-    /// One workspace. `NotFound` when it does not exist.
-    async fn get_workspace(
+    /// One workspace, active or not. `NotFound` when it does not exist.
+    ///
+    /// `name_hint` is the name the caller last saw. eKyte's read API has no read by id, so an
+    /// adapter may look among the workspaces of that name first, and must fall back to the
+    /// whole listing when the workspace is not among them (it was renamed).
+    async fn get_workspace<'a>(
         &self,
         scope: &Scope,
         id: EkyteWorkspaceId,
+        name_hint: Option<&'a str>,
     ) -> Result<Workspace, ApiError>;
 
     /// Create a workspace with this `ExternalId` (automation API). A create whose outcome is

@@ -87,10 +87,13 @@ async fn exercise_every_operation(env: &Env) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(a.get_workspace(s, ws).await.unwrap().name, "Cliente GHL");
+    assert_eq!(
+        a.get_workspace(s, ws, None).await.unwrap().name,
+        "Cliente GHL"
+    );
     assert_eq!(a.list_workspaces(s).await.unwrap().len(), 2);
     assert!(
-        a.get_workspace(s, EkyteWorkspaceId::new(999_999_999).unwrap())
+        a.get_workspace(s, EkyteWorkspaceId::new(999_999_999).unwrap(), Some("x"))
             .await
             .unwrap_err()
             .is_not_found()
@@ -196,7 +199,8 @@ async fn exercise_every_operation(env: &Env) {
         .await
         .unwrap();
     a.deactivate_workspace(s, ws).await.unwrap();
-    let read = a.get_workspace(s, ws).await.unwrap();
+    // The name last seen was the old one: the adapter still finds it.
+    let read = a.get_workspace(s, ws, Some("Cliente GHL")).await.unwrap();
     assert_eq!(
         (read.name.as_str(), read.active),
         ("Cliente Renomeado", false)
@@ -463,4 +467,41 @@ async fn a_company_in_another_zone_seeds() {
     let env = Env::over(sb, co, true);
     let health = env.adapter.healthcheck(&env.scope).await.unwrap();
     assert!(health.problems.is_empty(), "{:?}", health.problems);
+}
+
+/// With the name it last saw, one filtered page finds a workspace among hundreds; a wrong or
+/// missing name falls back to the whole listing.
+#[tokio::test]
+async fn a_name_hint_spares_the_scan_of_every_workspace() {
+    let env = Env::start(false).await;
+    let (a, s, c) = (&env.adapter, &env.scope, env.company());
+    for i in 0..250 {
+        env.sb
+            .create_workspace(
+                c,
+                sandbox::ekyte::NewWorkspace {
+                    name: format!("Outro cliente {i}"),
+                    active: true,
+                    ..sandbox::ekyte::NewWorkspace::default()
+                },
+            )
+            .unwrap();
+    }
+    let ws = a
+        .create_workspace(s, "Padaria Central", &external("hint"))
+        .await
+        .unwrap();
+    let sb = &env.sb;
+    let listing_calls = |hint: Option<&'static str>| async move {
+        sb.counters().reset();
+        let w = a.get_workspace(s, ws, hint).await.unwrap();
+        assert_eq!((w.id, w.name.as_str()), (ws, "Padaria Central"));
+        sb.counters()
+            .snapshot()
+            .route_total("GET", "/v1.0/workspaces")
+    };
+    let whole = listing_calls(None).await;
+    assert!(whole >= 3, "252 workspaces span 3 pages of 100: {whole}");
+    assert_eq!(listing_calls(Some("Padaria Central")).await, 1);
+    assert_eq!(listing_calls(Some("Nome antigo")).await, 1 + whole);
 }
