@@ -158,6 +158,25 @@ impl Running {
             .unwrap();
     }
 
+    /// One sweep of the tenant, run here (its report is wanted), then quiet.
+    async fn sweep(&self, mode: SyncMode) -> engine::SweepReport {
+        let tenant = domain::TenantId::parse("sim").unwrap();
+        let scope = self
+            .app
+            .engine
+            .scope(&tenant, Priority::Bulk)
+            .await
+            .unwrap();
+        let report = self
+            .app
+            .engine
+            .sweep(&scope, mode, false, &engine::Quiet)
+            .await
+            .unwrap();
+        self.quiet().await;
+        report
+    }
+
     async fn job(&self, job: Job) {
         enqueue(
             job,
@@ -325,13 +344,7 @@ async fn both_sides_converge_and_stay_put() {
 
     // An incremental sync with nothing changed reads search pages only.
     r.world.ghl.counters().reset();
-    let inc = r
-        .app
-        .engine
-        .sweep(&scope, SyncMode::Incremental, false, &engine::Quiet)
-        .await
-        .unwrap();
-    r.quiet().await;
+    let inc = r.sweep(SyncMode::Incremental).await;
     let snap = r.world.ghl.counter_snapshot();
     let other: Vec<&String> = snap
         .routes
@@ -387,21 +400,13 @@ async fn a_full_sync_catches_a_deletion_whose_webhook_was_lost() {
     let v = verify(&r.world).unwrap();
     assert!(!v.converged, "the lost deletion left nothing to catch");
 
-    let tenant = domain::TenantId::parse("sim").unwrap();
-    let scope = r.app.engine.scope(&tenant, Priority::Bulk).await.unwrap();
-    let report = r
-        .app
-        .engine
-        .sweep(&scope, SyncMode::Full, false, &engine::Quiet)
-        .await
-        .unwrap();
-    r.quiet().await;
+    let report = r.sweep(SyncMode::Full).await;
     assert_eq!(report.unseen_linked, 1, "{report:?}");
     let v = verify(&r.world).unwrap();
     assert!(v.converged, "after the second full sync: {:#?}", v.problems);
     let link = ports::store::LinkStore::by_ghl(
         r.app.store.as_ref(),
-        &tenant,
+        &domain::TenantId::parse("sim").unwrap(),
         domain::EntityKind::Contact,
         &gone,
     )
@@ -411,13 +416,7 @@ async fn a_full_sync_catches_a_deletion_whose_webhook_was_lost() {
     assert_eq!(link.state, ports::store::LinkState::Deleted, "{link:?}");
 
     // The next full sync has nothing left to catch.
-    let again = r
-        .app
-        .engine
-        .sweep(&scope, SyncMode::Full, false, &engine::Quiet)
-        .await
-        .unwrap();
-    r.quiet().await;
+    let again = r.sweep(SyncMode::Full).await;
     assert_eq!(again.unseen_linked, 0, "{again:?}");
     r.shutdown.cancel();
 }

@@ -56,6 +56,24 @@ impl FakeLinks {
         let id = rows.len() as i64 + 1;
         rows.push(link_from(id, tenant, kind, &u, 1));
     }
+
+    /// A task claim of the contact's workspace, by the side's id it was claimed for.
+    fn seed_claimed_task(&self, tenant: &TenantId, ghl_id: Option<&str>, ekyte_id: Option<&str>) {
+        self.seed(
+            tenant,
+            EntityKind::Task,
+            LinkUpdate {
+                ghl_id: ghl_id.map(str::to_owned),
+                ekyte_id: ekyte_id.map(str::to_owned),
+                ghl_parent: Some(CONTACT.into()),
+                ekyte_parent: Some(WS.to_string()),
+                state: LinkState::Claimed,
+                base: BaseRecord::None,
+                ghl_fp: None,
+                ekyte_fp: None,
+            },
+        );
+    }
 }
 
 fn t0() -> DateTime<Utc> {
@@ -1186,20 +1204,8 @@ fn world_with_a_dead_ekyte_claim() -> World {
             ekyte_fp: None,
         },
     );
-    w.links.seed(
-        &w.tenant.id,
-        EntityKind::Task,
-        LinkUpdate {
-            ghl_id: None,
-            ekyte_id: Some("1000761".into()),
-            ghl_parent: Some(CONTACT.into()),
-            ekyte_parent: Some(WS.to_string()),
-            state: LinkState::Claimed,
-            base: BaseRecord::None,
-            ghl_fp: None,
-            ekyte_fp: None,
-        },
-    );
+    w.links
+        .seed_claimed_task(&w.tenant.id, None, Some("1000761"));
     w.links
         .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
     w
@@ -1274,20 +1280,7 @@ async fn a_claim_of_another_message_in_this_process_is_waited_for_not_taken() {
     let (ghl, ekyte) = a_ghl_task_g9_ekyte_creates_once();
     let engine = w.engine(ghl, ekyte);
     // Message 1, handled by this very process, holds the claim (its create is under way).
-    w.links.seed(
-        &w.tenant.id,
-        EntityKind::Task,
-        LinkUpdate {
-            ghl_id: Some("g9".into()),
-            ekyte_id: None,
-            ghl_parent: Some(CONTACT.into()),
-            ekyte_parent: Some(WS.to_string()),
-            state: LinkState::Claimed,
-            base: BaseRecord::None,
-            ghl_fp: None,
-            ekyte_fp: None,
-        },
-    );
+    w.links.seed_claimed_task(&w.tenant.id, Some("g9"), None);
     w.links.hold_last(&format!("{}/msg-1", engine.owner), t0());
     let opts = |id: &str| Options {
         message_id: Some(id.into()),

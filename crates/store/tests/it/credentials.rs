@@ -248,13 +248,21 @@ async fn another_key_fails_with_crypto(b: TestBackend) {
     }
 }
 
-async fn rotated_keys_read_old_rows_and_write_new_ones(b: TestBackend) {
-    let (db, _) = with_tenants(b).await;
-    let (old_ring, old_b64) = keyring("k1");
-    let old = db.store_with(old_ring).await.unwrap();
-    old.put(&tid("acme"), Provider::Ghl, &oauth("at-old", "rt-old"))
+/// A store whose keyring holds only `k1`, with acme's GHL tokens (`at-old`, `rt-old`) sealed
+/// under it; and the key.
+async fn sealed_under_k1(db: &TestDb) -> (store::Store, SecretString) {
+    let (ring, b64) = keyring("k1");
+    let store = db.store_with(ring).await.unwrap();
+    store
+        .put(&tid("acme"), Provider::Ghl, &oauth("at-old", "rt-old"))
         .await
         .unwrap();
+    (store, b64)
+}
+
+async fn rotated_keys_read_old_rows_and_write_new_ones(b: TestBackend) {
+    let (db, _) = with_tenants(b).await;
+    let (old, old_b64) = sealed_under_k1(&db).await;
 
     let new_key = DataKey::generate("k2").unwrap();
     let spec = format!(
@@ -316,12 +324,8 @@ async fn key_ids(db: &TestDb) -> Vec<String> {
 
 async fn reseal_moves_every_row_to_the_current_key(b: TestBackend) {
     let (db, _) = with_tenants(b).await;
-    let (old_ring, old_b64) = keyring("k1");
-    let old = db.store_with(old_ring).await.unwrap();
-    let ghl = old
-        .put(&tid("acme"), Provider::Ghl, &oauth("at-old", "rt-old"))
-        .await
-        .unwrap();
+    let (old, old_b64) = sealed_under_k1(&db).await;
+    let ghl = old.get(&tid("acme"), Provider::Ghl).await.unwrap();
     old.put(&tid("acme"), Provider::Ekyte, &ekyte_key("api-old"))
         .await
         .unwrap();
@@ -382,11 +386,7 @@ async fn reseal_moves_every_row_to_the_current_key(b: TestBackend) {
 
 async fn reseal_names_a_key_the_keyring_lacks(b: TestBackend) {
     let (db, _) = with_tenants(b).await;
-    let (old_ring, _) = keyring("k1");
-    let old = db.store_with(old_ring).await.unwrap();
-    old.put(&tid("acme"), Provider::Ghl, &oauth("at-old", "rt-old"))
-        .await
-        .unwrap();
+    sealed_under_k1(&db).await;
     let (new_ring, _) = keyring("k2");
     let new = db.store_with(new_ring).await.unwrap();
     match new.reseal_credentials().await {
