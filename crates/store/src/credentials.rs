@@ -482,12 +482,16 @@ impl Store {
                 report.changed_meanwhile += 1;
             }
         }
-        for row in Entity::find()
+        // Only the key ids: the sealed secrets are not needed to count them.
+        let key_ids: Vec<String> = Entity::find()
+            .select_only()
+            .column(Column::KeyId)
+            .into_tuple()
             .all(self.db())
             .await
-            .map_err(|e| db_err("read credentials", e))?
-        {
-            *report.by_key.entry(row.key_id).or_default() += 1;
+            .map_err(|e| db_err("read credential key ids", e))?;
+        for key_id in key_ids {
+            *report.by_key.entry(key_id).or_default() += 1;
         }
         Ok(report)
     }
