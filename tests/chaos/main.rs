@@ -38,8 +38,8 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use app::sim::{World, WorldSpec};
-use app::verify::verify;
+use app::demo::sim::{World, WorldSpec};
+use app::demo::verify::verify;
 use domain::TenantId;
 use e2e::chaos::fleet::Fleet;
 use e2e::chaos::services::{PgCluster, RabbitNode, free_port};
@@ -270,6 +270,7 @@ async fn run(figures: &mut Figures, started: Instant) -> anyhow::Result<Vec<Stri
         ghl_rate_max: 100,
         ghl_rate_interval_ms: 1000,
         onboarding: true,
+        ..WorldSpec::default()
     };
     let mut world = World::start(&spec).await?;
     world.ghl.set_webhook_faults(WebhookFaults {

@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use app::demo_run::wait_quiet;
+use app::demo::run::wait_quiet;
+use app::demo::sim::SYNC_TAG;
+use app::demo::verify::verify;
 use app::queue::{Broker, Depths};
-use app::sim::SYNC_TAG;
-use app::verify::verify;
 use app::worker::WorkerStats;
 use domain::GhlContactId;
 use e2e::support::{AppSpec, TestApp, WebhookSigner, binary_command, eventually, require_rabbitmq};

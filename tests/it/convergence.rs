@@ -19,12 +19,12 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use app::config::Config;
-use app::demo_run::wait_quiet;
+use app::demo::run::wait_quiet;
+use app::demo::sim::{World, WorldSpec};
+use app::demo::verify::verify;
 use app::queue::memory::MemoryBroker;
 use app::queue::{Broker, Consumers, Delivery, Depths};
 use app::scheduler::{Job, enqueue};
-use app::sim::{World, WorldSpec};
-use app::verify::verify;
 use app::wiring::{self, App};
 use ports::queue::{Envelope, Payload, Publisher, SyncMode};
 use ports::{Priority, QueueError};
@@ -117,7 +117,7 @@ async fn start(spec: &WorldSpec) -> Running {
     let app = App::build(cfg, store, broker.clone()).await.unwrap();
     let tenant = world.tenant(spec).unwrap();
     let (key, mcp, pit) = world.secrets();
-    app::cli::add_tenant(
+    app::admin::add_tenant(
         app.store.as_ref(),
         app.store.as_ref(),
         &tenant,

@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::config::{Config, QueueBackend};
-use app::demo_run::wait_quiet;
+use app::demo::run::wait_quiet;
+use app::demo::sim::SYNC_TAG;
+use app::demo::sim::{World, WorldSpec};
 use app::queue::Broker as _;
 use app::queue::memory::MemoryBroker;
-use app::sim::SYNC_TAG;
-use app::sim::{World, WorldSpec};
 use app::wiring::App;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -110,7 +110,7 @@ impl Door {
             active: true,
             settings: TenantSettings::default(),
         };
-        app::cli::add_tenant(
+        app::admin::add_tenant(
             app.store.as_ref(),
             app.store.as_ref(),
             &tenant,
@@ -967,7 +967,7 @@ impl OtherTenant {
             active: true,
             settings,
         };
-        app::cli::add_tenant(
+        app::admin::add_tenant(
             t.app.store.as_ref(),
             t.app.store.as_ref(),
             &tenant,

@@ -33,9 +33,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use app::config::{Config, QueueBackend};
+use app::demo::sim::{World, WorldSpec};
 use app::queue::Broker;
 use app::queue::amqp::{AmqpBroker, AmqpSettings};
-use app::sim::{World, WorldSpec};
 use app::wiring::{self, App};
 use app::worker::WorkerStats;
 use domain::Tenant;
@@ -324,7 +324,7 @@ impl WebhookSigner {
             "webhookId": uuid::Uuid::new_v4().to_string(),
             "timestamp": chrono::Utc::now().to_rfc3339(),
             "firstName": "Webhook",
-            "tags": [app::sim::SYNC_TAG],
+            "tags": [app::demo::sim::SYNC_TAG],
         })
         .to_string()
         .into_bytes()
@@ -482,7 +482,7 @@ impl TestApp {
         } else {
             (None, None)
         };
-        app::cli::add_tenant(
+        app::admin::add_tenant(
             self.app.store.as_ref(),
             self.app.store.as_ref(),
             &self.tenant,

@@ -7,21 +7,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use domain::{EkyteCompanyId, LocationId, Tenant, TenantId, TenantSettings};
 use ports::queue::Envelope;
-use ports::store::{
-    CredentialSecret, CredentialStore, DeadLetterStore, NewCredential, Provider, RunStore,
-    TenantStore,
-};
+use ports::store::{DeadLetterStore, RunStore, TenantStore};
 use ports::{Priority, Scope};
 
+use crate::admin::add_tenant;
 use crate::config::Config;
 use crate::scheduler::{Job, enqueue};
+use crate::signals::shutdown_on_signals;
 use crate::wiring::{self, App};
 
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
@@ -73,14 +71,36 @@ pub enum Command {
     Oauth(OauthCommand),
     /// Tenants, queues, dead letters and the last runs.
     Status(JsonFlag),
-    /// Serve the GHL and eKyte simulators (for trying things without accounts).
+    /// Serve the GHL and eKyte simulators and print what a client needs to call them.
+    #[cfg(feature = "simulators")]
     Sandbox(crate::demo::SandboxArgs),
     /// The whole thing against the simulators, with a convergence report.
+    #[cfg(feature = "simulators")]
     Demo(crate::demo::DemoArgs),
+    /// Not in this build: it has no simulators (see `demo`).
+    #[cfg(not(feature = "simulators"))]
+    Sandbox(NotBuilt),
+    /// Not in this build: the production build carries no simulators; a build from source
+    /// with the default features (`cargo run --release -- demo`) has them.
+    #[cfg(not(feature = "simulators"))]
+    Demo(NotBuilt),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
 }
+
+/// The arguments of a command this build does not have, taken whole so that the command can
+/// say why instead of clap calling its arguments unknown.
+#[cfg(not(feature = "simulators"))]
+#[derive(Debug, Args)]
+pub struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// What `demo` and `sandbox` say in a build without the simulators.
+#[cfg(not(feature = "simulators"))]
+pub const NO_SIMULATORS: &str = "this build has no simulators (the production build leaves them out); for the demo and the sandbox, build from source with the default features: `cargo run --release -- demo`";
 
 #[derive(Debug, Args)]
 pub struct JsonFlag {
@@ -247,12 +267,6 @@ pub enum ConfigCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
-    Text,
-    Json,
-}
-
 /// Parse the arguments, run the command, and turn the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -314,33 +328,6 @@ fn config_check(config: &Config, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// SIGTERM or Ctrl-C cancels the token (STYLE #7).
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term => {},
-        }
-        tracing::info!("shutdown requested");
-        t.cancel();
-    });
-    token
 }
 
 fn tenant_id(raw: &str) -> anyhow::Result<TenantId> {
@@ -442,8 +429,12 @@ async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> 
         Command::Credentials(cmd) => credentials(config, cmd).await,
         Command::Oauth(cmd) => oauth(config, cmd).await,
         Command::Status(f) => status(config, f.json).await,
+        #[cfg(feature = "simulators")]
         Command::Sandbox(args) => crate::demo::sandbox(args).await,
+        #[cfg(feature = "simulators")]
         Command::Demo(args) => crate::demo::demo(config, args).await,
+        #[cfg(not(feature = "simulators"))]
+        Command::Sandbox(_) | Command::Demo(_) => bail!(NO_SIMULATORS),
     }
 }
 
@@ -812,51 +803,6 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Save a tenant and its credentials (encrypted by the store).
-pub async fn add_tenant(
-    tenants: &dyn TenantStore,
-    credentials: &dyn CredentialStore,
-    tenant: &Tenant,
-    ekyte_api_key: Option<SecretString>,
-    ekyte_mcp_token: Option<SecretString>,
-    ghl_private_token: Option<SecretString>,
-) -> anyhow::Result<()> {
-    tenant.settings.validate().context("tenant settings")?;
-    tenants.upsert(tenant).await.context("saving the tenant")?;
-    if let Some(api_key) = ekyte_api_key {
-        credentials
-            .put(
-                &tenant.id,
-                Provider::Ekyte,
-                &NewCredential {
-                    secret: CredentialSecret::Ekyte {
-                        api_key,
-                        mcp_token: ekyte_mcp_token,
-                    },
-                    expires_at: None,
-                },
-            )
-            .await
-            .context("saving the eKyte credentials")?;
-    } else if ekyte_mcp_token.is_some() {
-        bail!("an eKyte MCP token needs the company API key too (--ekyte-api-key)");
-    }
-    if let Some(token) = ghl_private_token {
-        credentials
-            .put(
-                &tenant.id,
-                Provider::Ghl,
-                &NewCredential {
-                    secret: CredentialSecret::GhlPrivate { token },
-                    expires_at: None,
-                },
-            )
-            .await
-            .context("saving the GHL token")?;
-    }
-    Ok(())
 }
 
 async fn oauth(config: Config, cmd: OauthCommand) -> anyhow::Result<ExitCode> {

@@ -2,17 +2,17 @@
 //! arrive) the queues, the HTTP ingress, the scheduler and the worker. This is the only crate
 //! that names concrete adapters.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "simulators")]
 pub mod demo;
-pub mod demo_run;
 pub mod ingress;
 pub mod metrics;
 pub mod oauth_state;
 pub mod queue;
 pub mod scheduler;
-pub mod sim;
+pub mod signals;
 pub mod telemetry;
-pub mod verify;
 pub mod wiring;
 pub mod worker;

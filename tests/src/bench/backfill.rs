@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use app::demo::sim::World;
 use app::scheduler::Job;
-use app::sim::World;
 
 use super::baseline::{Plain, PlainCounts};
 use super::machine::{Load, LoadSpan, Machine, cpu_seconds, peak_rss_mib};
@@ -145,7 +145,7 @@ pub async fn run(args: &BackfillArgs) -> anyhow::Result<Value> {
         args.data.contacts, args.rate.max, args.rate.interval_ms
     );
     let (ours, worker, world) = ours(args).await?;
-    let verdict = app::verify::verify(&world)?;
+    let verdict = app::demo::verify::verify(&world)?;
     drop(world);
     eprintln!(
         "backfill (service): wall {:.1}s, floor {:.1}s, ratio {:.3}, earned 429s {}, converged {}",

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use app::sim::World;
+use app::demo::sim::World;
 
 /// What the baseline did.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use app::demo::sim::World;
 use app::scheduler::Job;
-use app::sim::World;
 
 use super::baseline::Plain;
 use super::machine::{Load, Machine};
@@ -65,7 +65,7 @@ pub async fn run(args: &CallsArgs) -> anyhow::Result<Value> {
         let end = rig.quiet(&world, deadline).await?;
         phases.insert(name.into(), phase(&world, n, end - t0));
     }
-    let verdict = app::verify::verify(&world)?;
+    let verdict = app::demo::verify::verify(&world)?;
     rig.stop().await;
     drop(world);
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use app::demo::sim::World;
 use app::scheduler::Job;
-use app::sim::World;
 
 use super::baseline::{Plain, receiver};
 use super::machine::{Load, LoadSpan, Machine};
@@ -87,7 +87,7 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<Value> {
             after: Load::now(),
         },
     );
-    let verdict = app::verify::verify(&world)?;
+    let verdict = app::demo::verify::verify(&world)?;
     rig.stop().await;
     drop(world);
 

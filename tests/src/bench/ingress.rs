@@ -18,7 +18,7 @@ use ed25519_dalek::Signer as _;
 use ed25519_dalek::pkcs8::EncodePublicKey as _;
 use serde_json::{Value, json};
 
-use app::sim::{LOCATION, World};
+use app::demo::sim::{LOCATION, World};
 
 use super::machine::{Load, Machine, cpu_seconds, peak_rss_mib};
 use super::rig::{QueueKind, Rig, RigOptions};

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use app::sim::{World, WorldSpec};
+use app::demo::sim::{World, WorldSpec};
 use sandbox::common::{CounterSnapshot, FaultConfig, LatencyProfile};
 
 /// GHL's real burst limit: 100 requests per 10 s (API.md §8).
@@ -102,6 +102,7 @@ impl Data {
             ghl_rate_max: rate.max,
             ghl_rate_interval_ms: rate.interval_ms,
             onboarding: true,
+            ..WorldSpec::default()
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use app::sim::World;
+use app::demo::sim::World;
 use domain::{GhlContactId, Tenant};
 use ghl::GhlAdapter;
 use ports::ghl::GhlApi;

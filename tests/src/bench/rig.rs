@@ -14,10 +14,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use app::config::{Config, QueueBackend};
+use app::demo::sim::{World, WorldSpec};
 use app::queue::Broker;
 use app::queue::memory::MemoryBroker;
 use app::scheduler::Job;
-use app::sim::{World, WorldSpec};
 use app::wiring::{self, App};
 use app::worker::WorkerStats;
 use domain::TenantId;
@@ -142,7 +142,7 @@ impl Rig {
         let app = App::build(cfg, store, broker).await?;
         let tenant = world.tenant(spec)?;
         let (api_key, mcp, pit) = world.secrets();
-        app::cli::add_tenant(
+        app::admin::add_tenant(
             app.store.as_ref(),
             app.store.as_ref(),
             &tenant,

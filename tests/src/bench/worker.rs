@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use app::demo::sim::World;
 use app::queue::Broker;
 use app::queue::memory::MemoryBroker;
-use app::sim::World;
 use app::wiring::{self, App};
 use domain::{GhlContactId, Tenant};
 use ports::queue::{Envelope, Payload};
@@ -124,7 +124,7 @@ pub async fn run(args: &WorkerArgs) -> anyhow::Result<Value> {
         serde_json::from_str(&out).with_context(|| format!("the child's report: {out}"))?;
     let simulators_cpu_s = cpu_seconds() - parent_cpu0;
     let traffic = Traffic::of(&world);
-    let verdict = app::verify::verify(&world)?;
+    let verdict = app::demo::verify::verify(&world)?;
     Ok(json!({
         "benchmark": "worker",
         "machine": Machine::read(),
@@ -174,7 +174,7 @@ pub async fn child() -> anyhow::Result<Value> {
     let store = wiring::connect_store(&cfg, ring).await?;
     store.migrate().await?;
     let app = App::build(cfg, store, broker).await?;
-    app::cli::add_tenant(
+    app::admin::add_tenant(
         app.store.as_ref(),
         app.store.as_ref(),
         &spec.tenant,

@@ -11,9 +11,9 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use secrecy::SecretString;
 
+use app::demo::sim::World;
 use app::queue::amqp::{AmqpBroker, AmqpSettings};
 use app::queue::{Broker, DeadMessage, Depths};
-use app::sim::World;
 
 /// A broker handle of the test's own, for depths, poison and the dead-letter queue.
 pub struct Queues {

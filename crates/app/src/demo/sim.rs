@@ -42,6 +42,10 @@ pub struct WorldSpec {
     pub ghl_rate_max: u32,
     pub ghl_rate_interval_ms: u64,
     pub onboarding: bool,
+    /// Where the simulators listen: an interface, and a port each (0 = any free port).
+    pub host: std::net::IpAddr,
+    pub ghl_port: u16,
+    pub ekyte_port: u16,
 }
 
 impl Default for WorldSpec {
@@ -58,6 +62,9 @@ impl Default for WorldSpec {
             ghl_rate_max: 100,
             ghl_rate_interval_ms: 10_000,
             onboarding: true,
+            host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ghl_port: 0,
+            ekyte_port: 0,
         }
     }
 }
@@ -97,6 +104,8 @@ impl World {
     /// Start both simulators and seed them.
     pub async fn start(spec: &WorldSpec) -> anyhow::Result<Self> {
         let mut ghl_config = GhlConfig {
+            host: spec.host.to_string(),
+            port: spec.ghl_port,
             faults: spec.ghl_faults.clone(),
             ..GhlConfig::default()
         };
@@ -104,13 +113,15 @@ impl World {
         ghl_config.rate_limit.interval_ms = spec.ghl_rate_interval_ms;
         let ghl = GhlSandbox::start(ghl_config)
             .await
-            .context("starting the GHL simulator")?;
+            .context("starting the GHL simulator (is its port free?)")?;
         let ekyte = EkyteSandbox::start(EkyteConfig {
+            host: spec.host,
+            port: spec.ekyte_port,
             faults: spec.ekyte_faults.clone(),
             ..EkyteConfig::default()
         })
         .await
-        .context("starting the eKyte simulator")?;
+        .context("starting the eKyte simulator (is its port free?)")?;
         let company = ekyte
             .seed_default_company()
             .map_err(|e| anyhow!("seeding the eKyte company: {e:?}"))?;

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use domain::normalise::{html_to_text, text_body};
 
-use crate::sim::{SYNC_TAG, World};
+use super::sim::{SYNC_TAG, World};
 
 /// The verdict and what was compared.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -18,15 +18,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ReportFormat;
+use super::sim::{World, WorldSpec};
+use super::verify::{Verdict, verify};
+use super::{DemoArgs, QueueChoice, ReportFormat};
 use crate::config::{Config, QueueBackend};
-use crate::demo::{DemoArgs, QueueChoice};
 use crate::queue::Broker;
 use crate::queue::amqp::AmqpBroker;
 use crate::queue::memory::MemoryBroker;
 use crate::scheduler::{Job, enqueue};
-use crate::sim::{World, WorldSpec};
-use crate::verify::{Verdict, verify};
 use crate::wiring::{self, App};
 use crate::worker::WorkerStats;
 
@@ -259,7 +258,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let app = App::build(cfg, store, broker).await?;
     let tenant = world.tenant(&spec)?;
     let (api_key, mcp, pit) = world.secrets();
-    crate::cli::add_tenant(
+    crate::admin::add_tenant(
         app.store.as_ref(),
         app.store.as_ref(),
         &tenant,
