@@ -27,6 +27,11 @@ pub struct EkyteConfig {
     /// Serve the workspace `externalId` on BI and MCP reads. eKyte accepts it on create
     /// (§4.2, §5) but no read shape shows it (§3.3); turn off to test a client's fallback.
     pub expose_external_id: bool,
+    /// Serve a person the notifications of their own actions (a task they created and execute,
+    /// a comment they wrote on their own task). API.md does not say whether eKyte skips the
+    /// actor; serving them is the default because it exposes a client that would react to its
+    /// own writes as if someone else had made them.
+    pub notify_actor: bool,
     /// Injected faults; the default injects nothing.
     pub faults: FaultConfig,
     /// Requests-per-window limit; none by default (API.md §9: no published limits).
@@ -43,6 +48,7 @@ impl Default for EkyteConfig {
             mcp_list_tasks_max: 200,
             mcp_prefer_sse: false,
             expose_external_id: true,
+            notify_actor: true,
             faults: FaultConfig::default(),
             rate_limit: None,
         }
@@ -67,6 +73,7 @@ pub struct RuntimeSettings {
     pub mcp_list_tasks_max: usize,
     pub mcp_prefer_sse: bool,
     pub expose_external_id: bool,
+    pub notify_actor: bool,
 }
 
 impl From<&EkyteConfig> for RuntimeSettings {
@@ -77,6 +84,7 @@ impl From<&EkyteConfig> for RuntimeSettings {
             mcp_list_tasks_max: c.mcp_list_tasks_max.max(1),
             mcp_prefer_sse: c.mcp_prefer_sse,
             expose_external_id: c.expose_external_id,
+            notify_actor: c.notify_actor,
         }
     }
 }

@@ -22,12 +22,13 @@ use uuid::Uuid;
 
 use super::config::{RateLimitConfig, RuntimeSettings};
 use super::model::{
-    Company, CompanyDump, Note, Profile, Situation, Task, TicketStatus, Workflow, Workspace,
+    Company, CompanyDump, Note, Notification, Profile, Situation, Task, TicketStatus, Workflow,
+    Workspace,
 };
 use super::seed::{
-    DefaultCompany, NewBoard, NewComment, NewCompany, NewNote, NewPhase, NewProject, NewSquad,
-    NewTask, NewTaskType, NewTicket, NewUser, NewWorkflow, NewWorkspace, NoteEdit, SeededUser,
-    TaskEdit, WorkspaceEdit,
+    DefaultCompany, NewBoard, NewComment, NewCompany, NewNote, NewNotification, NewPhase,
+    NewProject, NewSquad, NewTask, NewTaskType, NewTicket, NewTimeTracking, NewUser, NewWorkflow,
+    NewWorkspace, NoteEdit, SeededUser, TaskEdit, WorkspaceEdit,
 };
 use super::state::Sim;
 use super::store::{SimError, Store, random_hex64};
@@ -42,6 +43,7 @@ pub struct SettingsPatch {
     pub mcp_list_tasks_max: Option<usize>,
     pub mcp_prefer_sse: Option<bool>,
     pub expose_external_id: Option<bool>,
+    pub notify_actor: Option<bool>,
 }
 
 /// The simulator's control surface as direct calls. Cheap to clone; all clones drive the same
@@ -98,6 +100,9 @@ impl EkyteControl {
             if let Some(v) = patch.expose_external_id {
                 s.expose_external_id = v;
             }
+            if let Some(v) = patch.notify_actor {
+                s.notify_actor = v;
+            }
         });
     }
 
@@ -142,6 +147,17 @@ impl EkyteControl {
     pub fn note(&self, company: i64, id: i64) -> Option<Note> {
         let store = self.sim.read();
         store.company(company).ok()?.notes.get(&id).cloned()
+    }
+
+    /// Every notification of `user` in `company`, oldest first, whether or not the polling
+    /// window or the `notify_actor` setting would serve it.
+    pub fn notifications(&self, company: i64, user: Uuid) -> Result<Vec<Notification>, SimError> {
+        let store = self.sim.read();
+        Ok(store
+            .notifications_of(company, user)?
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     /// Workspaces whose `ExternalId` equals `external_id` (eKyte does not keep it unique).
@@ -231,6 +247,17 @@ impl EkyteControl {
         self.with(|s, now| s.add_ticket(company, t, now))
     }
 
+    /// A notification beyond those the simulator sends itself (task created, commented,
+    /// reassigned; ticket assigned).
+    pub fn create_notification(&self, company: i64, n: NewNotification) -> Result<i64, SimError> {
+        self.with(|s, now| s.add_notification(company, n, now))
+    }
+
+    /// A time entry; it adds its effort to the task's `actualTime`.
+    pub fn create_time_tracking(&self, company: i64, t: NewTimeTracking) -> Result<i64, SimError> {
+        self.with(|s, now| s.add_time_tracking(company, t, now))
+    }
+
     // ----- a person acting in the web app --------------------------------------------------
 
     pub fn edit_workspace(
@@ -280,7 +307,7 @@ impl EkyteControl {
 
     /// Returns whether anything changed.
     pub fn edit_task(&self, company: i64, task: i64, e: TaskEdit) -> Result<bool, SimError> {
-        self.with(|s, now| s.edit_task(company, task, e, now))
+        self.with(|s, now| s.edit_task(company, task, e, None, now))
     }
 
     pub fn set_task_situation(
@@ -314,7 +341,7 @@ impl EkyteControl {
         phase: i64,
         executor: Option<Uuid>,
     ) -> Result<(), SimError> {
-        self.with(|s, now| s.move_task_phase(company, task, phase, executor, now))
+        self.with(|s, now| s.move_task_phase(company, task, phase, executor, None, now))
     }
 
     /// A comment typed in the task timeline by `author`.
@@ -523,6 +550,18 @@ pub(crate) fn routes(control: EkyteControl) -> Router {
         .route(
             "/_control/companies/{c}/tickets/{t}/status",
             post(ticket_status),
+        )
+        .route(
+            "/_control/companies/{c}/notifications",
+            post(bulk_notifications),
+        )
+        .route(
+            "/_control/companies/{c}/users/{u}/notifications",
+            get(user_notifications),
+        )
+        .route(
+            "/_control/companies/{c}/time-trackings",
+            post(bulk_time_trackings),
         )
         .with_state(control)
 }
@@ -888,4 +927,24 @@ async fn ticket_status(
     Json(b): Json<StatusBody>,
 ) -> Response {
     answer(ctl.set_ticket_status(c, t, b.status))
+}
+
+async fn bulk_notifications(State(ctl): Ctl, Path(c): Path<i64>, Json(b): Json<Value>) -> Response {
+    bulk(&ctl, b, |s, x: NewNotification, now| {
+        s.add_notification(c, x, now)
+    })
+}
+
+async fn user_notifications(State(ctl): Ctl, Path((c, u)): Path<(i64, Uuid)>) -> Response {
+    answer(ctl.notifications(c, u))
+}
+
+async fn bulk_time_trackings(
+    State(ctl): Ctl,
+    Path(c): Path<i64>,
+    Json(b): Json<Value>,
+) -> Response {
+    bulk(&ctl, b, |s, x: NewTimeTracking, now| {
+        s.add_time_tracking(c, x, now)
+    })
 }

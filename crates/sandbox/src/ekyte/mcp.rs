@@ -1005,7 +1005,7 @@ fn write_tool(
                 estimated_time: f.int("estimatedTime")?,
                 executor_id: f.uuid("executorId")?,
             };
-            store.edit_task(ctx.company, id, edit, now)?;
+            store.edit_task(ctx.company, id, edit, ctx.user, now)?;
             let v = ctx.view(store)?;
             Ok(v.task_mcp(&v.data.tasks[&id], true))
         }
@@ -1016,7 +1016,7 @@ fn write_tool(
                 .int("phaseId")?
                 .ok_or_else(|| SimError::required("phaseId"))?;
             let executor = f.uuid("executorId")?;
-            store.move_task_phase(ctx.company, id, phase, executor, now)?;
+            store.move_task_phase(ctx.company, id, phase, executor, ctx.user, now)?;
             let v = ctx.view(store)?;
             Ok(v.task_mcp(&v.data.tasks[&id], true))
         }

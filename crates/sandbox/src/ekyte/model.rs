@@ -309,6 +309,16 @@ impl TicketStatus {
             Self::Cancelled => 9,
         }
     }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(Self::Processing),
+            2 => Some(Self::Waiting),
+            3 => Some(Self::Resolved),
+            9 => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -332,6 +342,71 @@ pub struct Ticket {
     pub concluded_at: Option<DateTime<Utc>>,
 }
 
+/// Why a person was notified. eKyte's notification types are unpublished (API.md §4.1 names only
+/// `GetZapierNotificationsAsync`); these are the events API.md mentions or implies, numbered by
+/// the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A task the person executes a phase of was created (API.md §4.2 `PostTask`: "a creation
+    /// notification is sent").
+    TaskCreated,
+    /// Someone commented on a task the person currently executes.
+    TaskComment,
+    /// The person became the executor of a task's current phase (phase move or reassignment).
+    TaskAssigned,
+    /// A ticket was assigned to the person as analyst.
+    TicketAssigned,
+}
+
+impl NotificationKind {
+    pub fn code(self) -> i64 {
+        match self {
+            Self::TaskCreated => 1,
+            Self::TaskComment => 2,
+            Self::TaskAssigned => 3,
+            Self::TicketAssigned => 4,
+        }
+    }
+}
+
+/// One notification of one person in one company (API.md §7: "Notification (per user)").
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    pub id: i64,
+    /// Who is notified.
+    pub user_id: Uuid,
+    pub kind: NotificationKind,
+    pub title: String,
+    pub message: String,
+    pub task_id: Option<i64>,
+    pub ticket_id: Option<i64>,
+    pub workspace_id: Option<i64>,
+    /// Who caused it; `None` for the web app's unattributed actions and anonymous MCP writes.
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A time entry ("apontamento", API.md §3.3, §7).
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeTracking {
+    pub id: i64,
+    pub workspace_id: i64,
+    pub task_id: Option<i64>,
+    pub phase_id: Option<i64>,
+    /// Whose time it is.
+    pub user_id: Option<Uuid>,
+    pub start_date: DateTime<Utc>,
+    pub end_date: Option<DateTime<Utc>>,
+    /// Minutes (API.md §3.3 `effort`).
+    pub effort_minutes: i64,
+    /// API.md §3.3 `accomplishedHourlyRate`; its meaning (money per hour) is a guess.
+    pub accomplished_hourly_rate: f64,
+    pub comment: Option<String>,
+    /// When the entry was recorded (`createdIn`), which may be long after `start_date`.
+    pub created_at: DateTime<Utc>,
+}
+
 /// Everything one company holds.
 #[derive(Debug, Clone)]
 pub struct CompanyData {
@@ -346,6 +421,8 @@ pub struct CompanyData {
     pub boards: BTreeMap<i64, Board>,
     pub notes: BTreeMap<i64, Note>,
     pub tickets: BTreeMap<i64, Ticket>,
+    pub notifications: BTreeMap<i64, Notification>,
+    pub time_trackings: BTreeMap<i64, TimeTracking>,
 }
 
 impl CompanyData {
@@ -362,6 +439,8 @@ impl CompanyData {
             boards: BTreeMap::new(),
             notes: BTreeMap::new(),
             tickets: BTreeMap::new(),
+            notifications: BTreeMap::new(),
+            time_trackings: BTreeMap::new(),
         }
     }
 
@@ -405,6 +484,8 @@ pub struct CompanyDump {
     pub boards: Vec<Board>,
     pub notes: Vec<Note>,
     pub tickets: Vec<Ticket>,
+    pub notifications: Vec<Notification>,
+    pub time_trackings: Vec<TimeTracking>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -442,6 +523,8 @@ impl CompanyData {
             boards: self.boards.values().cloned().collect(),
             notes: self.notes.values().cloned().collect(),
             tickets: self.tickets.values().cloned().collect(),
+            notifications: self.notifications.values().cloned().collect(),
+            time_trackings: self.time_trackings.values().cloned().collect(),
         }
     }
 }

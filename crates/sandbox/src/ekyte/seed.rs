@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::{Profile, Situation};
+use super::model::{NotificationKind, Profile, Situation};
 
 fn yes() -> bool {
     true
@@ -311,6 +311,52 @@ pub struct NewTicket {
     pub priority_group: i64,
     pub expect_due_date: Option<DateTime<Utc>>,
     pub created_by: Option<Uuid>,
+}
+
+/// A notification to seed. The simulator also creates notifications itself when tasks are
+/// created, commented or reassigned and tickets assigned; this is for anything else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewNotification {
+    /// Who is notified; must be a member of the company.
+    pub user_id: Uuid,
+    pub kind: NotificationKind,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub task_id: Option<i64>,
+    #[serde(default)]
+    pub ticket_id: Option<i64>,
+    /// Taken from the task or ticket when absent.
+    #[serde(default)]
+    pub workspace_id: Option<i64>,
+    #[serde(default)]
+    pub created_by: Option<Uuid>,
+    /// Backdate it (outside the polling window, say); now when absent.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A time entry to seed (eKyte's web app, MCP `create_time_tracking`, API.md §5).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NewTimeTracking {
+    /// Taken from the task when absent.
+    pub workspace_id: Option<i64>,
+    pub task_id: Option<i64>,
+    /// Must be a phase of the task's flow.
+    pub phase_id: Option<i64>,
+    pub user_id: Option<Uuid>,
+    /// Required.
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    /// Minutes; `end_date - start_date` when absent.
+    pub effort_minutes: Option<i64>,
+    pub accomplished_hourly_rate: f64,
+    pub comment: Option<String>,
+    /// When it was recorded (`createdIn`); now when absent.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// What [`crate::ekyte::EkyteSandbox::seed_default_company`] created.

@@ -8,6 +8,9 @@
 //! identity columns would be); an operation that returns an error changed nothing; the executor
 //! of every new task comes from the chain eKyte documents (API.md §4.2 `PostTask`): task type
 //! default → workspace team member for the phase → company-level team member → company owner.
+//! The operations that notify people in eKyte (a new task, a comment, a phase move or
+//! reassignment, a new ticket) record those notifications in the same step, whatever surface
+//! called them, so the automation API's notifications poll agrees with every other surface.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,12 +22,13 @@ use uuid::Uuid;
 use super::dates::{DEFAULT_TIMEZONE, to_tick};
 use super::model::{
     Board, BoardCategory, Comment, Company, CompanyData, CompanyDump, FlowPhase, Membership, Note,
-    Phase, Profile, Project, ProjectTask, Situation, Squad, Task, TaskType, Ticket, TicketStatus,
-    User, Workflow, Workspace,
+    Notification, NotificationKind, Phase, Profile, Project, ProjectTask, Situation, Squad, Task,
+    TaskType, Ticket, TicketStatus, TimeTracking, User, Workflow, Workspace,
 };
 use super::seed::{
-    NewBoard, NewComment, NewCompany, NewNote, NewProject, NewSquad, NewTask, NewTaskType,
-    NewTicket, NewUser, NewWorkflow, NewWorkspace, NoteEdit, TaskEdit, WorkspaceEdit,
+    NewBoard, NewComment, NewCompany, NewNote, NewNotification, NewProject, NewSquad, NewTask,
+    NewTaskType, NewTicket, NewTimeTracking, NewUser, NewWorkflow, NewWorkspace, NoteEdit,
+    TaskEdit, WorkspaceEdit,
 };
 use super::text::fold;
 
@@ -180,6 +184,13 @@ impl SimError {
     pub fn conflict(what: &str) -> Self {
         Self::new(ErrorKind::Invalid, 206, format!("{what} já está em uso."))
     }
+    pub fn task_not_in_workspace() -> Self {
+        Self::new(
+            ErrorKind::Invalid,
+            208,
+            "A tarefa não pertence ao workspace informado.",
+        )
+    }
     pub fn guests_cannot_create_tasks() -> Self {
         Self::new(
             ErrorKind::Denied,
@@ -218,6 +229,8 @@ struct Sequences {
     category: i64,
     note: i64,
     ticket: i64,
+    time_tracking: i64,
+    notification: i64,
 }
 
 impl Default for Sequences {
@@ -238,6 +251,8 @@ impl Default for Sequences {
             category: 70_001,
             note: 80_001,
             ticket: 900_001,
+            time_tracking: 30_000_001,
+            notification: 50_000_001,
         }
     }
 }
@@ -671,6 +686,18 @@ impl Store {
             .estimated_time
             .unwrap_or_else(|| active.iter().map(|p| i64::from(p.effort_minutes)).sum());
         let id = take(&mut self.next.task);
+        // API.md §4.2 `PostTask`: "a creation notification is sent"; the simulator sends it to
+        // every executor of the task's flow, once each.
+        let mut notified: Vec<Uuid> = Vec::new();
+        for u in flow.iter().filter_map(|f| f.executor_id).chain(executor_id) {
+            if !notified.contains(&u) {
+                notified.push(u);
+            }
+        }
+        let created_message = match self.name_of(t.created_by) {
+            Some(who) => format!("{who} criou a tarefa \"{}\".", t.title),
+            None => format!("A tarefa \"{}\" foi criada.", t.title),
+        };
         let task = Task {
             id,
             title: t.title,
@@ -698,7 +725,24 @@ impl Store {
             updated_at: creation,
             phase_changed_at: creation,
         };
+        let (workspace, by) = (task.workspace_id, task.created_by);
         self.company_mut(company)?.tasks.insert(id, task);
+        for user in notified {
+            self.notify(
+                company,
+                Notice {
+                    user,
+                    kind: NotificationKind::TaskCreated,
+                    title: "Nova tarefa".into(),
+                    message: created_message.clone(),
+                    task: Some(id),
+                    ticket: None,
+                    workspace: Some(workspace),
+                    by,
+                    at: creation,
+                },
+            )?;
+        }
         Ok(id)
     }
 
@@ -766,6 +810,28 @@ impl Store {
             created_at: at,
         });
         task.updated_at = task.updated_at.max(at);
+        let (executor, title, workspace) =
+            (task.executor_id, task.title.clone(), task.workspace_id);
+        if let Some(user) = executor {
+            let message = match self.name_of(c.author_id) {
+                Some(who) => format!("{who} comentou na tarefa \"{title}\"."),
+                None => format!("Novo comentário na tarefa \"{title}\"."),
+            };
+            self.notify(
+                company,
+                Notice {
+                    user,
+                    kind: NotificationKind::TaskComment,
+                    title: "Novo comentário".into(),
+                    message,
+                    task: Some(c.task_id),
+                    ticket: None,
+                    workspace: Some(workspace),
+                    by: c.author_id,
+                    at,
+                },
+            )?;
+        }
         Ok(id)
     }
 
@@ -962,6 +1028,17 @@ impl Store {
             cc.push(id);
         }
         let id = take(&mut self.next.ticket);
+        let assigned = owner.map(|user| Notice {
+            user,
+            kind: NotificationKind::TicketAssigned,
+            title: "Nova ocorrência".into(),
+            message: format!("A ocorrência \"{}\" foi atribuída a você.", t.subject),
+            task: None,
+            ticket: Some(id),
+            workspace: Some(t.workspace_id),
+            by: t.created_by,
+            at: now,
+        });
         self.company_mut(company)?.tickets.insert(
             id,
             Ticket {
@@ -981,6 +1058,181 @@ impl Store {
                 created_at: now,
                 updated_at: now,
                 concluded_at: None,
+            },
+        );
+        if let Some(notice) = assigned {
+            self.notify(company, notice)?;
+        }
+        Ok(id)
+    }
+
+    /// A person's display name, for notification texts.
+    fn name_of(&self, user: Option<Uuid>) -> Option<String> {
+        user.and_then(|u| self.users.get(&u))
+            .map(|u| u.user_name.clone())
+    }
+
+    /// Record a notification. Every caller has already checked the person is a member.
+    fn notify(&mut self, company: i64, n: Notice) -> Result<i64, SimError> {
+        self.company(company)?;
+        let id = take(&mut self.next.notification);
+        self.company_mut(company)?.notifications.insert(
+            id,
+            Notification {
+                id,
+                user_id: n.user,
+                kind: n.kind,
+                title: n.title,
+                message: n.message,
+                task_id: n.task,
+                ticket_id: n.ticket,
+                workspace_id: n.workspace,
+                created_by: n.by,
+                created_at: n.at,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Seed a notification the simulator would not send by itself.
+    pub fn add_notification(
+        &mut self,
+        company: i64,
+        n: NewNotification,
+        now: DateTime<Utc>,
+    ) -> Result<i64, SimError> {
+        let data = self.company(company)?;
+        if !data.members.contains_key(&n.user_id) {
+            return Err(SimError::user_not_in_company());
+        }
+        if n.created_by.is_some_and(|u| !data.members.contains_key(&u)) {
+            return Err(SimError::user_not_in_company());
+        }
+        let task_ws = match n.task_id {
+            Some(t) => Some(
+                data.tasks
+                    .get(&t)
+                    .ok_or_else(SimError::task_not_found)?
+                    .workspace_id,
+            ),
+            None => None,
+        };
+        let ticket_ws = match n.ticket_id {
+            Some(t) => Some(
+                data.tickets
+                    .get(&t)
+                    .ok_or_else(SimError::ticket_not_found)?
+                    .workspace_id,
+            ),
+            None => None,
+        };
+        let workspace = n.workspace_id.or(task_ws).or(ticket_ws);
+        if workspace.is_some_and(|w| !data.workspaces.contains_key(&w)) {
+            return Err(SimError::workspace_not_found());
+        }
+        self.notify(
+            company,
+            Notice {
+                user: n.user_id,
+                kind: n.kind,
+                title: n.title,
+                message: n.message,
+                task: n.task_id,
+                ticket: n.ticket_id,
+                workspace,
+                by: n.created_by,
+                at: n.created_at.map(to_tick).unwrap_or(now),
+            },
+        )
+    }
+
+    /// A person's notifications in one company, oldest first.
+    pub fn notifications_of(
+        &self,
+        company: i64,
+        user: Uuid,
+    ) -> Result<Vec<&Notification>, SimError> {
+        Ok(self
+            .company(company)?
+            .notifications
+            .values()
+            .filter(|n| n.user_id == user)
+            .collect())
+    }
+
+    /// Record a time entry. It counts towards its task's `actualTime` (minutes), which moves
+    /// the task's change clock like any other change to what the task lists serve.
+    pub fn add_time_tracking(
+        &mut self,
+        company: i64,
+        t: NewTimeTracking,
+        now: DateTime<Utc>,
+    ) -> Result<i64, SimError> {
+        let data = self.company(company)?;
+        let start = t
+            .start_date
+            .map(to_tick)
+            .ok_or_else(|| SimError::required("start_date"))?;
+        let end = t.end_date.map(to_tick);
+        if end.is_some_and(|e| e < start) {
+            return Err(SimError::bad_value("end_date"));
+        }
+        let effort = match (t.effort_minutes, end) {
+            (Some(m), _) => m,
+            (None, Some(e)) => (e - start).num_minutes(),
+            (None, None) => return Err(SimError::required("effort_minutes")),
+        };
+        if effort < 0 {
+            return Err(SimError::bad_value("effort_minutes"));
+        }
+        if !t.accomplished_hourly_rate.is_finite() || t.accomplished_hourly_rate < 0.0 {
+            return Err(SimError::bad_value("accomplished_hourly_rate"));
+        }
+        if t.user_id.is_some_and(|u| !data.members.contains_key(&u)) {
+            return Err(SimError::user_not_in_company());
+        }
+        let task = match t.task_id {
+            Some(id) => Some(data.tasks.get(&id).ok_or_else(SimError::task_not_found)?),
+            None => None,
+        };
+        let workspace = match (t.workspace_id, task) {
+            (Some(w), Some(task)) if task.workspace_id != w => {
+                return Err(SimError::task_not_in_workspace());
+            }
+            (Some(w), _) => w,
+            (None, Some(task)) => task.workspace_id,
+            (None, None) => return Err(SimError::required("workspace_id")),
+        };
+        if !data.workspaces.contains_key(&workspace) {
+            return Err(SimError::workspace_not_found());
+        }
+        if let Some(phase) = t.phase_id {
+            let in_flow = task.is_some_and(|task| task.flow.iter().any(|f| f.phase_id == phase));
+            if !in_flow {
+                return Err(SimError::phase_not_found());
+            }
+        }
+        let at = t.created_at.map(to_tick).unwrap_or(now);
+        let id = take(&mut self.next.time_tracking);
+        let data = self.company_mut(company)?;
+        if let Some(task) = t.task_id.and_then(|id| data.tasks.get_mut(&id)) {
+            task.actual_time += effort;
+            task.updated_at = task.updated_at.max(at);
+        }
+        data.time_trackings.insert(
+            id,
+            TimeTracking {
+                id,
+                workspace_id: workspace,
+                task_id: t.task_id,
+                phase_id: t.phase_id,
+                user_id: t.user_id,
+                start_date: start,
+                end_date: end,
+                effort_minutes: effort,
+                accomplished_hourly_rate: t.accomplished_hourly_rate,
+                comment: t.comment,
+                created_at: at,
             },
         );
         Ok(id)
@@ -1006,11 +1258,13 @@ impl Store {
 
     /// Apply a person's edit. Returns whether anything changed (an edit that sets the same
     /// values does not move the change clock).
+    /// `by` is who edits (for the notification a reassignment sends); `None` when unknown.
     pub fn edit_task(
         &mut self,
         company: i64,
         task_id: i64,
         e: TaskEdit,
+        by: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<bool, SimError> {
         let data = self.company(company)?;
@@ -1031,6 +1285,7 @@ impl Store {
             .get_mut(&task_id)
             .ok_or_else(SimError::task_not_found)?;
         let mut changed = false;
+        let mut reassigned = None;
         fn set<T: PartialEq>(slot: &mut T, value: Option<T>, changed: &mut bool) {
             if let Some(v) = value
                 && *slot != v
@@ -1067,6 +1322,7 @@ impl Store {
             if let Some(fp) = task.flow.iter_mut().find(|f| Some(f.phase_id) == current) {
                 fp.executor_id = Some(ex);
             }
+            reassigned = Some(ex);
             changed = true;
         }
         if let Some(s) = e.situation
@@ -1088,16 +1344,22 @@ impl Store {
         if changed {
             task.updated_at = now;
         }
+        if let Some(user) = reassigned {
+            let notice = Notice::assigned(task, user, by, now);
+            self.notify(company, notice)?;
+        }
         Ok(changed)
     }
 
     /// Move a task to another phase of its own flow. Phases before the target count as done.
+    /// The target phase's executor is notified; `by` is who moved it (`None` when unknown).
     pub fn move_task_phase(
         &mut self,
         company: i64,
         task_id: i64,
         phase_id: i64,
         executor: Option<Uuid>,
+        by: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<(), SimError> {
         let data = self.company(company)?;
@@ -1134,6 +1396,10 @@ impl Store {
         task.phase_due_date = Some(due);
         task.phase_changed_at = now;
         task.updated_at = now;
+        if let Some(user) = task.executor_id {
+            let notice = Notice::assigned(task, user, by, now);
+            self.notify(company, notice)?;
+        }
         Ok(())
     }
 
@@ -1286,6 +1552,44 @@ impl Store {
             _ => None,
         };
         Ok(())
+    }
+}
+
+/// A notification about to be recorded.
+struct Notice {
+    user: Uuid,
+    kind: NotificationKind,
+    title: String,
+    message: String,
+    task: Option<i64>,
+    ticket: Option<i64>,
+    workspace: Option<i64>,
+    by: Option<Uuid>,
+    at: DateTime<Utc>,
+}
+
+impl Notice {
+    /// `user` now executes `task`'s current phase.
+    fn assigned(task: &Task, user: Uuid, by: Option<Uuid>, at: DateTime<Utc>) -> Self {
+        let phase = task
+            .flow
+            .iter()
+            .find(|f| Some(f.phase_id) == task.phase_id)
+            .map_or("", |f| f.name.as_str());
+        Self {
+            user,
+            kind: NotificationKind::TaskAssigned,
+            title: "Tarefa atribuída".into(),
+            message: format!(
+                "Você é o executor da etapa \"{phase}\" da tarefa \"{}\".",
+                task.title
+            ),
+            task: Some(task.id),
+            ticket: None,
+            workspace: Some(task.workspace_id),
+            by,
+            at,
+        }
     }
 }
 
@@ -1468,7 +1772,7 @@ mod tests {
         );
         assert!(
             f.store
-                .edit_task(f.company, 1, TaskEdit::default(), now())
+                .edit_task(f.company, 1, TaskEdit::default(), None, now())
                 .is_err()
         );
         assert_eq!(before, format!("{:?}", f.store.dump(f.company).unwrap()));
@@ -1492,10 +1796,10 @@ mod tests {
         };
         assert!(
             f.store
-                .edit_task(f.company, id, done.clone(), now())
+                .edit_task(f.company, id, done.clone(), None, now())
                 .unwrap()
         );
-        assert!(!f.store.edit_task(f.company, id, done, now()).unwrap());
+        assert!(!f.store.edit_task(f.company, id, done, None, now()).unwrap());
         assert!(
             f.store.company(f.company).unwrap().tasks[&id]
                 .resolved_date
@@ -1505,7 +1809,9 @@ mod tests {
             situation: Some(Situation::Active),
             ..TaskEdit::default()
         };
-        f.store.edit_task(f.company, id, reopen, now()).unwrap();
+        f.store
+            .edit_task(f.company, id, reopen, None, now())
+            .unwrap();
         assert!(
             f.store.company(f.company).unwrap().tasks[&id]
                 .resolved_date
@@ -1574,5 +1880,201 @@ mod tests {
             data.notes[&n2].category_id,
             Some(data.boards[&b].categories[1].id)
         );
+    }
+
+    fn kinds_of(store: &Store, company: i64, user: Uuid) -> Vec<NotificationKind> {
+        store
+            .notifications_of(company, user)
+            .unwrap()
+            .iter()
+            .map(|n| n.kind)
+            .collect()
+    }
+
+    #[test]
+    fn notifications_follow_creation_comments_reassignment_and_tickets() {
+        let mut f = fixture();
+        let mut t = NewTask::new(f.ws, f.tt, "Post");
+        t.created_by = Some(f.owner);
+        let id = f
+            .store
+            .add_task(f.company, t, &BTreeMap::new(), now())
+            .unwrap();
+        // ed executes phase a; the owner executes b and c (chain) but is told once.
+        assert_eq!(
+            kinds_of(&f.store, f.company, f.ed),
+            [NotificationKind::TaskCreated]
+        );
+        let own = f.store.notifications_of(f.company, f.owner).unwrap();
+        assert_eq!(own.len(), 1);
+        assert_eq!(own[0].created_by, Some(f.owner), "the actor is recorded");
+        assert_eq!(own[0].task_id, Some(id));
+        assert_eq!(own[0].workspace_id, Some(f.ws));
+
+        let comment = |author| NewComment {
+            task_id: id,
+            description: "<div>oi</div>".into(),
+            author_id: author,
+            created_at: None,
+        };
+        f.store
+            .add_comment(f.company, comment(Some(f.owner)), now())
+            .unwrap();
+        assert_eq!(
+            kinds_of(&f.store, f.company, f.ed).last(),
+            Some(&NotificationKind::TaskComment),
+            "the current executor hears of comments"
+        );
+        assert!(
+            f.store
+                .add_comment(
+                    f.company,
+                    NewComment {
+                        task_id: 1,
+                        ..comment(None)
+                    },
+                    now()
+                )
+                .is_err()
+        );
+
+        f.store
+            .move_task_phase(f.company, id, f.phases[1], None, Some(f.ed), now())
+            .unwrap();
+        let last = f.store.notifications_of(f.company, f.owner).unwrap();
+        let last = last.last().unwrap();
+        assert_eq!(last.kind, NotificationKind::TaskAssigned);
+        assert_eq!(last.created_by, Some(f.ed));
+        assert!(last.message.contains("\"b\""), "{}", last.message);
+
+        let to_ed = TaskEdit {
+            executor_id: Some(f.ed),
+            ..TaskEdit::default()
+        };
+        f.store
+            .edit_task(f.company, id, to_ed.clone(), None, now())
+            .unwrap();
+        // Setting the same executor again is no reassignment.
+        f.store
+            .edit_task(f.company, id, to_ed, None, now())
+            .unwrap();
+        assert_eq!(
+            kinds_of(&f.store, f.company, f.ed),
+            [
+                NotificationKind::TaskCreated,
+                NotificationKind::TaskComment,
+                NotificationKind::TaskAssigned
+            ]
+        );
+
+        let ticket = f
+            .store
+            .add_ticket(
+                f.company,
+                NewTicket {
+                    workspace_id: f.ws,
+                    subject: "Ajuda".into(),
+                    ticket_type: 1,
+                    requester_email: "ed@x.com".into(),
+                    created_by: Some(f.ed),
+                    ..NewTicket::default()
+                },
+                now(),
+            )
+            .unwrap();
+        let last = f.store.notifications_of(f.company, f.owner).unwrap();
+        let last = last.last().unwrap();
+        assert_eq!(last.kind, NotificationKind::TicketAssigned);
+        assert_eq!(last.ticket_id, Some(ticket));
+    }
+
+    #[test]
+    fn time_trackings_add_to_actual_time_and_refuse_what_does_not_fit() {
+        let mut f = fixture();
+        let at = now() - Duration::hours(1);
+        let id = f
+            .store
+            .add_task(
+                f.company,
+                NewTask {
+                    creation_date: Some(at),
+                    ..NewTask::new(f.ws, f.tt, "t")
+                },
+                &BTreeMap::new(),
+                at,
+            )
+            .unwrap();
+        let other_ws = f
+            .store
+            .add_workspace(
+                f.company,
+                NewWorkspace {
+                    name: "outro".into(),
+                    ..NewWorkspace::default()
+                },
+                now(),
+            )
+            .unwrap();
+        let start = now() - Duration::minutes(120);
+        let entry = NewTimeTracking {
+            task_id: Some(id),
+            phase_id: Some(f.phases[0]),
+            user_id: Some(f.ed),
+            start_date: Some(start),
+            end_date: Some(start + Duration::minutes(90)),
+            ..NewTimeTracking::default()
+        };
+        let before = format!("{:?}", f.store.dump(f.company).unwrap());
+        for (bad, want) in [
+            (
+                NewTimeTracking {
+                    workspace_id: Some(other_ws),
+                    ..entry.clone()
+                },
+                208,
+            ),
+            (
+                NewTimeTracking {
+                    phase_id: Some(1),
+                    ..entry.clone()
+                },
+                108,
+            ),
+            (
+                NewTimeTracking {
+                    start_date: None,
+                    ..entry.clone()
+                },
+                10,
+            ),
+            (
+                NewTimeTracking {
+                    end_date: Some(start - Duration::minutes(1)),
+                    ..entry.clone()
+                },
+                12,
+            ),
+            (
+                NewTimeTracking {
+                    task_id: None,
+                    ..entry.clone()
+                },
+                10,
+            ),
+        ] {
+            let err = f
+                .store
+                .add_time_tracking(f.company, bad, now())
+                .unwrap_err();
+            assert_eq!(err.id, want, "{err}");
+        }
+        assert_eq!(before, format!("{:?}", f.store.dump(f.company).unwrap()));
+
+        let tt = f.store.add_time_tracking(f.company, entry, now()).unwrap();
+        let data = f.store.company(f.company).unwrap();
+        assert_eq!(data.time_trackings[&tt].effort_minutes, 90);
+        assert_eq!(data.time_trackings[&tt].workspace_id, f.ws, "from the task");
+        assert_eq!(data.tasks[&id].actual_time, 90);
+        assert!(data.tasks[&id].updated_at > at, "the task changed");
     }
 }
