@@ -5,8 +5,9 @@
 //! `/zapier/<path>`, as eKyte's server controller routes it).
 //!
 //! Guarantees: every request needs `apiKey` and `CompanyId` (query) naming the same company,
-//! else HTTP 401 with an empty body (SRV: `return Unauthorized()`); writes also need a
-//! `UserEmail` of a member of that company. Reads are bare JSON arrays; the "recent" ones cover
+//! else HTTP 401 with an empty body (SRV: `return Unauthorized()`); writes and the
+//! notifications read also need a `UserEmail` of a member of that company, refused the same way
+//! on both (`{ "Id", "Text" }`, 400/404). Reads are bare JSON arrays; the "recent" ones cover
 //! the last 15 minutes of the simulated clock (§4.1), so a client that polls less often misses
 //! events, as it would against eKyte. Writes take PascalCase bodies, return `{ "<Kind>Id": n }`,
 //! and fail with HTTP 400/404 and `{ "Id", "Text" }`. There is no update, delete, comment or
@@ -59,6 +60,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
             format!("{reads}/tickets/changes"),
             get(poll_tickets_changes),
         );
+        add(format!("{reads}/notifications"), get(poll_notifications));
         add(format!("{writes}/tasks"), post(post_task));
         add(format!("{writes}/workspaces"), post(post_workspace));
         add(format!("{writes}/boards"), post(post_board));
@@ -95,6 +97,15 @@ fn read(
     raw: Option<String>,
     list: impl FnOnce(&View<'_>, DateTime<Utc>) -> Value,
 ) -> Response {
+    read_with(sim, raw, |v, _, since| Ok(list(v, since)))
+}
+
+/// [`read`] for lists that read more of the query and may refuse with `{ "Id", "Text" }`.
+fn read_with(
+    sim: &Sim,
+    raw: Option<String>,
+    list: impl FnOnce(&View<'_>, &Params, DateTime<Utc>) -> Result<Value, SimError>,
+) -> Response {
     let p = Params::parse(raw.as_deref());
     let store = sim.read();
     let Some(data) = authenticate(&store, &p).and_then(|c| store.company(c).ok()) else {
@@ -108,7 +119,10 @@ fn read(
         tz: data.company.timezone,
         expose_external_id: settings.expose_external_id,
     };
-    Json(list(&view, sim.now() - window)).into_response()
+    match list(&view, &p, sim.now() - window) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => refuse(&e),
+    }
 }
 
 async fn auth(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response {
@@ -199,6 +213,43 @@ async fn poll_tickets_changes(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery
     })
 }
 
+/// SRV `GetZapierNotificationsAsync(companyId, userId)`: the notifications of the `UserEmail`
+/// person created inside the window. The person is resolved like a write's `UserEmail` (same
+/// errors, same order: 401 before anything else), since the server method needs a user id.
+async fn poll_notifications(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response {
+    let notify_actor = sim.settings().notify_actor;
+    read_with(&sim, q, |v, p, since| {
+        let (user, _) = resolve_user(v.store, v.data.company.id, p.get("UserEmail"))?;
+        Ok(v.data
+            .notifications
+            .values()
+            .filter(|n| n.user_id == user && n.created_at >= since)
+            .filter(|n| notify_actor || n.created_by != Some(user))
+            .map(|n| v.notification(n))
+            .collect())
+    })
+}
+
+/// `UserEmail` → a member of `company` and their profile, with the writes' errors: absent →
+/// 400 (required), unknown → 404, not a member → 400.
+fn resolve_user(
+    store: &Store,
+    company: i64,
+    email: Option<&str>,
+) -> Result<(Uuid, Profile), SimError> {
+    let email = email.ok_or_else(|| SimError::required("UserEmail"))?;
+    let user = store
+        .user_by_email(email)
+        .map(|u| u.id)
+        .ok_or_else(SimError::user_not_found)?;
+    let profile = store
+        .company(company)
+        .ok()
+        .and_then(|d| d.profile(user))
+        .ok_or_else(SimError::user_not_in_company)?;
+    Ok((user, profile))
+}
+
 // ----- writes --------------------------------------------------------------------------------
 
 /// An authenticated write: the company, the acting user and the body's fields.
@@ -235,20 +286,14 @@ fn write(
     };
     let fields = Fields(&object);
     let email = match fields.text("UserEmail") {
-        Ok(Some(e)) => e,
-        Ok(None) => match p.get("UserEmail") {
-            Some(e) => e.to_owned(),
-            None => return refuse(&SimError::required("UserEmail")),
-        },
+        Ok(e) => e,
         Err(e) => return refuse(&e),
     };
-    let Some(user) = store.user_by_email(&email).map(|u| u.id) else {
-        return refuse(&SimError::user_not_found());
-    };
-    let profile = match store.company(company).ok().and_then(|d| d.profile(user)) {
-        Some(p) => p,
-        None => return refuse(&SimError::user_not_in_company()),
-    };
+    let (user, profile) =
+        match resolve_user(&store, company, email.as_deref().or(p.get("UserEmail"))) {
+            Ok(found) => found,
+            Err(e) => return refuse(&e),
+        };
     let w = Write {
         sim,
         company,

@@ -16,7 +16,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::model::{Situation, Task};
+use super::model::{CompanyData, Situation, Task, TicketStatus};
 use super::params::Params;
 use super::state::Sim;
 use super::store::SimError;
@@ -32,6 +32,10 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
         .route("/v1.0/task-types", get(task_types))
         .route("/v1.0/projects", get(projects))
         .route("/v1.1/projects", get(projects))
+        .route("/v1.1/tickets", get(tickets))
+        .route("/v1.0/time-trackings", get(time_trackings))
+        .route("/v1.0/members", get(members))
+        .route("/v1.0/insights", get(insights))
 }
 
 /// A page request after authentication.
@@ -189,6 +193,85 @@ async fn projects(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Respons
             .collect();
         Ok(paged(&rows, pg.number, pg.size, |pr| pg.view.project(pr)))
     })
+}
+
+/// Tickets (API.md §3.2: `status`, `workspaceId`, `squadId`, `createdFrom`; `createdTo` is
+/// accepted too, as on every other list with `createdFrom`). `status` absent or 0 means all, as
+/// on tasks.
+async fn tickets(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response {
+    serve(&sim, q, |pg| {
+        let p = pg.params;
+        let tz = pg.view.tz;
+        let ws = p.int("workspaceId")?;
+        let squad = p.int("squadId")?;
+        let status = match p.int("status")? {
+            None | Some(0) => None,
+            Some(code) => {
+                Some(TicketStatus::from_code(code).ok_or_else(|| SimError::bad_value("status"))?)
+            }
+        };
+        let created = (
+            p.bound("createdFrom", tz, false)?,
+            p.bound("createdTo", tz, true)?,
+        );
+        let data = pg.view.data;
+        let rows: Vec<_> = data
+            .tickets
+            .values()
+            .filter(|t| ws.is_none_or(|w| t.workspace_id == w))
+            .filter(|t| squad.is_none() || squad_of(data, t.workspace_id) == squad)
+            .filter(|t| status.is_none_or(|s| t.status == s))
+            .filter(|t| within(Some(t.created_at), created))
+            .collect();
+        Ok(paged(&rows, pg.number, pg.size, |t| pg.view.ticket_bi(t)))
+    })
+}
+
+/// Time entries (API.md §3.2: `createdFrom`, `createdTo`, `workspaceId`, `squadId`). The
+/// created range is on `createdIn`, when the entry was recorded, not on `startDate`.
+async fn time_trackings(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response {
+    serve(&sim, q, |pg| {
+        let p = pg.params;
+        let tz = pg.view.tz;
+        let ws = p.int("workspaceId")?;
+        let squad = p.int("squadId")?;
+        let created = (
+            p.bound("createdFrom", tz, false)?,
+            p.bound("createdTo", tz, true)?,
+        );
+        let data = pg.view.data;
+        let rows: Vec<_> = data
+            .time_trackings
+            .values()
+            .filter(|t| ws.is_none_or(|w| t.workspace_id == w))
+            .filter(|t| squad.is_none() || squad_of(data, t.workspace_id) == squad)
+            .filter(|t| within(Some(t.created_at), created))
+            .collect();
+        Ok(paged(&rows, pg.number, pg.size, |t| {
+            pg.view.time_tracking(t)
+        }))
+    })
+}
+
+/// Company members with profile and workspaces (route seen, shape guessed; API.md §3.2).
+async fn members(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response {
+    serve(&sim, q, |pg| {
+        let rows: Vec<_> = pg.view.data.members.keys().copied().collect();
+        Ok(paged(&rows, pg.number, pg.size, |u| pg.view.member(*u)))
+    })
+}
+
+/// API.md names the route and nothing about its content, so the simulator serves an empty
+/// list: a client gets the envelope, paging and errors of every list, and no invented data.
+async fn insights(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response {
+    serve(&sim, q, |pg| {
+        let rows: [Value; 0] = [];
+        Ok(paged(&rows, pg.number, pg.size, Clone::clone))
+    })
+}
+
+fn squad_of(data: &CompanyData, workspace: i64) -> Option<i64> {
+    data.workspaces.get(&workspace).and_then(|w| w.squad_id)
 }
 
 type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);

@@ -3,7 +3,7 @@
 //!
 //! | surface | routes | module |
 //! |---|---|---|
-//! | A, public BI API (read-only, `apiKey`) | `GET /v1.0/workspaces`, `/v1.1/tasks`, `/v1.2/tasks`, `/v1.0/users`, `/v1.0/task-types`, `/v1.x/projects` | `bi.rs` |
+//! | A, public BI API (read-only, `apiKey`) | `GET /v1.0/workspaces`, `/v1.1/tasks`, `/v1.2/tasks`, `/v1.0/users`, `/v1.0/task-types`, `/v1.x/projects`, `/v1.1/tickets`, `/v1.0/time-trackings`, `/v1.0/members`, `/v1.0/insights` | `bi.rs` |
 //! | B, automation API (`apiKey` + `CompanyId` + `UserEmail`) | `/n8n/polling/*` + `/n8n/*`, and the same under `/zapier/*` | `automation.rs` |
 //! | C, MCP (`?token=`) | `POST /mcp` | `mcp.rs` |
 //! | control (never faulted or counted) | `/_control/*` | `control.rs` |
@@ -45,14 +45,14 @@ use tokio::net::TcpListener;
 pub use config::{EkyteConfig, RateLimitConfig, RuntimeSettings};
 pub use control::{EkyteControl, SettingsPatch};
 pub use model::{
-    Board, BoardCategory, Comment, Company, CompanyDump, DumpUser, FlowPhase, Note, Phase, Profile,
-    Project, ProjectTask, Situation, Squad, Task, TaskType, Ticket, TicketStatus, User, Workflow,
-    Workspace,
+    Board, BoardCategory, Comment, Company, CompanyDump, DumpUser, FlowPhase, Note, Notification,
+    NotificationKind, Phase, Profile, Project, ProjectTask, Situation, Squad, Task, TaskType,
+    Ticket, TicketStatus, TimeTracking, User, Workflow, Workspace,
 };
 pub use seed::{
-    DefaultCompany, NewBoard, NewComment, NewCompany, NewNote, NewPhase, NewProject, NewSquad,
-    NewTask, NewTaskType, NewTicket, NewUser, NewWorkflow, NewWorkspace, NoteEdit, SeededUser,
-    TaskEdit, WorkspaceEdit,
+    DefaultCompany, NewBoard, NewComment, NewCompany, NewNote, NewNotification, NewPhase,
+    NewProject, NewSquad, NewTask, NewTaskType, NewTicket, NewTimeTracking, NewUser, NewWorkflow,
+    NewWorkspace, NoteEdit, SeededUser, TaskEdit, WorkspaceEdit,
 };
 pub use store::{ErrorKind, SimError};
 

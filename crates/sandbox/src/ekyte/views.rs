@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::dates::{format_local, format_opt};
 use super::model::{
-    Board, Comment, CompanyData, FlowPhase, Note, Project, Task, TaskType, Ticket, Workspace,
+    Board, Comment, CompanyData, FlowPhase, Note, Notification, Project, Task, TaskType, Ticket,
+    TimeTracking, Workspace,
 };
 use super::store::Store;
 
@@ -385,6 +386,111 @@ impl<'a> View<'a> {
             "expectDueDate": self.date_opt(t.expect_due_date),
             "creationDate": self.date(t.created_at),
             "concludedDate": self.date_opt(t.concluded_at),
+        })
+    }
+
+    /// BI `/v1.1/tickets` rows: the polling item plus the people and the squad, flattened like
+    /// the v1.1 task (shape unpublished, API.md §"Not documented" 6; fields from §7).
+    pub fn ticket_bi(&self, t: &Ticket) -> Value {
+        let squad = self.squad_of(t.workspace_id);
+        let project = t.project_id.and_then(|p| self.data.projects.get(&p));
+        let mut v = self.ticket(t);
+        v["squadId"] = json!(squad.map(|s| s.0));
+        v["squad"] = json!(squad.map(|s| s.1));
+        v["project"] = json!(project.map(|p| p.name.as_str()));
+        v["requesterId"] = json!(t.requester_id);
+        v["requester"] = json!(self.user_name(Some(t.requester_id)));
+        v["analystId"] = json!(t.analyst_id);
+        v["analyst"] = json!(self.user_name(t.analyst_id));
+        v["usersCC"] =
+            t.cc.iter()
+                .filter_map(|u| self.user_email(Some(*u)))
+                .collect();
+        v["createdById"] = json!(t.created_by);
+        v["createdBy"] = json!(self.user_name(t.created_by));
+        v
+    }
+
+    /// BI `/v1.0/time-trackings` rows. `effort`, `accomplishedHourlyRate`, `workspaceId`,
+    /// `workspace`, `startDate` and `createdIn` are observed (API.md §3.3); the rest is the
+    /// simulator's guess.
+    pub fn time_tracking(&self, t: &TimeTracking) -> Value {
+        let squad = self.squad_of(t.workspace_id);
+        let task = t.task_id.and_then(|id| self.data.tasks.get(&id));
+        let phase = task.and_then(|task| {
+            task.flow
+                .iter()
+                .find(|f| Some(f.phase_id) == t.phase_id)
+                .map(|f| f.name.as_str())
+        });
+        json!({
+            "id": t.id,
+            "effort": t.effort_minutes,
+            "accomplishedHourlyRate": t.accomplished_hourly_rate,
+            "workspaceId": t.workspace_id,
+            "workspace": self.workspace_name(t.workspace_id),
+            "squadId": squad.map(|s| s.0),
+            "squad": squad.map(|s| s.1),
+            "startDate": self.date(t.start_date),
+            "endDate": self.date_opt(t.end_date),
+            "createdIn": self.date(t.created_at),
+            "ctcTaskId": t.task_id,
+            "ctcTask": task.map(|task| task.title.as_str()),
+            "phaseId": t.phase_id,
+            "phase": phase,
+            "userId": t.user_id,
+            "user": self.user_name(t.user_id),
+            "userEmail": self.user_email(t.user_id),
+            "comment": t.comment,
+        })
+    }
+
+    /// BI `/v1.0/members` rows: a company member with profile and workspaces (the route is seen
+    /// once, without a shape, API.md §3.2; this shape is the simulator's guess).
+    pub fn member(&self, user: Uuid) -> Value {
+        let Some(u) = self.store.user(user) else {
+            return Value::Null;
+        };
+        let workspaces: Vec<Value> = self
+            .data
+            .workspaces
+            .values()
+            .filter(|w| w.members.contains(&user))
+            .map(|w| json!({ "id": w.id, "name": w.name }))
+            .collect();
+        json!({
+            "id": u.id,
+            "userName": u.user_name,
+            "email": u.email,
+            "profile": self.data.profile(user).map(|p| p.label()),
+            "active": 1,
+            "workspaces": workspaces,
+        })
+    }
+
+    /// Automation `polling/notifications` items (shape unpublished, API.md §4.1; the simulator's
+    /// guess, camelCase like the other polling items).
+    pub fn notification(&self, n: &Notification) -> Value {
+        let link = match (n.task_id, n.ticket_id) {
+            (Some(t), _) => Some(format!("https://app.ekyte.com/#/tasks/{t}")),
+            (None, Some(t)) => Some(format!("https://app.ekyte.com/#/tickets/{t}")),
+            (None, None) => None,
+        };
+        json!({
+            "id": n.id,
+            "notificationType": n.kind.code(),
+            "title": n.title,
+            "message": n.message,
+            "link": link,
+            "userId": n.user_id,
+            "userEmail": self.user_email(Some(n.user_id)),
+            "taskId": n.task_id,
+            "ticketId": n.ticket_id,
+            "workspaceId": n.workspace_id,
+            "workspace": n.workspace_id.and_then(|w| self.workspace_name(w)),
+            "createdById": n.created_by,
+            "createdBy": self.user_name(n.created_by),
+            "creationDate": self.date(n.created_at),
         })
     }
 }
