@@ -10,6 +10,42 @@ use sandbox::ekyte::{
 };
 use serde_json::{Value, json};
 
+/// The new lists of issue 14 (tickets, time trackings, members, insights, notifications).
+mod lists;
+
+/// Every surface-A list the simulator serves; `readme_routes_table_is_what_is_served` keeps
+/// this, the README's routes table and the router in step.
+const BI_LISTS: [&str; 11] = [
+    "/v1.0/workspaces",
+    "/v1.1/tasks",
+    "/v1.2/tasks",
+    "/v1.0/users",
+    "/v1.0/task-types",
+    "/v1.0/projects",
+    "/v1.1/projects",
+    "/v1.1/tickets",
+    "/v1.0/time-trackings",
+    "/v1.0/members",
+    "/v1.0/insights",
+];
+
+/// Every surface-B read, n8n spelling; the Zapier spelling drops `polling/`.
+const POLLING_READS: [&str; 9] = [
+    "/n8n/polling/auth",
+    "/n8n/polling/tasks",
+    "/n8n/polling/v2/tasks",
+    "/n8n/polling/workspaces",
+    "/n8n/polling/boards",
+    "/n8n/polling/projects/created",
+    "/n8n/polling/tickets/concluded",
+    "/n8n/polling/tickets/changes",
+    "/n8n/polling/notifications",
+];
+
+fn zapier_spelling(n8n: &str) -> String {
+    n8n.replacen("/n8n/polling/", "/zapier/", 1)
+}
+
 struct Env {
     sb: EkyteSandbox,
     co: DefaultCompany,
@@ -218,19 +254,16 @@ async fn bi_envelope_pages_a_250_task_workspace_in_three() {
 #[tokio::test]
 async fn bi_rejects_a_bad_key_with_http_401_and_code_404() {
     let e = env().await;
-    for path in [
-        "/v1.0/workspaces",
-        "/v1.2/tasks",
-        "/v1.0/users",
-        "/v1.0/task-types",
-    ] {
+    for path in BI_LISTS {
         let (s, body) = e.get(path, &[("apiKey", "nope".to_owned())]).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(body["error"]["code"], "404", "{path}");
-        assert!(body["data"].is_null());
+        assert!(body["data"].is_null(), "{path}");
+        assert!(body["paging"].is_null(), "{path}");
+        let (s, body) = e.get(path, &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} without a key");
+        assert_eq!(body["error"]["code"], "404", "{path} without a key");
     }
-    let (s, _) = e.get("/v1.0/users", &[]).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
     e.sb.shutdown().await.unwrap();
 }
 
@@ -521,19 +554,36 @@ async fn automation_refuses_users_outside_the_company() {
 async fn automation_company_mismatch_is_401() {
     let e = env().await;
     let other = e.sb.create_company(NewCompany::default()).unwrap();
-    for path in ["/n8n/polling/auth", "/zapier/auth", "/n8n/polling/tasks"] {
+    let paths = POLLING_READS
+        .iter()
+        .flat_map(|p| [(*p).to_owned(), zapier_spelling(p)]);
+    for path in paths {
+        // UserEmail is valid, so only the key/company pair can be what is refused.
+        let r = e
+            .http
+            .get(e.url(&path))
+            .query(&[
+                ("apiKey", e.co.api_key.clone()),
+                ("CompanyId", other.id.to_string()),
+                ("UserEmail", e.co.editor.email.clone()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(r.bytes().await.unwrap().is_empty(), "{path}: empty body");
+        let (s, _) = e.get(&path, &[("apiKey", e.co.api_key.clone())]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} without CompanyId");
         let (s, _) = e
             .get(
-                path,
+                &path,
                 &[
-                    ("apiKey", e.co.api_key.clone()),
-                    ("CompanyId", other.id.to_string()),
+                    ("apiKey", "nope".to_owned()),
+                    ("CompanyId", e.co.company_id.to_string()),
                 ],
             )
             .await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
-        let (s, _) = e.get(path, &[("apiKey", e.co.api_key.clone())]).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} without CompanyId");
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} with a bad key");
     }
     let (s, body) = e.get("/n8n/polling/auth", &e.auth()).await;
     assert_eq!(s, StatusCode::OK);
