@@ -6,3 +6,4 @@
 mod app_e2e;
 mod convergence;
 mod security;
+mod traces;

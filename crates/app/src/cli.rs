@@ -290,7 +290,6 @@ pub fn main() -> ExitCode {
         // The demo prints its own report; the logs would drown it.
         telemetry.level = "warn".into();
     }
-    crate::telemetry::init(&telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -301,13 +300,24 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(config, cli.command)) {
+    // Inside the runtime: the trace exporter sends on it.
+    let traces = match runtime.block_on(async { crate::telemetry::init(&telemetry) }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let code = match runtime.block_on(dispatch(config, cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // From outside the runtime's threads, while it still runs the exporter's requests.
+    traces.shutdown();
+    code
 }
 
 fn config_check(config: &Config, json: bool) -> ExitCode {

@@ -159,6 +159,16 @@ pub enum LogFormat {
 pub struct TelemetryConfig {
     pub format: LogFormat,
     pub level: String,
+    /// The collector's OTLP/HTTP traces URL (`…:4318/v1/traces`); empty = no trace export.
+    pub otlp_endpoint: String,
+    /// Headers for the collector (an ingest key, say): secrets, printed redacted.
+    pub otlp_headers: BTreeMap<String, SecretString>,
+    #[serde(with = "humantime_serde")]
+    pub otlp_timeout: Duration,
+    /// The share of traces kept (0.0–1.0), decided at the trace's root; children follow it.
+    pub otlp_sample_ratio: f64,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 /// A configuration that cannot be used, with the key at fault.
@@ -352,6 +362,30 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.telemetry.level)
             .map_err(|e| invalid("telemetry.level", format!("not a log filter: {e}")))?;
+        let otlp = self.telemetry.otlp_endpoint.trim();
+        if !otlp.is_empty() {
+            let url = url::Url::parse(otlp).map_err(|e| {
+                invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("not a URL ({e}); the collector's traces URL, e.g. http://otel-collector:4318/v1/traces"),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(
+                    "telemetry.otlp_endpoint",
+                    "must be an http:// or https:// URL (OTLP over HTTP; gRPC is not built in)",
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.otlp_sample_ratio) {
+            return Err(invalid(
+                "telemetry.otlp_sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
+        }
         Ok(())
     }
 
@@ -502,6 +536,23 @@ impl Config {
                     format!("{:?}", self.telemetry.format).to_lowercase().into(),
                 ),
                 ("level", self.telemetry.level.clone().into()),
+                (
+                    "otlp_endpoint",
+                    mask_url(&self.telemetry.otlp_endpoint).into(),
+                ),
+                (
+                    "otlp_headers",
+                    toml::Value::Table(
+                        self.telemetry
+                            .otlp_headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), secret(v)))
+                            .collect(),
+                    ),
+                ),
+                ("otlp_timeout", dur(&self.telemetry.otlp_timeout)),
+                ("otlp_sample_ratio", self.telemetry.otlp_sample_ratio.into()),
+                ("service_name", self.telemetry.service_name.clone().into()),
             ],
         );
         t

@@ -117,7 +117,29 @@ fn answer(status: StatusCode, outcome: &'static str, message: impl Into<String>)
     (status, axum::Json(body)).into_response()
 }
 
+/// The webhook route, in a server span: the trace a webhook starts runs from here through the
+/// broker to the worker.
 async fn webhook(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    use tracing::Instrument as _;
+    let span = tracing::info_span!(
+        "webhook",
+        otel.name = "POST /webhooks/ghl",
+        otel.kind = "server",
+        tenant = tracing::field::Empty,
+        event = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = accept_webhook(&s, &headers, &body)
+        .instrument(span.clone())
+        .await;
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    response
+}
+
+async fn accept_webhook(s: &WebhookState, headers: &HeaderMap, body: &Bytes) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -138,7 +160,7 @@ async fn webhook(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes)
     }
     let event = match s
         .verifier
-        .verify(Signatures::from_headers(&headers), &body, s.clock.now())
+        .verify(Signatures::from_headers(headers), body, s.clock.now())
     {
         Ok(e) => e,
         Err(e) => {
@@ -147,8 +169,12 @@ async fn webhook(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes)
             return answer(status, "rejected", e.to_string());
         }
     };
+    tracing::Span::current().record("event", event.kind.type_name());
     let tenant = match s.tenants.by_location(&event.location).await {
-        Ok(Some(t)) => t,
+        Ok(Some(t)) => {
+            tracing::Span::current().record("tenant", t.id.as_str());
+            t
+        }
         Ok(None) => {
             // Not ours (yet): accepting it would lose nothing, refusing would make GHL retry
             // for an hour to no end.
@@ -161,8 +187,8 @@ async fn webhook(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes)
         }
     };
     match &event.kind {
-        GhlEventKind::Uninstall { .. } => return uninstall(&s, &tenant).await,
-        GhlEventKind::Install { .. } => return install(&s, &tenant).await,
+        GhlEventKind::Uninstall { .. } => return uninstall(s, &tenant).await,
+        GhlEventKind::Install { .. } => return install(s, &tenant).await,
         _ => {}
     }
     match s

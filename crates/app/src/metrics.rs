@@ -1,9 +1,10 @@
 //! Prometheus metrics: the exporter, and the gauges read at scrape time.
 //!
 //! Counters and histograms are recorded where things happen, through the `metrics` facade:
-//! - `ges_messages_total{kind,outcome}`, `ges_retries_total{kind}`,
-//!   `ges_dead_letters_total{kind}`, `ges_message_seconds{kind}` (worker);
-//! - `ges_api_calls_total{provider,route,status}` (the GHL and eKyte adapters);
+//! - `ges_messages_total{kind,outcome,tenant}`, `ges_retries_total{kind,tenant}`,
+//!   `ges_dead_letters_total{kind,tenant}`, `ges_message_seconds{kind}` (worker);
+//! - `ges_api_calls_total{provider,route,status,tenant}` (the GHL and eKyte adapters; `tenant`
+//!   is empty for calls made for no tenant, such as the OAuth code exchange);
 //! - `ges_webhooks_total{outcome}` (ingress).
 //!
 //! Gauges are refreshed when `/metrics` is scraped: the GHL rate budget left per location and

@@ -219,7 +219,18 @@ impl Worker {
             }
         };
         let kind = env.kind();
-        let span = tracing::info_span!("message", message_id = %env.id, kind, tenant = %env.tenant, attempt = env.attempt);
+        let span = tracing::info_span!(
+            "message",
+            otel.name = %format!("process {kind}"),
+            otel.kind = "consumer",
+            message_id = %env.id,
+            kind,
+            tenant = %env.tenant,
+            attempt = env.attempt,
+            lane = d.lane.as_str(),
+        );
+        crate::telemetry::adopt(&span, &d.trace_context);
+        let tenant = env.tenant.to_string();
         let result = {
             use tracing::Instrument;
             self.engine.handle(env).instrument(span.clone()).await
@@ -254,7 +265,8 @@ impl Worker {
                             };
                             match self.broker.retry(d, &next, delay).await {
                                 Ok(()) => {
-                                    counter!("ges_retries_total", "kind" => kind).increment(1);
+                                    counter!("ges_retries_total", "kind" => kind, "tenant" => tenant.clone())
+                                        .increment(1);
                                     Outcome::Retried
                                 }
                                 Err(e) => {
@@ -267,7 +279,8 @@ impl Worker {
                 }
             }
         };
-        counter!("ges_messages_total", "kind" => kind, "outcome" => outcome.as_str()).increment(1);
+        counter!("ges_messages_total", "kind" => kind, "outcome" => outcome.as_str(), "tenant" => tenant)
+            .increment(1);
         outcome
     }
 
@@ -304,7 +317,8 @@ impl Worker {
         }
         match self.broker.dead_letter(d, chain).await {
             Ok(()) => {
-                counter!("ges_dead_letters_total", "kind" => kind).increment(1);
+                let tenant = env.map(|e| e.tenant.to_string()).unwrap_or_default();
+                counter!("ges_dead_letters_total", "kind" => kind, "tenant" => tenant).increment(1);
                 Outcome::DeadLettered
             }
             Err(e) => {

@@ -6,7 +6,7 @@
 //!   transport error (timeout, refused connection), at most `retry.max_attempts` times in all,
 //!   with exponential backoff and full jitter (or the server's `Retry-After`);
 //! - every attempt is counted against the caller's [`Calls`] (which may bound them) and in
-//!   `ges_api_calls_total{provider="ekyte",route,status}`;
+//!   `ges_api_calls_total{provider="ekyte",route,status,tenant}`;
 //! - URLs (which carry `apiKey` / `token`, API.md §2) never reach a log line or an error:
 //!   routes are logged by template, reqwest errors are stripped of their URL, and text taken
 //!   from a response is scrubbed of the request's secrets.
@@ -14,6 +14,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use domain::TenantId;
 use ports::ApiError;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -26,22 +27,28 @@ use crate::config::{ConfigError, EkyteConfig, RetryConfig};
 use crate::dto::{AutomationErrorDto, Envelope};
 use crate::error::{BudgetSpent, scrub};
 
-/// Counts the HTTP requests (attempts) of one operation and optionally bounds them.
-#[derive(Debug, Default)]
+/// Counts the HTTP requests (attempts) of one operation for one tenant, and optionally
+/// bounds them. The tenant labels each request's metric and span.
+#[derive(Debug)]
 pub(crate) struct Calls {
     made: AtomicU32,
     limit: Option<u32>,
+    tenant: String,
 }
 
 impl Calls {
-    pub fn unbounded() -> Self {
-        Self::default()
-    }
-
-    pub fn bounded(limit: u32) -> Self {
+    pub fn unbounded(tenant: &TenantId) -> Self {
         Self {
             made: AtomicU32::new(0),
+            limit: None,
+            tenant: tenant.to_string(),
+        }
+    }
+
+    pub fn bounded(tenant: &TenantId, limit: u32) -> Self {
+        Self {
             limit: Some(limit),
+            ..Self::unbounded(tenant)
         }
     }
 
@@ -131,6 +138,21 @@ impl Http {
     /// Send with the retry policy. Returns any answer that is not 429/5xx; those and transport
     /// failures come back as `RateLimited` / `Transient` once retries (if any) are spent.
     pub async fn send(&self, calls: &Calls, req: &Request<'_>) -> Result<Response, ApiError> {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "ekyte.call",
+            otel.name = %req.route,
+            otel.kind = "client",
+            provider = "ekyte",
+            tenant = %calls.tenant,
+            status = tracing::field::Empty,
+        );
+        Box::pin(self.send_in_span(calls, req))
+            .instrument(span)
+            .await
+    }
+
+    async fn send_in_span(&self, calls: &Calls, req: &Request<'_>) -> Result<Response, ApiError> {
         let attempts = if req.idempotent {
             self.retry.max_attempts.max(1)
         } else {
@@ -177,7 +199,7 @@ impl Http {
                 } else {
                     "error"
                 };
-                count(&req.route, kind);
+                count(calls, &req.route, kind);
                 tracing::debug!(route = %req.route, kind, elapsed = ?started.elapsed(), "eKyte request failed");
                 let e = e.without_url();
                 return Err((
@@ -191,7 +213,7 @@ impl Http {
         let body = match resp.bytes().await {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(e) => {
-                count(&req.route, "body_error");
+                count(calls, &req.route, "body_error");
                 let e = e.without_url();
                 return Err((
                     ApiError::transient(format!("{} answer could not be read", req.route), e),
@@ -199,7 +221,7 @@ impl Http {
                 ));
             }
         };
-        count(&req.route, status.as_str());
+        count(calls, &req.route, status.as_str());
         tracing::debug!(route = %req.route, status = status.as_u16(), elapsed = ?started.elapsed(), "eKyte request");
         if status == StatusCode::TOO_MANY_REQUESTS {
             let after = headers
@@ -335,12 +357,14 @@ impl Http {
     }
 }
 
-fn count(route: &str, status: &str) {
+fn count(calls: &Calls, route: &str, status: &str) {
+    tracing::Span::current().record("status", status);
     metrics::counter!(
         "ges_api_calls_total",
         "provider" => "ekyte",
         "route" => route.to_owned(),
-        "status" => status.to_owned()
+        "status" => status.to_owned(),
+        "tenant" => calls.tenant.clone()
     )
     .increment(1);
 }

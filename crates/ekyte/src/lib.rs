@@ -203,7 +203,7 @@ impl EkyteAdapter {
     pub async fn list_users(&self, scope: &Scope) -> Result<Vec<EkyteUser>, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let rows: Vec<UserDto> = self
             .inner
             .http
@@ -227,7 +227,7 @@ impl EkyteAdapter {
     pub async fn list_task_types(&self, scope: &Scope) -> Result<Vec<EkyteTaskType>, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let rows: Vec<TaskTypeDto> = self
             .inner
             .http
@@ -257,7 +257,7 @@ impl EkyteAdapter {
             .mcp
             .identity(
                 &self.inner.http,
-                &Calls::unbounded(),
+                &Calls::unbounded(&scope.tenant.id),
                 &scope.tenant.id,
                 token,
             )
@@ -272,7 +272,7 @@ impl EkyteAdapter {
     pub async fn healthcheck(&self, scope: &Scope) -> Result<Health, ApiError> {
         let inner = &self.inner;
         let creds = inner.creds(scope).await?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let mut problems = Vec::new();
         let auth = inner
             .http
@@ -846,7 +846,9 @@ impl EkyteApi for EkyteAdapter {
     async fn list_workspaces(&self, scope: &Scope) -> Result<Vec<Workspace>, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        self.inner.workspaces(&Calls::unbounded(), &creds).await
+        self.inner
+            .workspaces(&Calls::unbounded(&scope.tenant.id), &creds)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, workspace = %id))]
@@ -858,7 +860,7 @@ impl EkyteApi for EkyteAdapter {
     ) -> Result<Workspace, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         // The BI API has no by-id read (API.md §3.2): list and pick. Its `name` filter (§3.2)
         // narrows the listing to a page or so when the caller knows the name; a workspace
         // renamed since is not among those rows, and the whole listing finds it.
@@ -901,7 +903,7 @@ impl EkyteApi for EkyteAdapter {
             });
         }
         let inner = &self.inner;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let body = serde_json::to_value(NewWorkspaceBody {
             name: name.to_owned(),
             external_id: external.to_string(),
@@ -945,7 +947,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
         self.inner
-            .find_by_external(&Calls::unbounded(), scope, &creds, external)
+            .find_by_external(&Calls::unbounded(&scope.tenant.id), scope, &creds, external)
             .await
     }
 
@@ -989,7 +991,13 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
         self.inner
-            .tasks(&Calls::unbounded(), scope, &creds, workspace, with_comments)
+            .tasks(
+                &Calls::unbounded(&scope.tenant.id),
+                scope,
+                &creds,
+                workspace,
+                with_comments,
+            )
             .await
     }
 
@@ -998,7 +1006,7 @@ impl EkyteApi for EkyteAdapter {
         let inner = &self.inner;
         let creds = inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let tz = mapping::zone(&scope.tenant)?;
         // The BI API reads tasks by filter only (API.md §3.2). With an MCP token, find the
         // task's workspace first and list just that one; MCP sees only what its owner may
@@ -1082,7 +1090,7 @@ impl EkyteApi for EkyteAdapter {
             user_email: email.clone(),
         })
         .map_err(|e| ApiError::Unknown(e.into()))?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let path = inner.config.automation.write_path("tasks");
         let day = mapping::local_day(due, tz);
         let (calls, creds, title, email, day) = (&calls, &creds, &title, &email, &day);
@@ -1182,7 +1190,7 @@ impl EkyteApi for EkyteAdapter {
                 messages: vec!["an eKyte comment needs a text".into()],
             });
         }
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let identity = inner
             .mcp
             .identity(&inner.http, &calls, &scope.tenant.id, token)
@@ -1282,7 +1290,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
         self.inner
-            .boards(&Calls::unbounded(), &creds, workspace)
+            .boards(&Calls::unbounded(&scope.tenant.id), &creds, workspace)
             .await
     }
 
@@ -1307,7 +1315,7 @@ impl EkyteApi for EkyteAdapter {
             workspace_id: workspace.get(),
         })
         .map_err(|e| ApiError::Unknown(e.into()))?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let path = inner.config.automation.write_path("boards");
         let (calls, creds) = (&calls, &creds);
         let post = || -> Fut<'_, Value> {
@@ -1355,7 +1363,7 @@ impl EkyteApi for EkyteAdapter {
             content: note.html.clone(),
         })
         .map_err(|e| ApiError::Unknown(e.into()))?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let path = inner.config.automation.write_path("notes");
         let (calls, creds) = (&calls, &creds);
         let post = || -> Fut<'_, Value> {
@@ -1399,7 +1407,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         let token = creds.token(EkyteOp::ReadNote)?;
         self.inner
-            .board_notes(&Calls::unbounded(), scope, token, board)
+            .board_notes(&Calls::unbounded(&scope.tenant.id), scope, token, board)
             .await?
             .into_iter()
             .map(|n| {
@@ -1421,7 +1429,7 @@ impl EkyteApi for EkyteAdapter {
         let inner = &self.inner;
         let creds = inner.creds(scope).await?;
         let token = creds.token(EkyteOp::UpdateNote)?;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let args = json!({ "noteId": id.get(), "title": note.title, "content": note.html });
         inner
             .update_tool(
@@ -1460,7 +1468,7 @@ impl EkyteAdapter {
         fields: Value,
     ) -> Result<(), ApiError> {
         let inner = &self.inner;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         let mut args = json!({ "workspaceId": id.get() });
         if let (Some(a), Value::Object(f)) = (args.as_object_mut(), fields) {
             a.extend(f);
@@ -1493,7 +1501,7 @@ impl EkyteAdapter {
         args: Value,
     ) -> Result<(), ApiError> {
         let inner = &self.inner;
-        let calls = Calls::unbounded();
+        let calls = Calls::unbounded(&scope.tenant.id);
         inner
             .update_tool(
                 &calls,

@@ -3,7 +3,8 @@
 //!
 //! One logical call = for each attempt: wait for a slot of the (app, location) rate budget,
 //! send, feed the answer's `X-RateLimit-*` headers back to the budget, count the attempt in
-//! `ges_api_calls_total{provider="ghl",route,status}`. Retries are bounded by the
+//! `ges_api_calls_total{provider="ghl",route,status,tenant}`, all inside one client span named
+//! by the route (its tenant an attribute, never the URL, which may carry an e-mail). Retries are bounded by the
 //! [`RetryPolicy`](crate::config::RetryPolicy) and use full-jitter exponential backoff:
 //! - 429: always retried (the request was refused, nothing happened);
 //! - 5xx, timeouts, broken connections: retried only for idempotent requests — a create that
@@ -445,6 +446,7 @@ impl Transport {
         req: &ApiRequest,
         bearer: Option<&SecretString>,
         budget: Option<&(Arc<crate::budget::Budget>, Priority)>,
+        tenant: &str,
     ) -> Result<Attempt, CallError> {
         let permit = match budget {
             Some((b, priority)) => Some(b.acquire(*priority).await.map_err(CallError::Api)?),
@@ -482,11 +484,13 @@ impl Transport {
             Attempt::Failed(e) if e.is_connect() => "connect_error".to_owned(),
             Attempt::Failed(_) => "transport_error".to_owned(),
         };
+        tracing::Span::current().record("status", status.as_str());
         metrics::counter!(
             "ges_api_calls_total",
             "provider" => "ghl",
             "route" => req.route.label,
             "status" => status,
+            "tenant" => tenant.to_owned(),
         )
         .increment(1);
         metrics::histogram!(
@@ -499,19 +503,43 @@ impl Transport {
     }
 
     /// Run one logical call. `budget` is `None` only for the OAuth token endpoint, which
-    /// authenticates by client credentials and is not counted against a location.
+    /// authenticates by client credentials and is not counted against a location. `tenant`
+    /// labels the call's metrics and span (`None`: a call made for no tenant).
     pub async fn send(
         &self,
         req: &ApiRequest,
         bearer: Option<&SecretString>,
         budget: Option<(&BudgetKey, Priority)>,
+        tenant: Option<&str>,
+    ) -> Result<Answer, CallError> {
+        use tracing::Instrument as _;
+        let tenant = tenant.unwrap_or_default();
+        let span = tracing::info_span!(
+            "ghl.call",
+            otel.name = req.route.label,
+            otel.kind = "client",
+            provider = "ghl",
+            tenant,
+            status = tracing::field::Empty,
+        );
+        Box::pin(self.send_in_span(req, bearer, budget, tenant))
+            .instrument(span)
+            .await
+    }
+
+    async fn send_in_span(
+        &self,
+        req: &ApiRequest,
+        bearer: Option<&SecretString>,
+        budget: Option<(&BudgetKey, Priority)>,
+        tenant: &str,
     ) -> Result<Answer, CallError> {
         let budget = budget.map(|(key, p)| (self.budgets.budget(key), p));
         let label = req.route.label;
         let mut failures = 0u32;
         let mut after_unknown = false;
         loop {
-            let outcome = Box::pin(self.attempt(req, bearer, budget.as_ref())).await?;
+            let outcome = Box::pin(self.attempt(req, bearer, budget.as_ref(), tenant)).await?;
             failures += 1;
             let retry_left = failures < self.retry.max_attempts;
             match outcome {

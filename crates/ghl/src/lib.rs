@@ -10,7 +10,7 @@
 //!   up (duplicate search, task/note list, or the 400 `meta.contactId` of a retry) — never by a
 //!   blind repeat;
 //! - one refresh-and-retry on 401, through the credential store's lock;
-//! - a metric per request (`ges_api_calls_total{provider="ghl",route,status}`, and
+//! - a metric per request (`ges_api_calls_total{provider="ghl",route,status,tenant}`, and
 //!   `ges_api_call_seconds`), a tracing span per port call with the tenant and the ids.
 //!
 //! Behaviour worth knowing:
@@ -213,10 +213,12 @@ impl Inner {
         key: &BudgetKey,
         token: &AccessToken,
     ) -> Result<Answer, CallError> {
-        Box::pin(
-            self.transport
-                .send(req, Some(&token.secret), Some((key, scope.priority))),
-        )
+        Box::pin(self.transport.send(
+            req,
+            Some(&token.secret),
+            Some((key, scope.priority)),
+            Some(scope.tenant.id.as_str()),
+        ))
         .await
     }
 

@@ -175,7 +175,7 @@ impl OAuthClient {
     }
 
     async fn token_request(&self, req: ApiRequest) -> Result<TokenAnswer, TokenFailure> {
-        match self.transport.send(&req, None, None).await {
+        match self.transport.send(&req, None, None, None).await {
             Ok(answer) => answer
                 .decode::<TokenAnswer>()
                 .map_err(|e| TokenFailure::Other(e.into())),
@@ -358,7 +358,12 @@ impl OAuthClient {
         let key = BudgetKey::new(self.app.clone(), company_id.to_owned());
         let answer = self
             .transport
-            .send(&req, Some(agency_token), Some((&key, Priority::RealTime)))
+            .send(
+                &req,
+                Some(agency_token),
+                Some((&key, Priority::RealTime)),
+                None,
+            )
             .await?;
         let t: TokenAnswer = answer.decode()?;
         let scopes = t.scopes();

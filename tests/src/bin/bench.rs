@@ -204,10 +204,11 @@ fn main() -> ExitCode {
     };
     // The service's own log lines, on stderr, only when asked for (they cost time).
     if std::env::var_os("RUST_LOG").is_some() {
-        app::telemetry::init(&app::config::TelemetryConfig {
-            format: app::config::LogFormat::Auto,
-            level: "warn".to_owned(),
-        });
+        // Logs only: nothing to export, so nothing to flush at exit.
+        let _logs = app::telemetry::init(&app::config::TelemetryConfig::logs(
+            app::config::LogFormat::Auto,
+            "warn",
+        ));
     }
     let outcome = (|| -> anyhow::Result<serde_json::Value> {
         let options = Options::parse(&args[1..])?;

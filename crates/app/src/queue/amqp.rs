@@ -657,6 +657,11 @@ fn message_properties(envelope: &Envelope) -> BasicProperties {
         ATTEMPT_HEADER.into(),
         AMQPValue::LongLongInt(i64::from(envelope.attempt)),
     );
+    // W3C trace context as message headers, the way OpenTelemetry's messaging conventions
+    // carry it over AMQP.
+    for (name, value) in crate::telemetry::inject() {
+        headers.insert(name.as_str().into(), text(&value));
+    }
     BasicProperties::default()
         .with_delivery_mode(PERSISTENT)
         .with_content_type("application/json".into())
@@ -665,6 +670,24 @@ fn message_properties(envelope: &Envelope) -> BasicProperties {
         .with_type(envelope.kind().into())
         .with_timestamp(u64::try_from(envelope.created_at.timestamp()).unwrap_or_default())
         .with_headers(headers)
+}
+
+/// The W3C trace context headers of a delivery (absent unless the publisher exported traces).
+fn trace_headers(properties: &BasicProperties) -> Vec<(String, String)> {
+    let Some(headers) = properties.headers() else {
+        return Vec::new();
+    };
+    crate::telemetry::TRACE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = match headers.inner().get(*name)? {
+                AMQPValue::LongString(s) => s.to_string(),
+                AMQPValue::ShortString(s) => s.to_string(),
+                _ => return None,
+            };
+            Some(((*name).to_owned(), value))
+        })
+        .collect()
 }
 
 fn encode(envelope: &Envelope) -> Result<Vec<u8>, QueueError> {
@@ -886,11 +909,13 @@ async fn forward(mut consumer: lapin::Consumer, f: Forwarding) {
             Some(Ok(message)) => {
                 let tag = message.delivery_tag;
                 locked(&f.outstanding).insert(tag);
+                let trace_context = trace_headers(&message.properties);
                 let delivery = Delivery {
                     lane: f.lane,
                     envelope: Envelope::from_json(&message.data).map_err(|e| e.to_string()),
                     body: message.data,
                     redelivered: message.redelivered,
+                    trace_context,
                     handle: DeliveryHandle::Amqp {
                         generation: f.generation,
                         channel_id: f.channel_id,

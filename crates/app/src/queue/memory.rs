@@ -71,6 +71,7 @@ struct LaneQueue {
 struct Message {
     body: Vec<u8>,
     redelivered: bool,
+    trace_context: Vec<(String, String)>,
 }
 
 impl State {
@@ -106,6 +107,7 @@ impl State {
                 envelope: Envelope::from_json(&message.body).map_err(|e| e.to_string()),
                 body: message.body.clone(),
                 redelivered: message.redelivered,
+                trace_context: message.trace_context.clone(),
                 handle: DeliveryHandle::Memory { id: next_id },
             };
             // The channel holds `prefetch` deliveries and at most `prefetch` are unacked, so
@@ -204,6 +206,7 @@ impl MemoryBroker {
         state.lane(lane).ready.push_back(Message {
             body,
             redelivered: false,
+            trace_context: crate::telemetry::inject(),
         });
         state.dispatch_lane(lane);
     }
@@ -304,6 +307,7 @@ impl Broker for MemoryBroker {
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let lane = next.lane;
+        let trace_context = crate::telemetry::inject();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             // A dropped or closed broker has nobody to deliver to.
@@ -316,6 +320,7 @@ impl Broker for MemoryBroker {
             state.lane(lane).ready.push_back(Message {
                 body,
                 redelivered: false,
+                trace_context,
             });
             state.dispatch_lane(lane);
         });

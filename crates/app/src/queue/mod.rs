@@ -12,7 +12,9 @@
 //! - `retry` publishes the next attempt to a delay tier (a queue whose TTL dead-letters the
 //!   message back to its lane) and then acks the delivery;
 //! - `dead_letter` publishes the message with its error chain to the dead-letter queue and
-//!   then acks the delivery.
+//!   then acks the delivery;
+//! - a message carries the publisher's trace context ([`crate::telemetry::inject`]) to its
+//!   delivery; retries carry the context of the attempt that scheduled them.
 
 use std::time::Duration;
 
@@ -34,6 +36,9 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Whether the broker delivered it before (a crash or a requeue).
     pub redelivered: bool,
+    /// The W3C trace context the publisher sent with it (`traceparent`, `tracestate`; AMQP
+    /// headers on RabbitMQ), so the worker's span joins the publisher's trace. Often empty.
+    pub trace_context: Vec<(String, String)>,
     /// Implementation data (channel and delivery tag, or the in-process id).
     pub handle: DeliveryHandle,
 }
