@@ -19,6 +19,9 @@ What it checks, and where the truth comes from:
   (queue.prefix), and — with --bin — every command line (`<args> --help` must parse) and the
   effective configuration of each overlay (`config check` must accept it);
 - deploy/compose.yaml and deploy/prometheus/alerts.yaml against the same facts;
+- the Grafana dashboards (deploy/grafana/*.json): they parse, every panel has a query, and —
+  with --scrape, the text of a live `/metrics` scrape of the binary — every metric a query
+  names is one the service exports, with the labels the query filters and groups by;
 - itself: --self-test breaks a copy of each render in several ways and fails unless every
   break is caught.
 
@@ -52,6 +55,7 @@ KEDA_SCHEMA = REPO / "deploy/k8s/schemas/keda-v1alpha1.schema.json"
 SECRET_TEMPLATE = REPO / "deploy/k8s/base/secret.template.yaml"
 COMPOSE = REPO / "deploy/compose.yaml"
 ALERTS = REPO / "deploy/prometheus/alerts.yaml"
+DASHBOARDS = REPO / "deploy/grafana"
 DEFAULTS = REPO / "crates/app/config/default.toml"
 APP_SRC = REPO / "crates/app/src"
 
@@ -599,6 +603,106 @@ def check_alerts(report: Report, facts: AppFacts) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Grafana dashboards, against a live scrape
+
+
+@dataclass
+class Scrape:
+    """The series of a Prometheus text-format scrape: metric name -> the label names seen."""
+    labels: dict[str, set[str]]
+
+
+def parse_scrape(text: str) -> Scrape:
+    labels: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            parts = line.split()
+            if len(parts) >= 3:
+                labels.setdefault(parts[2], set())
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s", line)
+        if m:
+            keys = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', m.group(3) or ""))
+            labels.setdefault(m.group(1), set()).update(keys)
+    return Scrape(labels)
+
+
+def dashboard_queries(doc: Any) -> Iterator[tuple[str, str]]:
+    """(where, PromQL) of every panel target and every query variable, nested rows included."""
+    def panels(items: list) -> Iterator[dict]:
+        for panel in items or []:
+            yield panel
+            yield from panels(panel.get("panels") or [])
+    for panel in panels(doc.get("panels") or []):
+        for t in panel.get("targets") or []:
+            yield f"panel {panel.get('title')!r}", str(t.get("expr", ""))
+    for var in (doc.get("templating") or {}).get("list") or []:
+        if var.get("type") == "query":
+            q = var.get("query")
+            q = q.get("query", "") if isinstance(q, dict) else str(q or "")
+            yield f"variable {var.get('name')}", q
+
+
+def check_dashboard(report: Report, where: str, doc: Any, facts: AppFacts, scrape: Scrape | None) -> None:
+    if not report.check(isinstance(doc, dict) and bool(doc.get("title")) and bool(doc.get("uid")),
+                        where, "a dashboard needs a title and a uid"):
+        return
+    graphs = [p for p in doc.get("panels") or [] if p.get("type") != "row"]
+    report.check(len(graphs) >= 6, where, "expected the dashboard's panels")
+    for p in graphs:
+        report.check(bool(p.get("targets")) and all(str(t.get("expr", "")).strip() for t in p["targets"]),
+                     f"{where}: panel {p.get('title')!r}", "a panel without a query")
+    for qwhere, expr in dashboard_queries(doc):
+        qw = f"{where}: {qwhere}"
+        report.check(expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"),
+                     qw, f"unbalanced brackets in {expr!r}")
+        names = set(re.findall(r"\b(ges_[a-z0-9_]+)", expr))
+        report.check(bool(names), qw, f"the query names no ges_ metric: {expr!r}")
+        for metric in names:
+            report.check(metric in facts.metrics, qw, f"{metric} is not a metric the app records")
+            if scrape is None:
+                continue
+            if not report.check(metric in scrape.labels, qw, f"{metric} is not in the live /metrics scrape"):
+                continue
+            have = scrape.labels[metric]
+            for selector in re.findall(rf"\b{metric}\{{([^}}]*)\}}", expr):
+                for label in re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", selector):
+                    report.check(label in have, qw, f"{metric} has no label {label!r} in the scrape (it has {sorted(have)})")
+        if scrape is not None and names <= scrape.labels.keys():
+            have = set().union(*(scrape.labels[m] for m in names)) | {"le", "quantile"}
+            for group in re.findall(rf"\b(?:by|without)\s*\(([^)]*)\)", expr):
+                for label in [x.strip() for x in group.split(",") if x.strip()]:
+                    report.check(label in have, qw, f"grouped by {label!r}, a label none of {sorted(names)} has")
+            for label in re.findall(r"label_values\(\s*ges_[a-z0-9_]+\s*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)", expr):
+                report.check(label in have, qw, f"label_values of {label!r}, a label the metric does not have")
+
+
+def check_dashboards(report: Report, facts: AppFacts, scrape: Scrape | None, self_test: bool) -> int:
+    files = sorted(DASHBOARDS.glob("*.json"))
+    report.check(bool(files), str(DASHBOARDS.relative_to(REPO)), "no dashboard")
+    for path in files:
+        where = str(path.relative_to(REPO))
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            report.fail(where, f"does not parse: {e}")
+            continue
+        check_dashboard(report, where, doc, facts, scrape)
+        if self_test and scrape is not None:
+            for label, old, new, expect in (
+                ("dashboard_unknown_metric", "ges_messages_total", "ges_messages_totl", "not a metric the app records"),
+                ("dashboard_metric_not_exported", "ges_api_calls_total", "ges_api_call_seconds_total", "not in the live /metrics scrape"),
+                ("dashboard_unknown_label", "status=", "http_status=", "has no label 'http_status'"),
+                ("dashboard_unknown_grouping", "by (tenant, provider)", "by (tenant, vendor)", "grouped by 'vendor'"),
+            ):
+                inner = Report()
+                check_dashboard(inner, where, json.loads(path.read_text().replace(old, new)), facts, scrape)
+                report.check(any(expect in p for p in inner.problems), f"self-test {label} on {where}",
+                             f"the break was NOT detected ({expect!r}); problems seen: {inner.problems[:3]}")
+    return len(files)
+
+
+# ---------------------------------------------------------------------------------------------
 # The binary
 
 
@@ -751,6 +855,8 @@ def main() -> int:
     ap.add_argument("--kubernetes-version", action="append", default=[], metavar="X.Y.Z")
     ap.add_argument("--bin", type=Path, help="the ghl-ekyte-sync binary, to check commands and configuration")
     ap.add_argument("--self-test", action="store_true", help="also prove that broken manifests fail")
+    ap.add_argument("--scrape", type=Path, metavar="FILE",
+                    help="a live /metrics scrape of the binary, to check the dashboards' queries against")
     args = ap.parse_args()
     if not args.render:
         ap.error("give at least one --render NAME=FILE")
@@ -762,6 +868,14 @@ def main() -> int:
     secret_keys = check_secret_template(report, facts, schemas)
     commands = compose_commands(report, facts)
     check_alerts(report, facts)
+    scrape = None
+    if args.scrape is not None:
+        if not args.scrape.is_file():
+            report.fail("--scrape", f"{args.scrape} does not exist")
+        else:
+            scrape = parse_scrape(args.scrape.read_text())
+            report.check(len(scrape.labels) > 0, "--scrape", f"{args.scrape} holds no metric")
+    dashboards = check_dashboards(report, facts, scrape, args.self_test)
     overlays = []
     for item in args.render:
         name, _, path = item.partition("=")
@@ -782,7 +896,8 @@ def main() -> int:
 
     for p in report.problems:
         print(f"FAIL {p}")
-    what = f"{len(args.render)} overlay(s) against Kubernetes {', '.join(versions)}"
+    what = (f"{len(args.render)} overlay(s) against Kubernetes {', '.join(versions)}; {dashboards} dashboard(s) "
+            + ("against a live scrape" if scrape is not None else "WITHOUT a live scrape (no --scrape)"))
     if report.problems:
         print(f"deploy checks: {len(report.problems)} problem(s) in {report.checks} checks ({what})")
         return 1

@@ -5,5 +5,6 @@
 
 mod app_e2e;
 mod convergence;
+mod sandbox_cli;
 mod security;
 mod traces;

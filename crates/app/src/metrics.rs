@@ -11,12 +11,17 @@
 //! the daily budget left (`ges_ghl_rate_remaining`, `ges_ghl_daily_remaining`), the sync lag
 //! per tenant (`ges_sync_lag_seconds`: now minus the start of the last completed sweep), and
 //! queue depths (`ges_queue_depth{queue}`).
+//!
+//! The retry and dead-letter counters of every active tenant and message kind are exported
+//! from the first scrape, at 0, so a dashboard or an alert sees a series that has not moved
+//! rather than no series at all (`increase()` of an absent series is no data, not 0).
 
 use std::sync::{Arc, OnceLock};
 
-use metrics::gauge;
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ports::Clock;
+use ports::queue::Payload;
 use ports::store::{RunKind, RunStore, TenantStore};
 
 use crate::queue::Broker;
@@ -72,6 +77,13 @@ impl Telemetry {
         {
             let now = self.clock.now();
             for t in list.iter().filter(|t| t.active) {
+                for kind in Payload::KINDS {
+                    let tenant = t.id.to_string();
+                    counter!("ges_retries_total", "kind" => kind, "tenant" => tenant.clone())
+                        .increment(0);
+                    counter!("ges_dead_letters_total", "kind" => kind, "tenant" => tenant)
+                        .increment(0);
+                }
                 let mut newest = None;
                 for kind in [RunKind::Incremental, RunKind::Full] {
                     if let Ok(Some(r)) = runs.last_completed(&t.id, kind).await {

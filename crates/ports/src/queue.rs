@@ -68,6 +68,15 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Every [`kind`](Self::kind), for series that should exist before their first event.
+    pub const KINDS: [&'static str; 5] = [
+        "ghl.event",
+        "ekyte.change",
+        "sync.contact",
+        "sync.full",
+        "ekyte.poll",
+    ];
+
     /// The `kind` of DESIGN.md §5.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -49,6 +49,10 @@ pub struct DemoArgs {
     /// Seed for the random edits (the same seed makes the same edits).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// At the end, scrape the demo's own `/metrics` (over HTTP, as Prometheus would) and
+    /// write the text to this file.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_out: Option<std::path::PathBuf>,
 }
 
 /// The one-command demo.

@@ -212,6 +212,8 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut phases = Vec::new();
     let edits = args.edits.unwrap_or(args.contacts);
 
+    // The recorder first, so the first sync's calls are counted on /metrics too.
+    crate::metrics::prometheus();
     let p = Phase::start("starting the simulators and seeding");
     // GHL's limit is 100 requests per 10 s per location; the demo compresses time ten-fold
     // (100 per second) so a few hundred contacts sync in a minute or two. The adapter learns
@@ -349,7 +351,11 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
             wait_quiet(app.broker.as_ref(), &world, &stats, settle, Some(&p)).await?;
         }
         p.finish(&mut phases);
-        Ok((verify(&world)?, ghl_edits, ekyte_edits))
+        let verdict = verify(&world)?;
+        if let Some(path) = &args.metrics_out {
+            scrape_metrics(addr, path).await?;
+        }
+        Ok((verdict, ghl_edits, ekyte_edits))
     }
     .await;
 
@@ -388,6 +394,22 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Scrape the ingress's `/metrics` as Prometheus does and write the text to `path`.
+async fn scrape_metrics(addr: std::net::SocketAddr, path: &std::path::Path) -> anyhow::Result<()> {
+    let url = format!("http://{addr}/metrics");
+    let text = reqwest::get(&url)
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("scraping {url}"))?
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))?;
+    std::fs::write(path, text)
+        .with_context(|| format!("writing the metrics scrape to {}", path.display()))?;
+    eprintln!("metrics: {url} scraped into {}", path.display());
+    Ok(())
 }
 
 fn print_text(r: &DemoReport) {

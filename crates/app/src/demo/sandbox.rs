@@ -215,6 +215,7 @@ fn print_table(c: &SandboxCredentials) {
             "MCP token",
             e.mcp_token.clone().unwrap_or_else(none),
         ),
+        ("eKyte", "MCP URL", e.mcp_url.clone().unwrap_or_else(none)),
         ("eKyte", "workspace id", e.workspace_id.to_string()),
         ("eKyte", "task type id", e.task_type_id.to_string()),
     ];
