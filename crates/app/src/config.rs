@@ -404,6 +404,10 @@ impl Config {
                 "<redacted>".into()
             }
         };
+        // A table of secrets (old keys, collector headers): its names, every value redacted.
+        let secrets = |m: &BTreeMap<String, SecretString>| {
+            toml::Value::Table(m.iter().map(|(k, v)| (k.clone(), secret(v))).collect())
+        };
         let dur = |d: &Duration| toml::Value::from(humantime::format_duration(*d).to_string());
         let mut t = toml::Table::new();
         let mut section = |name: &str, pairs: Vec<(&str, toml::Value)>| {
@@ -493,16 +497,7 @@ impl Config {
             vec![
                 ("key", secret(&self.crypto.key)),
                 ("key_id", self.crypto.key_id.clone().into()),
-                (
-                    "old_keys",
-                    toml::Value::Table(
-                        self.crypto
-                            .old_keys
-                            .iter()
-                            .map(|(k, v)| (k.clone(), secret(v)))
-                            .collect(),
-                    ),
-                ),
+                ("old_keys", secrets(&self.crypto.old_keys)),
             ],
         );
         section(
@@ -540,16 +535,7 @@ impl Config {
                     "otlp_endpoint",
                     mask_url(&self.telemetry.otlp_endpoint).into(),
                 ),
-                (
-                    "otlp_headers",
-                    toml::Value::Table(
-                        self.telemetry
-                            .otlp_headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), secret(v)))
-                            .collect(),
-                    ),
-                ),
+                ("otlp_headers", secrets(&self.telemetry.otlp_headers)),
                 ("otlp_timeout", dur(&self.telemetry.otlp_timeout)),
                 ("otlp_sample_ratio", self.telemetry.otlp_sample_ratio.into()),
                 ("service_name", self.telemetry.service_name.clone().into()),
