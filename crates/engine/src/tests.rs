@@ -1273,6 +1273,66 @@ async fn a_ghl_task_the_dead_workers_create_made_is_linked_not_copied_back() {
     assert_eq!(links[0].state, LinkState::Linked);
 }
 
+/// The chaos suite's duplicate: a worker died after eKyte made its copy of `g9` and before
+/// the link was stored; by the time the claim went stale, a person had moved the copy's due
+/// date in eKyte. The copy is still found (same title, no link holds it), not made twice.
+#[tokio::test]
+async fn a_ghl_task_whose_ekyte_copy_was_moved_before_the_takeover_is_not_created_twice() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    w.links.seed_claimed_task(&w.tenant.id, Some("g9"), None);
+    w.links
+        .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
+    let t = task("Send proposal");
+    // Another task with the original due date, held by another link, is not a candidate.
+    let other = task("Kick-off");
+    let ghl = ghl_reads(
+        contact(),
+        Arc::new(Mutex::new(vec![
+            ghl_task("g1", other.clone()),
+            ghl_task("g9", t.clone()),
+        ])),
+    );
+    let moved = Task {
+        due: Some(t0() + chrono::Duration::days(45)),
+        ..t.clone()
+    };
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Task,
+        LinkUpdate {
+            ghl_id: Some("g1".into()),
+            ekyte_id: Some("30".into()),
+            ghl_parent: Some(CONTACT.into()),
+            ekyte_parent: Some(WS.to_string()),
+            state: LinkState::Linked,
+            base: BaseRecord::None,
+            ghl_fp: None,
+            ekyte_fp: None,
+        },
+    );
+    let mut ekyte = ekyte_reads(
+        "Ana Souza",
+        Arc::new(Mutex::new(vec![
+            ekyte_task(30, other),
+            ekyte_task(31, moved),
+        ])),
+    );
+    ekyte.expect_create_task().times(0);
+    ekyte.expect_update_task().returning(|_, _, _| Ok(()));
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Task, |l| l.ghl_id.as_deref() == Some("g9"))
+        .unwrap();
+    assert_eq!(link.state, LinkState::Linked);
+    assert_eq!(link.ekyte_id.as_deref(), Some("31"));
+}
+
 #[tokio::test]
 async fn a_claim_of_another_message_in_this_process_is_waited_for_not_taken() {
     let w = World::new();

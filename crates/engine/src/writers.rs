@@ -7,6 +7,8 @@
 //! | task | contact task (completed flag) | task (situation 10/30/40; delete = cancel) |
 //! | note | contact note | board note on the workspace's board |
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 use domain::normalise::text_to_html;
@@ -347,9 +349,25 @@ fn ghl_task(raw: &str) -> Result<GhlTaskId, SyncError> {
     GhlTaskId::parse(raw).map_err(|_| bad_id("GHL task", raw))
 }
 
-/// Two tasks are the same create when title and due match.
-fn same_task(a: &Task, b: &Task) -> bool {
-    a.title == b.title && a.due == b.due
+/// The task an earlier attempt to create `want` may have made, among `candidates` (the
+/// target side's tasks under the parent that no link holds yet, normalised): the one with
+/// the same title and due; failing that, the same title; failing that, the same due.
+///
+/// The looser matches matter because the look comes late: a claim is taken over only when
+/// stale, and by then a person may have moved the new task's due date or renamed it. Missing
+/// it creates a duplicate, which the other direction then copies back as a second task.
+fn earlier_create(want: &Task, candidates: &[(String, Task)]) -> Option<String> {
+    let by = |same: &dyn Fn(&Task) -> bool| {
+        candidates
+            .iter()
+            .find(|(_, t)| same(t))
+            .map(|(id, _)| id.clone())
+    };
+    let titled = |t: &Task| want.title.is_some() && t.title == want.title;
+    let due = |t: &Task| want.due.is_some() && t.due == want.due;
+    by(&|t| titled(t) && due(t))
+        .or_else(|| by(&titled))
+        .or_else(|| by(&due))
 }
 
 #[async_trait]
@@ -490,34 +508,48 @@ impl Writer<Task> for TaskWriter<'_> {
     ) -> Result<Option<String>, SyncError> {
         let ctx = cx.scope.tenant.settings.normalise_ctx();
         let want = domain::Record::normalised(record, &ctx);
-        match side {
+        let tenant = &cx.scope.tenant.id;
+        let candidates: Vec<(String, Task)> = match side {
             Side::Ekyte => {
                 let ws = parent_workspace(at)?;
-                let tasks = self
+                let held = self
                     .ports
+                    .links
+                    .by_ekyte_parent(tenant, EntityKind::Task, &ws.to_string())
+                    .await
+                    .map_err(SyncError::store("read task links"))?;
+                let held: HashSet<String> = held.into_iter().filter_map(|l| l.ekyte_id).collect();
+                self.ports
                     .ekyte
                     .list_tasks(&cx.scope, ws, false)
                     .await
-                    .map_err(SyncError::ekyte("list tasks"))?;
-                Ok(tasks
+                    .map_err(SyncError::ekyte("list tasks"))?
                     .into_iter()
-                    .find(|t| same_task(&domain::Record::normalised(&t.task, &ctx), &want))
-                    .map(|t| t.id.to_string()))
+                    .map(|t| (t.id.to_string(), domain::Record::normalised(&t.task, &ctx)))
+                    .filter(|(id, _)| !held.contains(id))
+                    .collect()
             }
             Side::Ghl => {
                 let contact = parent_contact(at)?;
-                let tasks = self
+                let held = self
                     .ports
+                    .links
+                    .by_ghl_parent(tenant, EntityKind::Task, contact.as_str())
+                    .await
+                    .map_err(SyncError::store("read task links"))?;
+                let held: HashSet<String> = held.into_iter().filter_map(|l| l.ghl_id).collect();
+                self.ports
                     .ghl
                     .list_tasks(&cx.scope, &contact)
                     .await
-                    .map_err(SyncError::ghl("list tasks"))?;
-                Ok(tasks
+                    .map_err(SyncError::ghl("list tasks"))?
                     .into_iter()
-                    .find(|t| same_task(&domain::Record::normalised(&t.task, &ctx), &want))
-                    .map(|t| t.id.to_string()))
+                    .map(|t| (t.id.to_string(), domain::Record::normalised(&t.task, &ctx)))
+                    .filter(|(id, _)| !held.contains(id))
+                    .collect()
             }
-        }
+        };
+        Ok(earlier_create(&want, &candidates))
     }
 }
 
@@ -699,5 +731,49 @@ impl Writer<Note> for NoteWriter<'_> {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn task(title: &str, day: u32) -> Task {
+        Task {
+            title: Some(title.into()),
+            due: Some(Utc.with_ymd_and_hms(2026, 6, day, 12, 0, 0).unwrap()),
+            ..Task::default()
+        }
+    }
+
+    fn pick(want: &Task, candidates: &[(&str, Task)]) -> Option<String> {
+        let owned: Vec<(String, Task)> = candidates
+            .iter()
+            .map(|(id, t)| ((*id).to_owned(), t.clone()))
+            .collect();
+        earlier_create(want, &owned)
+    }
+
+    #[test]
+    fn an_earlier_create_is_found_by_title_and_due_first_then_title_then_due() {
+        let want = task("Send proposal", 1);
+        let exact = ("exact", task("Send proposal", 1));
+        let titled = ("titled", task("Send proposal", 9));
+        let dated = ("dated", task("Renamed", 1));
+        let neither = ("neither", task("Other", 2));
+        let all = [neither.clone(), dated.clone(), titled.clone(), exact];
+        assert_eq!(pick(&want, &all).as_deref(), Some("exact"));
+        let no_exact = [neither.clone(), dated.clone(), titled];
+        assert_eq!(pick(&want, &no_exact).as_deref(), Some("titled"));
+        assert_eq!(pick(&want, &[neither.clone(), dated]).as_deref(), Some("dated"));
+        assert_eq!(pick(&want, &[neither]), None);
+    }
+
+    #[test]
+    fn a_task_without_title_or_due_matches_nothing_by_the_missing_field() {
+        let want = Task::default();
+        assert_eq!(pick(&want, &[("blank", Task::default())]), None);
     }
 }
