@@ -4,7 +4,8 @@
 //! the rate limit of (app, location) on arrival (429, counted `rate_limited_earned`); then the
 //! injected faults — latency, an injected 429 (`rate_limited_injected`, consumes no budget), a
 //! 5xx (`fault_server_error`) or a hang then 504 (`fault_timeout`) — none of which reaches a
-//! handler, so a faulted request changes nothing; then the route's scope (403) and the
+//! handler, so a faulted request changes nothing; then, on `Agency-Access-Only` routes, the
+//! token class (401 unless an OAuth Company token); then the route's scope (403) and the
 //! `Version` header (400); then the handler. Every answer to an authenticated request carries
 //! the five `X-RateLimit-*` headers; every answer is counted under the matched route template
 //! and its status.
@@ -45,6 +46,9 @@ pub type Shared = Arc<Core>;
 struct RouteSpec {
     /// `false` for `POST /oauth/token`, which authenticates by client credentials.
     bearer: bool,
+    /// `Agency-Access-Only` ([O2]): "the Access Token generated with user type as Agency" —
+    /// neither a Location token nor a PIT.
+    agency_only: bool,
     scope: Option<&'static str>,
     version: Option<&'static str>,
 }
@@ -54,11 +58,14 @@ fn route_spec(method: &str, route: &str) -> RouteSpec {
     let (scope, version) = if route == "/oauth/token" {
         return RouteSpec {
             bearer: false,
+            agency_only: false,
             scope: None,
             version: None,
         };
     } else if route == "/oauth/locationToken" {
         ("oauth.write", VERSION_2021_07_28)
+    } else if route == "/oauth/installedLocations" {
+        ("oauth.readonly", VERSION_2021_07_28)
     } else if route.starts_with("/calendars/") {
         ("calendars/events.readonly", VERSION_2021_04_15)
     } else if route.starts_with("/businesses") {
@@ -81,6 +88,7 @@ fn route_spec(method: &str, route: &str) -> RouteSpec {
     };
     RouteSpec {
         bearer: true,
+        agency_only: route.starts_with("/oauth/"),
         scope: Some(scope),
         version: Some(version),
     }
@@ -172,6 +180,7 @@ pub fn router(core: Shared) -> Router {
         )
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/locationToken", post(oauth::location_token))
+        .route("/oauth/installedLocations", get(oauth::installed_locations))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
             api_layer,
@@ -264,7 +273,9 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
         let resp = lose_answer(&core, &key, next.run(req).await);
         return record(&core, key, resp);
     };
-    let early = if let Some(scope) = spec.scope.filter(|s| !ctx.allows(s)) {
+    let early = if let Some(e) = spec.agency_only.then(|| agency_refusal(&ctx)).flatten() {
+        Some(e)
+    } else if let Some(scope) = spec.scope.filter(|s| !ctx.allows(s)) {
         Some(ApiError::forbidden(format!(
             "The token is not authorized for this scope: {scope}"
         )))
@@ -290,6 +301,19 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
     };
     headers.apply(resp.headers_mut());
     record(&core, key, resp)
+}
+
+/// Why a token may not call an `Agency-Access-Only` route, if it may not.
+fn agency_refusal(ctx: &AuthCtx) -> Option<ApiError> {
+    match (&ctx.principal, &ctx.client_id) {
+        (super::auth::Principal::Company(_), Some(_)) => None,
+        (super::auth::Principal::Company(_), None) => Some(ApiError::unauthorized(
+            "This route requires an agency OAuth access token; Private Integration Tokens are not accepted",
+        )),
+        (super::auth::Principal::Location(_), _) => Some(ApiError::unauthorized(
+            "This route requires an agency (Company) access token",
+        )),
+    }
 }
 
 /// A completed write whose answer is lost: the data changed, the client sees a 504.
@@ -404,6 +428,12 @@ mod tests {
             Some("businesses.write")
         );
         assert!(!route_spec("POST", "/oauth/token").bearer);
+        let installed = route_spec("GET", "/oauth/installedLocations");
+        assert_eq!(installed.scope, Some("oauth.readonly"));
+        assert_eq!(installed.version, Some(VERSION_2021_07_28));
+        assert!(installed.agency_only);
+        assert!(route_spec("POST", "/oauth/locationToken").agency_only);
+        assert!(!route_spec("GET", "/contacts/{contactId}").agency_only);
         assert_eq!(
             route_spec("POST", "/locations/{locationId}/tasks/search").scope,
             Some("locations/tasks.readonly")

@@ -100,18 +100,29 @@ impl Client {
     }
 }
 
+/// What a person approved in a bulk installation of an agency app ([O2]
+/// `GetAccessCodeSuccessfulResponseDto`): it travels with the Company token and its refreshes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkGrant {
+    pub approved_locations: Vec<String>,
+    pub install_to_future: bool,
+    pub approve_all: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Code {
     client_id: String,
     principal: Principal,
     company_id: String,
     scopes: Option<BTreeSet<String>>,
+    bulk: Option<BulkGrant>,
     expires_at: Instant,
 }
 
 #[derive(Debug, Clone)]
 struct AccessToken {
     ctx: AuthCtx,
+    bulk: Option<BulkGrant>,
     /// `None` for PITs (no expiry).
     expires_at: Option<Instant>,
 }
@@ -131,6 +142,7 @@ struct RefreshToken {
     principal: Principal,
     company_id: String,
     scopes: Option<BTreeSet<String>>,
+    bulk: Option<BulkGrant>,
     consumed: Option<Consumed>,
 }
 
@@ -272,10 +284,27 @@ impl AuthRegistry {
             token.clone(),
             AccessToken {
                 ctx,
+                bulk: None,
                 expires_at: None,
             },
         );
         Ok(token)
+    }
+
+    /// `(appId, versionId)` of a registered client; 400 for an unknown one.
+    pub fn client_app(&self, client_id: &str) -> ApiResult<(String, String)> {
+        self.clients
+            .get(client_id)
+            .map(|c| (c.app_id(), c.version_id()))
+            .ok_or_else(|| ApiError::bad_request(format!("Unknown client {client_id}")))
+    }
+
+    /// The `versionId` of the client whose app is `app_id`, if one is registered.
+    pub fn app_version(&self, app_id: &str) -> Option<String> {
+        self.clients
+            .values()
+            .find(|c| c.app_id() == app_id)
+            .map(Client::version_id)
     }
 
     /// Issue an authorization code as if a person consented in `chooselocation` (API.md §7).
@@ -285,6 +314,7 @@ impl AuthRegistry {
         principal: Principal,
         company_id: String,
         scopes: Option<Vec<String>>,
+        bulk: Option<BulkGrant>,
     ) -> ApiResult<String> {
         let client = self
             .clients
@@ -303,6 +333,7 @@ impl AuthRegistry {
                 principal,
                 company_id,
                 scopes: granted,
+                bulk,
                 expires_at: Instant::now() + Duration::from_secs(self.cfg.auth_code_ttl_secs),
             },
         );
@@ -315,6 +346,7 @@ impl AuthRegistry {
         principal: Principal,
         company_id: String,
         scopes: Option<BTreeSet<String>>,
+        bulk: Option<BulkGrant>,
         with_refresh: bool,
     ) -> (String, Option<String>) {
         let (app_id, version_id) = self
@@ -335,6 +367,7 @@ impl AuthRegistry {
                     client_id: Some(client_id.to_owned()),
                     company_id: company_id.clone(),
                 },
+                bulk: bulk.clone(),
                 expires_at: Some(
                     Instant::now() + Duration::from_secs(self.cfg.access_token_ttl_secs),
                 ),
@@ -349,6 +382,7 @@ impl AuthRegistry {
                     principal,
                     company_id,
                     scopes,
+                    bulk,
                     consumed: None,
                 },
             );
@@ -365,13 +399,13 @@ impl AuthRegistry {
         company_id: String,
         scopes: Option<Vec<String>>,
     ) -> ApiResult<TokenPair> {
-        let code = self.issue_code(client_id, principal, company_id, scopes)?;
+        let code = self.issue_code(client_id, principal, company_id, scopes, None)?;
         let c = self
             .codes
             .remove(&code)
             .ok_or_else(|| ApiError::bad_request("Invalid grant: authorization code is invalid"))?;
         let (access_token, refresh) =
-            self.mint(client_id, c.principal, c.company_id, c.scopes, true);
+            self.mint(client_id, c.principal, c.company_id, c.scopes, c.bulk, true);
         Ok(TokenPair {
             access_token,
             refresh_token: refresh.unwrap_or_default(),
@@ -403,9 +437,11 @@ impl AuthRegistry {
         match &ctx.principal {
             Principal::Location(l) => body["locationId"] = json!(l),
             Principal::Company(_) => {
-                body["approvedLocations"] = json!([]);
-                body["installToFutureLocations"] = json!(false);
-                body["approveAllLocations"] = json!(false);
+                let bulk = t.bulk.clone().unwrap_or_default();
+                body["isBulkInstallation"] = json!(t.bulk.is_some());
+                body["approvedLocations"] = json!(bulk.approved_locations);
+                body["installToFutureLocations"] = json!(bulk.install_to_future);
+                body["approveAllLocations"] = json!(bulk.approve_all);
             }
         }
         body
@@ -462,8 +498,14 @@ impl AuthRegistry {
                     )));
                 }
                 self.codes.remove(&code);
-                let (access, refresh) =
-                    self.mint(&client_id, c.principal, c.company_id, c.scopes, true);
+                let (access, refresh) = self.mint(
+                    &client_id,
+                    c.principal,
+                    c.company_id,
+                    c.scopes,
+                    c.bulk,
+                    true,
+                );
                 let refresh = refresh.unwrap_or_default();
                 Ok((
                     self.token_body(&access, &refresh),
@@ -496,8 +538,14 @@ impl AuthRegistry {
                     }
                     return Err(invalid());
                 }
-                let (access, refresh) =
-                    self.mint(&client_id, rt.principal, rt.company_id, rt.scopes, true);
+                let (access, refresh) = self.mint(
+                    &client_id,
+                    rt.principal,
+                    rt.company_id,
+                    rt.scopes,
+                    rt.bulk,
+                    true,
+                );
                 let refresh = refresh.unwrap_or_default();
                 if let Some(old) = self.refresh.get_mut(&token) {
                     old.consumed = Some(Consumed {
@@ -519,13 +567,14 @@ impl AuthRegistry {
     }
 
     /// `POST /oauth/locationToken`: an agency token gets a location token for one of its
-    /// locations ([O2] `GetLocationAccessTokenSuccessfulResponseDto`).
+    /// locations where its app is installed ([O2] `GetLocationAccessTokenSuccessfulResponseDto`).
     pub fn location_token(
         &mut self,
         agency: &AuthCtx,
         company_id: &str,
         location_id: &str,
         location_company: Option<&str>,
+        installed: bool,
     ) -> ApiResult<Value> {
         let Principal::Company(own) = &agency.principal else {
             return Err(ApiError::unauthorized(
@@ -540,6 +589,11 @@ impl AuthRegistry {
         if location_company != Some(company_id) {
             return Err(ApiError::bad_request("Location not found"));
         }
+        if !installed {
+            return Err(ApiError::bad_request(
+                "The app is not installed on this location",
+            ));
+        }
         let client_id = agency
             .client_id
             .clone()
@@ -549,6 +603,7 @@ impl AuthRegistry {
             Principal::Location(location_id.to_owned()),
             company_id.to_owned(),
             agency.scopes.clone(),
+            None,
             false,
         );
         Ok(json!({
@@ -588,11 +643,36 @@ impl AuthRegistry {
         n
     }
 
-    /// Forget every token of a location (UNINSTALL).
+    /// Forget every token of a location, whatever its app, PITs included (UNINSTALL without
+    /// an app id).
     pub fn revoke_location(&mut self, location_id: &str) {
         let bound = |p: &Principal| *p == Principal::Location(location_id.to_owned());
         self.access.retain(|_, t| !bound(&t.ctx.principal));
         self.refresh.retain(|_, t| !bound(&t.principal));
+        self.codes.retain(|_, c| !bound(&c.principal));
+    }
+
+    /// Forget the OAuth tokens and pending codes of one app bound to any of `principals`
+    /// (UNINSTALL of that app); other apps' tokens and PITs stay. Returns how many access and
+    /// refresh tokens went.
+    pub fn revoke_app(&mut self, app_id: &str, principals: &[Principal]) -> usize {
+        let clients: BTreeSet<String> = self
+            .clients
+            .values()
+            .filter(|c| c.app_id() == app_id)
+            .map(|c| c.spec.client_id.clone())
+            .collect();
+        let before = self.access.len() + self.refresh.len();
+        self.access.retain(|_, t| {
+            !(t.ctx.client_id.is_some()
+                && t.ctx.app_id == app_id
+                && principals.contains(&t.ctx.principal))
+        });
+        self.refresh
+            .retain(|_, t| !(clients.contains(&t.client_id) && principals.contains(&t.principal)));
+        self.codes
+            .retain(|_, c| !(clients.contains(&c.client_id) && principals.contains(&c.principal)));
+        before - self.access.len() - self.refresh.len()
     }
 }
 
@@ -629,6 +709,7 @@ mod tests {
                 Principal::Location("loc".into()),
                 "co".into(),
                 None,
+                None,
             )
             .expect("code");
         let req = TokenRequest {
@@ -656,6 +737,79 @@ mod tests {
             r.authenticate(&first_access).is_ok(),
             "old access token lives on"
         );
+    }
+
+    #[test]
+    fn a_bulk_grant_travels_with_the_company_token_and_its_refreshes() {
+        let mut r = registry(0);
+        let bulk = BulkGrant {
+            approved_locations: vec!["l1".into(), "l2".into()],
+            install_to_future: true,
+            approve_all: false,
+        };
+        let code = r
+            .issue_code(
+                "sandbox-client",
+                Principal::Company("co".into()),
+                "co".into(),
+                None,
+                Some(bulk),
+            )
+            .expect("code");
+        let req = TokenRequest {
+            client_id: Some("sandbox-client".into()),
+            client_secret: Some("sandbox-secret".into()),
+            grant_type: Some("authorization_code".into()),
+            code: Some(code),
+            user_type: Some("Company".into()),
+            ..TokenRequest::default()
+        };
+        let (body, _) = r.token(&req, |_| true).expect("exchange");
+        assert_eq!(body["userType"], "Company");
+        assert_eq!(body["isBulkInstallation"], true);
+        assert_eq!(body["approvedLocations"], json!(["l1", "l2"]));
+        assert_eq!(body["installToFutureLocations"], true);
+        assert_eq!(body["approveAllLocations"], false);
+        assert!(body.get("locationId").is_none());
+        let rt = body["refresh_token"].as_str().expect("rt").to_owned();
+        let (next, _) = r.token(&refresh_req(&rt), |_| true).expect("refresh");
+        assert_eq!(next["isBulkInstallation"], true);
+        assert_eq!(next["approvedLocations"], json!(["l1", "l2"]));
+    }
+
+    #[test]
+    fn revoking_an_app_spares_other_apps_and_pits() {
+        let mut r = registry(0);
+        r.register_client(OAuthClientSpec {
+            client_id: "other".into(),
+            client_secret: "s".into(),
+            ..OAuthClientSpec::default()
+        })
+        .expect("client");
+        let loc = || Principal::Location("loc".into());
+        let mine = r
+            .issue_pair("sandbox-client", loc(), "co".into(), None)
+            .expect("pair");
+        let theirs = r
+            .issue_pair("other", loc(), "co".into(), None)
+            .expect("pair");
+        let pit = r
+            .register_pit(
+                &PitSpec {
+                    location_id: Some("loc".into()),
+                    ..PitSpec::default()
+                },
+                |_| Some("co".into()),
+            )
+            .expect("pit");
+        assert_eq!(r.revoke_app("app-sandbox-client", &[loc()]), 2);
+        assert!(r.authenticate(&mine.access_token).is_err());
+        assert!(
+            r.token(&refresh_req(&mine.refresh_token), |_| true)
+                .is_err()
+        );
+        assert!(r.authenticate(&theirs.access_token).is_ok());
+        assert!(r.authenticate(&pit).is_ok());
     }
 
     #[test]

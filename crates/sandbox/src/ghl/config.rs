@@ -30,6 +30,8 @@ pub struct GhlConfig {
     pub oauth: OAuthConfig,
     pub rate_limit: RateLimitConfig,
     pub webhooks: WebhookConfig,
+    /// Agencies: bulk installs, `GET /oauth/installedLocations`, company-level webhooks.
+    pub agency: AgencyConfig,
     /// Request faults (latency, 5xx, timeouts, 429 bursts); none by default.
     pub faults: FaultConfig,
     /// Lost answers after a completed write (off by default); unlike `faults`, these requests
@@ -55,6 +57,7 @@ impl Default for GhlConfig {
             oauth: OAuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             webhooks: WebhookConfig::default(),
+            agency: AgencyConfig::default(),
             faults: FaultConfig::default(),
             write_faults: WriteFaults::default(),
             search_index_lag_ms: 0,
@@ -76,6 +79,10 @@ pub struct LocationSpec {
     pub allow_duplicate_contact: bool,
     /// IANA zone; appointment times of `GET /contacts/{id}/appointments` are rendered in it.
     pub timezone: String,
+    /// The location's email (`LocationCreate` / `LocationUpdate` carry it, API.md §9.2a).
+    pub email: String,
+    /// The address `GET /oauth/installedLocations` shows ([O2] `InstalledLocationSchema`).
+    pub address: String,
 }
 
 impl Default for LocationSpec {
@@ -86,6 +93,8 @@ impl Default for LocationSpec {
             company_id: String::new(),
             allow_duplicate_contact: false,
             timezone: "UTC".to_owned(),
+            email: String::new(),
+            address: String::new(),
         }
     }
 }
@@ -195,6 +204,48 @@ pub enum RateWindow {
     /// `max` per window of `interval_ms` starting at the bucket's first request after the
     /// previous window ended; `X-RateLimit-Remaining` jumps back to `max` at each reset.
     Fixed,
+}
+
+/// Agency behaviour the documents leave open (API.md §7, [O2] `installedLocations`). Each
+/// default is the reading a careless client is most likely to trip over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct AgencyConfig {
+    /// The largest `limit` `GET /oauth/installedLocations` honours; a larger one is clamped
+    /// silently (the v3 twin documents 1–100; v2 documents no maximum).
+    pub installed_locations_max_limit: u64,
+    /// What `count` of `GET /oauth/installedLocations` counts. [O2] says "Total location count
+    /// under the company", whatever the filters.
+    pub installed_locations_count: InstalledCount,
+    /// Without `isInstalled`, list every location of the company (each with its
+    /// `isInstalled`), not only the installed ones. `false` = installed ones only.
+    pub installed_locations_lists_all: bool,
+    /// When a new location is covered by a company install with `installToFutureLocations`,
+    /// also send a location-form `INSTALL` after its `LocationCreate`. The documents only
+    /// promise `LocationCreate`, so by default a client must notice the install itself.
+    pub install_webhook_for_future_locations: bool,
+}
+
+impl Default for AgencyConfig {
+    fn default() -> Self {
+        Self {
+            installed_locations_max_limit: 100,
+            installed_locations_count: InstalledCount::Company,
+            installed_locations_lists_all: true,
+            install_webhook_for_future_locations: false,
+        }
+    }
+}
+
+/// The `count` of `GET /oauth/installedLocations`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstalledCount {
+    /// Every location of the company, whatever the filters ([O2]'s description).
+    #[default]
+    Company,
+    /// The locations that match the filters (before `skip`/`limit`).
+    Matching,
 }
 
 /// Webhook emission (API.md §9).

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 use super::api::json_body;
 use super::config::{
-    LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, WebhookFaults,
-    WriteFaults,
+    AgencyConfig, LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig,
+    WebhookFaults, WriteFaults,
 };
 use super::core::{Core, CustomFieldSpec, LocationUpdate};
 use super::error::{ApiError, ApiResult};
@@ -48,6 +48,9 @@ pub fn router(core: Shared) -> Router {
         .route("/locations/{id}/custom-fields", post(custom_fields))
         .route("/oauth/clients", post(register_client))
         .route("/oauth/codes", post(issue_code))
+        .route("/oauth/bulk-codes", post(issue_bulk_code))
+        .route("/companies/{companyId}/installs", get(installs))
+        .route("/agency", get(get_agency).put(set_agency))
         .route("/oauth/tokens", post(issue_tokens))
         .route("/oauth/expire", post(expire_tokens))
         .route("/oauth/config", get(get_oauth_config).put(set_oauth_config))
@@ -61,6 +64,19 @@ pub fn router(core: Shared) -> Router {
         .route("/act/{locationId}/contacts", post(act_create_contact))
         .route("/act/{locationId}/install", post(act_install))
         .route("/act/{locationId}/uninstall", post(act_uninstall))
+        .route("/act/locations", post(act_create_location))
+        .route(
+            "/act/locations/{id}",
+            axum::routing::patch(act_update_location),
+        )
+        .route(
+            "/act/companies/{companyId}/install",
+            post(act_install_company),
+        )
+        .route(
+            "/act/companies/{companyId}/uninstall",
+            post(act_uninstall_company),
+        )
         .route(
             "/act/contacts/{contactId}",
             axum::routing::patch(act_update_contact).delete(act_delete_contact),
@@ -171,6 +187,48 @@ async fn issue_code(State(core): State<Shared>, body: Bytes) -> Response {
             g.scopes,
         )
         .map(|code| json!({"code": code}))
+    }))
+}
+
+/// A bulk-install consent (`POST /oauth/bulk-codes`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkSpec {
+    client_id: String,
+    company_id: String,
+    #[serde(default)]
+    approved_locations: Vec<String>,
+    #[serde(default)]
+    install_to_future_locations: bool,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+async fn issue_bulk_code(State(core): State<Shared>, body: Bytes) -> Response {
+    reply(parse::<BulkSpec>(&body).and_then(|b| {
+        core.issue_bulk_code(
+            &b.client_id,
+            &b.company_id,
+            &b.approved_locations,
+            b.install_to_future_locations,
+            b.scopes,
+        )
+        .map(|code| json!({"code": code}))
+    }))
+}
+
+async fn installs(State(core): State<Shared>, Path(company): Path<String>) -> Response {
+    reply(Ok(core.installs_json(&company)))
+}
+
+async fn get_agency(State(core): State<Shared>) -> Response {
+    reply(Ok(json!(core.agency_config())))
+}
+
+async fn set_agency(State(core): State<Shared>, body: Bytes) -> Response {
+    reply(parse::<AgencyConfig>(&body).map(|c| {
+        core.set_agency_config(c.clone());
+        json!(c)
     }))
 }
 
@@ -285,6 +343,51 @@ async fn act_uninstall(
     reply(
         parse::<AppSpec>(&body)
             .and_then(|a| core.act_uninstall(&loc, a.app_id.as_deref()))
+            .map(|()| json!({"ok": true})),
+    )
+}
+
+async fn act_create_location(State(core): State<Shared>, body: Bytes) -> Response {
+    reply(parse::<LocationSpec>(&body).and_then(|s| core.act_create_location(&s)))
+}
+
+async fn act_update_location(
+    State(core): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    reply(parse::<LocationUpdate>(&body).and_then(|u| core.act_update_location(&id, &u)))
+}
+
+/// `{appId, locations}` of an agency-wide install.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompanyInstallSpec {
+    app_id: String,
+    #[serde(default)]
+    locations: Vec<String>,
+}
+
+async fn act_install_company(
+    State(core): State<Shared>,
+    Path(company): Path<String>,
+    body: Bytes,
+) -> Response {
+    reply(
+        parse::<CompanyInstallSpec>(&body)
+            .and_then(|s| core.act_install_company(&company, &s.app_id, &s.locations))
+            .map(|()| json!({"ok": true})),
+    )
+}
+
+async fn act_uninstall_company(
+    State(core): State<Shared>,
+    Path(company): Path<String>,
+    body: Bytes,
+) -> Response {
+    reply(
+        parse::<CompanyInstallSpec>(&body)
+            .and_then(|s| core.act_uninstall_company(&company, &s.app_id))
             .map(|()| json!({"ok": true})),
     )
 }

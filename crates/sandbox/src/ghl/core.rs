@@ -11,16 +11,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::auth::{AuthRegistry, Principal, TokenPair};
+use super::auth::{AuthRegistry, BulkGrant, Principal, TokenPair};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::config::{LocationSpec, OAuthClientSpec, PitSpec, WriteFaults};
+use super::config::{AgencyConfig, LocationSpec, OAuthClientSpec, PitSpec, WriteFaults};
 use super::error::{ApiError, ApiResult};
-use super::model::CustomFieldDef;
+use super::install::{CompanyInstall, Install};
+use super::model::{CustomFieldDef, Location};
 use super::ratelimit::RateLimiter;
 use super::store::{Event, Store};
-use super::util::ghl_id;
+use super::util::{ghl_id, now_ms};
 use super::validate::{
     AppointmentPatch, BusinessPatch, ContactDto, ContactPatch, NotePatch, TaskPatch,
 };
@@ -36,6 +37,8 @@ pub struct LocationUpdate {
     pub timezone: Option<String>,
     /// An inactive location refuses token refreshes ("Location is not active", [O3]).
     pub active: Option<bool>,
+    pub email: Option<String>,
+    pub address: Option<String>,
 }
 
 /// A custom field definition to add to a location.
@@ -100,6 +103,7 @@ pub struct Core {
     pub webhooks: Webhooks,
     pub lost_answers: LostAnswers,
     pub company_id: String,
+    agency: Mutex<AgencyConfig>,
     base_url: Mutex<String>,
 }
 
@@ -130,6 +134,7 @@ impl Core {
             webhooks,
             lost_answers: LostAnswers::new(WriteFaults::default()),
             company_id,
+            agency: Mutex::new(AgencyConfig::default()),
             base_url: Mutex::new(String::new()),
         }
     }
@@ -141,6 +146,17 @@ impl Core {
 
     pub fn auth(&self) -> MutexGuard<'_, AuthRegistry> {
         self.auth.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn agency_config(&self) -> AgencyConfig {
+        self.agency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_agency_config(&self, cfg: AgencyConfig) {
+        *self.agency.lock().unwrap_or_else(PoisonError::into_inner) = cfg;
     }
 
     pub fn set_base_url(&self, url: String) {
@@ -178,8 +194,12 @@ impl Core {
 
     // ------------------------------------------------------------ locations and credentials
 
+    /// Create a location without a webhook (it "was always there"); a company install that
+    /// covers future locations still installs its app on it.
     pub fn create_location(&self, spec: &LocationSpec) -> ApiResult<Value> {
-        let loc = self.store().create_location(spec, &self.company_id)?;
+        let mut store = self.store();
+        let loc = store.create_location(spec, &self.company_id)?;
+        install_future_apps(&mut store, &loc, now_ms());
         Ok(loc.to_json())
     }
 
@@ -194,26 +214,11 @@ impl Core {
         Ok(self.store().location(id)?.info.to_json())
     }
 
+    /// Change a location's settings without a webhook (control API `PATCH`).
     pub fn update_location(&self, id: &str, u: &LocationUpdate) -> ApiResult<Value> {
         let mut store = self.store();
         let loc = store.location_mut(id)?;
-        if let Some(tz) = &u.timezone {
-            if tz.parse::<chrono_tz::Tz>().is_err() {
-                return Err(ApiError::unprocessable(vec![format!(
-                    "timezone {tz} is not a valid IANA zone"
-                )]));
-            }
-            loc.info.timezone = tz.clone();
-        }
-        if let Some(n) = &u.name {
-            loc.info.name = n.clone();
-        }
-        if let Some(a) = u.allow_duplicate_contact {
-            loc.info.allow_duplicate_contact = a;
-        }
-        if let Some(a) = u.active {
-            loc.info.active = a;
-        }
+        apply_location_update(&mut loc.info, u)?;
         Ok(loc.info.to_json())
     }
 
@@ -280,6 +285,18 @@ impl Core {
         }
     }
 
+    /// A location consent installs the client's app on the location (keeping an earlier
+    /// `installedAt`); an agency consent installs nothing by itself.
+    fn consent_installs(&self, client_id: &str, p: &Principal) -> ApiResult<()> {
+        let (app, version) = self.auth().client_app(client_id)?;
+        if let Principal::Location(l) = p {
+            self.store()
+                .installs
+                .install(&app, l, Install::new(now_ms(), version));
+        }
+        Ok(())
+    }
+
     pub fn issue_code(
         &self,
         client_id: &str,
@@ -288,7 +305,8 @@ impl Core {
         scopes: Option<Vec<String>>,
     ) -> ApiResult<String> {
         let (p, company) = self.principal(location_id, company_id)?;
-        self.auth().issue_code(client_id, p, company, scopes)
+        self.consent_installs(client_id, &p)?;
+        self.auth().issue_code(client_id, p, company, scopes, None)
     }
 
     pub fn issue_tokens(
@@ -299,7 +317,84 @@ impl Core {
         scopes: Option<Vec<String>>,
     ) -> ApiResult<TokenPair> {
         let (p, company) = self.principal(location_id, company_id)?;
+        self.consent_installs(client_id, &p)?;
         self.auth().issue_pair(client_id, p, company, scopes)
+    }
+
+    /// A bulk installation of an agency app (API.md §7): the person approved `approved`
+    /// locations of `company_id` (and maybe every future one). Installs the client's app on
+    /// them now, records the company install, and returns a code whose Company token says
+    /// `isBulkInstallation: true`. All or nothing: an unknown client, an unknown location or
+    /// one of another company changes nothing.
+    pub fn issue_bulk_code(
+        &self,
+        client_id: &str,
+        company_id: &str,
+        approved: &[String],
+        install_to_future: bool,
+        scopes: Option<Vec<String>>,
+    ) -> ApiResult<String> {
+        let (app, version) = self.auth().client_app(client_id)?;
+        let mut store = self.store();
+        let approved = company_members(&store, company_id, approved, &self.company_id)?;
+        let all: Vec<String> = store
+            .company_locations(company_id)
+            .iter()
+            .map(|l| l.id.clone())
+            .collect();
+        let bulk = BulkGrant {
+            approve_all: !all.is_empty() && all.iter().all(|l| approved.contains(l)),
+            approved_locations: approved.clone(),
+            install_to_future,
+        };
+        // Lock order: store, then auth.
+        let code = self.auth().issue_code(
+            client_id,
+            Principal::Company(company_id.to_owned()),
+            company_id.to_owned(),
+            scopes,
+            Some(bulk),
+        )?;
+        let now = now_ms();
+        for l in &approved {
+            store
+                .installs
+                .install(&app, l, Install::new(now, version.clone()));
+        }
+        store.installs.set_company(
+            &app,
+            company_id,
+            CompanyInstall {
+                install_to_future,
+                version_id: version,
+            },
+        );
+        Ok(code)
+    }
+
+    /// `(appId, versionId)` of an app: a registered client's, else the webhook config's
+    /// version (the app the simulator's webhooks speak for).
+    fn app_and_version(&self, app_id: Option<&str>) -> (String, String) {
+        let (default_app, default_version) = self.webhooks.app();
+        match app_id {
+            None => (default_app, default_version),
+            Some(a) if a == default_app => (default_app, default_version),
+            Some(a) => {
+                let v = self.auth().app_version(a).unwrap_or(default_version);
+                (a.to_owned(), v)
+            }
+        }
+    }
+
+    /// The install records of a company and its locations (control API).
+    pub fn installs_json(&self, company_id: &str) -> Value {
+        let store = self.store();
+        let ids: Vec<&str> = store
+            .company_locations(company_id)
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect();
+        store.installs.to_json(company_id, &ids)
     }
 
     pub fn register_pit(&self, spec: &PitSpec) -> ApiResult<String> {
@@ -508,47 +603,269 @@ impl Core {
         self.write(|s, ev| s.delete_appointment(id, ev)).map(|_| ())
     }
 
-    /// `INSTALL` (AppInstall doc, API.md §9.2) for a location.
+    /// `INSTALL`, location form (API.md §9.2a): the app (the webhook config's unless given)
+    /// is installed on the location; `installedAt` is the event's `timestamp`.
     pub fn act_install(&self, location_id: &str, app_id: Option<&str>) -> ApiResult<()> {
-        let store = self.store();
-        let loc = store.location(location_id)?;
-        let mut f = Map::new();
-        if let Some(a) = app_id {
-            f.insert("appId".into(), json!(a));
-        }
-        f.insert("companyId".into(), json!(loc.info.company_id));
-        f.insert("userId".into(), json!("sandboxUser000000001"));
-        f.insert("planId".into(), json!(""));
-        f.insert(
-            "trial".into(),
-            json!({"onTrial": false, "trialDuration": 0, "trialStartDate": null}),
+        let (app, version) = self.app_and_version(app_id);
+        let mut store = self.store();
+        let company = store.location(location_id)?.info.company_id.clone();
+        let at = now_ms();
+        store
+            .installs
+            .install(&app, location_id, Install::new(at, version.clone()));
+        self.webhooks.emit_at(
+            "INSTALL",
+            Some(location_id.to_owned()),
+            location_install_fields(&app, &version, &company),
+            at,
         );
-        f.insert("isWhitelabelCompany".into(), json!(false));
-        f.insert("whitelabelDetails".into(), json!({}));
-        f.insert("companyName".into(), json!("Sandbox Agency"));
-        self.webhooks
-            .emit_value("INSTALL", location_id.to_owned(), f);
         Ok(())
     }
 
-    /// `UNINSTALL`: the app's tokens for the location stop working.
+    /// `UNINSTALL`, location form `{type, appId, locationId}` (API.md §9.2a). With an app id,
+    /// that app leaves the location and its OAuth tokens for the location stop working; without
+    /// one, every app leaves and every token bound to the location stops working (PITs too).
     pub fn act_uninstall(&self, location_id: &str, app_id: Option<&str>) -> ApiResult<()> {
-        let store = self.store();
-        let loc = store.location(location_id)?;
-        let mut f = Map::new();
-        if let Some(a) = app_id {
-            f.insert("appId".into(), json!(a));
+        let (app, version) = self.app_and_version(app_id);
+        let mut store = self.store();
+        store.location(location_id)?;
+        let at = now_ms();
+        match app_id {
+            Some(a) => {
+                store.installs.uninstall(a, location_id);
+                self.auth()
+                    .revoke_app(a, &[Principal::Location(location_id.to_owned())]);
+            }
+            None => {
+                store.installs.uninstall_everything(location_id);
+                self.auth().revoke_location(location_id);
+            }
         }
-        f.insert("companyId".into(), json!(loc.info.company_id));
-        self.auth().revoke_location(location_id);
+        let mut f = Map::new();
+        f.insert("appId".into(), json!(app));
+        f.insert("versionId".into(), json!(version));
         self.webhooks
-            .emit_value("UNINSTALL", location_id.to_owned(), f);
+            .emit_at("UNINSTALL", Some(location_id.to_owned()), f, at);
         Ok(())
+    }
+
+    /// `INSTALL`, company form `{type, appId, companyId, planId, trial}` (no `locationId`,
+    /// API.md §9.2a): an agency-wide install of `app_id` on `locations` of the company. The
+    /// company install keeps its `installToFutureLocations` (set by a bulk consent; `false`
+    /// when there was none). All or nothing.
+    pub fn act_install_company(
+        &self,
+        company_id: &str,
+        app_id: &str,
+        locations: &[String],
+    ) -> ApiResult<()> {
+        let (app, version) = self.app_and_version(Some(app_id));
+        let mut store = self.store();
+        let locations = company_members(&store, company_id, locations, &self.company_id)?;
+        let at = now_ms();
+        for l in &locations {
+            store
+                .installs
+                .install(&app, l, Install::new(at, version.clone()));
+        }
+        if store.installs.company(&app, company_id).is_none() {
+            store.installs.set_company(
+                &app,
+                company_id,
+                CompanyInstall {
+                    install_to_future: false,
+                    version_id: version.clone(),
+                },
+            );
+        }
+        let mut f = Map::new();
+        f.insert("appId".into(), json!(app));
+        f.insert("versionId".into(), json!(version));
+        f.insert("companyId".into(), json!(company_id));
+        f.insert("planId".into(), json!(""));
+        f.insert("trial".into(), no_trial());
+        self.webhooks.emit_at("INSTALL", None, f, at);
+        Ok(())
+    }
+
+    /// `UNINSTALL`, company form `{type, appId, companyId}` (API.md §9.2a): the app leaves
+    /// every location of the company and the company itself; its OAuth tokens for them (the
+    /// Company token included) stop working. Other apps and PITs are untouched.
+    pub fn act_uninstall_company(&self, company_id: &str, app_id: &str) -> ApiResult<()> {
+        let (app, version) = self.app_and_version(Some(app_id));
+        let mut store = self.store();
+        if !company_known(&store, company_id, &self.company_id) {
+            return Err(ApiError::not_found("Company"));
+        }
+        let ids: Vec<String> = store
+            .company_locations(company_id)
+            .iter()
+            .map(|l| l.id.clone())
+            .collect();
+        let at = now_ms();
+        for l in &ids {
+            store.installs.uninstall(&app, l);
+        }
+        store.installs.remove_company(&app, company_id);
+        let mut principals: Vec<Principal> = ids.iter().cloned().map(Principal::Location).collect();
+        principals.push(Principal::Company(company_id.to_owned()));
+        self.auth().revoke_app(&app, &principals);
+        let mut f = Map::new();
+        f.insert("appId".into(), json!(app));
+        f.insert("versionId".into(), json!(version));
+        f.insert("companyId".into(), json!(company_id));
+        self.webhooks.emit_at("UNINSTALL", None, f, at);
+        Ok(())
+    }
+
+    /// A person creates a location in the agency: `LocationCreate` `{type, id, companyId, name,
+    /// email, stripeProductId}` (no `locationId`). Apps whose company install covers future
+    /// locations are installed on it at the event's `timestamp`; with
+    /// `install_webhook_for_future_locations` each also sends a location-form `INSTALL`.
+    pub fn act_create_location(&self, spec: &LocationSpec) -> ApiResult<Value> {
+        let webhook_installs = self.agency_config().install_webhook_for_future_locations;
+        let mut store = self.store();
+        let loc = store.create_location(spec, &self.company_id)?;
+        let at = now_ms();
+        let auto = install_future_apps(&mut store, &loc, at);
+        self.webhooks
+            .emit_at("LocationCreate", None, loc.to_webhook(), at);
+        if webhook_installs {
+            for (app, version) in auto {
+                self.webhooks.emit_at(
+                    "INSTALL",
+                    Some(loc.id.clone()),
+                    location_install_fields(&app, &version, &loc.company_id),
+                    at,
+                );
+            }
+        }
+        Ok(loc.to_json())
+    }
+
+    /// A person edits a location: `LocationUpdate`, same shape as `LocationCreate`; nothing
+    /// is sent when nothing changed.
+    pub fn act_update_location(&self, id: &str, u: &LocationUpdate) -> ApiResult<Value> {
+        let mut store = self.store();
+        let loc = store.location_mut(id)?;
+        if apply_location_update(&mut loc.info, u)? {
+            self.webhooks
+                .emit_at("LocationUpdate", None, loc.info.to_webhook(), now_ms());
+        }
+        Ok(loc.info.to_json())
     }
 
     pub fn set_search_lag(&self, lag: Duration) {
         self.store().set_search_lag(lag);
     }
+}
+
+/// Apply a settings change; `true` when anything changed. Validation first: a refused
+/// change changes nothing.
+fn apply_location_update(loc: &mut Location, u: &LocationUpdate) -> ApiResult<bool> {
+    if let Some(tz) = &u.timezone
+        && tz.parse::<chrono_tz::Tz>().is_err()
+    {
+        return Err(ApiError::unprocessable(vec![format!(
+            "timezone {tz} is not a valid IANA zone"
+        )]));
+    }
+    let before = loc.clone();
+    if let Some(tz) = &u.timezone {
+        loc.timezone = tz.clone();
+    }
+    if let Some(n) = &u.name {
+        loc.name = n.clone();
+    }
+    if let Some(a) = u.allow_duplicate_contact {
+        loc.allow_duplicate_contact = a;
+    }
+    if let Some(a) = u.active {
+        loc.active = a;
+    }
+    if let Some(e) = &u.email {
+        loc.email = e.clone();
+    }
+    if let Some(a) = &u.address {
+        loc.address = a.clone();
+    }
+    Ok(*loc != before)
+}
+
+/// Install on a new location every app whose company install covers future locations;
+/// returns `(appId, versionId)` of each.
+fn install_future_apps(
+    store: &mut Store,
+    loc: &Location,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, String)> {
+    let apps = store.installs.future_apps(&loc.company_id);
+    apps.into_iter()
+        .filter_map(|(app, c)| {
+            store
+                .installs
+                .install(&app, &loc.id, Install::new(at, c.version_id.clone()))
+                .then_some((app, c.version_id))
+        })
+        .collect()
+}
+
+/// A company exists when it is the simulator's default one or a location names it.
+fn company_known(store: &Store, company_id: &str, default_company: &str) -> bool {
+    company_id == default_company
+        || store
+            .locations
+            .values()
+            .any(|l| l.info.company_id == company_id)
+}
+
+/// `locations`, de-duplicated in order, after checking each is a location of `company_id`.
+fn company_members(
+    store: &Store,
+    company_id: &str,
+    locations: &[String],
+    default_company: &str,
+) -> ApiResult<Vec<String>> {
+    if company_id.is_empty() {
+        return Err(ApiError::unprocessable(vec![
+            "companyId should not be empty".to_owned(),
+        ]));
+    }
+    if !company_known(store, company_id, default_company) {
+        return Err(ApiError::not_found("Company"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(locations.len());
+    for l in locations {
+        if store.location(l)?.info.company_id != company_id {
+            return Err(ApiError::bad_request(format!(
+                "Location {l} does not belong to company {company_id}"
+            )));
+        }
+        if !out.contains(l) {
+            out.push(l.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn no_trial() -> Value {
+    json!({"onTrial": false, "trialDuration": 0, "trialStartDate": null})
+}
+
+/// The location form of `INSTALL` (API.md §9.2 / §9.2a): `appId, locationId, companyId,
+/// userId, planId, trial, isWhitelabelCompany, whitelabelDetails, companyName`.
+fn location_install_fields(app: &str, version: &str, company_id: &str) -> Map<String, Value> {
+    let mut f = Map::new();
+    f.insert("appId".into(), json!(app));
+    f.insert("versionId".into(), json!(version));
+    f.insert("companyId".into(), json!(company_id));
+    f.insert("userId".into(), json!("sandboxUser000000001"));
+    f.insert("planId".into(), json!(""));
+    f.insert("trial".into(), no_trial());
+    f.insert("isWhitelabelCompany".into(), json!(false));
+    f.insert("whitelabelDetails".into(), json!({}));
+    f.insert("companyName".into(), json!("Sandbox Agency"));
+    f
 }
 
 /// A person creating a task in the UI need not type every required field.

@@ -1,5 +1,6 @@
 //! GHL simulator: an HTTP server that behaves like GoHighLevel's API v2 (LeadConnector) for
-//! contacts, tags, tasks, notes, appointments, businesses and OAuth, and that emits signed
+//! contacts, tags, tasks, notes, appointments, businesses, OAuth and agencies (companies with
+//! several locations, bulk installs, `GET /oauth/installedLocations`), and that emits signed
 //! webhooks — written from `shared/ghl/API.md` and the official OpenAPI specs only.
 //!
 //! What it guarantees to its users (adapter tests, the end-to-end and chaos suites, the
@@ -35,6 +36,7 @@ mod config;
 mod control;
 mod core;
 mod error;
+mod install;
 mod model;
 mod ratelimit;
 mod search;
@@ -56,8 +58,8 @@ pub use self::api::{VERSION_2021_04_15, VERSION_2021_07_28};
 use self::auth::AuthRegistry;
 pub use self::auth::TokenPair;
 pub use self::config::{
-    GhlConfig, LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, RateWindow,
-    WebhookConfig, WebhookFaults, WriteFaults,
+    AgencyConfig, GhlConfig, InstalledCount, LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec,
+    RateLimitConfig, RateWindow, WebhookConfig, WebhookFaults, WriteFaults,
 };
 use self::core::Core;
 pub use self::core::{CustomFieldSpec, LocationUpdate};
@@ -109,6 +111,7 @@ impl GhlSandbox {
             config.company_id.clone(),
         ));
         core.lost_answers.set(config.write_faults.clone());
+        core.set_agency_config(config.agency.clone());
         for l in &config.locations {
             core.create_location(l)
                 .map_err(|e| anyhow::anyhow!("creating location {:?}: {e}", l.id))?;
@@ -198,13 +201,15 @@ impl GhlSandbox {
 
     // ---------------------------------------------------------------- locations and auth
 
-    /// Create a location; returns its id.
+    /// Create a location (no webhook; see [`Self::act_create_location`]); returns its id. A
+    /// company install covering future locations installs its app on it.
     pub fn create_location(&self, spec: LocationSpec) -> Result<String, ApiError> {
         self.core
             .create_location(&spec)
             .map(|v| v["id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// Change a location's settings, without a webhook.
     pub fn update_location(&self, id: &str, update: LocationUpdate) -> Result<Value, ApiError> {
         self.core.update_location(id, &update)
     }
@@ -222,7 +227,8 @@ impl GhlSandbox {
     }
 
     /// An authorization code for (client, location), as if a person consented in
-    /// `chooselocation`; exchange it at `POST /oauth/token`.
+    /// `chooselocation`; exchange it at `POST /oauth/token`. The consent installs the client's
+    /// app on the location (no webhook; see [`Self::act_install`] for the `INSTALL` event).
     pub fn issue_auth_code(
         &self,
         client_id: &str,
@@ -233,7 +239,8 @@ impl GhlSandbox {
             .issue_code(client_id, Some(location_id), None, scopes)
     }
 
-    /// An agency (Company) authorization code, for `POST /oauth/locationToken` flows.
+    /// An agency (Company) authorization code, for `POST /oauth/locationToken` flows. It
+    /// installs nothing: location tokens are only minted where the app is installed.
     pub fn issue_agency_auth_code(
         &self,
         client_id: &str,
@@ -244,7 +251,46 @@ impl GhlSandbox {
             .issue_code(client_id, None, Some(company_id), scopes)
     }
 
-    /// A location token pair without the code exchange.
+    /// The bulk-install consent of an agency app: a person approved `approved_locations` of
+    /// `company_id` (and, with `install_to_future`, every location created later). The
+    /// client's app is installed on them now (`installedAt` = now) and the Company token the
+    /// code exchanges for says `isBulkInstallation: true`, `approvedLocations`,
+    /// `installToFutureLocations` and `approveAllLocations` (every current location
+    /// approved). No webhook: see [`Self::act_install_company`].
+    pub fn issue_bulk_install_code(
+        &self,
+        client_id: &str,
+        company_id: &str,
+        approved_locations: &[String],
+        install_to_future: bool,
+        scopes: Option<Vec<String>>,
+    ) -> Result<String, ApiError> {
+        self.core.issue_bulk_code(
+            client_id,
+            company_id,
+            approved_locations,
+            install_to_future,
+            scopes,
+        )
+    }
+
+    /// Which app is installed where in a company: `{companies: [{appId, companyId,
+    /// installToFutureLocations, versionId}], locations: [{appId, locationId, installedAt,
+    /// versionId}]}`.
+    pub fn installs(&self, company_id: &str) -> Value {
+        self.core.installs_json(company_id)
+    }
+
+    pub fn agency_config(&self) -> AgencyConfig {
+        self.core.agency_config()
+    }
+
+    pub fn set_agency_config(&self, config: AgencyConfig) {
+        self.core.set_agency_config(config);
+    }
+
+    /// A location token pair without the code exchange (installs the client's app on the
+    /// location, as the consent would).
     pub fn issue_tokens(
         &self,
         client_id: &str,
@@ -411,14 +457,52 @@ impl GhlSandbox {
         self.core.act_delete_appointment(id)
     }
 
-    /// Emit `INSTALL` for a location (app id = the webhook config's unless given).
+    /// Install the app (the webhook config's unless given) on a location and emit the
+    /// location-form `INSTALL` (`appId, locationId, companyId, userId, companyName,
+    /// isWhitelabelCompany, whitelabelDetails, planId, trial`).
     pub fn act_install(&self, location_id: &str, app_id: Option<&str>) -> Result<(), ApiError> {
         self.core.act_install(location_id, app_id)
     }
 
-    /// Emit `UNINSTALL` and revoke every token bound to the location.
+    /// Emit the location-form `UNINSTALL` `{type, appId, locationId}`. With `app_id`, that
+    /// app leaves the location and its OAuth tokens for it stop working; without, every app
+    /// leaves and every token bound to the location stops working (PITs included).
     pub fn act_uninstall(&self, location_id: &str, app_id: Option<&str>) -> Result<(), ApiError> {
         self.core.act_uninstall(location_id, app_id)
+    }
+
+    /// An agency-wide install: `app_id` is installed on `locations` (all of `company_id`) and
+    /// the company-form `INSTALL` `{type, appId, companyId, planId, trial}` (no `locationId`)
+    /// is emitted. All or nothing.
+    pub fn act_install_company(
+        &self,
+        company_id: &str,
+        app_id: &str,
+        locations: &[String],
+    ) -> Result<(), ApiError> {
+        self.core.act_install_company(company_id, app_id, locations)
+    }
+
+    /// The agency uninstalls `app_id`: company-form `UNINSTALL` `{type, appId, companyId}`;
+    /// every location of the company loses the app, and the app's OAuth tokens for them and
+    /// for the company answer 401 from now on (refresh tokens: 400 invalid grant).
+    pub fn act_uninstall_company(&self, company_id: &str, app_id: &str) -> Result<(), ApiError> {
+        self.core.act_uninstall_company(company_id, app_id)
+    }
+
+    /// A person creates a location in its company: `LocationCreate` `{type, id, companyId,
+    /// name, email, stripeProductId}` (no `locationId`). A company install with
+    /// `installToFutureLocations` installs its app on it. Returns the new location's id.
+    pub fn act_create_location(&self, spec: LocationSpec) -> Result<String, ApiError> {
+        self.core
+            .act_create_location(&spec)
+            .map(|v| v["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// A person edits a location: `LocationUpdate` (same shape as `LocationCreate`), unless
+    /// nothing changed. [`Self::update_location`] changes settings silently.
+    pub fn act_update_location(&self, id: &str, update: LocationUpdate) -> Result<Value, ApiError> {
+        self.core.act_update_location(id, &update)
     }
 
     // ---------------------------------------------------------------- webhooks

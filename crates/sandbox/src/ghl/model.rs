@@ -41,6 +41,10 @@ pub struct Location {
     pub timezone: String,
     /// An inactive location refuses token refreshes with "Location is not active" ([O3]).
     pub active: bool,
+    pub email: String,
+    pub address: String,
+    /// Creation order (lists of a company's locations use it).
+    pub seq: u64,
 }
 
 impl Location {
@@ -52,7 +56,22 @@ impl Location {
             "allowDuplicateContact": self.allow_duplicate_contact,
             "timezone": self.timezone,
             "active": self.active,
+            "email": self.email,
+            "address": self.address,
         })
+    }
+
+    /// `LocationCreate` / `LocationUpdate` fields (API.md §9.2a): `id` is the location's own
+    /// id and there is no `locationId`. A sandbox location sells no SaaS product, so
+    /// `stripeProductId` is `null`.
+    pub fn to_webhook(&self) -> Map<String, Value> {
+        let mut f = Map::new();
+        f.insert("id".into(), json!(self.id));
+        f.insert("companyId".into(), json!(self.company_id));
+        f.insert("name".into(), json!(self.name));
+        f.insert("email".into(), json!(self.email));
+        f.insert("stripeProductId".into(), Value::Null);
+        f
     }
 
     pub fn tz(&self) -> chrono_tz::Tz {

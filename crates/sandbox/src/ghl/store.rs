@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::LocationSpec;
 use super::error::{ApiError, ApiResult};
+use super::install::Installs;
 use super::model::{Appointment, Business, Contact, CustomFieldDef, Location, Note, Task};
 use super::util::{ghl_id, iso, next_update, normalise_phone, now_ms, object_id};
 use super::validate::{AppointmentPatch, BusinessPatch, ContactPatch, NotePatch, TaskPatch};
@@ -184,11 +185,16 @@ pub struct Store {
     business_loc: HashMap<String, String>,
     lowercase_tags: bool,
     search_lag: Duration,
+    /// Which app is installed on which location, and the company-wide installs.
+    pub installs: Installs,
+    location_seq: u64,
 }
 
 impl Store {
     pub fn new(lowercase_tags: bool, search_lag: Duration) -> Self {
         Self {
+            installs: Installs::default(),
+            location_seq: 0,
             locations: HashMap::new(),
             contact_loc: HashMap::new(),
             appointment_loc: HashMap::new(),
@@ -232,7 +238,11 @@ impl Store {
             allow_duplicate_contact: spec.allow_duplicate_contact,
             timezone: spec.timezone.clone(),
             active: true,
+            email: spec.email.clone(),
+            address: spec.address.clone(),
+            seq: self.location_seq,
         };
+        self.location_seq += 1;
         self.locations
             .insert(id, LocationData::new(info.clone(), self.search_lag));
         Ok(info)
@@ -248,6 +258,18 @@ impl Store {
         self.locations
             .get_mut(id)
             .ok_or_else(|| ApiError::not_found("Location"))
+    }
+
+    /// The locations of a company, in creation order.
+    pub fn company_locations(&self, company_id: &str) -> Vec<&Location> {
+        let mut v: Vec<&Location> = self
+            .locations
+            .values()
+            .map(|l| &l.info)
+            .filter(|l| l.company_id == company_id)
+            .collect();
+        v.sort_by_key(|l| l.seq);
+        v
     }
 
     pub fn set_search_lag(&mut self, lag: Duration) {

@@ -257,26 +257,44 @@ impl Webhooks {
     /// Build, sign, log and queue one event. Synchronous and cheap: writers call it while they
     /// hold the store lock, which is what keeps emission order equal to write order.
     pub fn emit(&self, ev: Event) {
-        self.emit_value(ev.kind, ev.location_id, ev.fields);
+        self.emit_at(ev.kind, Some(ev.location_id), ev.fields, now_ms());
     }
 
-    /// Emit an event with arbitrary fields (INSTALL / UNINSTALL).
-    pub fn emit_value(&self, kind: &str, location_id: String, fields: Map<String, Value>) {
+    /// The `appId` and `versionId` payloads carry unless an event names its own app.
+    pub fn app(&self) -> (String, String) {
+        let s = self.shared.settings();
+        (s.app_id.clone(), s.version_id.clone())
+    }
+
+    /// Emit an event with arbitrary fields, stamped `at` (the time of the act that caused it).
+    /// `location_id: None` is a company-level event: its payload has no `locationId` at all
+    /// (API.md §9.2a). `fields` may carry their own `appId` and `versionId`.
+    pub fn emit_at(
+        &self,
+        kind: &str,
+        location_id: Option<String>,
+        fields: Map<String, Value>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
         let settings = self.shared.settings().clone();
         let c = &self.shared.counters;
         let mut payload = Map::new();
         payload.insert("type".into(), json!(kind));
-        payload.insert("locationId".into(), json!(location_id));
+        if let Some(l) = location_id {
+            payload.insert("locationId".into(), json!(l));
+        }
         for (k, v) in fields {
             payload.insert(k, v);
         }
         if kind == "TaskCreate" && settings.faults.omit_task_create_contact_id {
             payload.remove("contactId");
         }
-        payload.insert("timestamp".into(), json!(iso(&now_ms())));
+        payload.insert("timestamp".into(), json!(iso(&at)));
         payload.insert("webhookId".into(), json!(uuid::Uuid::new_v4().to_string()));
         payload.entry("appId").or_insert(json!(settings.app_id));
-        payload.insert("versionId".into(), json!(settings.version_id));
+        payload
+            .entry("versionId")
+            .or_insert(json!(settings.version_id));
         let payload = Value::Object(payload);
         c.bump("webhooks_emitted");
         {

@@ -11,14 +11,17 @@ use base64::Engine;
 use reqwest::Method;
 use sandbox::common::{FaultConfig, RouteFault, ServerHandle, serve};
 use sandbox::ghl::{
-    GhlConfig, GhlSandbox, LocationSpec, LocationUpdate, OAuthClientSpec, OAuthConfig, PitSpec,
-    RateLimitConfig, WebhookConfig, WebhookFaults, WriteFaults,
+    AgencyConfig, GhlConfig, GhlSandbox, InstalledCount, LocationSpec, LocationUpdate,
+    OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, WebhookConfig, WebhookFaults,
+    WriteFaults,
 };
 use serde_json::{Value, json};
 
 const V: &str = "2021-07-28";
 const LOC: &str = "locAAAAAAAAAAAAAAAA1";
 const OTHER_LOC: &str = "locBBBBBBBBBBBBBBBB2";
+
+mod agency;
 
 // ---------------------------------------------------------------------- helpers
 
@@ -849,6 +852,18 @@ async fn agency_token_gets_a_location_token() {
         .as_str()
         .expect("token")
         .to_owned();
+    // Only where the app is installed.
+    let refused = e
+        .form(
+            "/oauth/locationToken",
+            &[("companyId", &company), ("locationId", LOC)],
+            Some(&agency_token),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    e.ghl
+        .act_install(LOC, Some("app-sandbox-client"))
+        .expect("install");
     let loc = e
         .form(
             "/oauth/locationToken",
@@ -1716,6 +1731,7 @@ mod contract {
     struct Specs {
         contacts: Value,
         businesses: Value,
+        oauth: Value,
         registry: jsonschema::Registry<'static>,
     }
 
@@ -1723,6 +1739,7 @@ mod contract {
         fn load() -> Self {
             let contacts = read("v2/contacts.json");
             let businesses = read("v2/businesses.json");
+            let oauth = read("v2/oauth.json");
             let common = read("common/common-schemas.json");
             // `../common/common-schemas.json#/...` in the v2 files resolves against these URIs,
             // so every reference stays local (no retriever, no network).
@@ -1731,6 +1748,8 @@ mod contract {
                 .expect("uri")
                 .add(format!("{BASE}/v2/businesses.json"), businesses.clone())
                 .expect("uri")
+                .add(format!("{BASE}/v2/oauth.json"), oauth.clone())
+                .expect("uri")
                 .add(format!("{BASE}/common/common-schemas.json"), common)
                 .expect("uri")
                 .prepare()
@@ -1738,6 +1757,7 @@ mod contract {
             Self {
                 contacts,
                 businesses,
+                oauth,
                 registry,
             }
         }
@@ -1750,10 +1770,10 @@ mod contract {
             method: &str,
             status: u16,
         ) -> Option<String> {
-            let doc = if spec == "contacts" {
-                &self.contacts
-            } else {
-                &self.businesses
+            let doc = match spec {
+                "contacts" => &self.contacts,
+                "oauth" => &self.oauth,
+                _ => &self.businesses,
             };
             let schema = doc["paths"][path][method]["responses"][status.to_string()]["content"]
                 ["application/json"]["schema"]
@@ -2128,6 +2148,118 @@ mod contract {
         specs.check("businesses", "/businesses/{businessId}", "put", &bad);
         let del = e.call(Method::DELETE, &path, None).await;
         specs.check("businesses", "/businesses/{businessId}", "delete", &del);
+        e.ghl.shutdown().await.expect("shutdown");
+    }
+
+    #[tokio::test]
+    async fn oauth_endpoints_match_the_official_response_schemas() {
+        let specs = Specs::load();
+        let e = env().await;
+        e.ghl
+            .register_oauth_client(OAuthClientSpec::default())
+            .expect("client");
+        let company = e.ghl.dump_location(LOC).expect("dump")["location"]["companyId"]
+            .as_str()
+            .expect("company")
+            .to_owned();
+        let code = e
+            .ghl
+            .issue_bulk_install_code("sandbox-client", &company, &[LOC.to_owned()], true, None)
+            .expect("code");
+        let token = e
+            .form(
+                "/oauth/token",
+                &[
+                    ("client_id", "sandbox-client"),
+                    ("client_secret", "sandbox-secret"),
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                ],
+                None,
+            )
+            .await;
+        specs.check("oauth", "/oauth/token", "post", &token);
+        let bad_code = e
+            .form(
+                "/oauth/token",
+                &[
+                    ("client_id", "sandbox-client"),
+                    ("client_secret", "sandbox-secret"),
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                ],
+                None,
+            )
+            .await;
+        specs.check("oauth", "/oauth/token", "post", &bad_code);
+        let agency = token.body["access_token"].as_str().expect("token");
+        let loc_token = e
+            .form(
+                "/oauth/locationToken",
+                &[("companyId", &company), ("locationId", LOC)],
+                Some(agency),
+            )
+            .await;
+        specs.check("oauth", "/oauth/locationToken", "post", &loc_token);
+        let not_installed = e
+            .form(
+                "/oauth/locationToken",
+                &[("companyId", &company), ("locationId", OTHER_LOC)],
+                Some(agency),
+            )
+            .await;
+        assert_eq!(not_installed.status, 400);
+        specs.check("oauth", "/oauth/locationToken", "post", &not_installed);
+        let by_pit = e
+            .form(
+                "/oauth/locationToken",
+                &[("companyId", &company), ("locationId", LOC)],
+                Some(&e.token),
+            )
+            .await;
+        specs.check("oauth", "/oauth/locationToken", "post", &by_pit);
+        let q = format!("companyId={company}&appId=app-sandbox-client");
+        let listed = e
+            .send(
+                Method::GET,
+                &format!("/oauth/installedLocations?{q}"),
+                Some(agency),
+                Some(V),
+                None,
+            )
+            .await;
+        assert_eq!(listed.body["locations"].as_array().map(Vec::len), Some(2));
+        specs.check("oauth", "/oauth/installedLocations", "get", &listed);
+        let missing = e
+            .send(
+                Method::GET,
+                "/oauth/installedLocations",
+                Some(agency),
+                Some(V),
+                None,
+            )
+            .await;
+        specs.check("oauth", "/oauth/installedLocations", "get", &missing);
+        let wrong_company = e
+            .send(
+                Method::GET,
+                "/oauth/installedLocations?companyId=x&appId=app-sandbox-client",
+                Some(agency),
+                Some(V),
+                None,
+            )
+            .await;
+        specs.check("oauth", "/oauth/installedLocations", "get", &wrong_company);
+        let by_location = e
+            .send(
+                Method::GET,
+                &format!("/oauth/installedLocations?{q}"),
+                Some(&e.token),
+                Some(V),
+                None,
+            )
+            .await;
+        specs.check("oauth", "/oauth/installedLocations", "get", &by_location);
         e.ghl.shutdown().await.expect("shutdown");
     }
 }
