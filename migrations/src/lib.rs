@@ -22,6 +22,7 @@ use sea_orm_migration::sea_orm::{
 };
 
 mod m20260101_000001_initial;
+mod m20261204_000001_tenant_install;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
@@ -32,7 +33,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260101_000001_initial::Migration)]
+        vec![
+            Box::new(m20260101_000001_initial::Migration),
+            Box::new(m20261204_000001_tenant_install::Migration),
+        ]
     }
 }
 

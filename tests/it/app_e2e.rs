@@ -339,7 +339,7 @@ async fn a_poison_message_is_dead_lettered_with_its_chain_and_replayed_once_fixe
     // quiet (a retry would still be in the queue).
     eventually("the webhook's dead letter", SETTLE, || async {
         (!store
-            .list(None, false, 100)
+            .list(None, false, None, 100)
             .await
             .expect("dead letters")
             .is_empty())
@@ -349,7 +349,10 @@ async fn a_poison_message_is_dead_lettered_with_its_chain_and_replayed_once_fixe
     wait_quiet(t.app.broker.as_ref(), &t.world, &worker.stats, SETTLE, None)
         .await
         .expect("settle");
-    let letters = store.list(None, false, 100).await.expect("dead letters");
+    let letters = store
+        .list(None, false, None, 100)
+        .await
+        .expect("dead letters");
     assert_eq!(letters.len(), 1, "one dead letter: {letters:#?}");
     let letter = &letters[0];
     assert_eq!(letter.letter.kind, "ghl.event");
@@ -401,7 +404,13 @@ async fn a_poison_message_is_dead_lettered_with_its_chain_and_replayed_once_fixe
         .expect("settle after the replay");
     let after = store.get(letter.id).await.expect("the dead letter");
     assert!(after.replayed_at.is_some(), "marked replayed");
-    assert!(store.list(None, false, 100).await.expect("list").is_empty());
+    assert!(
+        store
+            .list(None, false, None, 100)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 
     // Replaying it again is refused as already done: nothing is published twice.
     let again = t

@@ -5,6 +5,8 @@
 
 mod app_e2e;
 mod convergence;
+mod lifecycle;
+mod operator_cli;
 mod sandbox_cli;
 mod security;
 mod traces;

@@ -108,7 +108,14 @@ impl Door {
             location_id: LocationId::parse(LOC_A).unwrap(),
             ekyte_company_id: EkyteCompanyId::new(1).unwrap(),
             active: true,
-            settings: TenantSettings::default(),
+            // What `tenants add` requires; this test never reaches eKyte.
+            settings: {
+                let mut s = TenantSettings::default();
+                s.ekyte.user_email = Some("ops@security.test".into());
+                s.ekyte.task_type_id = Some(EkyteTaskTypeId::new(1).unwrap());
+                s
+            },
+            install: Default::default(),
         };
         app::admin::add_tenant(
             app.store.as_ref(),
@@ -966,6 +973,7 @@ impl OtherTenant {
             ekyte_company_id: EkyteCompanyId::new(company.company_id as u64).unwrap(),
             active: true,
             settings,
+            install: Default::default(),
         };
         app::admin::add_tenant(
             t.app.store.as_ref(),
@@ -1212,7 +1220,10 @@ async fn events_signed_for_one_location_never_touch_another_tenant() {
     for (i, (kind, extra)) in forged.iter().enumerate().take(8) {
         let id = format!("iso-env-{i:02}-{kind}");
         let body = event(kind, &id, now, LOC_B, extra.clone());
-        let ev = ghl::webhook::parse_event(&body).unwrap();
+        let ev = ghl::webhook::parse_event(&body)
+            .unwrap()
+            .into_location()
+            .expect("a location event");
         let env = Envelope::new(id.clone(), a.id.clone(), Payload::GhlEvent(ev), now);
         t.amqp.publish(&env).await.unwrap();
         sent.push(id);
@@ -1271,7 +1282,7 @@ async fn events_signed_for_one_location_never_touch_another_tenant() {
 
     // How each one ended, for the record (B unchanged is the assertion, not the outcome).
     let dead: std::collections::BTreeMap<String, String> =
-        DeadLetterStore::list(t.app.store.as_ref(), Some(a.id.clone()), true, 1000)
+        DeadLetterStore::list(t.app.store.as_ref(), Some(a.id.clone()), true, None, 1000)
             .await
             .unwrap()
             .into_iter()

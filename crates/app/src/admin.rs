@@ -1,11 +1,99 @@
 //! Operator actions that more than one client performs: the CLI, the demo and the test
 //! suites save tenants the same way, through the ports.
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
+use async_trait::async_trait;
 use secrecy::SecretString;
 
-use domain::Tenant;
-use ports::store::{CredentialSecret, CredentialStore, NewCredential, Provider, TenantStore};
+use domain::{Tenant, TenantId};
+use ports::store::{
+    Credential, CredentialSecret, CredentialStore, DuePredicate, NewCredential, Provider,
+    RefreshError, Refresher, TenantStore,
+};
+use ports::{Priority, Scope, StoreError};
+
+/// Ask eKyte whether the tenant can work: the API key answers the auth test for the
+/// tenant's company, the user email is a member, the task type exists and is active. With
+/// `api_key`, that key is checked (nothing is stored first); without, the stored one.
+pub async fn check_ekyte(
+    config: ekyte::EkyteConfig,
+    stored: Arc<dyn CredentialStore>,
+    tenant: &Tenant,
+    api_key: Option<&SecretString>,
+    mcp_token: Option<&SecretString>,
+) -> anyhow::Result<()> {
+    let credentials: Arc<dyn CredentialStore> = match api_key {
+        Some(key) => Arc::new(Candidate(Credential {
+            tenant: tenant.id.clone(),
+            provider: Provider::Ekyte,
+            secret: CredentialSecret::Ekyte {
+                api_key: key.clone(),
+                mcp_token: mcp_token.cloned(),
+            },
+            expires_at: None,
+            version: 0,
+            updated_at: chrono::Utc::now(),
+        })),
+        None => stored,
+    };
+    let adapter = ekyte::EkyteAdapter::new(config, credentials).context("eKyte configuration")?;
+    let scope = Scope::new(Arc::new(tenant.clone()), Priority::RealTime);
+    let health = adapter
+        .healthcheck(&scope)
+        .await
+        .context("the eKyte check failed (is the API key right, and eKyte reachable?)")?;
+    if !health.problems.is_empty() {
+        bail!(
+            "tenant {} cannot work with eKyte: {}",
+            tenant.id,
+            health.problems.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The credential being checked, before anything is stored.
+struct Candidate(Credential);
+
+#[async_trait]
+impl CredentialStore for Candidate {
+    async fn get(&self, tenant: &TenantId, provider: Provider) -> Result<Credential, StoreError> {
+        if tenant == &self.0.tenant && provider == self.0.provider {
+            Ok(self.0.clone())
+        } else {
+            Err(StoreError::NotFound {
+                what: format!("{provider:?} credential of {tenant}"),
+            })
+        }
+    }
+
+    async fn put(
+        &self,
+        _tenant: &TenantId,
+        _provider: Provider,
+        _credential: &NewCredential,
+    ) -> Result<Credential, StoreError> {
+        Err(StoreError::Unknown(anyhow::anyhow!(
+            "a credential under check is not stored"
+        )))
+    }
+
+    async fn delete(&self, _tenant: &TenantId, _provider: Provider) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn with_credential_lock(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        _due: DuePredicate,
+        _refresh: Refresher,
+    ) -> Result<Credential, RefreshError> {
+        Ok(self.get(tenant, provider).await?)
+    }
+}
 
 /// Save a tenant and its credentials (encrypted by the store).
 pub async fn add_tenant(
@@ -17,6 +105,21 @@ pub async fn add_tenant(
     ghl_private_token: Option<SecretString>,
 ) -> anyhow::Result<()> {
     tenant.settings.validate().context("tenant settings")?;
+    let missing = tenant.settings.missing();
+    if !missing.is_empty() {
+        bail!(
+            "tenant {} is missing settings it cannot sync without: {}",
+            tenant.id,
+            missing.join(", ")
+        );
+    }
+    // A new tenant is installed now: onboarding is for the contacts added from here on.
+    let mut tenant = tenant.clone();
+    tenant
+        .install
+        .installed_at
+        .get_or_insert_with(chrono::Utc::now);
+    let tenant = &tenant;
     tenants.upsert(tenant).await.context("saving the tenant")?;
     if let Some(api_key) = ekyte_api_key {
         credentials

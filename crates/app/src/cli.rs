@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use domain::{EkyteCompanyId, LocationId, Tenant, TenantId, TenantSettings};
 use ports::queue::Envelope;
-use ports::store::{DeadLetterStore, RunStore, TenantStore};
+use ports::store::{AuditLog, CredentialStore, DeadLetterStore, Provider, RunStore, TenantStore};
 use ports::{Priority, Scope};
 
-use crate::admin::add_tenant;
+use crate::admin::{self, add_tenant};
 use crate::config::Config;
+use crate::operator;
 use crate::scheduler::{Job, enqueue};
 use crate::signals::shutdown_on_signals;
 use crate::wiring::{self, App};
@@ -165,15 +166,23 @@ pub struct ContactArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// Dead letters, newest first.
+    /// Dead letters, newest first, a page at a time (or, with --summary, counted per tenant
+    /// and error class).
     List {
         #[arg(long)]
         tenant: Option<String>,
         /// Include the ones already replayed.
         #[arg(long)]
         all: bool,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (a page).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+        /// Only the ones older than this id: the next page after a page ending at it.
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
+        /// Count them per tenant and error class instead of listing them.
+        #[arg(long, conflicts_with = "before")]
+        summary: bool,
         #[arg(long)]
         json: bool,
     },
@@ -200,6 +209,7 @@ pub enum TenantsCommand {
     /// Add (or update) a tenant with its eKyte credentials and, optionally, a GHL Private
     /// Integration Token (without one, install the GHL app with `oauth url`).
     Add(TenantAddArgs),
+    /// Every tenant: its state, install, GHL token expiry and eKyte company.
     List(JsonFlag),
 }
 
@@ -231,6 +241,10 @@ pub struct TenantAddArgs {
     /// Add it inactive (nothing syncs until activated by an install).
     #[arg(long)]
     pub inactive: bool,
+    /// Store it without asking eKyte whether the key, the user email and the task type work
+    /// (for a machine that cannot reach eKyte; the settings are still checked).
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,13 +297,15 @@ pub fn main() -> ExitCode {
     if let Command::Config(ConfigCommand::Check { json }) = cli.command {
         return config_check(&config, json);
     }
-    let mut telemetry = config.telemetry.clone();
-    if matches!(cli.command, Command::Demo(_) | Command::Sandbox(_))
-        && std::env::var_os("RUST_LOG").is_none()
-    {
-        // The demo prints its own report; the logs would drown it.
-        telemetry.level = "warn".into();
-    }
+    // The services log as configured; every other command is one-shot, read by a person (the
+    // demo prints its own report): human form, warnings only unless asked (telemetry.rs).
+    let profile = match cli.command {
+        Command::Run(_) | Command::Worker(_) | Command::Ingress => {
+            crate::telemetry::Profile::Service
+        }
+        _ => crate::telemetry::Profile::Command,
+    };
+    let telemetry = config.telemetry.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -301,7 +317,7 @@ pub fn main() -> ExitCode {
         }
     };
     // Inside the runtime: the trace exporter sends on it.
-    let traces = match runtime.block_on(async { crate::telemetry::init(&telemetry) }) {
+    let traces = match runtime.block_on(async { crate::telemetry::init_for(&telemetry, profile) }) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -550,48 +566,35 @@ async fn dlq(config: Config, cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             tenant,
             all,
             limit,
+            before,
+            summary,
             json,
         } => {
             let ring = wiring::keyring(&config, true)?;
             let store = wiring::connect_store(&config, ring).await?;
             let tenant = tenant.as_deref().map(tenant_id).transpose()?;
-            let list = DeadLetterStore::list(store.as_ref(), tenant, all, limit).await?;
+            if summary {
+                let groups = DeadLetterStore::summary(store.as_ref(), tenant, all, None).await?;
+                let summary = operator::DeadLetterSummary::new(groups);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&summary)?);
+                } else {
+                    println!("{}", summary.table());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            // One more than the page: whether there is a next page, without pointing at an
+            // empty one.
+            let mut list =
+                DeadLetterStore::list(store.as_ref(), tenant, all, before, limit.saturating_add(1))
+                    .await?;
+            let more = list.len() > limit as usize;
+            list.truncate(limit as usize);
+            let rows: Vec<operator::DeadLetterRow> = list.iter().map(Into::into).collect();
             if json {
-                let rows: Vec<_> = list
-                    .iter()
-                    .map(|d| {
-                        serde_json::json!({
-                            "id": d.id, "tenant": d.letter.tenant, "message_id": d.letter.message_id,
-                            "kind": d.letter.kind, "attempts": d.letter.attempts,
-                            "error": d.letter.error_chain.first(), "created_at": d.created_at,
-                            "replayed_at": d.replayed_at,
-                        })
-                    })
-                    .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header([
-                    "id", "tenant", "kind", "message", "attempts", "error", "created", "replayed",
-                ]);
-                for d in &list {
-                    t.add_row([
-                        d.id.to_string(),
-                        d.letter
-                            .tenant
-                            .as_ref()
-                            .map(|t| t.to_string())
-                            .unwrap_or_default(),
-                        d.letter.kind.clone(),
-                        d.letter.message_id.clone(),
-                        d.letter.attempts.to_string(),
-                        d.letter.error_chain.first().cloned().unwrap_or_default(),
-                        d.created_at.to_rfc3339(),
-                        d.replayed_at.map(|r| r.to_rfc3339()).unwrap_or_default(),
-                    ]);
-                }
-                println!("{t}\n{} dead letter(s)", list.len());
+                println!("{}", operator::dead_letters_page(&rows, more));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -646,7 +649,7 @@ pub async fn replay(
     let ids = if all {
         let tenant = tenant.map(tenant_id).transpose()?;
         store
-            .list(tenant, false, 10_000)
+            .list(tenant, false, None, 10_000)
             .await?
             .into_iter()
             .map(|d| d.id)
@@ -763,13 +766,51 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
                     .context("--ekyte-company")?,
                 active: !a.inactive,
                 settings,
+                install: Default::default(),
             };
+            let api_key = wiring::secret(a.ekyte_api_key);
+            let mcp_token = wiring::secret(a.ekyte_mcp_token);
+            // Refused before anything is stored: a tenant that cannot work fails every sync.
+            let missing = tenant.settings.missing();
+            if !missing.is_empty() {
+                eprintln!(
+                    "error: tenant {} is missing settings it cannot sync without: {} (put them in the --settings file); nothing was stored",
+                    tenant.id,
+                    missing.join(", ")
+                );
+                return Ok(ExitCode::from(2));
+            }
+            if !a.no_check {
+                if api_key.is_none()
+                    && CredentialStore::get(store.as_ref(), &tenant.id, Provider::Ekyte)
+                        .await
+                        .is_err()
+                {
+                    eprintln!(
+                        "error: tenant {} has no eKyte API key: pass --ekyte-api-key (or GES_TENANT_EKYTE_API_KEY); nothing was stored",
+                        tenant.id
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                if let Err(e) = admin::check_ekyte(
+                    wiring::ekyte_config(&config),
+                    store.clone(),
+                    &tenant,
+                    api_key.as_ref(),
+                    mcp_token.as_ref(),
+                )
+                .await
+                {
+                    eprintln!("error: {e:#}; nothing was stored");
+                    return Ok(ExitCode::from(2));
+                }
+            }
             add_tenant(
                 store.as_ref(),
                 store.as_ref(),
                 &tenant,
-                wiring::secret(a.ekyte_api_key),
-                wiring::secret(a.ekyte_mcp_token),
+                api_key,
+                mcp_token,
                 wiring::secret(a.ghl_private_token),
             )
             .await?;
@@ -783,32 +824,14 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
             let ring = wiring::keyring(&config, true)?;
             let store = wiring::connect_store(&config, ring).await?;
             let list = TenantStore::list(store.as_ref()).await?;
+            let mut rows = Vec::with_capacity(list.len());
+            for tenant in &list {
+                rows.push(operator::TenantRow::of(tenant, store.as_ref()).await);
+            }
             if f.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header([
-                    "id",
-                    "name",
-                    "GHL location",
-                    "eKyte company",
-                    "active",
-                    "workspace per",
-                    "selector",
-                ]);
-                for x in &list {
-                    t.add_row([
-                        x.id.to_string(),
-                        x.name.clone(),
-                        x.location_id.to_string(),
-                        x.ekyte_company_id.to_string(),
-                        x.active.to_string(),
-                        format!("{:?}", x.settings.workspace_per).to_lowercase(),
-                        x.settings.selector.describe(),
-                    ]);
-                }
-                println!("{t}");
+                println!("{}", operator::tenants_table(&rows, chrono::Utc::now()));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -852,59 +875,51 @@ async fn oauth(config: Config, cmd: OauthCommand) -> anyhow::Result<ExitCode> {
 
 async fn status(config: Config, json: bool) -> anyhow::Result<ExitCode> {
     let app = app(config).await?;
-    let tenants = TenantStore::list(app.store.as_ref()).await?;
+    let store = app.store.as_ref();
+    let tenants = TenantStore::list(store).await?;
     let depths = app.broker.depths().await.ok();
-    let dead = DeadLetterStore::list(app.store.as_ref(), None, false, 10_000)
+    let dead: u64 = DeadLetterStore::summary(store, None, false, None)
         .await?
-        .len();
-    let mut rows = Vec::new();
+        .iter()
+        .map(|g| g.count)
+        .sum();
+    let since = chrono::SubsecRound::trunc_subsecs(app.clock.now(), 0) - chrono::Duration::hours(1);
+    let mut failures = operator::failures_by_tenant(
+        &DeadLetterStore::summary(store, None, true, Some(since)).await?,
+        &AuditLog::failures_since(store, since).await?,
+    );
+    let mut rows = Vec::with_capacity(tenants.len());
+    let mut caps = Vec::with_capacity(tenants.len());
     for t in &tenants {
-        let runs = RunStore::recent(app.store.as_ref(), &t.id, 3).await?;
+        let runs = RunStore::recent(store, &t.id, 3).await?;
         let scope = Scope::new(Arc::new(t.clone()), Priority::Bulk);
-        let caps = ports::ekyte::EkyteApi::capabilities(&app.ekyte, &scope)
+        let c = ports::ekyte::EkyteApi::capabilities(&app.ekyte, &scope)
             .await
             .ok();
-        rows.push(serde_json::json!({
-            "tenant": t.id, "active": t.active, "location": t.location_id,
-            "ekyte_company": t.ekyte_company_id,
-            "ekyte_capabilities": caps.map(|c| c.allowed.iter().map(|o| o.as_str()).collect::<Vec<_>>()),
-            "recent_runs": runs.iter().map(|r| serde_json::json!({
-                "kind": r.kind.as_str(), "status": format!("{:?}", r.status).to_lowercase(),
-                "started_at": r.started_at, "finished_at": r.finished_at,
-                "seen": r.counts.seen, "enqueued": r.counts.enqueued,
-            })).collect::<Vec<_>>(),
-        }));
+        rows.push(operator::StatusTenant {
+            tenant: t.id.clone(),
+            state: t.state(),
+            active: t.active,
+            location: t.location_id.to_string(),
+            ekyte_company: t.ekyte_company_id.get(),
+            ekyte_capabilities: c
+                .as_ref()
+                .map(|c| c.allowed.iter().map(|o| o.as_str()).collect()),
+            recent_runs: runs.iter().map(Into::into).collect(),
+            failures: failures.remove(&t.id).unwrap_or_default(),
+        });
+        caps.push(c);
     }
-    let out = serde_json::json!({ "tenants": rows, "queues": depths, "dead_letters": dead });
+    let report = operator::StatusReport {
+        tenants: rows,
+        queues: depths,
+        dead_letters: dead,
+        failures_since: since,
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED);
-        t.set_header(["tenant", "active", "location", "eKyte company", "last run"]);
-        for r in &rows {
-            let last = r["recent_runs"]
-                .as_array()
-                .and_then(|a| a.first())
-                .map(|x| format!("{} {} {}", x["kind"], x["status"], x["started_at"]))
-                .unwrap_or_default();
-            t.add_row([
-                r["tenant"].to_string(),
-                r["active"].to_string(),
-                r["location"].to_string(),
-                r["ekyte_company"].to_string(),
-                last,
-            ]);
-        }
-        println!("{t}");
-        match depths {
-            Some(d) => println!(
-                "queues: realtime {} · bulk {} · delayed {} · dead {}",
-                d.realtime, d.bulk, d.delayed, d.dead
-            ),
-            None => println!("queues: unavailable"),
-        }
-        println!("dead letters not replayed: {dead}");
+        println!("{}", report.render(&caps));
     }
     app.broker.close().await;
     Ok(ExitCode::SUCCESS)

@@ -157,8 +157,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
+    /// The log format of the services (`run`, `worker`, `ingress`); one-shot commands log in
+    /// human form at a terminal, and in this format otherwise only when it is `json`.
     pub format: LogFormat,
+    /// The log filter of the services.
     pub level: String,
+    /// The log filter of one-shot commands (`status`, `tenants`, `dlq`, `sync`, `migrate`, …):
+    /// `warn` by default, so their routine steps stay quiet. `RUST_LOG` wins over both.
+    pub command_level: String,
     /// The collector's OTLP/HTTP traces URL (`…:4318/v1/traces`); empty = no trace export.
     pub otlp_endpoint: String,
     /// Headers for the collector (an ingest key, say): secrets, printed redacted.
@@ -362,6 +368,8 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.telemetry.level)
             .map_err(|e| invalid("telemetry.level", format!("not a log filter: {e}")))?;
+        tracing_subscriber::EnvFilter::try_new(&self.telemetry.command_level)
+            .map_err(|e| invalid("telemetry.command_level", format!("not a log filter: {e}")))?;
         let otlp = self.telemetry.otlp_endpoint.trim();
         if !otlp.is_empty() {
             let url = url::Url::parse(otlp).map_err(|e| {
@@ -531,6 +539,7 @@ impl Config {
                     format!("{:?}", self.telemetry.format).to_lowercase().into(),
                 ),
                 ("level", self.telemetry.level.clone().into()),
+                ("command_level", self.telemetry.command_level.clone().into()),
                 (
                     "otlp_endpoint",
                     mask_url(&self.telemetry.otlp_endpoint).into(),

@@ -20,13 +20,15 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use domain::{Tenant, TenantId};
+use domain::{LifecycleChange, Tenant, TenantId};
 use ghl::webhook::{Signatures, WebhookVerifier};
 use ghl::{GhlAdapter, OAuthClient};
 use ports::Clock;
-use ports::ghl::GhlEventKind;
+use ports::ghl::{CompanyEvent, CompanyEventKind, GhlEvent, GhlEventKind, Webhook};
 use ports::queue::{Envelope, Payload, Publisher};
-use ports::store::{CredentialStore, Inbox, Provider, StoreHealth, TenantStore};
+use ports::store::{
+    AuditEntry, AuditLog, CredentialStore, Inbox, Provider, StoreHealth, TenantStore,
+};
 
 use crate::metrics::Telemetry;
 use crate::oauth_state::StateSigner;
@@ -43,6 +45,8 @@ pub struct WebhookState {
     pub publisher: Arc<dyn Publisher>,
     pub credentials: Arc<dyn CredentialStore>,
     pub clock: Arc<dyn Clock>,
+    /// Where the events answered `ignored` are recorded for the operator.
+    pub audit: Arc<dyn AuditLog>,
     /// Drops cached GHL tokens after an install or uninstall.
     pub ghl: Option<GhlAdapter>,
 }
@@ -169,7 +173,26 @@ async fn accept_webhook(s: &WebhookState, headers: &HeaderMap, body: &Bytes) -> 
             return answer(status, "rejected", e.to_string());
         }
     };
-    tracing::Span::current().record("event", event.kind.type_name());
+    tracing::Span::current().record("event", event.type_name());
+    match event {
+        Webhook::Location(event) => location_event(s, event).await,
+        Webhook::Company(event) => company_event(s, event).await,
+    }
+}
+
+fn store_down(e: &ports::StoreError) -> Response {
+    tracing::warn!(error = %e, "store unavailable; asking GHL to retry");
+    answer(StatusCode::TOO_MANY_REQUESTS, "retry", "cannot accept now")
+}
+
+/// An event we answer 200 and do nothing with: logged at INFO, counted by type.
+fn ignored(event_type: &str, why: &str) -> Response {
+    tracing::info!(event = event_type, reason = why, "webhook ignored");
+    counter!("ges_webhooks_ignored_total", "type" => event_type.to_owned()).increment(1);
+    answer(StatusCode::OK, "ignored", why.to_owned())
+}
+
+async fn location_event(s: &WebhookState, event: GhlEvent) -> Response {
     let tenant = match s.tenants.by_location(&event.location).await {
         Ok(Some(t)) => {
             tracing::Span::current().record("tenant", t.id.as_str());
@@ -181,16 +204,8 @@ async fn accept_webhook(s: &WebhookState, headers: &HeaderMap, body: &Bytes) -> 
             tracing::warn!(location = %event.location, kind = event.kind.type_name(), "webhook for a location with no tenant; ignored");
             return answer(StatusCode::OK, "ignored", "no tenant for this location");
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable; asking GHL to retry");
-            return answer(StatusCode::TOO_MANY_REQUESTS, "retry", "cannot accept now");
-        }
+        Err(e) => return store_down(&e),
     };
-    match &event.kind {
-        GhlEventKind::Uninstall { .. } => return uninstall(s, &tenant).await,
-        GhlEventKind::Install { .. } => return install(s, &tenant).await,
-        _ => {}
-    }
     match s
         .inbox
         .seen(&tenant.id, INBOX_WEBHOOKS, &event.webhook_id)
@@ -198,11 +213,40 @@ async fn accept_webhook(s: &WebhookState, headers: &HeaderMap, body: &Bytes) -> 
     {
         Ok(true) => return answer(StatusCode::OK, "duplicate", "already accepted"),
         Ok(false) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "store unavailable; asking GHL to retry");
-            return answer(StatusCode::TOO_MANY_REQUESTS, "retry", "cannot accept now");
-        }
+        Err(e) => return store_down(&e),
     }
+    let response = match &event.kind {
+        GhlEventKind::Uninstall { .. } => {
+            lifecycle(s, &tenant, false, event.timestamp, "UNINSTALL").await
+        }
+        GhlEventKind::Install { company_id, .. } => {
+            if let Err(e) = remember_company(s, &tenant, company_id.as_deref()).await {
+                return store_down(&e);
+            }
+            lifecycle(s, &tenant, true, event.timestamp, "INSTALL").await
+        }
+        _ if !tenant.active => {
+            // Uninstalled (or paused): quiet, not broken. Nothing is queued, so nothing
+            // fails later; a reinstall's sync catches up with what happened meanwhile.
+            return ignored(event.kind.type_name(), "the tenant is not active");
+        }
+        GhlEventKind::Unknown { event_type } => {
+            // Opportunities, messages, orders…: nothing here uses them, so nothing is queued.
+            const WHY: &str = "this event type is not used by the sync";
+            if let Err(e) = audit_ignored(s, &tenant.id, &event.webhook_id, event_type, WHY).await {
+                return store_down(&e);
+            }
+            ignored(event_type, WHY)
+        }
+        _ => return publish(s, &tenant, event).await,
+    };
+    if response.status() == StatusCode::OK {
+        record_id(s, &tenant.id, &event.webhook_id).await;
+    }
+    response
+}
+
+async fn publish(s: &WebhookState, tenant: &Tenant, event: GhlEvent) -> Response {
     let env = Envelope::new(
         event.webhook_id.clone(),
         tenant.id.clone(),
@@ -218,49 +262,175 @@ async fn accept_webhook(s: &WebhookState, headers: &HeaderMap, body: &Bytes) -> 
         );
     }
     // Published for good; remembering the id only saves a duplicate publish later.
-    if let Err(e) = s
-        .inbox
-        .record(&tenant.id, INBOX_WEBHOOKS, &event.webhook_id)
-        .await
-    {
-        tracing::warn!(error = %e, "could not record the webhook id; a redelivery will be deduped by the worker");
-    }
+    record_id(s, &tenant.id, &event.webhook_id).await;
     answer(StatusCode::OK, "accepted", "accepted")
 }
 
-async fn uninstall(s: &WebhookState, tenant: &Tenant) -> Response {
-    let result = async {
-        s.credentials.delete(&tenant.id, Provider::Ghl).await?;
-        s.tenants.set_active(&tenant.id, false).await
-    }
-    .await;
-    if let Some(g) = &s.ghl {
-        g.forget_credentials(&tenant.id);
-    }
-    match result {
-        Ok(()) => {
-            tracing::warn!(tenant = %tenant.id, "app uninstalled from the location: tenant deactivated and its GHL tokens deleted");
-            answer(StatusCode::OK, "accepted", "uninstalled")
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not record the uninstall; asking GHL to retry");
-            answer(StatusCode::TOO_MANY_REQUESTS, "retry", "cannot accept now")
-        }
+async fn record_id(s: &WebhookState, tenant: &TenantId, webhook_id: &str) {
+    if let Err(e) = s.inbox.record(tenant, INBOX_WEBHOOKS, webhook_id).await {
+        tracing::warn!(error = %e, "could not record the webhook id; a redelivery will be deduped by the worker");
     }
 }
 
-async fn install(s: &WebhookState, tenant: &Tenant) -> Response {
-    if let Some(g) = &s.ghl {
-        g.forget_credentials(&tenant.id);
+/// A location's INSTALL names its company: remember it, so the agency's company-wide events
+/// (UNINSTALL, LocationUpdate) find the tenant.
+async fn remember_company(
+    s: &WebhookState,
+    tenant: &Tenant,
+    company: Option<&str>,
+) -> Result<(), ports::StoreError> {
+    let Some(company) = company else {
+        return Ok(());
+    };
+    if tenant.install.company_id.as_deref() == Some(company) {
+        return Ok(());
     }
-    match s.tenants.set_active(&tenant.id, true).await {
-        Ok(()) => {
+    let mut updated = tenant.clone();
+    updated.install.company_id = Some(company.to_owned());
+    s.tenants.upsert(&updated).await
+}
+
+/// An audit line for an event answered `ignored` (a skip, with the event's type and id).
+async fn audit_ignored(
+    s: &WebhookState,
+    tenant: &TenantId,
+    webhook_id: &str,
+    event_type: &str,
+    why: &str,
+) -> Result<(), ports::StoreError> {
+    s.audit
+        .append(&[AuditEntry::tenant_skip(
+            tenant,
+            s.clock.now(),
+            format!("GHL event {event_type}: {why}"),
+            Some(webhook_id.to_owned()),
+        )])
+        .await
+}
+
+/// Apply an install or uninstall of GHL time `at` to one tenant, unless the tenant has seen
+/// a newer one: a replayed or late INSTALL never undoes a newer UNINSTALL.
+async fn lifecycle(
+    s: &WebhookState,
+    tenant: &Tenant,
+    install: bool,
+    at: chrono::DateTime<chrono::Utc>,
+    what: &str,
+) -> Response {
+    match apply_lifecycle(s, tenant, install, at).await {
+        Ok(true) if install => {
             tracing::info!(tenant = %tenant.id, "app installed on the location: tenant active (tokens arrive through the OAuth callback)");
             answer(StatusCode::OK, "accepted", "installed")
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not record the install; asking GHL to retry");
-            answer(StatusCode::TOO_MANY_REQUESTS, "retry", "cannot accept now")
+        Ok(true) => {
+            tracing::warn!(tenant = %tenant.id, "app uninstalled from the location: tenant uninstalled and its GHL tokens deleted");
+            answer(StatusCode::OK, "accepted", "uninstalled")
+        }
+        Ok(false) => ignored(
+            what,
+            "older than the tenant's last install or uninstall (a replay or a late delivery)",
+        ),
+        Err(e) => store_down(&e),
+    }
+}
+
+/// The store side of [`lifecycle`]: `Ok(false)` when the event was stale.
+async fn apply_lifecycle(
+    s: &WebhookState,
+    tenant: &Tenant,
+    install: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, ports::StoreError> {
+    let applied = tenant.install.judge(at) == LifecycleChange::Apply
+        && s.tenants.apply_lifecycle(&tenant.id, install, at).await?;
+    // An uninstalled tenant keeps no GHL token. Deleting is idempotent, so it is done again
+    // for a stale UNINSTALL of a tenant that is uninstalled: a retry after a failed delete
+    // finishes the job.
+    if !install && (applied || !tenant.active) {
+        s.credentials.delete(&tenant.id, Provider::Ghl).await?;
+    }
+    if applied && let Some(g) = &s.ghl {
+        g.forget_credentials(&tenant.id);
+    }
+    Ok(applied)
+}
+
+/// A company-level event (API.md §9.2a): answered 2xx whatever it is, since GHL never
+/// redelivers anything else; the agency's INSTALL and UNINSTALL reach every tenant of the
+/// company, LocationUpdate refreshes the tenant's name, the rest is ignored and counted.
+async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
+    let tenants = match s.tenants.by_company(&event.company_id).await {
+        Ok(t) => t,
+        Err(e) => return store_down(&e),
+    };
+    match &event.kind {
+        CompanyEventKind::Install { .. } | CompanyEventKind::Uninstall { .. } => {
+            let install = matches!(event.kind, CompanyEventKind::Install { .. });
+            let mut applied = 0;
+            for tenant in &tenants {
+                match apply_lifecycle(s, tenant, install, event.timestamp).await {
+                    Ok(true) => applied += 1,
+                    Ok(false) => {}
+                    Err(e) => return store_down(&e),
+                }
+            }
+            let what = event.kind.type_name();
+            if tenants.is_empty() {
+                return ignored(what, "no tenant belongs to this company");
+            }
+            if applied == 0 {
+                return ignored(
+                    what,
+                    "older than every tenant's last install or uninstall (a replay or a late delivery)",
+                );
+            }
+            if install {
+                tracing::info!(company = %event.company_id, tenants = applied, "app installed by the agency: its tenants are active; locations without a tenant are added with `tenants add`");
+            } else {
+                tracing::warn!(company = %event.company_id, tenants = applied, "app uninstalled by the agency: its tenants are uninstalled and their GHL tokens deleted");
+            }
+            answer(
+                StatusCode::OK,
+                "accepted",
+                format!("{what} applied to {applied} tenant(s)"),
+            )
+        }
+        CompanyEventKind::LocationUpdate { location, name } => {
+            // By the location: its tenant may not know its company yet.
+            let tenant = match s.tenants.by_location(location).await {
+                Ok(Some(t)) => t,
+                Ok(None) => return ignored("LocationUpdate", "no tenant for this location"),
+                Err(e) => return store_down(&e),
+            };
+            let company_unknown = tenant.install.company_id.is_none();
+            match name {
+                Some(name) if name != &tenant.name || company_unknown => {
+                    let mut updated = tenant.clone();
+                    updated.name = name.clone();
+                    updated.install.company_id = Some(event.company_id.clone());
+                    if let Err(e) = s.tenants.upsert(&updated).await {
+                        return store_down(&e);
+                    }
+                    tracing::info!(tenant = %tenant.id, "location renamed in GHL: tenant name updated");
+                    answer(StatusCode::OK, "accepted", "tenant name updated")
+                }
+                _ => ignored("LocationUpdate", "nothing this service keeps changed"),
+            }
+        }
+        CompanyEventKind::LocationCreate { location, .. } => {
+            tracing::info!(company = %event.company_id, %location, "a location was added to the agency; it syncs once it has a tenant (`tenants add`)");
+            ignored("LocationCreate", "the location has no tenant yet")
+        }
+        CompanyEventKind::Other { event_type } => {
+            const WHY: &str = "this company-level event type is not used by the sync";
+            for tenant in &tenants {
+                if let Err(e) =
+                    audit_ignored(s, &tenant.id, &event.webhook_id, event_type, WHY).await
+                {
+                    return store_down(&e);
+                }
+            }
+            ignored(event_type, WHY)
         }
     }
 }

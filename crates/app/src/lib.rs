@@ -10,6 +10,7 @@ pub mod demo;
 pub mod ingress;
 pub mod metrics;
 pub mod oauth_state;
+pub mod operator;
 pub mod queue;
 pub mod scheduler;
 pub mod signals;

@@ -2,6 +2,12 @@
 //! `RUST_LOG` over the configured level; and, when `telemetry.otlp_endpoint` is set, the same
 //! spans exported as OpenTelemetry traces over OTLP/HTTP.
 //!
+//! The services (`run`, `worker`, `ingress`) log as `telemetry.format` and `telemetry.level`
+//! say. One-shot commands ([`Profile::Command`]: `status`, `tenants`, `dlq`, `sync`, …) are
+//! read by a person: they log at `telemetry.command_level` (warnings by default, so their
+//! routine steps say nothing), in a short human form on stderr — always at a terminal, and
+//! elsewhere unless `telemetry.format` is `json` (a CronJob's logs, for the collector).
+//!
 //! A trace crosses the broker in the message's headers as W3C trace context
 //! (<https://www.w3.org/TR/trace-context/>): [`inject`] writes `traceparent`/`tracestate` from
 //! the current span when a message is published, and [`adopt`] makes the worker's span a child
@@ -59,9 +65,11 @@ impl Traces {
 impl TelemetryConfig {
     /// Logs only, no trace export (tools that log through the service's set-up).
     pub fn logs(format: LogFormat, level: impl Into<String>) -> Self {
+        let level = level.into();
         Self {
             format,
-            level: level.into(),
+            command_level: level.clone(),
+            level,
             otlp_endpoint: String::new(),
             otlp_headers: Default::default(),
             otlp_timeout: Duration::from_secs(10),
@@ -71,18 +79,62 @@ impl TelemetryConfig {
     }
 }
 
+/// Who logs: a long-running service, or a one-shot command a person (or a CronJob) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Service,
+    Command,
+}
+
+/// How the logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// One JSON object per line.
+    Json,
+    /// The services' human form: time, level, target, fields.
+    Pretty,
+    /// The one-shot commands' human form: level, message, fields.
+    Brief,
+}
+
+/// The style and the filter (before `RUST_LOG`, which wins) of a profile.
+fn style(config: &TelemetryConfig, profile: Profile, terminal: bool) -> (Style, &str) {
+    match profile {
+        Profile::Service => {
+            let json = match config.format {
+                LogFormat::Json => true,
+                LogFormat::Pretty => false,
+                LogFormat::Auto => !terminal,
+            };
+            (
+                if json { Style::Json } else { Style::Pretty },
+                &config.level,
+            )
+        }
+        Profile::Command => {
+            let json = !terminal && config.format == LogFormat::Json;
+            (
+                if json { Style::Json } else { Style::Brief },
+                &config.command_level,
+            )
+        }
+    }
+}
+
+/// [`init_for`] a service.
+pub fn init(config: &TelemetryConfig) -> anyhow::Result<Traces> {
+    init_for(config, Profile::Service)
+}
+
 /// Install the global subscriber (and the trace exporter when configured). Safe to call more
 /// than once (later calls install nothing), so tests that start the app in-process can call it
 /// freely. Trace export needs a Tokio runtime entered (its requests run on it).
-pub fn init(config: &TelemetryConfig) -> anyhow::Result<Traces> {
+pub fn init_for(config: &TelemetryConfig, profile: Profile) -> anyhow::Result<Traces> {
+    let terminal = std::io::stderr().is_terminal();
+    let (style, level) = style(config, profile, terminal);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
+        .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match config.format {
-        LogFormat::Json => true,
-        LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
     let provider = if config.otlp_endpoint.trim().is_empty() {
         None
     } else {
@@ -96,12 +148,19 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<Traces> {
         .with_span_events(FmtSpan::NONE);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     // An error here only means a subscriber is already installed.
-    let installed = if json {
-        registry
+    let installed = match style {
+        Style::Json => registry
             .with(fmt.json().flatten_event(true).with_current_span(true))
-            .try_init()
-    } else {
-        registry.with(fmt.compact()).try_init()
+            .try_init(),
+        Style::Pretty => registry.with(fmt.compact()).try_init(),
+        Style::Brief => registry
+            .with(
+                fmt.compact()
+                    .without_time()
+                    .with_target(false)
+                    .with_ansi(terminal),
+            )
+            .try_init(),
     };
     if installed.is_ok() && provider.is_some() {
         tracing::info!(
@@ -249,6 +308,35 @@ mod tests {
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         );
         assert_eq!(c.get("tracestate"), None);
+    }
+
+    #[test]
+    fn commands_log_briefly_and_quietly_and_services_as_configured() {
+        let mut c = TelemetryConfig::logs(LogFormat::Auto, "info");
+        c.command_level = "warn".into();
+        assert_eq!(
+            style(&c, Profile::Service, false),
+            (Style::Json, "info"),
+            "auto: JSON off a terminal"
+        );
+        assert_eq!(style(&c, Profile::Service, true), (Style::Pretty, "info"));
+        assert_eq!(style(&c, Profile::Command, false), (Style::Brief, "warn"));
+        assert_eq!(style(&c, Profile::Command, true), (Style::Brief, "warn"));
+        c.format = LogFormat::Json;
+        assert_eq!(style(&c, Profile::Service, true), (Style::Json, "info"));
+        assert_eq!(
+            style(&c, Profile::Command, false),
+            (Style::Json, "warn"),
+            "a CronJob's logs stay JSON for the collector"
+        );
+        assert_eq!(
+            style(&c, Profile::Command, true),
+            (Style::Brief, "warn"),
+            "at a terminal a person reads them"
+        );
+        c.format = LogFormat::Pretty;
+        assert_eq!(style(&c, Profile::Service, false), (Style::Pretty, "info"));
+        assert_eq!(style(&c, Profile::Command, false), (Style::Brief, "warn"));
     }
 
     #[test]

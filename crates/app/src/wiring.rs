@@ -190,7 +190,11 @@ impl App {
         let ports = Ports {
             ghl: Arc::new(ghl.clone()),
             ekyte: Arc::new(ekyte.clone()),
-            changes: Arc::new(ekyte.poller(links.clone(), runs.clone())),
+            changes: Arc::new(
+                ekyte
+                    .poller(links.clone(), runs.clone())
+                    .with_tenants(store.clone() as Arc<dyn TenantStore>),
+            ),
             tenants: store.clone() as Arc<dyn TenantStore>,
             links,
             locks: store.clone() as Arc<dyn ContactLocks>,
@@ -288,6 +292,7 @@ impl App {
                 publisher: self.broker.clone(),
                 credentials: self.store.clone(),
                 clock: self.clock.clone(),
+                audit: self.store.clone(),
                 ghl: Some(self.ghl.clone()),
             },
             Some(self.oauth_state()),

@@ -253,7 +253,7 @@ impl Worker {
                         let next_attempt = env.attempt + 1;
                         if next_attempt >= self.retry.max_attempts {
                             let mut chain = chain;
-                            chain.insert(0, format!("gave up after {next_attempt} attempts"));
+                            chain.insert(0, ports::failure::retries_exhausted(next_attempt));
                             tracing::error!(parent: &span, error = %chain.join(": "), "retries exhausted");
                             self.dead_letter(d, Some(env), kind, &chain).await
                         } else {

@@ -30,4 +30,6 @@ pub use reconcile::{
 };
 pub use record::{EntityKind, FieldValue, NormaliseCtx, Record, Side, TaskStatus};
 pub use selector::{Selector, SelectorRule};
-pub use tenant::{EkyteMapping, Tenant, TenantSettings, WorkspacePer};
+pub use tenant::{
+    EkyteMapping, Install, InstallKind, LifecycleChange, Tenant, TenantSettings, WorkspacePer,
+};

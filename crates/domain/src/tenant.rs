@@ -1,5 +1,6 @@
 //! A tenant: one GHL location ↔ one eKyte company (M11), with its mapping and policy.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EkyteCompanyId, EkyteTaskTypeId, LocationId, TenantId};
@@ -33,6 +34,10 @@ pub struct EkyteMapping {
     pub timezone: String,
     /// Title of the per-workspace board that holds the profile note and GHL notes.
     pub board_title: String,
+    /// When several GHL locations share the eKyte company: this location takes the
+    /// workspaces made in eKyte without an `ExternalId` (one location per company should say
+    /// so; a company with one location needs nothing).
+    pub default_location: bool,
 }
 
 impl Default for EkyteMapping {
@@ -42,6 +47,7 @@ impl Default for EkyteMapping {
             user_email: None,
             timezone: "America/Sao_Paulo".to_owned(),
             board_title: "GHL".to_owned(),
+            default_location: false,
         }
     }
 }
@@ -59,6 +65,9 @@ pub struct TenantSettings {
     /// GHL custom field ids to carry in the canonical contact.
     pub custom_fields: Vec<String>,
     pub ekyte: EkyteMapping,
+    /// M4 for the existing book too: give onboarding tasks to contacts added before the
+    /// install (off: only contacts added at or after [`Install::installed_at`] get them).
+    pub onboarding_backfill: bool,
 }
 
 impl Default for TenantSettings {
@@ -71,6 +80,7 @@ impl Default for TenantSettings {
             phone_region: "US".to_owned(),
             custom_fields: Vec::new(),
             ekyte: EkyteMapping::default(),
+            onboarding_backfill: false,
         }
     }
 }
@@ -100,9 +110,100 @@ impl TenantSettings {
         Ok(())
     }
 
+    /// The settings a tenant cannot sync without, in words an operator acts on: a contact
+    /// sync fails without `ekyte.user_email` (eKyte's automation API acts as a member), a task
+    /// create without `ekyte.task_type_id`. Empty when nothing is missing.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self
+            .ekyte
+            .user_email
+            .as_deref()
+            .is_none_or(|e| e.trim().is_empty())
+        {
+            missing.push("ekyte.user_email (the eKyte member the automation API acts as)");
+        }
+        if self.ekyte.task_type_id.is_none() && self.policy.task.create_in_ekyte {
+            missing.push("ekyte.task_type_id (the task type of tasks created in eKyte)");
+        }
+        missing
+    }
+
     pub fn normalise_ctx(&self) -> NormaliseCtx {
         NormaliseCtx {
             phone_region: PhoneRegion::parse(&self.phone_region).unwrap_or_default(),
+        }
+    }
+}
+
+/// How the app came to a tenant's location.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallKind {
+    /// Installed on the one sub-account (or connected with a Private Integration Token).
+    #[default]
+    Location,
+    /// Installed by the agency for many of its sub-accounts at once.
+    Agency,
+}
+
+impl InstallKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Location => "location",
+            Self::Agency => "agency",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "location" => Some(Self::Location),
+            "agency" => Some(Self::Agency),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant's install: where it came from and its lifecycle so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Install {
+    pub kind: InstallKind,
+    /// The GHL company (agency) the location belongs to, when known: company-wide events
+    /// (an agency's UNINSTALL, LocationUpdate) name only it.
+    pub company_id: Option<String>,
+    /// When the app was (last) installed: onboarding is for contacts added from then on.
+    pub installed_at: Option<DateTime<Utc>>,
+    /// The GHL timestamp of the last lifecycle event applied (INSTALL, UNINSTALL): an event
+    /// older than it is a replay or a late delivery and changes nothing.
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+/// What a lifecycle event does to a tenant, decided from its timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleChange {
+    /// Newer than the last change: apply it.
+    Apply,
+    /// Not newer than the last change (a replay, or a late delivery): ignore it.
+    Stale,
+}
+
+impl Install {
+    /// Whether an event at `at` is newer than the last lifecycle change applied.
+    pub fn judge(&self, at: DateTime<Utc>) -> LifecycleChange {
+        match self.changed_at {
+            Some(last) if at <= last => LifecycleChange::Stale,
+            _ => LifecycleChange::Apply,
+        }
+    }
+
+    /// Whether a contact added at `added` is new to this install (onboarding, M4).
+    pub fn is_new_contact(&self, added: Option<DateTime<Utc>>) -> bool {
+        match (self.installed_at, added) {
+            (Some(installed), Some(added)) => added >= installed,
+            // No install time known: every contact counts as new (the behaviour before
+            // installs were recorded). No `dateAdded`: not known to be new.
+            (None, _) => true,
+            (Some(_), None) => false,
         }
     }
 }
@@ -114,13 +215,59 @@ pub struct Tenant {
     pub name: String,
     pub location_id: LocationId,
     pub ekyte_company_id: EkyteCompanyId,
+    /// Off when the app was uninstalled (or the tenant paused): its events are ignored.
     pub active: bool,
     pub settings: TenantSettings,
+    #[serde(default)]
+    pub install: Install,
+}
+
+impl Tenant {
+    /// The tenant's state as an operator reads it.
+    pub fn state(&self) -> &'static str {
+        match (self.active, self.install.changed_at) {
+            (true, _) => "active",
+            (false, Some(_)) => "uninstalled",
+            (false, None) => "inactive",
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use chrono::TimeZone;
+
     use super::*;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn a_lifecycle_event_not_newer_than_the_last_change_is_stale() {
+        let fresh = Install::default();
+        assert_eq!(fresh.judge(at(1)), LifecycleChange::Apply);
+        let uninstalled = Install {
+            changed_at: Some(at(5)),
+            ..Install::default()
+        };
+        assert_eq!(uninstalled.judge(at(4)), LifecycleChange::Stale);
+        assert_eq!(uninstalled.judge(at(5)), LifecycleChange::Stale);
+        assert_eq!(uninstalled.judge(at(6)), LifecycleChange::Apply);
+    }
+
+    #[test]
+    fn only_contacts_added_at_or_after_the_install_are_new() {
+        let i = Install {
+            installed_at: Some(at(5)),
+            ..Install::default()
+        };
+        assert!(!i.is_new_contact(Some(at(4))));
+        assert!(i.is_new_contact(Some(at(5))));
+        assert!(i.is_new_contact(Some(at(6))));
+        assert!(!i.is_new_contact(None));
+        assert!(Install::default().is_new_contact(Some(at(1))));
+    }
 
     #[test]
     fn defaults_are_valid_and_errors_name_the_setting() {

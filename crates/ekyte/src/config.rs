@@ -101,6 +101,10 @@ pub struct PollConfig {
     /// scheduled polls and continuations never scan the same workspaces side by side. Past
     /// it, a poll run left by a dead worker is resumed.
     pub alive_for: Duration,
+    /// When several tenants share one eKyte company, the company's workspace listing one
+    /// tenant's poll read is reused by the others' polls for this long: the company is listed
+    /// once per polling cycle, not once per location.
+    pub shared_listing_for: Duration,
 }
 
 impl Default for PollConfig {
@@ -109,6 +113,7 @@ impl Default for PollConfig {
             max_calls: 500,
             link_page: 500,
             alive_for: Duration::from_secs(30),
+            shared_listing_for: Duration::from_secs(30),
         }
     }
 }

@@ -26,13 +26,15 @@
 //! workspace listing and after each workspace, with `api_calls` counted, then finished
 //! `Completed` (or `Failed` with the error).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{Contact, EntityKind, Fingerprint, Record, Side, Tenant};
+use domain::{Contact, EntityKind, ExternalRef, Fingerprint, Record, Side, Tenant, TenantId};
 use ports::ekyte::{EkyteChange, EkyteChangeSource, EkyteOp, EkyteTask, PollReport, Workspace};
-use ports::store::{Link, LinkState, LinkStore, RunCounts, RunKind, RunStatus, RunStore};
+use ports::store::{
+    Link, LinkState, LinkStore, RunCounts, RunKind, RunStatus, RunStore, TenantStore,
+};
 use ports::{ApiError, Scope};
 
 use crate::EkyteAdapter;
@@ -45,6 +47,20 @@ pub struct EkytePoller {
     adapter: EkyteAdapter,
     links: Arc<dyn LinkStore>,
     runs: Arc<dyn RunStore>,
+    /// The other tenants of the same eKyte company (see [`EkytePoller::with_tenants`]).
+    tenants: Option<Arc<dyn TenantStore>>,
+    /// Companies' workspace listings, shared by the polls of their tenants. One async lock
+    /// per company: polls of one company that run at once wait for a single listing.
+    listings: Arc<std::sync::Mutex<HashMap<u64, SharedListing>>>,
+}
+
+type SharedListing = Arc<tokio::sync::Mutex<Option<Listing>>>;
+
+/// One company's workspace listing, as a poll read it, and the tenants whose polls used it.
+struct Listing {
+    at: std::time::Instant,
+    workspaces: Vec<Workspace>,
+    used_by: HashSet<TenantId>,
 }
 
 impl std::fmt::Debug for EkytePoller {
@@ -84,6 +100,42 @@ struct Known {
     workspaces: HashMap<String, Link>,
     tasks: HashMap<String, Link>,
     comments: HashMap<String, Link>,
+}
+
+/// The tenant's place in its eKyte company, for the workspaces it does not link.
+struct Company {
+    /// The tenant is the company's default location: workspaces without a readable
+    /// `ExternalId` are its own.
+    default_here: bool,
+    /// Workspaces the company's other tenants link.
+    linked_elsewhere: HashSet<String>,
+    /// Other tenants share the company.
+    shared: bool,
+}
+
+impl Company {
+    /// Whether a workspace `tenant` does not link is `tenant`'s: its `ExternalId` names the
+    /// tenant's location, or it has none (or one not written by this service) and the tenant
+    /// is the default location and no other tenant links it.
+    fn owns(&self, tenant: &Tenant, ws: &Workspace) -> bool {
+        match ws.external_id.as_deref().map(ExternalRef::parse) {
+            Some(Ok(r)) => r.location() == &tenant.location_id,
+            _ => self.default_here && !self.linked_elsewhere.contains(&ws.id.to_string()),
+        }
+    }
+}
+
+/// The company's default location among `me` and its `peers` (the other tenants of the same
+/// eKyte company): the first active tenant, by id, with `ekyte.default_location`; failing that,
+/// `me` when no other tenant of the company is active; otherwise none.
+fn default_location(me: &Tenant, peers: &[&Tenant]) -> Option<TenantId> {
+    let mut active: Vec<&Tenant> = peers.iter().copied().filter(|t| t.active).collect();
+    active.push(me);
+    active.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    if let Some(t) = active.iter().find(|t| t.settings.ekyte.default_location) {
+        return Some(t.id.clone());
+    }
+    (active.len() == 1).then(|| me.id.clone())
 }
 
 /// Progress of one poll.
@@ -133,17 +185,119 @@ impl EkytePoller {
             adapter,
             links,
             runs,
+            tenants: None,
+            listings: Arc::default(),
         }
     }
 
-    async fn links_of(&self, scope: &Scope, kind: EntityKind) -> Result<Vec<Link>, ApiError> {
+    /// The company's workspaces: read, or — when tenants share the company — reused from
+    /// another tenant's poll a moment ago. Each tenant uses a listing once: its next poll
+    /// reads the company again, so a cycle of polls lists it once and no poll misses what a
+    /// listing older than its own last poll could not show.
+    async fn workspaces(
+        &self,
+        scope: &Scope,
+        company: &Company,
+        calls: &Calls,
+        creds: &crate::Creds,
+    ) -> Result<Vec<Workspace>, ApiError> {
+        if !company.shared {
+            return self.adapter.inner().workspaces(calls, creds).await;
+        }
+        let me = &scope.tenant.id;
+        let fresh_for = self.adapter.config().poll.shared_listing_for;
+        let slot = self
+            .listings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(scope.tenant.ekyte_company_id.get())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(listing) = slot.as_mut()
+            && listing.at.elapsed() < fresh_for
+            && listing.used_by.insert(me.clone())
+        {
+            return Ok(listing.workspaces.clone());
+        }
+        let workspaces = self.adapter.inner().workspaces(calls, creds).await?;
+        *slot = Some(Listing {
+            at: std::time::Instant::now(),
+            workspaces: workspaces.clone(),
+            used_by: HashSet::from([me.clone()]),
+        });
+        Ok(workspaces)
+    }
+
+    /// Several GHL locations may share one eKyte company (one company for the agency, one
+    /// sub-account per client). With the tenant store, a poll yields only the workspaces of
+    /// its own tenant: those it links, those whose `ExternalId` names its location, and —
+    /// when it is the company's default location — those without a readable `ExternalId` that
+    /// no other tenant of the company links. Without it, the tenant is taken to be the
+    /// company's only one.
+    pub fn with_tenants(mut self, tenants: Arc<dyn TenantStore>) -> Self {
+        self.tenants = Some(tenants);
+        self
+    }
+
+    /// Who the workspaces this tenant does not link belong to.
+    async fn company(&self, scope: &Scope) -> Result<Company, ApiError> {
+        let me = &scope.tenant;
+        let Some(store) = &self.tenants else {
+            return Ok(Company {
+                default_here: true,
+                linked_elsewhere: HashSet::new(),
+                shared: false,
+            });
+        };
+        let all = store
+            .list()
+            .await
+            .map_err(|e| from_store(e, "listing the tenants"))?;
+        let peers: Vec<&Tenant> = all
+            .iter()
+            .filter(|t| t.ekyte_company_id == me.ekyte_company_id && t.id != me.id)
+            .collect();
+        let default = default_location(me, &peers);
+        let default_here = default.as_ref() == Some(&me.id);
+        if default.is_none() {
+            tracing::warn!(
+                company = %me.ekyte_company_id,
+                "several GHL locations share this eKyte company and none is its default \
+                 (ekyte.default_location): workspaces made in eKyte without an ExternalId \
+                 are not synced"
+            );
+        }
+        // Only the default location takes unlabelled workspaces, so only it needs to know
+        // which the others (installed or not) already link.
+        let mut linked_elsewhere = HashSet::new();
+        if default_here {
+            for peer in &peers {
+                for kind in [EntityKind::Contact, EntityKind::Business] {
+                    linked_elsewhere.extend(
+                        self.links_of(&peer.id, kind)
+                            .await?
+                            .into_iter()
+                            .filter_map(|l| l.ekyte_id),
+                    );
+                }
+            }
+        }
+        Ok(Company {
+            default_here,
+            linked_elsewhere,
+            shared: !peers.is_empty(),
+        })
+    }
+
+    async fn links_of(&self, tenant: &TenantId, kind: EntityKind) -> Result<Vec<Link>, ApiError> {
         let page = self.adapter.config().poll.link_page;
         let mut out = Vec::new();
         let mut after = 0;
         loop {
             let batch = self
                 .links
-                .list(&scope.tenant.id, kind, after, page)
+                .list(tenant, kind, after, page)
                 .await
                 .map_err(|e| from_store(e, "listing links"))?;
             let n = batch.len();
@@ -165,12 +319,13 @@ impl EkytePoller {
                 .collect::<HashMap<_, _>>()
         };
         // Business links first, so a contact link for the same workspace wins.
-        let mut workspaces = by_ekyte(self.links_of(scope, EntityKind::Business).await?);
-        workspaces.extend(by_ekyte(self.links_of(scope, EntityKind::Contact).await?));
+        let t = &scope.tenant.id;
+        let mut workspaces = by_ekyte(self.links_of(t, EntityKind::Business).await?);
+        workspaces.extend(by_ekyte(self.links_of(t, EntityKind::Contact).await?));
         Ok(Known {
             workspaces,
-            tasks: by_ekyte(self.links_of(scope, EntityKind::Task).await?),
-            comments: by_ekyte(self.links_of(scope, EntityKind::Comment).await?),
+            tasks: by_ekyte(self.links_of(t, EntityKind::Task).await?),
+            comments: by_ekyte(self.links_of(t, EntityKind::Comment).await?),
         })
     }
 
@@ -194,7 +349,8 @@ impl EkytePoller {
             .and_then(|r| r.cursor)
             .and_then(|c| c.parse().ok());
 
-        let mut workspaces = inner.workspaces(calls, &creds).await?;
+        let company = self.company(scope).await?;
+        let mut workspaces = self.workspaces(scope, &company, calls, &creds).await?;
         workspaces.sort_by_key(|w| w.id);
         let known = self.known(scope).await?;
         tally.workspaces_seen = u32::try_from(workspaces.len()).unwrap_or(u32::MAX);
@@ -202,6 +358,7 @@ impl EkytePoller {
         let mut to_scan = Vec::new();
         for ws in workspaces {
             match known.workspaces.get(&ws.id.to_string()) {
+                None if !company.owns(tenant, &ws) => tally.skipped += 1,
                 None if ws.active => tally.push(EkyteChange::WorkspaceCreated { workspace: ws }),
                 None => {}
                 Some(link) if link.state != LinkState::Linked => tally.skipped += 1,
@@ -400,5 +557,79 @@ impl EkyteChangeSource for EkytePoller {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str, location: &str, default: bool, active: bool) -> Tenant {
+        let mut settings = domain::TenantSettings::default();
+        settings.ekyte.default_location = default;
+        Tenant {
+            id: TenantId::parse(id).unwrap(),
+            name: id.into(),
+            location_id: domain::LocationId::parse(location).unwrap(),
+            ekyte_company_id: domain::EkyteCompanyId::new(7).unwrap(),
+            active,
+            settings,
+            install: Default::default(),
+        }
+    }
+
+    fn ws(id: u64, external: Option<&str>) -> Workspace {
+        Workspace {
+            id: domain::EkyteWorkspaceId::new(id).unwrap(),
+            name: format!("ws {id}"),
+            active: true,
+            external_id: external.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_workspace_belongs_to_the_location_its_external_id_names() {
+        let a = tenant("a", "locA", false, true);
+        let company = Company {
+            default_here: false,
+            linked_elsewhere: HashSet::new(),
+            shared: true,
+        };
+        assert!(company.owns(&a, &ws(1, Some("ghl:locA:c1"))));
+        assert!(company.owns(&a, &ws(2, Some("ghl:locA:business:b1"))));
+        assert!(!company.owns(&a, &ws(3, Some("ghl:locB:c1"))));
+        // Unlabelled: not the default location's business here.
+        assert!(!company.owns(&a, &ws(4, None)));
+        assert!(!company.owns(&a, &ws(5, Some("crm-123"))));
+    }
+
+    #[test]
+    fn unlabelled_workspaces_go_to_the_default_location_unless_another_tenant_links_them() {
+        let a = tenant("a", "locA", true, true);
+        let company = Company {
+            default_here: true,
+            linked_elsewhere: HashSet::from(["9".to_owned()]),
+            shared: true,
+        };
+        assert!(company.owns(&a, &ws(4, None)));
+        assert!(!company.owns(&a, &ws(9, None)), "linked by another tenant");
+        assert!(!company.owns(&a, &ws(3, Some("ghl:locB:c1"))));
+    }
+
+    #[test]
+    fn the_default_location_is_the_flagged_one_or_the_only_one() {
+        let a = tenant("a", "locA", false, true);
+        let b = tenant("b", "locB", true, true);
+        let c = tenant("c", "locC", false, false);
+        assert_eq!(default_location(&a, &[]), Some(a.id.clone()), "alone");
+        assert_eq!(
+            default_location(&a, &[&c]),
+            Some(a.id.clone()),
+            "the other one is uninstalled"
+        );
+        assert_eq!(default_location(&a, &[&b, &c]), Some(b.id.clone()));
+        assert_eq!(default_location(&b, &[&a]), Some(b.id.clone()));
+        let d = tenant("d", "locD", false, true);
+        assert_eq!(default_location(&a, &[&d]), None, "two, none flagged");
     }
 }

@@ -115,6 +115,8 @@ impl ContactSync<'_> {
         id: &GhlContactId,
         created: Option<(EntityKind, &str)>,
     ) -> Result<(), SyncError> {
+        // Dead-lettered, to be replayed once the settings are fixed: never a silent skip.
+        crate::sweep::refuse_unready(&cx.scope.tenant)?;
         let guard = self
             .ports
             .locks
@@ -221,7 +223,13 @@ impl ContactSync<'_> {
         };
 
         if let Some(l) = &home.link {
-            self.onboarding(cx, id, l, home.linked_now).await?;
+            let tenant = &cx.scope.tenant;
+            // M4 is for contacts new to the install, not the book the first sync finds.
+            if tenant.settings.onboarding_backfill
+                || tenant.install.is_new_contact(fetched.date_added)
+            {
+                self.onboarding(cx, id, l, home.linked_now).await?;
+            }
         }
         self.profile(
             cx,

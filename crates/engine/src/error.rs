@@ -36,9 +36,14 @@ pub enum SyncError {
     #[error("busy: {what}")]
     Busy { what: String },
 
-    /// The message names a tenant this deployment does not know (or has deactivated).
-    #[error("unknown or inactive tenant {0}")]
+    /// The message names a tenant this deployment does not know.
+    #[error("unknown tenant {0}")]
     UnknownTenant(TenantId),
+
+    /// The tenant is uninstalled (or paused): its queued messages are skipped, not retried
+    /// and not dead-lettered; a reinstall's sync catches up.
+    #[error("tenant {0} is not active (uninstalled or paused)")]
+    InactiveTenant(TenantId),
 
     /// The tenant's settings do not allow the work (an eKyte task type is missing, say).
     #[error("tenant configuration: {0}")]
@@ -96,6 +101,7 @@ impl Classify for SyncError {
                 after: Some(Duration::from_secs(1)),
             },
             Self::UnknownTenant(_) | Self::Config(_) => Disposition::DeadLetter,
+            Self::InactiveTenant(_) => Disposition::Skip,
         }
     }
 }

@@ -30,7 +30,7 @@ use domain::TenantId;
 use ports::ekyte::{EkyteApi, EkyteChangeSource, PollReport};
 use ports::ghl::GhlApi;
 use ports::queue::{Envelope, Payload, Publisher};
-use ports::store::{AuditLog, ContactLocks, Inbox, LinkStore, RunStore, TenantStore};
+use ports::store::{AuditEntry, AuditLog, ContactLocks, Inbox, LinkStore, RunStore, TenantStore};
 use ports::{Clock, Priority, Scope};
 
 pub use contact::{BusinessCache, ContactSettings, ONBOARDING_WINDOW_HOURS};
@@ -139,7 +139,19 @@ impl Engine {
             Err(e) => return Err(SyncError::store("read tenant")(e)),
         };
         if !t.active {
-            return Err(SyncError::UnknownTenant(tenant.clone()));
+            // Audited, so the operator sees what an uninstall left unprocessed.
+            let entry = AuditEntry::tenant_skip(
+                &t.id,
+                self.ports.clock.now(),
+                format!("tenant is {}: the work was skipped", t.state()),
+                None,
+            );
+            self.ports
+                .audit
+                .append(&[entry])
+                .await
+                .map_err(SyncError::store("append audit"))?;
+            return Err(SyncError::InactiveTenant(tenant.clone()));
         }
         Ok(Scope::new(Arc::new(t), priority))
     }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use domain::{EntityKind, Fingerprint, GhlContactId, Record, Selector, Side};
 use ports::Scope;
 use ports::ghl::{ContactSearch, GhlContact, ListingMode, TaskSearch};
-use ports::queue::{Envelope, Payload, SyncMode};
+use ports::queue::{Envelope, Payload, SyncMode, sweep_message_id};
 use ports::store::{LinkState, RunCounts, RunKind, RunStatus};
 
 use crate::Engine;
@@ -58,6 +58,19 @@ pub struct SweepReport {
     pub resumed: bool,
 }
 
+/// `Config` naming what the tenant's settings lack, when they lack what every sync needs.
+pub(crate) fn refuse_unready(tenant: &domain::Tenant) -> Result<(), SyncError> {
+    let missing = tenant.settings.missing();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(SyncError::Config(format!(
+        "tenant {} cannot sync: its settings lack {} (set them with `tenants add --settings`, then replay its dead letters)",
+        tenant.id,
+        missing.join(", ")
+    )))
+}
+
 impl Engine {
     /// Run a full or incremental sweep for one tenant.
     pub async fn sweep(
@@ -68,6 +81,9 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<SweepReport, SyncError> {
         let tenant = &scope.tenant;
+        // A tenant that cannot work fails its run, visibly, instead of queueing a sync per
+        // contact that each fail alone.
+        refuse_unready(tenant)?;
         let kind = match mode {
             SyncMode::Full => RunKind::Full,
             SyncMode::Incremental => RunKind::Incremental,
@@ -192,8 +208,13 @@ impl Engine {
                         continue;
                     }
                     counts.enqueued += 1;
-                    self.enqueue_sync(scope, format!("sync:{}:{}", run.id, c.id), &c.id, dry_run)
-                        .await?;
+                    self.enqueue_sync(
+                        scope,
+                        sweep_message_id(run.id, &c.id, false),
+                        &c.id,
+                        dry_run,
+                    )
+                    .await?;
                 }
                 if page.next.is_none()
                     && let Some(seen) = &seen_ids
@@ -201,7 +222,7 @@ impl Engine {
                     for id in self.unseen_linked(scope, seen).await? {
                         counts.enqueued += 1;
                         report.unseen_linked += 1;
-                        self.enqueue_sync(scope, format!("unseen:{}:{id}", run.id), &id, dry_run)
+                        self.enqueue_sync(scope, sweep_message_id(run.id, &id, true), &id, dry_run)
                             .await?;
                     }
                 }

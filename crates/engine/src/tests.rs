@@ -306,6 +306,12 @@ impl AuditLog for FakeAudit {
     async fn query(&self, _q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(vec![])
     }
+    async fn failures_since(
+        &self,
+        _since: DateTime<Utc>,
+    ) -> Result<Vec<ports::store::FailureCount>, StoreError> {
+        Ok(vec![])
+    }
 }
 
 #[derive(Default)]
@@ -353,6 +359,7 @@ fn tenant() -> Tenant {
         ekyte_company_id: domain::EkyteCompanyId::new(9).unwrap(),
         active: true,
         settings,
+        install: Default::default(),
     }
 }
 

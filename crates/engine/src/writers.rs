@@ -767,7 +767,10 @@ mod tests {
         assert_eq!(pick(&want, &all).as_deref(), Some("exact"));
         let no_exact = [neither.clone(), dated.clone(), titled];
         assert_eq!(pick(&want, &no_exact).as_deref(), Some("titled"));
-        assert_eq!(pick(&want, &[neither.clone(), dated]).as_deref(), Some("dated"));
+        assert_eq!(
+            pick(&want, &[neither.clone(), dated]).as_deref(),
+            Some("dated")
+        );
         assert_eq!(pick(&want, &[neither]), None);
     }
 

@@ -79,6 +79,10 @@ pub fn default_scopes() -> Vec<String> {
         "locations/tags.readonly",
         "calendars/events.readonly",
         "users.readonly",
+        // Agency installs: list the installed locations, mint location tokens
+        // (`POST /oauth/locationToken` requires `oauth.write`).
+        "oauth.readonly",
+        "oauth.write",
     ]
     .into_iter()
     .map(str::to_owned)

@@ -27,7 +27,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use domain::{GhlAppointmentId, GhlContactId, GhlNoteId, GhlTaskId, LocationId};
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
-use ports::ghl::{GhlEvent, GhlEventKind};
+use ports::ghl::{CompanyEvent, CompanyEventKind, GhlEvent, GhlEventKind, Webhook};
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 use sha2::Sha256;
@@ -301,25 +301,25 @@ impl WebhookVerifier {
         signatures: Signatures<'_>,
         body: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<GhlEvent, WebhookError> {
+    ) -> Result<Webhook, WebhookError> {
         self.verify_signature(signatures, body)?;
         let event = parse_event(body)?;
-        check_timestamp(&event, now, self.window)?;
+        check_timestamp(event.timestamp(), now, self.window)?;
         Ok(event)
     }
 }
 
 /// Refuse an event whose `timestamp` is further than `window` from `now`.
 pub fn check_timestamp(
-    event: &GhlEvent,
+    timestamp: DateTime<Utc>,
     now: DateTime<Utc>,
     window: Duration,
 ) -> Result<(), WebhookError> {
-    let distance = (now - event.timestamp).abs();
+    let distance = (now - timestamp).abs();
     let limit = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     if distance > limit {
         return Err(WebhookError::Stale {
-            timestamp: event.timestamp,
+            timestamp,
             now,
             window,
         });
@@ -361,7 +361,7 @@ fn opt_id<T, E: std::fmt::Display>(
 
 /// Parse a payload (no signature check): the envelope (`type`, `locationId`, `webhookId`,
 /// `timestamp`, API.md §9.1) and the ids of every event type of §9.2.
-pub fn parse_event(body: &[u8]) -> Result<GhlEvent, WebhookError> {
+pub fn parse_event(body: &[u8]) -> Result<Webhook, WebhookError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed {
         reason: "the body is not JSON".to_owned(),
         source: Some(e),
@@ -379,11 +379,9 @@ pub fn parse_event(body: &[u8]) -> Result<GhlEvent, WebhookError> {
         _ => None,
     }
     .ok_or_else(|| WebhookError::malformed(format!("{kind_name} without a readable timestamp")))?;
-    let location = text(&m, "locationId").ok_or_else(|| {
-        WebhookError::malformed(format!(
-            "{kind_name} without locationId (company-wide events have no tenant here)"
-        ))
-    })?;
+    let Some(location) = text(&m, "locationId") else {
+        return company_event(&m, kind_name, webhook_id, timestamp).map(Webhook::Company);
+    };
     let location = LocationId::parse(location)
         .map_err(|e| WebhookError::malformed(format!("{kind_name}: locationId: {e}")))?;
     let k = kind_name;
@@ -458,9 +456,53 @@ pub fn parse_event(body: &[u8]) -> Result<GhlEvent, WebhookError> {
             event_type: other.to_owned(),
         },
     };
-    Ok(GhlEvent {
+    Ok(Webhook::Location(GhlEvent {
         webhook_id,
         location,
+        timestamp,
+        kind,
+    }))
+}
+
+/// A company-level event (no `locationId`, API.md §9.2a): the agency's INSTALL and UNINSTALL,
+/// LocationCreate and LocationUpdate (whose `id` is the location's), UserCreate and the rest.
+fn company_event(
+    m: &Map<String, Value>,
+    kind_name: &str,
+    webhook_id: String,
+    timestamp: DateTime<Utc>,
+) -> Result<CompanyEvent, WebhookError> {
+    let company_id = text(m, "companyId")
+        .ok_or_else(|| {
+            WebhookError::malformed(format!(
+                "{kind_name} names neither a locationId nor a companyId"
+            ))
+        })?
+        .to_owned();
+    let location = || id(m, "id", kind_name, LocationId::parse);
+    let name = text(m, "name").map(str::to_owned);
+    let kind = match kind_name {
+        "INSTALL" | "AppInstall" => CompanyEventKind::Install {
+            app_id: text(m, "appId").map(str::to_owned),
+        },
+        "UNINSTALL" | "AppUninstall" => CompanyEventKind::Uninstall {
+            app_id: text(m, "appId").map(str::to_owned),
+        },
+        "LocationCreate" => CompanyEventKind::LocationCreate {
+            location: location()?,
+            name,
+        },
+        "LocationUpdate" => CompanyEventKind::LocationUpdate {
+            location: location()?,
+            name,
+        },
+        other => CompanyEventKind::Other {
+            event_type: other.to_owned(),
+        },
+    };
+    Ok(CompanyEvent {
+        webhook_id,
+        company_id,
         timestamp,
         kind,
     })
@@ -626,7 +668,10 @@ mod tests {
             ),
         ];
         for (kind, extra, want) in cases {
-            let e = parse_event(&payload(kind, extra)).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let e = parse_event(&payload(kind, extra))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"))
+                .into_location()
+                .unwrap_or_else(|| panic!("{kind}: not a location event"));
             assert_eq!(e.kind, want, "{kind}");
             assert_eq!(e.webhook_id, "wh-1");
             assert_eq!(e.location.as_str(), "loc1");
@@ -648,15 +693,81 @@ mod tests {
         }
     }
 
+    /// The company-level events of API.md §9.2a, in their documented forms (no `locationId`).
+    #[test]
+    fn company_level_events_parse_without_a_location() {
+        let company = |kind: &str, extra: Value| {
+            let mut v = json!({
+                "type": kind, "companyId": "comp1", "webhookId": "wh-c",
+                "timestamp": "2025-01-02T03:04:05.000Z",
+            });
+            if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+                m.extend(e);
+            }
+            match parse_event(&serde_json::to_vec(&v).unwrap()) {
+                Ok(Webhook::Company(e)) => {
+                    assert_eq!(e.company_id, "comp1");
+                    e.kind
+                }
+                other => panic!("{kind}: {other:?}"),
+            }
+        };
+        assert_eq!(
+            company(
+                "INSTALL",
+                json!({"appId": "app1", "planId": "p", "trial": {}})
+            ),
+            CompanyEventKind::Install {
+                app_id: Some("app1".into())
+            }
+        );
+        assert_eq!(
+            company("UNINSTALL", json!({"appId": "app1"})),
+            CompanyEventKind::Uninstall {
+                app_id: Some("app1".into())
+            }
+        );
+        assert_eq!(
+            company("LocationCreate", json!({"id": "loc9", "name": "Client 9"})),
+            CompanyEventKind::LocationCreate {
+                location: LocationId::parse("loc9").unwrap(),
+                name: Some("Client 9".into())
+            }
+        );
+        assert_eq!(
+            company(
+                "LocationUpdate",
+                json!({"id": "loc9", "name": "Client Nine"})
+            ),
+            CompanyEventKind::LocationUpdate {
+                location: LocationId::parse("loc9").unwrap(),
+                name: Some("Client Nine".into())
+            }
+        );
+        assert_eq!(
+            company("UserCreate", json!({"id": "u1", "locations": ["loc9"]})),
+            CompanyEventKind::Other {
+                event_type: "UserCreate".into()
+            }
+        );
+        // Neither a location nor a company: there is no tenant to find.
+        let orphan = br#"{"type":"UserCreate","id":"u1","webhookId":"w","timestamp":"2025-01-01T00:00:00Z"}"#;
+        let e = parse_event(orphan).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("neither a locationId nor a companyId"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn stale_timestamps_are_refused_both_ways() {
         let e = parse_event(&payload("ContactCreate", json!({"id": "c1"}))).unwrap();
-        let w = Duration::from_secs(300);
-        assert!(check_timestamp(&e, e.timestamp + chrono::Duration::seconds(299), w).is_ok());
-        let late =
-            check_timestamp(&e, e.timestamp + chrono::Duration::seconds(301), w).unwrap_err();
+        let (t, w) = (e.timestamp(), Duration::from_secs(300));
+        assert!(check_timestamp(t, t + chrono::Duration::seconds(299), w).is_ok());
+        let late = check_timestamp(t, t + chrono::Duration::seconds(301), w).unwrap_err();
         assert_eq!(late.http_status(), 401);
-        assert!(check_timestamp(&e, e.timestamp - chrono::Duration::seconds(301), w).is_err());
+        assert!(check_timestamp(t, t - chrono::Duration::seconds(301), w).is_err());
     }
 
     #[test]

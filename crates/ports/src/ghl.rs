@@ -317,6 +317,88 @@ pub struct GhlEvent {
     pub kind: GhlEventKind,
 }
 
+/// A verified GHL webhook: about one location (most events), or about a company (agency)
+/// as a whole, with no `locationId` (API.md §9.2a).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Webhook {
+    Location(GhlEvent),
+    Company(CompanyEvent),
+}
+
+impl Webhook {
+    pub fn webhook_id(&self) -> &str {
+        match self {
+            Self::Location(e) => &e.webhook_id,
+            Self::Company(e) => &e.webhook_id,
+        }
+    }
+
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        match self {
+            Self::Location(e) => e.timestamp,
+            Self::Company(e) => e.timestamp,
+        }
+    }
+
+    /// GHL's name for the event type.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Self::Location(e) => e.kind.type_name(),
+            Self::Company(e) => e.kind.type_name(),
+        }
+    }
+
+    /// The location event, if it is one.
+    pub fn into_location(self) -> Option<GhlEvent> {
+        match self {
+            Self::Location(e) => Some(e),
+            Self::Company(_) => None,
+        }
+    }
+}
+
+/// A company-level webhook: the tenant is found through `companyId` (API.md §9.2a).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyEvent {
+    pub webhook_id: String,
+    /// The GHL company (agency).
+    pub company_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub kind: CompanyEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanyEventKind {
+    /// The agency installed the app for its locations (bulk install).
+    Install { app_id: Option<String> },
+    /// The agency uninstalled the app: every location of the company.
+    Uninstall { app_id: Option<String> },
+    /// A location was added to the company (`id` is the location's id).
+    LocationCreate {
+        location: LocationId,
+        name: Option<String>,
+    },
+    /// A location's details changed.
+    LocationUpdate {
+        location: LocationId,
+        name: Option<String>,
+    },
+    /// `UserCreate` and any other company-level type this service does not use.
+    Other { event_type: String },
+}
+
+impl CompanyEventKind {
+    pub fn type_name(&self) -> &str {
+        match self {
+            Self::Install { .. } => "INSTALL",
+            Self::Uninstall { .. } => "UNINSTALL",
+            Self::LocationCreate { .. } => "LocationCreate",
+            Self::LocationUpdate { .. } => "LocationUpdate",
+            Self::Other { event_type } => event_type,
+        }
+    }
+}
+
 /// The event types this service acts on; anything else is `Unknown` (skipped and audited).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod ekyte;
 pub mod error;
+pub mod failure;
 pub mod ghl;
 pub mod queue;
 pub mod scope;

@@ -13,6 +13,19 @@ use crate::ekyte::EkyteChange;
 use crate::error::QueueError;
 use crate::ghl::GhlEvent;
 
+/// The message id of a sweep's `sync.contact` for one contact: `sync:{run}:{contact}`, or
+/// `unseen:{run}:{contact}` for a linked contact the sweep's search no longer returned. The
+/// run is read back from the id: a dead-lettered one counts in its run's errors.
+pub fn sweep_message_id(run: i64, contact: &GhlContactId, unseen: bool) -> String {
+    let kind = if unseen { "unseen" } else { "sync" };
+    format!("{kind}:{run}:{contact}")
+}
+
+/// The prefixes of every [`sweep_message_id`] of a run.
+pub fn sweep_message_prefixes(run: i64) -> [String; 2] {
+    [format!("sync:{run}:"), format!("unseen:{run}:")]
+}
+
 /// Which queue a message travels on: a backfill never delays a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

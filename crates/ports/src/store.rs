@@ -39,6 +39,21 @@ pub trait TenantStore: Send + Sync {
 
     /// `NotFound` when there is no such tenant.
     async fn set_active(&self, id: &TenantId, active: bool) -> Result<(), StoreError>;
+
+    /// The tenants of a GHL company (agency), in id order; empty when it has none.
+    async fn by_company(&self, company_id: &str) -> Result<Vec<Tenant>, StoreError>;
+
+    /// Apply an install (`active`) or uninstall of GHL time `at`: sets `active`, records `at`
+    /// as the last lifecycle change and, when an inactive tenant is installed again, as its
+    /// install time. Returns `false`, changing nothing, when the tenant's last lifecycle change
+    /// is not older than `at` (a replayed or late event). `NotFound` when there is no such
+    /// tenant.
+    async fn apply_lifecycle(
+        &self,
+        id: &TenantId,
+        active: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 // ------------------------------------------------------------------------------ links
@@ -435,6 +450,32 @@ pub struct AuditEntry {
     pub dry_run: bool,
 }
 
+impl AuditEntry {
+    /// A skip that concerns the tenant as a whole (an event or a message nothing here acts
+    /// on), not one record.
+    pub fn tenant_skip(
+        tenant: &TenantId,
+        at: DateTime<Utc>,
+        reason: String,
+        message_id: Option<String>,
+    ) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            at,
+            target: None,
+            kind: EntityKind::Contact,
+            action: AuditAction::Skip,
+            contact: None,
+            ghl_id: None,
+            ekyte_id: None,
+            fields: vec![],
+            reason: Some(reason),
+            message_id,
+            dry_run: false,
+        }
+    }
+}
+
 /// A stored audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -451,6 +492,17 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// How many failures of one tenant had one cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCount {
+    pub tenant: TenantId,
+    /// The failures' class ([`crate::failure::error_class`] of the reason).
+    pub cause: String,
+    pub count: u64,
+    /// When the newest of them happened.
+    pub last_at: DateTime<Utc>,
+}
+
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait AuditLog: Send + Sync {
@@ -458,6 +510,13 @@ pub trait AuditLog: Send + Sync {
 
     /// Newest first.
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The `failed` entries of every tenant timed at or after `since` (dry runs included),
+    /// counted per tenant and cause ([`crate::failure::error_class`] of the reason): writes
+    /// that failed for good inside a message that was otherwise handled. In tenant order,
+    /// then the most frequent cause first, then by cause; empty when there were none. No
+    /// error cases beyond the module's (`Unavailable`, `Corrupt`, `Unknown`).
+    async fn failures_since(&self, since: DateTime<Utc>) -> Result<Vec<FailureCount>, StoreError>;
 }
 
 // ------------------------------------------------------------------------------ runs
@@ -549,7 +608,8 @@ pub trait RunStore: Send + Sync {
         kind: RunKind,
     ) -> Result<Option<SyncRun>, StoreError>;
 
-    /// Newest first.
+    /// Newest first. A full or incremental run's `counts.errors` includes its per-contact
+    /// syncs that were dead-lettered (see [`crate::queue::sweep_message_id`]).
     async fn recent(&self, tenant: &TenantId, limit: u32) -> Result<Vec<SyncRun>, StoreError>;
 }
 
@@ -575,18 +635,46 @@ pub struct DeadLetter {
     pub replayed_at: Option<DateTime<Utc>>,
 }
 
+/// The dead letters of one tenant (or of none: a message that named no tenant) with one
+/// error class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterGroup {
+    pub tenant: Option<TenantId>,
+    /// [`crate::failure::error_class`] of the letters' error chain.
+    pub class: String,
+    pub count: u64,
+    /// The newest letter of the group (`dlq show` it for the whole chain).
+    pub newest_id: i64,
+    pub newest_at: DateTime<Utc>,
+}
+
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait DeadLetterStore: Send + Sync {
     async fn put(&self, letter: &NewDeadLetter) -> Result<i64, StoreError>;
 
-    /// Newest first; replayed ones only when asked.
+    /// Newest first (by id), at most `limit`; replayed ones only when asked. With `before_id`,
+    /// only letters with a smaller id: the next page is the one before the last id of this
+    /// one.
     async fn list(
         &self,
         tenant: Option<TenantId>,
         include_replayed: bool,
+        before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// How many letters (of one tenant, or all) there are per tenant and error class
+    /// ([`crate::failure::error_class`] of the chain); replayed ones only when asked, and with
+    /// `since` only those created at or after it. Letters without a tenant first, then in
+    /// tenant order; within a tenant the largest group first, then by class. Empty when there
+    /// are none. No error cases beyond the module's (`Unavailable`, `Corrupt`, `Unknown`).
+    async fn summary(
+        &self,
+        tenant: Option<TenantId>,
+        include_replayed: bool,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<DeadLetterGroup>, StoreError>;
 
     /// `NotFound` when there is no such id.
     async fn get(&self, id: i64) -> Result<DeadLetter, StoreError>;

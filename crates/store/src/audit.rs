@@ -1,15 +1,23 @@
-//! `AuditLog`: append-only, read newest first by tenant (and contact), paged by id.
+//! `AuditLog`: append-only, read newest first by tenant (and contact), paged by id; failures
+//! counted per tenant and cause.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use domain::TenantId;
 use ports::StoreError;
-use ports::store::{AuditEntry, AuditLog, AuditQuery, AuditRecord};
+use ports::failure::{NO_ERROR_RECORDED, error_class};
+use ports::store::{AuditAction, AuditEntry, AuditLog, AuditQuery, AuditRecord, FailureCount};
 
 use crate::Store;
 use crate::entity::audit_log::{self, Column, Entity};
-use crate::error::db_err;
+use crate::error::{bad_value, db_err};
 use crate::mapping::{self, json, micros};
+
+const TABLE: &str = "audit_log";
 
 fn row(entry: &AuditEntry) -> Result<audit_log::ActiveModel, StoreError> {
     Ok(audit_log::ActiveModel {
@@ -61,5 +69,52 @@ impl AuditLog for Store {
             .into_iter()
             .map(mapping::audit)
             .collect()
+    }
+
+    async fn failures_since(&self, since: DateTime<Utc>) -> Result<Vec<FailureCount>, StoreError> {
+        // Counted by the database per exact reason, then merged per cause here: the cause is
+        // computed from the text.
+        let rows: Vec<(String, Option<String>, i64, DateTime<Utc>)> = Entity::find()
+            .filter(Column::Action.eq(AuditAction::Failed.as_str()))
+            .filter(Column::At.gte(micros(since)))
+            .select_only()
+            .column(Column::TenantId)
+            .column(Column::Reason)
+            .column_as(Column::Id.count(), "failures")
+            .column_as(Column::At.max(), "last_at")
+            .group_by(Column::TenantId)
+            .group_by(Column::Reason)
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("count failed audit entries", e))?;
+        let mut counts: BTreeMap<(String, String), FailureCount> = BTreeMap::new();
+        for (tenant, reason, failures, last_at) in rows {
+            let count = u64::try_from(failures).map_err(|e| bad_value(TABLE, "count(id)", e))?;
+            let cause = reason
+                .as_deref()
+                .map_or_else(|| NO_ERROR_RECORDED.to_owned(), |r| error_class(&[r]));
+            let parsed =
+                TenantId::parse(tenant.as_str()).map_err(|e| bad_value(TABLE, "tenant_id", e))?;
+            let entry = counts
+                .entry((tenant, cause.clone()))
+                .or_insert_with(|| FailureCount {
+                    tenant: parsed,
+                    cause,
+                    count: 0,
+                    last_at,
+                });
+            entry.count += count;
+            entry.last_at = entry.last_at.max(last_at);
+        }
+        let mut out: Vec<FailureCount> = counts.into_values().collect();
+        out.sort_by(|a, b| {
+            a.tenant
+                .as_str()
+                .cmp(b.tenant.as_str())
+                .then(b.count.cmp(&a.count))
+                .then_with(|| a.cause.cmp(&b.cause))
+        });
+        Ok(out)
     }
 }

@@ -17,6 +17,10 @@ pub(crate) mod tenants {
         pub settings: Json,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub ghl_company_id: Option<String>,
+        pub install_kind: String,
+        pub installed_at: Option<DateTimeUtc>,
+        pub lifecycle_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

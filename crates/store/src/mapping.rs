@@ -118,6 +118,17 @@ pub(crate) fn tenant(row: tenants::Model) -> Result<Tenant, StoreError> {
         ekyte_company_id: company,
         active: row.active,
         settings: from_json(T, "settings", row.settings)?,
+        install: domain::Install {
+            kind: known(
+                T,
+                "install_kind",
+                &row.install_kind,
+                domain::InstallKind::parse(&row.install_kind),
+            )?,
+            company_id: row.ghl_company_id,
+            installed_at: row.installed_at,
+            changed_at: row.lifecycle_at,
+        },
     })
 }
 

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use domain::TenantId;
@@ -145,7 +145,7 @@ impl RunStore for Store {
     }
 
     async fn recent(&self, tenant: &TenantId, limit: u32) -> Result<Vec<SyncRun>, StoreError> {
-        Entity::find()
+        let mut runs = Entity::find()
             .filter(Column::TenantId.eq(tenant.as_str()))
             .order_by_desc(Column::Id)
             .limit(u64::from(limit))
@@ -154,6 +154,31 @@ impl RunStore for Store {
             .map_err(|e| db_err("list sync runs", e))?
             .into_iter()
             .map(mapping::run)
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // A sweep's per-contact syncs that failed for good are its errors too.
+        for run in &mut runs {
+            if matches!(run.kind, RunKind::Full | RunKind::Incremental) {
+                run.counts.errors += self.dead_lettered_fan_out(run.id).await?;
+            }
+        }
+        Ok(runs)
+    }
+}
+
+impl Store {
+    /// How many of a sweep's `sync.contact` messages were dead-lettered.
+    async fn dead_lettered_fan_out(&self, run_id: i64) -> Result<u64, StoreError> {
+        use crate::entity::dead_letters;
+        let [sync, unseen] = ports::queue::sweep_message_prefixes(run_id);
+        let n = dead_letters::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(dead_letters::Column::MessageId.starts_with(sync))
+                    .add(dead_letters::Column::MessageId.starts_with(unseen)),
+            )
+            .count(self.db())
+            .await
+            .map_err(|e| db_err("count a run's dead letters", e))?;
+        Ok(n)
     }
 }

@@ -1,8 +1,9 @@
 //! `TenantStore`: one row per tenant, unique on the GHL location.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use domain::{LocationId, Tenant, TenantId};
 use ports::StoreError;
@@ -11,7 +12,7 @@ use ports::store::TenantStore;
 use crate::Store;
 use crate::entity::tenants::{self, Column, Entity};
 use crate::error::db_err;
-use crate::mapping::{self, json, now};
+use crate::mapping::{self, json, micros, now};
 
 #[async_trait]
 impl TenantStore for Store {
@@ -64,6 +65,11 @@ impl TenantStore for Store {
             settings: Set(json("tenant settings", &tenant.settings)?),
             created_at: Set(at),
             updated_at: Set(at),
+            ghl_company_id: Set(tenant.install.company_id.clone()),
+            install_kind: Set(tenant.install.kind.as_str().to_owned()),
+            // Kept as they are by a later upsert: `apply_lifecycle` moves them.
+            installed_at: Set(tenant.install.installed_at.map(micros)),
+            lifecycle_at: Set(tenant.install.changed_at.map(micros)),
         };
         Entity::insert(row)
             .on_conflict(
@@ -75,6 +81,8 @@ impl TenantStore for Store {
                         Column::Active,
                         Column::Settings,
                         Column::UpdatedAt,
+                        Column::GhlCompanyId,
+                        Column::InstallKind,
                     ])
                     .to_owned(),
             )
@@ -107,5 +115,56 @@ impl TenantStore for Store {
             });
         }
         Ok(())
+    }
+
+    async fn by_company(&self, company_id: &str) -> Result<Vec<Tenant>, StoreError> {
+        Entity::find()
+            .filter(Column::GhlCompanyId.eq(company_id))
+            .order_by_asc(Column::Id)
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("list tenants of a company", e))?
+            .into_iter()
+            .map(mapping::tenant)
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %id, active = active))]
+    async fn apply_lifecycle(
+        &self,
+        id: &TenantId,
+        active: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let at = micros(at);
+        let row = Entity::find_by_id(id.as_str())
+            .one(self.db())
+            .await
+            .map_err(|e| db_err("read tenant", e))?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("tenant {id}"),
+            })?;
+        if row.lifecycle_at.is_some_and(|last| last >= at) {
+            return Ok(false);
+        }
+        let mut update = Entity::update_many()
+            .col_expr(Column::Active, Expr::value(active))
+            .col_expr(Column::LifecycleAt, Expr::value(Some(at)))
+            .col_expr(Column::UpdatedAt, Expr::value(now()));
+        if active && (!row.active || row.installed_at.is_none()) {
+            update = update.col_expr(Column::InstalledAt, Expr::value(Some(at)));
+        }
+        // The guard again in the statement: of two events applied at once, the newer wins.
+        let res = update
+            .filter(Column::Id.eq(id.as_str()))
+            .filter(
+                Condition::any()
+                    .add(Column::LifecycleAt.is_null())
+                    .add(Column::LifecycleAt.lt(at)),
+            )
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("record a tenant's install or uninstall", e))?;
+        Ok(res.rows_affected > 0)
     }
 }

@@ -88,7 +88,41 @@ on_both!(
     applies_once_and_a_second_run_changes_nothing,
     constraints_hold,
     down_and_up_again,
+    an_existing_tenant_counts_as_installed_when_it_was_created,
 );
+
+/// The tenant-install migration on a database that already holds a tenant: the tenant is a
+/// location install, installed when it was created, with no lifecycle event seen yet.
+async fn an_existing_tenant_counts_as_installed_when_it_was_created(b: TestBackend) {
+    let test_db = empty(b).await;
+    let db = connect(&test_db).await;
+    Migrator::up(&db, Some(1)).await.unwrap();
+    exec(
+        &db,
+        "INSERT INTO tenants (id, name, location_id, ekyte_company_id, active, settings, \
+         created_at, updated_at) VALUES ('acme', 'T', 'loc-1', 1, true, '{}', \
+         '2026-01-02T03:04:05+00:00', '2026-01-02T03:04:05+00:00')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(migration::run(&db).await.unwrap().applied.len(), 1);
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT install_kind, ghl_company_id IS NULL, lifecycle_at IS NULL, \
+             installed_at = created_at FROM tenants WHERE id = 'acme'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "location");
+    assert!(row.try_get_by_index::<bool>(1).unwrap());
+    assert!(row.try_get_by_index::<bool>(2).unwrap());
+    assert!(
+        row.try_get_by_index::<bool>(3).unwrap(),
+        "installed when created"
+    );
+}
 
 async fn applies_once_and_a_second_run_changes_nothing(b: TestBackend) {
     let test_db = empty(b).await;
@@ -258,5 +292,8 @@ async fn down_and_up_again(b: TestBackend) {
         .filter(|t| TABLES.contains(&t.as_str()))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert_eq!(migration::run(&db).await.unwrap().applied.len(), 1);
+    assert_eq!(
+        migration::run(&db).await.unwrap().applied.len(),
+        Migrator::migrations().len()
+    );
 }

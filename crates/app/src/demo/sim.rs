@@ -263,6 +263,9 @@ impl World {
             } else {
                 vec![]
             },
+            // The simulated book is seeded just before the tenant is added, and the demo's
+            // story is that every one of those contacts is a new client: onboarding for all.
+            onboarding_backfill: spec.onboarding,
             phone_region: "BR".into(),
             ekyte: EkyteMapping {
                 task_type_id: Some(EkyteTaskTypeId::new(self.company.task_type_id as u64)?),
@@ -280,6 +283,7 @@ impl World {
             ekyte_company_id: EkyteCompanyId::new(self.company.company_id as u64)?,
             active: true,
             settings,
+            install: Default::default(),
         })
     }
 

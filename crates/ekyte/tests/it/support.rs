@@ -34,6 +34,7 @@ pub fn tenant(company: i64, settings: EkyteMapping) -> Tenant {
             ekyte: settings,
             ..TenantSettings::default()
         },
+        install: Default::default(),
     }
 }
 
@@ -437,6 +438,7 @@ impl Env {
                 user_email: Some(co.admin.email.clone()),
                 timezone: co.timezone.clone(),
                 board_title: "GHL".into(),
+                default_location: false,
             },
         ));
         Self {

@@ -128,6 +128,7 @@ pub fn tenant(id: &str, location: &str) -> Arc<Tenant> {
             custom_fields: vec!["cfTier".to_owned()],
             ..TenantSettings::default()
         },
+        install: Default::default(),
     })
 }
 

@@ -89,7 +89,9 @@ fn a_valid_ed25519_signature_is_accepted() {
             &body,
             now,
         )
-        .unwrap();
+        .unwrap()
+        .into_location()
+        .expect("a location event");
     assert_eq!(e.webhook_id, "7f2c-1");
     assert!(matches!(e.kind, GhlEventKind::ContactUpdate { .. }));
 }
@@ -297,7 +299,9 @@ async fn the_simulators_signed_deliveries_verify_and_parse() {
     for r in &received {
         let event = verifier
             .verify(Signatures::from_headers(&r.headers), &r.body, Utc::now())
-            .unwrap();
+            .unwrap()
+            .into_location()
+            .expect("a location event");
         assert_eq!(event.location.as_str(), LOCATION);
         kinds.push(event.kind);
     }

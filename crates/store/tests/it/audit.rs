@@ -1,11 +1,14 @@
 use chrono::{TimeZone, Utc};
 use domain::{EntityKind, GhlContactId, Side};
-use ports::store::{AuditAction, AuditEntry, AuditLog, AuditQuery};
+use ports::store::{AuditAction, AuditEntry, AuditLog, AuditQuery, FailureCount};
 use store::test_support::TestBackend;
 
 use crate::support::{on_both, tid, with_tenants};
 
-on_both!(append_and_query_newest_first);
+on_both!(
+    append_and_query_newest_first,
+    failures_since_per_tenant_and_cause
+);
 
 fn entry(tenant: &str, contact: Option<&str>, n: u32) -> AuditEntry {
     AuditEntry {
@@ -79,6 +82,70 @@ async fn append_and_query_newest_first(b: TestBackend) {
     assert!(
         store
             .query(&query(Some("c1"), Some(next[0].id), 2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn failed(tenant: &str, minutes_ago: i64, reason: Option<&str>) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+        action: AuditAction::Failed,
+        reason: reason.map(str::to_owned),
+        ..entry(tenant, Some("c1"), 1)
+    }
+}
+
+async fn failures_since_per_tenant_and_cause(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let since = Utc::now() - chrono::Duration::hours(1);
+    assert!(store.failures_since(since).await.unwrap().is_empty());
+    let forbidden = |what: &str| {
+        format!("GHL create onboarding task failed: forbidden: the token lacks {what}.write")
+    };
+    store
+        .append(&[
+            failed("acme", 5, Some(&forbidden("tasks"))),
+            failed("acme", 10, Some(&forbidden("contacts"))),
+            failed(
+                "acme",
+                20,
+                Some("eKyte create note failed: invalid request: field 12 is empty"),
+            ),
+            failed("acme", 30, None),
+            // Too old, and not a failure.
+            failed("acme", 90, Some(&forbidden("tasks"))),
+            entry("acme", Some("c1"), 2),
+            failed("other", 1, Some(&forbidden("tasks"))),
+        ])
+        .await
+        .unwrap();
+    let got = store.failures_since(since).await.unwrap();
+    let counts: Vec<_> = got
+        .iter()
+        .map(|f| (f.tenant.as_str(), f.cause.as_str(), f.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("acme", "GHL create onboarding task failed: forbidden", 2),
+            ("acme", "eKyte create note failed: invalid request", 1),
+            ("acme", "no error recorded", 1),
+            ("other", "GHL create onboarding task failed: forbidden", 1),
+        ],
+        "by tenant, the most frequent cause first, then by cause"
+    );
+    let newest: &FailureCount = &got[0];
+    let five_ago = Utc::now() - chrono::Duration::minutes(5);
+    assert!(
+        newest.last_at <= five_ago && newest.last_at > five_ago - chrono::Duration::minutes(1),
+        "the newest of the group: {}",
+        newest.last_at
+    );
+    assert!(
+        store
+            .failures_since(Utc::now() + chrono::Duration::minutes(1))
             .await
             .unwrap()
             .is_empty()

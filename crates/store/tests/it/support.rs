@@ -60,6 +60,7 @@ pub fn tenant(id: &str, location: &str) -> Tenant {
         ekyte_company_id: EkyteCompanyId::new(42).unwrap(),
         active: true,
         settings: TenantSettings::default(),
+        install: Default::default(),
     }
 }
 

@@ -1,0 +1,883 @@
+//! A tenant's life through GHL's own webhooks (issue 15), on the real ingress, RabbitMQ and
+//! PostgreSQL: every documented event type gets a 2xx, installs and uninstalls are ordered by
+//! their timestamps, an uninstalled tenant is quiet, and `tenants add` refuses a tenant that
+//! cannot work.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use app::queue::Broker as _;
+use chrono::{DateTime, Utc};
+use e2e::support::{AppSpec, TestApp, WebhookSigner, eventually};
+use ports::queue::{Envelope, Payload, Publisher};
+use ports::store::{
+    AuditAction, AuditLog, AuditQuery, CredentialStore, DeadLetterStore, Provider, TenantStore,
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const COMPANY: &str = "agencyCo1";
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// A signed-payload body: `fields` plus a fresh `webhookId` and the timestamp `at`.
+fn body(fields: Value, at: DateTime<Utc>) -> Vec<u8> {
+    let mut v = fields;
+    let m = v.as_object_mut().expect("an object");
+    m.insert("webhookId".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("timestamp".into(), json!(at.to_rfc3339()));
+    serde_json::to_vec(&v).expect("JSON")
+}
+
+/// One example of each of the 35 event docs of ../shared/ghl/API.md §9.2a, in its documented
+/// shape, and both forms where GHL documents two. The lifecycle ones come last (the location
+/// form of UNINSTALL uninstalls the tenant).
+fn documented_events(location: &str) -> Vec<(&'static str, Value)> {
+    let l = location;
+    let contact = json!({"type": "", "locationId": l, "id": "docContact1", "email": "a@b.test",
+        "firstName": "Doc", "tags": [], "customFields": [], "dateAdded": "2025-01-01T00:00:00.000Z"});
+    let with_type = |t: &str, v: &Value| {
+        let mut v = v.clone();
+        v["type"] = json!(t);
+        v
+    };
+    let task = json!({"locationId": l, "id": "docTask1", "assignedTo": "u1", "body": "b",
+        "contactId": "docContact1", "title": "t", "dateAdded": "2025-01-01T00:00:00.000Z",
+        "dueDate": "2025-01-02T00:00:00.000Z"});
+    let note = json!({"locationId": l, "id": "docNote1", "body": "b", "contactId": "docContact1",
+        "dateAdded": "2025-01-01T00:00:00.000Z"});
+    let appointment = json!({"locationId": l, "appointment": {"id": "docAppt1", "title": "t",
+        "calendarId": "cal1", "contactId": "docContact1", "appointmentStatus": "confirmed",
+        "startTime": "2025-01-02T10:00:00.000Z", "endTime": "2025-01-02T11:00:00.000Z"}});
+    let opportunity = json!({"locationId": l, "id": "docOpp1", "assignedTo": "u1",
+        "contactId": "docContact1", "monetaryValue": 100, "name": "Deal",
+        "pipelineId": "p1", "pipelineStageId": "s1", "source": "web", "status": "open"});
+    let message = json!({"locationId": l, "attachments": [], "body": "hi",
+        "contactId": "docContact1", "conversationId": "conv1", "dateAdded": "2025-01-01T00:00:00.000Z",
+        "direction": "inbound", "messageType": "SMS"});
+    let mut events = vec![
+        ("ContactCreate", with_type("ContactCreate", &contact)),
+        ("ContactUpdate", with_type("ContactUpdate", &contact)),
+        ("ContactDelete", with_type("ContactDelete", &contact)),
+        ("ContactDndUpdate", {
+            let mut v = with_type("ContactDndUpdate", &contact);
+            v["dndSettings"] = json!({"SMS": {"status": "active", "message": "", "code": ""}});
+            v
+        }),
+        ("ContactTagUpdate", with_type("ContactTagUpdate", &contact)),
+        ("NoteCreate", with_type("NoteCreate", &note)),
+        ("NoteUpdate", with_type("NoteUpdate", &note)),
+        ("NoteDelete", with_type("NoteDelete", &note)),
+        ("TaskCreate", with_type("TaskCreate", &task)),
+        ("TaskComplete", with_type("TaskComplete", &task)),
+        ("TaskDelete", with_type("TaskDelete", &task)),
+        // The three appointment docs all show "AppointmentCreate" (§9.2a): both readings.
+        (
+            "AppointmentCreate",
+            with_type("AppointmentCreate", &appointment),
+        ),
+        (
+            "AppointmentUpdate",
+            with_type("AppointmentUpdate", &appointment),
+        ),
+        (
+            "AppointmentDelete",
+            with_type("AppointmentDelete", &appointment),
+        ),
+        (
+            "AppointmentDelete (as documented)",
+            with_type("AppointmentCreate", &appointment),
+        ),
+    ];
+    for t in [
+        "OpportunityCreate",
+        "OpportunityUpdate",
+        "OpportunityDelete",
+        "OpportunityAssignedToUpdate",
+        "OpportunityMonetaryValueUpdate",
+        "OpportunityStageUpdate",
+        "OpportunityStatusUpdate",
+    ] {
+        events.push((t, with_type(t, &opportunity)));
+    }
+    events.extend([
+        ("InboundMessage", with_type("InboundMessage", &message)),
+        ("OutboundMessage", with_type("OutboundMessage", &message)),
+        // Its `type` is the channel.
+        ("ProviderOutboundMessage", with_type("SMS", &message)),
+        (
+            "ConversationUnreadWebhook",
+            json!({"type": "ConversationUnreadUpdate",
+            "locationId": l, "id": "conv1", "contactId": "docContact1", "unreadCount": 1}),
+        ),
+        (
+            "CampaignStatusUpdate",
+            json!({"type": "CampaignStatusUpdate", "locationId": l,
+            "campaignId": "camp1", "contactId": "docContact1", "status": "completed"}),
+        ),
+        (
+            "OrderCreate",
+            json!({"type": "OrderCreate", "locationId": l, "_id": "order1",
+            "status": "completed", "amount": 10, "currency": "USD"}),
+        ),
+        (
+            "OrderStatusUpdate",
+            json!({"type": "OrderStatusUpdate", "locationId": l,
+            "_id": "order1", "status": "refunded"}),
+        ),
+        (
+            "LCEmailStats",
+            json!({"type": "LCEmailStats", "locationId": l, "companyId": COMPANY,
+            "webhookPayload": {"event": "delivered"}}),
+        ),
+        (
+            "PlanChange",
+            json!({"type": "PLAN_CHANGE", "appId": "app1", "companyId": COMPANY,
+            "locationId": l, "userId": "u1", "currentPlanId": "p1", "newPlanId": "p2"}),
+        ),
+        (
+            "LocationCreate",
+            json!({"type": "LocationCreate", "id": "newLocation9",
+            "companyId": COMPANY, "name": "Client 9", "email": "c9@agency.test",
+            "stripeProductId": "prod1"}),
+        ),
+        (
+            "LocationUpdate",
+            json!({"type": "LocationUpdate", "id": l, "companyId": COMPANY,
+            "name": "Renamed by GHL", "email": "x@agency.test", "stripeProductId": "prod1"}),
+        ),
+        (
+            "UserCreate (location form)",
+            json!({"type": "UserCreate", "id": "user1",
+            "locationId": l, "firstName": "A", "lastName": "B", "email": "ab@agency.test",
+            "phone": "+15550000000", "extension": "", "role": "user", "permissions": {}}),
+        ),
+        (
+            "UserCreate (company form)",
+            json!({"type": "UserCreate", "id": "user2",
+            "companyId": COMPANY, "locations": [l], "firstName": "C", "lastName": "D",
+            "email": "cd@agency.test", "phone": "", "extension": "", "role": "admin",
+            "permissions": {}}),
+        ),
+        (
+            "INSTALL (location form)",
+            json!({"type": "INSTALL", "appId": "app1",
+            "locationId": l, "companyId": COMPANY, "userId": "u1", "planId": "p1",
+            "trial": {"onTrial": false}, "isWhitelabelCompany": false,
+            "whitelabelDetails": {}, "companyName": "Agency"}),
+        ),
+        (
+            "INSTALL (agency form)",
+            json!({"type": "INSTALL", "appId": "app1",
+            "companyId": COMPANY, "planId": "p1", "trial": {"onTrial": false}}),
+        ),
+        (
+            "UNINSTALL (agency form)",
+            json!({"type": "UNINSTALL", "appId": "app1",
+            "companyId": COMPANY}),
+        ),
+        (
+            "UNINSTALL (location form)",
+            json!({"type": "UNINSTALL", "appId": "app1",
+            "locationId": l}),
+        ),
+    ]);
+    events
+}
+
+async fn started(
+    test: &'static str,
+) -> (
+    TestApp,
+    WebhookSigner,
+    std::net::SocketAddr,
+    CancellationToken,
+) {
+    let signer = WebhookSigner::new();
+    let mut spec = AppSpec::new(test);
+    spec.webhook_key_pem = Some(signer.public_pem());
+    let t = TestApp::start(spec).await;
+    let stop = CancellationToken::new();
+    let ingress = t.serve_ingress(stop.clone()).await;
+    let http = reqwest::Client::new();
+    eventually("the ingress is ready", SETTLE, || async {
+        let r = http.get(format!("http://{ingress}/readyz")).send().await;
+        r.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await;
+    (t, signer, ingress, stop)
+}
+
+async fn tenant(t: &TestApp) -> domain::Tenant {
+    TenantStore::get(t.app.store.as_ref(), &t.tenant.id)
+        .await
+        .expect("read the tenant")
+}
+
+/// Every documented event type, in its documented shape, gets a 2xx: GHL never redelivers
+/// anything else, so a 4xx loses the event for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_event_type_gets_a_2xx() {
+    let (t, signer, ingress, stop) = started("docevents").await;
+    let http = reqwest::Client::new();
+    let now = Utc::now();
+    let events = documented_events(&t.world.location);
+    let types: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|(name, _)| name.split(' ').next().unwrap_or(name))
+        .collect();
+    assert_eq!(
+        types.len(),
+        35,
+        "the 35 event docs of API.md §9.2a: {types:?}"
+    );
+    let mut refused = Vec::new();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for (i, (name, fields)) in events.into_iter().enumerate() {
+        // Strictly increasing timestamps: the lifecycle ones are ordered by them.
+        let at = now + chrono::Duration::milliseconds(i as i64);
+        let (status, answer) = signer.post(&http, ingress, &body(fields, at)).await;
+        if !(200..300).contains(&status) {
+            refused.push(format!("{name}: {status} {answer}"));
+        }
+        outcomes.insert(name, answer["status"].as_str().unwrap_or("").to_owned());
+    }
+    assert!(refused.is_empty(), "refused: {refused:#?}");
+    // Used ones are queued; the others are ignored at the door, audited, and queue nothing.
+    assert_eq!(outcomes["ContactCreate"], "accepted");
+    assert_eq!(outcomes["OpportunityCreate"], "ignored");
+    assert_eq!(outcomes["UserCreate (company form)"], "ignored");
+    let audit = AuditLog::query(
+        t.app.store.as_ref(),
+        &AuditQuery {
+            tenant: t.tenant.id.clone(),
+            contact: None,
+            before_id: None,
+            limit: 200,
+        },
+    )
+    .await
+    .expect("audit");
+    for used_by_nothing in [
+        "OpportunityCreate",
+        "InboundMessage",
+        "PLAN_CHANGE",
+        "UserCreate",
+    ] {
+        assert!(
+            audit.iter().any(|r| r
+                .entry
+                .reason
+                .as_deref()
+                .is_some_and(|why| why.contains(used_by_nothing))),
+            "no audit line for {used_by_nothing}"
+        );
+    }
+    let queued = outcomes
+        .keys()
+        .filter(|n| {
+            ["Contact", "Note", "Task", "Appointment"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .count();
+    assert_eq!(queued, 15);
+    let depths = t.amqp.depths().await.expect("depths");
+    assert_eq!(
+        depths.realtime as usize, queued,
+        "only the events the sync uses are queued: {outcomes:?}"
+    );
+    // The effects that can be seen: the LocationUpdate renamed the tenant, the location-form
+    // INSTALL recorded its company, and the final UNINSTALL left it uninstalled.
+    let after = tenant(&t).await;
+    assert_eq!(after.name, "Renamed by GHL");
+    assert_eq!(after.install.company_id.as_deref(), Some(COMPANY));
+    assert_eq!(after.state(), "uninstalled");
+    stop.cancel();
+}
+
+/// INSTALL, UNINSTALL, then the first INSTALL again — replayed with its own id, and delivered
+/// late under a new one: the tenant stays uninstalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_or_late_install_never_undoes_a_newer_uninstall() {
+    let (t, signer, ingress, stop) = started("replay").await;
+    let http = reqwest::Client::new();
+    let l = t.world.location.clone();
+    let now = Utc::now();
+    let install = |at| {
+        body(
+            json!({"type": "INSTALL", "appId": "app1", "locationId": l, "companyId": COMPANY}),
+            at,
+        )
+    };
+    let first = install(now - chrono::Duration::seconds(60));
+    let (status, answer) = signer.post(&http, ingress, &first).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
+    let uninstall = body(
+        json!({"type": "UNINSTALL", "appId": "app1", "locationId": l}),
+        now - chrono::Duration::seconds(30),
+    );
+    let (status, answer) = signer.post(&http, ingress, &uninstall).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")));
+    assert_eq!(tenant(&t).await.state(), "uninstalled");
+
+    let (status, answer) = signer.post(&http, ingress, &first).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    let late = install(now - chrono::Duration::seconds(60));
+    let (status, answer) = signer.post(&http, ingress, &late).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
+    assert_eq!(tenant(&t).await.state(), "uninstalled");
+    // A newer INSTALL is a reinstall.
+    let (status, _) = signer.post(&http, ingress, &install(now)).await;
+    assert_eq!(status, 200);
+    assert_eq!(tenant(&t).await.state(), "active");
+    stop.cancel();
+}
+
+/// The agency uninstalls company-wide (`companyId`, no `locationId`): the tenant is
+/// uninstalled and its GHL token deleted. Later events get 200 `ignored` and queue nothing; a
+/// message queued before the uninstall is skipped with an audit line, not dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_agency_uninstall_the_tenant_is_quiet_not_broken() {
+    let (t, signer, ingress, stop) = started("quiet").await;
+    let http = reqwest::Client::new();
+    let l = t.world.location.clone();
+    let now = Utc::now();
+    // The location's INSTALL names its company; the agency's UNINSTALL names only that.
+    let (status, _) = signer
+        .post(
+            &http,
+            ingress,
+            &body(
+                json!({"type": "INSTALL", "appId": "app1", "locationId": l, "companyId": COMPANY}),
+                now - chrono::Duration::seconds(20),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // A message queued while the tenant was still installed.
+    let queued = Envelope::new(
+        "queued-before-uninstall",
+        t.tenant.id.clone(),
+        Payload::SyncContact {
+            contact: domain::GhlContactId::parse("someContact1").unwrap(),
+            dry_run: false,
+        },
+        now,
+    );
+    t.amqp.publish(&queued).await.expect("publish");
+    let (status, answer) = signer
+        .post(
+            &http,
+            ingress,
+            &body(
+                json!({"type": "UNINSTALL", "appId": "app1", "companyId": COMPANY}),
+                now - chrono::Duration::seconds(10),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "{answer}"
+    );
+    assert_eq!(tenant(&t).await.state(), "uninstalled");
+    assert!(
+        CredentialStore::get(t.app.store.as_ref(), &t.tenant.id, Provider::Ghl)
+            .await
+            .is_err(),
+        "the GHL token is deleted"
+    );
+
+    let (status, answer) = signer
+        .post(
+            &http,
+            ingress,
+            &e2e::support::WebhookSigner::contact_create(&l, "afterUninstall1"),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
+
+    let worker = t.spawn_worker();
+    eventually("the queued message is skipped", SETTLE, || async {
+        (worker.stats.skipped.load(Ordering::Relaxed) >= 1).then_some(())
+    })
+    .await;
+    let depths = t.amqp.depths().await.expect("depths");
+    assert_eq!(
+        (depths.realtime, depths.bulk, depths.delayed, depths.dead),
+        (0, 0, 0, 0),
+        "nothing queued, nothing dead"
+    );
+    assert_eq!(worker.stats.dead_lettered.load(Ordering::Relaxed), 0);
+    assert_eq!(worker.stats.retried.load(Ordering::Relaxed), 0);
+    let letters = DeadLetterStore::list(t.app.store.as_ref(), None, true, None, 10)
+        .await
+        .expect("dead letters");
+    assert!(letters.is_empty(), "{letters:?}");
+    let audit = AuditLog::query(
+        t.app.store.as_ref(),
+        &AuditQuery {
+            tenant: t.tenant.id.clone(),
+            contact: None,
+            before_id: None,
+            limit: 20,
+        },
+    )
+    .await
+    .expect("audit");
+    assert!(
+        audit.iter().any(|r| r.entry.action == AuditAction::Skip
+            && r.entry
+                .reason
+                .as_deref()
+                .is_some_and(|why| why.contains("uninstalled"))),
+        "an audit line for the skipped message: {audit:#?}"
+    );
+    worker.stop().await;
+    stop.cancel();
+}
+
+/// `tenants add` refuses, before storing anything, a tenant without `ekyte.user_email` and one
+/// whose eKyte key fails the auth test; each says what is wrong and exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_add_refuses_a_tenant_that_cannot_work_and_stores_nothing() {
+    let t = TestApp::start(AppSpec::new("addcheck")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (api_key, _, _) = t.world.secrets();
+    let add = |settings: &domain::TenantSettings, key: &str, id: &str| {
+        let file = dir.path().join(format!("{id}.json"));
+        std::fs::write(&file, serde_json::to_vec(settings).unwrap()).unwrap();
+        let key = key.to_owned();
+        let id = id.to_owned();
+        let location = format!("loc{id}");
+        let t = &t;
+        async move {
+            let mut cmd = t
+                .command(&[
+                    "tenants",
+                    "add",
+                    "--id",
+                    &id,
+                    "--location",
+                    &location,
+                    "--ekyte-company",
+                    &t.tenant.ekyte_company_id.to_string(),
+                    "--settings",
+                    &file.display().to_string(),
+                ])
+                .await;
+            cmd.env("GES_TENANT_EKYTE_API_KEY", key);
+            cmd.output().await.expect("run tenants add")
+        }
+    };
+    use secrecy::ExposeSecret as _;
+    let mut no_email = t.tenant.settings.clone();
+    no_email.ekyte.user_email = None;
+    let out = add(&no_email, api_key.expose_secret(), "noemail").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ekyte.user_email"), "{stderr}");
+
+    let out = add(&t.tenant.settings, "not-the-key", "badkey").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("eKyte"), "{stderr}");
+    assert!(stderr.contains("nothing was stored"), "{stderr}");
+
+    let ids: Vec<String> = TenantStore::list(t.app.store.as_ref())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![t.tenant.id.to_string()],
+        "only the test's own tenant"
+    );
+
+    // The same command with what was missing succeeds.
+    let out = add(&t.tenant.settings, api_key.expose_secret(), "good").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn welcome_calls(t: &TestApp) -> std::collections::BTreeMap<String, usize> {
+    let dump = t
+        .world
+        .ghl
+        .dump_location(&t.world.location)
+        .expect("the GHL dump");
+    let mut per_contact = std::collections::BTreeMap::new();
+    for task in dump["tasks"].as_array().into_iter().flatten() {
+        if let (true, Some(c)) = (task["title"] == "Welcome call", task["contactId"].as_str()) {
+            *per_contact.entry(c.to_owned()).or_default() += 1;
+        }
+    }
+    per_contact
+}
+
+/// M4 is for new contacts: the first full sync of a location whose book exists already
+/// writes no onboarding task; a contact created afterwards gets its task exactly once, though
+/// its webhook comes twice and a sweep runs at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_full_sync_onboards_no_existing_contact_and_a_new_one_exactly_once() {
+    let mut spec = AppSpec::new("onboard");
+    spec.world.contacts = 60;
+    spec.world.onboarding = true;
+    let t = TestApp::start(spec).await;
+    let mut tenant = t.tenant.clone();
+    tenant.settings.onboarding_backfill = false;
+    TenantStore::upsert(t.app.store.as_ref(), &tenant)
+        .await
+        .expect("turn backfill onboarding off");
+    let worker = t.spawn_worker();
+    let stop = CancellationToken::new();
+    let ingress = t.serve_ingress(stop.clone()).await;
+    t.world
+        .ghl
+        .set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
+    let scope = t
+        .app
+        .engine
+        .scope(&t.tenant.id, ports::Priority::Bulk)
+        .await
+        .unwrap();
+    let sweep = |scope| {
+        let t = &t;
+        async move {
+            t.app
+                .engine
+                .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
+                .await
+                .expect("full sync")
+        }
+    };
+    let report = sweep(scope.clone()).await;
+    assert!(report.enqueued >= 60, "{report:?}");
+    app::demo::run::wait_quiet(t.app.broker.as_ref(), &t.world, &worker.stats, SETTLE, None)
+        .await
+        .expect("settle");
+    assert!(
+        t.workspaces_of(&t.world.contacts[0]).len() == 1,
+        "the book synced"
+    );
+    assert_eq!(
+        welcome_calls(&t),
+        Default::default(),
+        "no onboarding for the existing book"
+    );
+
+    let created = t
+        .world
+        .ghl
+        .act_create_contact(
+            &t.world.location,
+            json!({"firstName": "Brand", "lastName": "New", "email": "brand.new@example.test",
+                "tags": [app::demo::sim::SYNC_TAG]}),
+        )
+        .expect("create a contact");
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Its webhook (the simulator sends it), two more syncs of it under other message ids, and
+    // a full sync, all at the same time.
+    let again = |n: u32| {
+        let env = Envelope::new(
+            format!("again-{n}"),
+            t.tenant.id.clone(),
+            Payload::SyncContact {
+                contact: domain::GhlContactId::parse(&id).unwrap(),
+                dry_run: false,
+            },
+            Utc::now(),
+        );
+        let amqp = t.amqp.clone();
+        async move { amqp.publish(&env).await.expect("publish") }
+    };
+    let (_, _, report) = tokio::join!(again(1), again(2), sweep(scope.clone()));
+    assert!(report.seen >= 61, "{report:?}");
+    app::demo::run::wait_quiet(t.app.broker.as_ref(), &t.world, &worker.stats, SETTLE, None)
+        .await
+        .expect("settle");
+    let calls = welcome_calls(&t);
+    assert_eq!(calls.get(&id), Some(&1), "{calls:?}");
+    assert_eq!(calls.len(), 1, "only the new contact: {calls:?}");
+    assert_eq!(worker.stats.dead_lettered.load(Ordering::Relaxed), 0);
+    worker.stop().await;
+    stop.cancel();
+}
+
+/// The tenant's eKyte key is revoked while its full sync runs: the failures are dead-lettered
+/// with their chains and count in the run's errors (not a `completed` run with 0 errors);
+/// once the key is fixed, `dlq replay --all --tenant` converges both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_mid_sync_fails_visibly_and_a_replay_after_the_fix_converges() {
+    let mut spec = AppSpec::new("revoked");
+    spec.world.contacts = 30;
+    let t = TestApp::start(spec).await;
+    let store = t.app.store.as_ref();
+    let (api_key, mcp, _) = t.world.secrets();
+    let tenant_id = t.tenant.id.clone();
+    let put_key = |key: secrecy::SecretString| {
+        let mcp = mcp.clone();
+        let tenant_id = tenant_id.clone();
+        async move {
+            CredentialStore::put(
+                store,
+                &tenant_id,
+                Provider::Ekyte,
+                &ports::store::NewCredential {
+                    secret: ports::store::CredentialSecret::Ekyte {
+                        api_key: key,
+                        mcp_token: mcp,
+                    },
+                    expires_at: None,
+                },
+            )
+            .await
+            .expect("store the eKyte key")
+        }
+    };
+    let scope = t
+        .app
+        .engine
+        .scope(&t.tenant.id, ports::Priority::Bulk)
+        .await
+        .unwrap();
+    // The sweep queues the contacts; the key is revoked before the worker reaches them.
+    let report = t
+        .app
+        .engine
+        .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
+        .await
+        .expect("full sync");
+    assert!(report.enqueued >= 30, "{report:?}");
+    put_key(secrecy::SecretString::from("revoked-key")).await;
+    let worker = t.spawn_worker();
+    app::demo::run::wait_quiet(t.app.broker.as_ref(), &t.world, &worker.stats, SETTLE, None)
+        .await
+        .expect("settle");
+    let letters = DeadLetterStore::list(store, Some(t.tenant.id.clone()), false, None, 500)
+        .await
+        .expect("dead letters");
+    assert!(
+        letters.len() >= 30,
+        "every contact failed: {}",
+        letters.len()
+    );
+    assert!(
+        letters[0]
+            .letter
+            .error_chain
+            .iter()
+            .any(|c| c.to_lowercase().contains("unauthor") || c.contains("401")),
+        "the chain names the cause: {:?}",
+        letters[0].letter.error_chain
+    );
+    let runs = ports::store::RunStore::recent(store, &t.tenant.id, 5)
+        .await
+        .expect("runs");
+    let full = runs
+        .iter()
+        .find(|r| r.kind == ports::store::RunKind::Full)
+        .expect("the full run");
+    assert_eq!(
+        full.counts.errors,
+        letters.len() as u64,
+        "the run counts its failed contact syncs"
+    );
+
+    // Fixed, and replayed with the operator's command.
+    put_key(api_key).await;
+    let replay = t
+        .command(&["dlq", "replay", "--all", "--tenant", t.tenant.id.as_str()])
+        .await
+        .output()
+        .await
+        .expect("run dlq replay");
+    assert!(
+        replay.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&replay.stdout),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    app::demo::run::wait_quiet(t.app.broker.as_ref(), &t.world, &worker.stats, SETTLE, None)
+        .await
+        .expect("settle after the replay");
+    for c in &t.world.contacts {
+        assert_eq!(t.workspaces_of(c).len(), 1, "contact {c} has its workspace");
+    }
+    app::scheduler::enqueue(
+        app::scheduler::Job::Poll,
+        Some(&t.tenant.id),
+        store,
+        t.amqp.as_ref(),
+        Utc::now(),
+        false,
+    )
+    .await
+    .expect("enqueue a poll");
+    app::demo::run::wait_quiet(t.app.broker.as_ref(), &t.world, &worker.stats, SETTLE, None)
+        .await
+        .expect("settle after the poll");
+    let verdict = app::demo::verify::verify(&t.world).expect("verify");
+    assert!(verdict.converged, "{:#?}", verdict.problems);
+    worker.stop().await;
+}
+
+/// Two GHL locations share one eKyte company (the agency's), one tenant each; the first is
+/// the company's default location. Each location's contacts get one workspace each, labelled
+/// with their own location; neither location gets the other's clients back as contacts; a
+/// workspace made in eKyte without an `ExternalId` becomes a contact of the default location
+/// only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_locations_share_one_ekyte_company_without_crossing() {
+    let mut spec = AppSpec::new("shared");
+    spec.world.contacts = 8;
+    spec.world.onboarding = false;
+    let t = TestApp::start(spec).await;
+    let store = t.app.store.as_ref();
+    let mut first = t.tenant.clone();
+    first.settings.ekyte.default_location = true;
+    TenantStore::upsert(store, &first).await.unwrap();
+
+    // The second location, its token and its own clients.
+    let ghl = &t.world.ghl;
+    let loc2 = ghl
+        .create_location(sandbox::ghl::LocationSpec {
+            name: "Second client".into(),
+            ..Default::default()
+        })
+        .expect("a second location");
+    let pit2 = ghl
+        .register_pit(sandbox::ghl::PitSpec {
+            location_id: Some(loc2.clone()),
+            ..Default::default()
+        })
+        .expect("its token");
+    let seeded: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({"firstName": format!("Second{i}"), "lastName": "Client",
+                "email": format!("second{i}@client2.test"), "tags": [app::demo::sim::SYNC_TAG]})
+        })
+        .collect();
+    let second_contacts = ghl.seed_contacts(&loc2, &seeded).expect("seed");
+    let mut second = t.tenant.clone();
+    second.id = domain::TenantId::parse("second").unwrap();
+    second.name = "Second client".into();
+    second.location_id = domain::LocationId::parse(&loc2).unwrap();
+    let (api_key, mcp, _) = t.world.secrets();
+    app::admin::add_tenant(
+        store,
+        store,
+        &second,
+        Some(api_key),
+        mcp,
+        Some(secrecy::SecretString::from(pit2)),
+    )
+    .await
+    .expect("add the second tenant");
+
+    let worker = t.spawn_worker();
+    let settle =
+        || app::demo::run::wait_quiet(t.app.broker.as_ref(), &t.world, &worker.stats, SETTLE, None);
+    for tenant in [&first, &second] {
+        let scope = t
+            .app
+            .engine
+            .scope(&tenant.id, ports::Priority::Bulk)
+            .await
+            .unwrap();
+        t.app
+            .engine
+            .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
+            .await
+            .expect("full sync");
+    }
+    settle().await.expect("settle after the full syncs");
+    let poll_all = || async {
+        app::scheduler::enqueue(
+            app::scheduler::Job::Poll,
+            None,
+            store,
+            t.amqp.as_ref(),
+            Utc::now(),
+            false,
+        )
+        .await
+        .expect("enqueue the polls");
+        settle().await.expect("settle after the polls");
+    };
+    let listings = || {
+        t.world
+            .ekyte
+            .counters()
+            .snapshot()
+            .route_total("GET", "/v1.0/workspaces")
+    };
+    poll_all().await;
+    // A quiet cycle: one listing of the shared company for the two tenants' polls (one page,
+    // few workspaces), where each tenant listing it would make two.
+    let before = listings();
+    poll_all().await;
+    assert_eq!(
+        listings() - before,
+        1,
+        "the company is listed once per cycle"
+    );
+
+    let company = t.world.company.company_id;
+    for c in &t.world.contacts {
+        assert_eq!(t.workspaces_of(c).len(), 1, "first location's {c}");
+    }
+    for c in &second_contacts {
+        let ext = format!("ghl:{loc2}:{c}");
+        assert_eq!(
+            t.world.ekyte.workspaces_by_external_id(company, &ext).len(),
+            1,
+            "second location's {c}"
+        );
+    }
+    let contacts_of = |loc: &str| {
+        ghl.dump_location(loc).expect("dump")["contacts"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(
+        contacts_of(&loc2),
+        second_contacts.len(),
+        "the second location got none of the other workspaces back"
+    );
+    let first_before = contacts_of(&t.world.location);
+
+    // Made in eKyte, unlabelled: the default location's.
+    t.world
+        .ekyte
+        .create_workspace(
+            company,
+            sandbox::ekyte::NewWorkspace {
+                name: "Walk-in client".into(),
+                active: true,
+                ..Default::default()
+            },
+        )
+        .expect("a workspace made in eKyte");
+    poll_all().await;
+    assert_eq!(contacts_of(&t.world.location), first_before + 1);
+    assert_eq!(contacts_of(&loc2), second_contacts.len());
+    assert_eq!(worker.stats.dead_lettered.load(Ordering::Relaxed), 0);
+    worker.stop().await;
+}
