@@ -23,6 +23,7 @@ use sea_orm_migration::sea_orm::{
 
 mod m20260101_000001_initial;
 mod m20261204_000001_tenant_install;
+mod m20261204_000002_ghl_agencies;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20260101_000001_initial::Migration),
             Box::new(m20261204_000001_tenant_install::Migration),
+            Box::new(m20261204_000002_ghl_agencies::Migration),
         ]
     }
 }

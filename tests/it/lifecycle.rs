@@ -881,3 +881,213 @@ async fn two_locations_share_one_ekyte_company_without_crossing() {
     assert_eq!(worker.stats.dead_lettered.load(Ordering::Relaxed), 0);
     worker.stop().await;
 }
+
+/// An agency installs the app for three locations at once, through GHL's bulk consent and
+/// the real callback. The company token is stored once; each location's tenant is connected
+/// and syncs through location tokens minted from it, all into one eKyte company. The agency's
+/// UNINSTALL uninstalls all three and deletes the token; a reinstall resyncs and creates
+/// nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() {
+    let mut spec = AppSpec::new("agency");
+    spec.world.contacts = 3;
+    spec.world.onboarding = false;
+    let t = TestApp::start(spec).await;
+    let store = t.app.store.clone();
+    let ghl = &t.world.ghl;
+    const APP: &str = "agencyApp000000001";
+    ghl.register_oauth_client(sandbox::ghl::OAuthClientSpec {
+        client_id: "agency-client".into(),
+        client_secret: "agency-secret".into(),
+        app_id: APP.into(),
+        ..Default::default()
+    })
+    .expect("register the marketplace app");
+    let company = ghl.dump_location(&t.world.location).expect("dump")["location"]["companyId"]
+        .as_str()
+        .expect("the location's company")
+        .to_owned();
+
+    // Two more locations of the company, with clients of their own, and their tenants; the
+    // first one (the world's) takes the workspaces made in eKyte.
+    let mut first = t.tenant.clone();
+    first.settings.ekyte.default_location = true;
+    TenantStore::upsert(store.as_ref(), &first).await.unwrap();
+    let (api_key, mcp, _) = t.world.secrets();
+    let mut locations = vec![t.world.location.clone()];
+    let mut clients: Vec<(String, String)> = t
+        .world
+        .contacts
+        .iter()
+        .map(|c| (t.world.location.clone(), c.clone()))
+        .collect();
+    for n in 2..=3 {
+        let loc = ghl
+            .create_location(sandbox::ghl::LocationSpec {
+                name: format!("Client {n}"),
+                ..Default::default()
+            })
+            .expect("a location");
+        let seeded: Vec<Value> = (0..2)
+            .map(|i| {
+                json!({"firstName": format!("L{n}c{i}"), "lastName": "Client",
+                    "email": format!("l{n}c{i}@client.test"), "tags": [app::demo::sim::SYNC_TAG]})
+            })
+            .collect();
+        for c in ghl.seed_contacts(&loc, &seeded).expect("seed") {
+            clients.push((loc.clone(), c));
+        }
+        let mut tenant = t.tenant.clone();
+        tenant.id = domain::TenantId::parse(format!("client-{n}")).unwrap();
+        tenant.location_id = domain::LocationId::parse(&loc).unwrap();
+        tenant.install = domain::Install {
+            kind: domain::InstallKind::Agency,
+            company_id: Some(company.clone()),
+            ..Default::default()
+        };
+        app::admin::add_tenant(
+            store.as_ref(),
+            store.as_ref(),
+            &tenant,
+            Some(api_key.clone()),
+            mcp.clone(),
+            None,
+        )
+        .await
+        .expect("add the tenant");
+        locations.push(loc);
+    }
+
+    // The app as deployed with the marketplace app's keys, serving the real callback.
+    let mut config = t.config.clone();
+    config.ghl.client_id = "agency-client".into();
+    config.ghl.client_secret = secrecy::SecretString::from("agency-secret".to_owned());
+    config.ghl.app_id = APP.into();
+    let deployed = app::wiring::App::build(config, store.clone(), t.amqp.clone())
+        .await
+        .expect("the app");
+    let stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingress = listener.local_addr().unwrap();
+    tokio::spawn(app::ingress::serve(
+        listener,
+        deployed.ingress().expect("the router"),
+        stop.clone(),
+    ));
+    ghl.set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
+    let http = reqwest::Client::new();
+    let install = || async {
+        let code = ghl
+            .issue_bulk_install_code("agency-client", &company, &locations, false, None)
+            .expect("the agency's consent");
+        let state = deployed.state_signer().sign_agency(Utc::now());
+        let r = http
+            .get(format!("http://{ingress}/oauth/callback"))
+            .query(&[("code", code.as_str()), ("state", state.as_str())])
+            .send()
+            .await
+            .expect("the callback answers");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    let (status, text) = install().await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("3 location(s) connected"), "{text}");
+    let agency = ports::store::AgencyStore::agency_install(store.as_ref(), &company)
+        .await
+        .expect("the company token is stored");
+    assert!(!agency.install_to_future);
+    for loc in &locations {
+        let tenant =
+            TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(loc).unwrap())
+                .await
+                .unwrap()
+                .expect("a tenant");
+        assert_eq!(tenant.install.kind, domain::InstallKind::Agency);
+        assert_eq!(tenant.state(), "active");
+    }
+
+    let worker = deployed.worker("agency-e2e".into());
+    let stats = worker.stats.clone();
+    let worker_stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
+    let sync_all = || async {
+        for loc in &locations {
+            let tenant =
+                TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(loc).unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+            let scope = deployed
+                .engine
+                .scope(&tenant.id, ports::Priority::Bulk)
+                .await
+                .unwrap();
+            deployed
+                .engine
+                .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
+                .await
+                .expect("full sync");
+        }
+        app::demo::run::wait_quiet(deployed.broker.as_ref(), &t.world, &stats, SETTLE, None)
+            .await
+            .expect("settle");
+    };
+    let minted_before = ghl
+        .counter_snapshot()
+        .route_total("POST", "/oauth/locationToken");
+    sync_all().await;
+    let ekyte_company = t.world.company.company_id;
+    let one_each = || {
+        for (loc, c) in &clients {
+            let ext = format!("ghl:{loc}:{c}");
+            assert_eq!(
+                t.world
+                    .ekyte
+                    .workspaces_by_external_id(ekyte_company, &ext)
+                    .len(),
+                1,
+                "{ext}"
+            );
+        }
+    };
+    one_each();
+    assert!(
+        ghl.counter_snapshot()
+            .route_total("POST", "/oauth/locationToken")
+            >= minted_before + 3,
+        "each location's calls use a token minted from the agency's"
+    );
+    let workspaces = t.world.ekyte.dump(ekyte_company).unwrap().workspaces.len();
+
+    // The agency uninstalls: every tenant of the company, and the company token.
+    ghl.act_uninstall_company(&company, APP).expect("uninstall");
+    eventually("every tenant uninstalled", SETTLE, || async {
+        let all = TenantStore::by_company(store.as_ref(), &company)
+            .await
+            .unwrap();
+        (all.len() == 3 && all.iter().all(|t| t.state() == "uninstalled")).then_some(())
+    })
+    .await;
+    assert!(
+        ports::store::AgencyStore::agency_install(store.as_ref(), &company)
+            .await
+            .is_err(),
+        "the company token is deleted"
+    );
+
+    // A reinstall: connected again, resynced, nothing twice.
+    let (status, text) = install().await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("3 location(s) connected"), "{text}");
+    sync_all().await;
+    one_each();
+    assert_eq!(
+        t.world.ekyte.dump(ekyte_company).unwrap().workspaces.len(),
+        workspaces,
+        "no workspace made twice"
+    );
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    worker_stop.cancel();
+    let _ = worker_task.await;
+    stop.cancel();
+}

@@ -208,7 +208,7 @@ pub enum DlqCommand {
 pub enum TenantsCommand {
     /// Add (or update) a tenant with its eKyte credentials and, optionally, a GHL Private
     /// Integration Token (without one, install the GHL app with `oauth url`).
-    Add(TenantAddArgs),
+    Add(Box<TenantAddArgs>),
     /// Every tenant: its state, install, GHL token expiry and eKyte company.
     List(JsonFlag),
 }
@@ -241,6 +241,10 @@ pub struct TenantAddArgs {
     /// Add it inactive (nothing syncs until activated by an install).
     #[arg(long)]
     pub inactive: bool,
+    /// The location belongs to this GHL company, which installed the app agency-wide
+    /// (`oauth url --agency`): its GHL calls use location tokens minted from the agency's.
+    #[arg(long)]
+    pub agency_company: Option<String>,
     /// Store it without asking eKyte whether the key, the user email and the task type work
     /// (for a machine that cannot reach eKyte; the settings are still checked).
     #[arg(long)]
@@ -251,8 +255,13 @@ pub struct TenantAddArgs {
 pub enum OauthCommand {
     /// Print the link that installs the GHL app on the tenant's location.
     Url {
+        /// The tenant whose location is installed.
+        #[arg(long, required_unless_present = "agency", conflicts_with = "agency")]
+        tenant: Option<String>,
+        /// An agency-wide install: the agency approves its locations, and each one with a
+        /// tenant (`tenants add --agency-company`) is connected.
         #[arg(long)]
-        tenant: String,
+        agency: bool,
     },
     /// Exchange an authorisation code by hand and store the tokens.
     Exchange {
@@ -766,8 +775,22 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
                     .context("--ekyte-company")?,
                 active: !a.inactive,
                 settings,
-                install: Default::default(),
+                install: match &a.agency_company {
+                    Some(company) => domain::Install {
+                        kind: domain::InstallKind::Agency,
+                        company_id: Some(company.clone()),
+                        ..Default::default()
+                    },
+                    None => Default::default(),
+                },
             };
+            let mut tenant = tenant;
+            // Re-adding a tenant (new settings or keys) keeps what its install taught it.
+            if a.agency_company.is_none()
+                && let Ok(known) = TenantStore::get(store.as_ref(), &tenant.id).await
+            {
+                tenant.install = known.install;
+            }
             let api_key = wiring::secret(a.ekyte_api_key);
             let mcp_token = wiring::secret(a.ekyte_mcp_token);
             // Refused before anything is stored: a tenant that cannot work fails every sync.
@@ -841,8 +864,24 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
 async fn oauth(config: Config, cmd: OauthCommand) -> anyhow::Result<ExitCode> {
     let app = app(config).await?;
     let result = match cmd {
-        OauthCommand::Url { tenant } => {
-            let tenant = tenant_id(&tenant)?;
+        OauthCommand::Url {
+            tenant: None,
+            agency: true,
+        } => {
+            let state = app.state_signer().sign_agency(chrono::Utc::now());
+            let url = app
+                .ghl
+                .oauth()
+                .authorize_url(&state)
+                .context("[ghl] client_id / redirect_uri")?;
+            println!("{url}");
+            eprintln!(
+                "open this link as the agency, choose the sub-accounts to install on; it is valid for one hour"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        OauthCommand::Url { tenant, .. } => {
+            let tenant = tenant_id(tenant.as_deref().unwrap_or_default())?;
             TenantStore::get(app.store.as_ref(), &tenant)
                 .await
                 .with_context(|| format!("tenant {tenant}: add it with `tenants add` first"))?;

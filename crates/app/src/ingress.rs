@@ -27,11 +27,12 @@ use ports::Clock;
 use ports::ghl::{CompanyEvent, CompanyEventKind, GhlEvent, GhlEventKind, Webhook};
 use ports::queue::{Envelope, Payload, Publisher};
 use ports::store::{
-    AuditEntry, AuditLog, CredentialStore, Inbox, Provider, StoreHealth, TenantStore,
+    AgencyStore, AuditEntry, AuditLog, CredentialSecret, CredentialStore, Inbox, Provider,
+    StoreHealth, TenantStore,
 };
 
 use crate::metrics::Telemetry;
-use crate::oauth_state::StateSigner;
+use crate::oauth_state::{InstallFor, StateSigner};
 
 /// The inbox source of webhook ids (dedupe at the door).
 pub const INBOX_WEBHOOKS: &str = "webhook";
@@ -47,6 +48,8 @@ pub struct WebhookState {
     pub clock: Arc<dyn Clock>,
     /// Where the events answered `ignored` are recorded for the operator.
     pub audit: Arc<dyn AuditLog>,
+    /// The agencies' company tokens (deleted by the agency's UNINSTALL).
+    pub agencies: Arc<dyn AgencyStore>,
     /// Drops cached GHL tokens after an install or uninstall.
     pub ghl: Option<GhlAdapter>,
 }
@@ -57,6 +60,9 @@ pub struct OAuthState {
     pub oauth: Arc<OAuthClient>,
     pub tenants: Arc<dyn TenantStore>,
     pub credentials: Arc<dyn CredentialStore>,
+    pub agencies: Arc<dyn AgencyStore>,
+    /// The marketplace app's id (`ghl.app_id`), which GHL's installed-locations list needs.
+    pub app_id: String,
     pub signer: Arc<StateSigner>,
     pub ghl: Option<GhlAdapter>,
 }
@@ -374,6 +380,9 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
                     Err(e) => return store_down(&e),
                 }
             }
+            if !install && let Err(e) = s.agencies.delete_agency(&event.company_id).await {
+                return store_down(&e);
+            }
             let what = event.kind.type_name();
             if tenants.is_empty() {
                 return ignored(what, "no tenant belongs to this company");
@@ -464,14 +473,126 @@ async fn oauth_callback(State(s): State<OAuthState>, Query(q): Query<CallbackQue
             "missing code or state: start the installation from `ghl-ekyte-sync oauth url --tenant …`".into(),
         );
     };
-    let tenant_id = match s.signer.verify(&state, chrono::Utc::now()) {
-        Ok(t) => t,
+    let outcome = match s.signer.verify_install(&state, chrono::Utc::now()) {
+        Ok(InstallFor::Tenant(tenant_id)) => complete_install(&s, &tenant_id, &code).await,
+        Ok(InstallFor::Agency) => complete_agency_install(&s, &code).await,
         Err(e) => return page(StatusCode::BAD_REQUEST, format!("invalid state: {e}")),
     };
-    match complete_install(&s, &tenant_id, &code).await {
+    match outcome {
         Ok(msg) => page(StatusCode::OK, msg),
         Err((status, msg)) => page(status, msg),
     }
+}
+
+fn unavailable(what: &str) -> impl FnOnce(ports::StoreError) -> (StatusCode, String) + '_ {
+    move |e| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("could not {what}: {e}"),
+        )
+    }
+}
+
+/// An agency-wide install (`oauth url --agency`): store the company token (sealed, refreshed
+/// under its own lock), list the locations the agency installed the app on, and connect the
+/// tenant of each (its GHL calls then use location tokens minted from the company token).
+/// Locations without a tenant are named, with the command that adds one.
+pub async fn complete_agency_install(
+    s: &OAuthState,
+    code: &str,
+) -> Result<String, (StatusCode, String)> {
+    let install = s.oauth.exchange_code(code).await.map_err(|e| {
+        (
+            StatusCode::BAD_GATEWAY,
+            format!("the code exchange with GHL failed: {e}"),
+        )
+    })?;
+    let company = match (&install.user_type, &install.company_id) {
+        (ghl::UserType::Company, Some(c)) => c.clone(),
+        _ => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "GHL answered with a sub-account install, not an agency's: start it with `oauth url --tenant …` for one location".into(),
+            ));
+        }
+    };
+    let CredentialSecret::GhlOAuth { access_token, .. } = &install.credential.secret else {
+        return Err((
+            StatusCode::BAD_GATEWAY,
+            "GHL's answer is not an OAuth token".into(),
+        ));
+    };
+    s.agencies
+        .put_agency(&company, &install.credential, install.install_to_future)
+        .await
+        .map_err(unavailable("store the agency token"))?;
+    let locations = s
+        .oauth
+        .installed_locations(access_token, &company, &s.app_id)
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the agency token is stored, but listing its installed locations failed: {e}"
+                ),
+            )
+        })?;
+    let now = chrono::Utc::now();
+    let (mut connected, mut missing) = (Vec::new(), Vec::new());
+    for l in &locations {
+        let Some(tenant) = s
+            .tenants
+            .by_location(&l.location_id)
+            .await
+            .map_err(unavailable("read the tenants"))?
+        else {
+            missing.push(format!(
+                "{} ({})",
+                l.location_id,
+                l.name.as_deref().unwrap_or("unnamed")
+            ));
+            continue;
+        };
+        let mut updated = tenant.clone();
+        updated.install.kind = domain::InstallKind::Agency;
+        updated.install.company_id = Some(company.clone());
+        s.tenants
+            .upsert(&updated)
+            .await
+            .map_err(unavailable("record the agency install"))?;
+        // The agency's token supersedes a token of the location's own.
+        s.credentials
+            .delete(&tenant.id, Provider::Ghl)
+            .await
+            .map_err(unavailable("replace the location's token"))?;
+        s.tenants
+            .apply_lifecycle(&tenant.id, true, now)
+            .await
+            .map_err(unavailable("activate the tenant"))?;
+        if let Some(g) = &s.ghl {
+            g.forget_credentials(&tenant.id);
+        }
+        connected.push(format!("{} ({})", tenant.id, tenant.location_id));
+    }
+    tracing::info!(%company, connected = connected.len(), without_tenant = missing.len(), "GHL agency installation stored");
+    let mut text = format!(
+        "Installed for GHL company {company}: {} location(s) connected{}.",
+        connected.len(),
+        if connected.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", connected.join(", "))
+        }
+    );
+    if !missing.is_empty() {
+        text.push_str(&format!(
+            "\n{} location(s) have no tenant yet: {}. Add each with `ghl-ekyte-sync tenants add --location <id> --agency-company {company} --ekyte-company <id> --settings <file>`; it uses this install at once.",
+            missing.len(),
+            missing.join(", ")
+        ));
+    }
+    Ok(text)
 }
 
 /// Exchange the code and store the tokens for the tenant (also `oauth exchange`).

@@ -1,7 +1,9 @@
 //! The OAuth `state` parameter: which tenant an installation is for, signed so that a
 //! callback cannot be forged or replayed after it expires (CSRF protection, RFC 6749 §10.12).
 //!
-//! Format: `<tenant>.<expiry unix seconds>.<base64url HMAC-SHA256 of "tenant.expiry">`.
+//! Format: `<subject>.<expiry unix seconds>.<base64url HMAC-SHA256 of "subject.expiry">`,
+//! where the subject is the tenant, or `_agency` for an agency-wide install (no tenant id
+//! starts with `_`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -48,12 +50,46 @@ impl StateSigner {
     }
 
     pub fn sign(&self, tenant: &TenantId, now: DateTime<Utc>) -> String {
-        let message = format!("{tenant}.{}", (now + self.lifetime).timestamp());
+        self.sign_subject(tenant.as_str(), now)
+    }
+
+    /// A state for an agency-wide install (the locations come from GHL's answer).
+    pub fn sign_agency(&self, now: DateTime<Utc>) -> String {
+        self.sign_subject(AGENCY_SUBJECT, now)
+    }
+
+    fn sign_subject(&self, subject: &str, now: DateTime<Utc>) -> String {
+        let message = format!("{subject}.{}", (now + self.lifetime).timestamp());
         let tag = self.mac(&message).finalize().into_bytes();
         format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
+    /// What a verified state installs for.
+    pub fn verify_install(
+        &self,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<InstallFor, StateError> {
+        match self.verify_subject(state, now)? {
+            s if s == AGENCY_SUBJECT => Ok(InstallFor::Agency),
+            s => TenantId::parse(s)
+                .map(InstallFor::Tenant)
+                .map_err(|_| StateError::BadTenant),
+        }
+    }
+
     pub fn verify(&self, state: &str, now: DateTime<Utc>) -> Result<TenantId, StateError> {
+        match self.verify_install(state, now)? {
+            InstallFor::Tenant(t) => Ok(t),
+            InstallFor::Agency => Err(StateError::BadTenant),
+        }
+    }
+
+    fn verify_subject<'s>(
+        &self,
+        state: &'s str,
+        now: DateTime<Utc>,
+    ) -> Result<&'s str, StateError> {
         let mut parts = state.rsplitn(2, '.');
         let (Some(tag), Some(message)) = (parts.next(), parts.next()) else {
             return Err(StateError::Malformed);
@@ -70,8 +106,20 @@ impl StateSigner {
         if now.timestamp() > expiry {
             return Err(StateError::Expired);
         }
-        TenantId::parse(tenant).map_err(|_| StateError::BadTenant)
+        Ok(tenant)
     }
+}
+
+/// The subject of an agency install's state.
+const AGENCY_SUBJECT: &str = "_agency";
+
+/// What an install was started for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallFor {
+    /// One tenant's location.
+    Tenant(TenantId),
+    /// An agency's locations, whichever it approves.
+    Agency,
 }
 
 #[cfg(test)]
@@ -94,5 +142,12 @@ mod tests {
         let other = StateSigner::new(b"x".repeat(32), Duration::minutes(30));
         assert_eq!(other.verify(&state, now), Err(StateError::BadSignature));
         assert_eq!(s.verify("nonsense", now), Err(StateError::Malformed));
+        let agency = s.sign_agency(now);
+        assert_eq!(s.verify_install(&agency, now), Ok(InstallFor::Agency));
+        assert_eq!(s.verify(&agency, now), Err(StateError::BadTenant));
+        assert_eq!(
+            s.verify_install(&state, now),
+            Ok(InstallFor::Tenant(t.clone()))
+        );
     }
 }

@@ -132,8 +132,15 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<Traces> {
 pub fn init_for(config: &TelemetryConfig, profile: Profile) -> anyhow::Result<Traces> {
     let terminal = std::io::stderr().is_terminal();
     let (style, level) = style(config, profile, terminal);
+    // A command closes its broker connection and exits at once; lapin's I/O thread may then
+    // log that the runtime is going away. The command reports broker failures itself (it
+    // fails, with the cause), so lapin's own lines are left to `RUST_LOG`.
+    let level = match profile {
+        Profile::Command => format!("{level},lapin=off"),
+        Profile::Service => level.to_owned(),
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = if config.otlp_endpoint.trim().is_empty() {
         None

@@ -266,6 +266,8 @@ impl App {
             oauth: self.ghl.oauth(),
             tenants: self.store.clone(),
             credentials: self.store.clone(),
+            agencies: self.store.clone(),
+            app_id: self.config.ghl.app_id.clone(),
             signer: self.state_signer(),
             ghl: Some(self.ghl.clone()),
         }
@@ -293,6 +295,7 @@ impl App {
                 credentials: self.store.clone(),
                 clock: self.clock.clone(),
                 audit: self.store.clone(),
+                agencies: self.store.clone(),
                 ghl: Some(self.ghl.clone()),
             },
             Some(self.oauth_state()),

@@ -301,6 +301,14 @@ pub(crate) mod routes {
         "oauth.write",
         Idempotent
     );
+    route!(
+        INSTALLED_LOCATIONS,
+        GET,
+        "GET /oauth/installedLocations",
+        V1,
+        "oauth.readonly",
+        Idempotent
+    );
 }
 
 /// A request body.

@@ -357,6 +357,30 @@ pub(crate) struct TokenAnswer {
     pub company_id: Option<String>,
     #[serde(default, deserialize_with = "text")]
     pub user_id: Option<String>,
+    /// Agency installs: the install covers the company's future locations.
+    #[serde(default, deserialize_with = "flag")]
+    pub install_to_future_locations: Option<bool>,
+}
+
+/// `GET /oauth/installedLocations` (\[O2\], API.md §7).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InstalledLocationsAnswer {
+    #[serde(default, deserialize_with = "list")]
+    pub locations: Vec<InstalledLocationDto>,
+    #[serde(default, deserialize_with = "count")]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InstalledLocationDto {
+    #[serde(rename = "_id", deserialize_with = "text")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "flag")]
+    pub is_installed: Option<bool>,
 }
 
 impl TokenAnswer {

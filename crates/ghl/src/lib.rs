@@ -83,7 +83,7 @@ use crate::dto::{
 use crate::error::CallError;
 pub use crate::error::ConfigError;
 use crate::oauth::{AccessToken, TokenManager};
-pub use crate::oauth::{Installation, LocationToken, OAuthClient, UserType};
+pub use crate::oauth::{Installation, InstalledLocation, LocationToken, OAuthClient, UserType};
 pub use crate::webhook::{
     SignatureScheme, Signatures, WebhookConfig, WebhookError, WebhookVerifier,
 };

@@ -74,14 +74,24 @@ impl UserType {
 /// What a code exchange (or a refresh) gives: the credential to store, and who it is for.
 #[derive(Debug, Clone)]
 pub struct Installation {
-    /// Store it with `CredentialStore::put(tenant, Provider::Ghl, …)`.
+    /// Store it with `CredentialStore::put(tenant, Provider::Ghl, …)` (a location install) or
+    /// `AgencyStore::put_agency` (a company install).
     pub credential: NewCredential,
+    /// A company install covers the company's future locations.
+    pub install_to_future: bool,
     pub user_type: UserType,
     /// Set for location installs.
     pub location_id: Option<LocationId>,
     pub company_id: Option<String>,
     pub user_id: Option<String>,
     pub scopes: Vec<String>,
+}
+
+/// A location of an agency's install (`GET /oauth/installedLocations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledLocation {
+    pub location_id: LocationId,
+    pub name: Option<String>,
 }
 
 /// A location token minted from an agency token. v2 gives no refresh token with it: mint
@@ -270,6 +280,7 @@ impl OAuthClient {
             location_id,
             company_id,
             user_id: answer.user_id,
+            install_to_future: answer.install_to_future_locations.unwrap_or(false),
             scopes,
         })
     }
@@ -344,6 +355,63 @@ impl OAuthClient {
 
     /// Mint a location token from an agency (Company) access token (`POST
     /// /oauth/locationToken`, form `companyId`, `locationId`, API.md §7).
+    /// The locations of the company the app is installed on (`GET /oauth/installedLocations`,
+    /// agency token, scope `oauth.readonly`; every page). Needs the app id (`ghl.app_id`).
+    pub async fn installed_locations(
+        &self,
+        agency_token: &SecretString,
+        company_id: &str,
+        app_id: &str,
+    ) -> Result<Vec<InstalledLocation>, ApiError> {
+        if app_id.trim().is_empty() {
+            return Err(ApiError::Invalid {
+                messages: vec!["ghl.app_id is not set: listing an agency's installed locations needs the marketplace app's id".into()],
+            });
+        }
+        const PAGE: u32 = 100;
+        let key = BudgetKey::new(self.app.clone(), company_id.to_owned());
+        let mut out = Vec::new();
+        let mut skip = 0u32;
+        loop {
+            let req = ApiRequest::new(&routes::INSTALLED_LOCATIONS, "/oauth/installedLocations")
+                .query("companyId", company_id)
+                .query("appId", app_id)
+                .query("isInstalled", "true")
+                .query("skip", skip.to_string())
+                .query("limit", PAGE.to_string());
+            let answer = self
+                .transport
+                .send(
+                    &req,
+                    Some(agency_token),
+                    Some((&key, Priority::RealTime)),
+                    None,
+                )
+                .await?;
+            let page: crate::dto::InstalledLocationsAnswer = answer.decode()?;
+            let n = page.locations.len();
+            for l in page.locations {
+                if l.is_installed == Some(false) {
+                    continue;
+                }
+                let Some(id) = l.id else { continue };
+                let location_id = LocationId::parse(&id).map_err(|e| {
+                    ApiError::Unknown(anyhow::anyhow!("GHL listed a bad location id: {e}"))
+                })?;
+                out.push(InstalledLocation {
+                    location_id,
+                    name: l.name,
+                });
+            }
+            skip += u32::try_from(n).unwrap_or(PAGE);
+            // A short page ends it; so does reaching the total (whatever it counts: GHL's doc
+            // reads as the company's locations, not the ones that match).
+            if n < PAGE as usize || page.count.is_some_and(|total| u64::from(skip) >= total) {
+                return Ok(out);
+            }
+        }
+    }
+
     pub async fn location_token(
         &self,
         agency_token: &SecretString,

@@ -357,6 +357,41 @@ pub trait CredentialStore: Send + Sync {
     ) -> Result<Credential, RefreshError>;
 }
 
+// ------------------------------------------------------------------------------ agencies
+
+/// A GHL agency install: the company token its tenants mint their location tokens from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgencyInstall {
+    pub company_id: String,
+    /// The install covers the company's locations created later (`installToFutureLocations`).
+    pub install_to_future: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+/// Agency installs, one per GHL company. The token is sealed like every credential. A tenant
+/// whose install kind is agency, with its company, and that has no GHL credential of its own,
+/// reads the company's through [`CredentialStore::get`] and refreshes it through
+/// [`CredentialStore::with_credential_lock`], under the company's lock: one refresh for all of
+/// the company's tenants.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait AgencyStore: Send + Sync {
+    /// Insert or replace the company's token (sealed with the current key).
+    async fn put_agency(
+        &self,
+        company_id: &str,
+        credential: &NewCredential,
+        install_to_future: bool,
+    ) -> Result<AgencyInstall, StoreError>;
+
+    /// `NotFound` when the company has no agency install.
+    async fn agency_install(&self, company_id: &str) -> Result<AgencyInstall, StoreError>;
+
+    /// Remove (the agency uninstalled the app). No error when absent.
+    async fn delete_agency(&self, company_id: &str) -> Result<(), StoreError>;
+}
+
 // ------------------------------------------------------------------------------ inbox
 
 #[cfg_attr(feature = "mocks", mockall::automock)]

@@ -78,7 +78,7 @@ enum SecretIn {
     },
 }
 
-fn plaintext(
+pub(crate) fn plaintext(
     secret: &CredentialSecret,
 ) -> Result<secrecy::zeroize::Zeroizing<Vec<u8>>, StoreError> {
     let out = match secret {
@@ -109,7 +109,10 @@ fn plaintext(
         .map_err(|e| StoreError::Unknown(anyhow::Error::new(e).context("serialise a credential")))
 }
 
-fn secret_from(bytes: &[u8], row: &RowBinding<'_>) -> Result<CredentialSecret, StoreError> {
+pub(crate) fn secret_from(
+    bytes: &[u8],
+    row: &RowBinding<'_>,
+) -> Result<CredentialSecret, StoreError> {
     let parsed: SecretIn = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         message: format!(
             "the {} credentials of tenant {} decrypt but do not parse (line {}, column {})",
@@ -334,8 +337,18 @@ impl Store {
 impl CredentialStore for Store {
     #[tracing::instrument(skip_all, fields(tenant = %tenant, provider = provider.as_str()))]
     async fn get(&self, tenant: &TenantId, provider: Provider) -> Result<Credential, StoreError> {
-        self.read_credential(self.db(), tenant, provider, false)
+        match self
+            .read_credential(self.db(), tenant, provider, false)
             .await
+        {
+            Err(StoreError::NotFound { .. }) if provider == Provider::Ghl => {
+                match self.agency_of(tenant).await? {
+                    Some(company) => self.read_agency(self.db(), &company, tenant, false).await,
+                    None => Err(not_found(tenant, provider)),
+                }
+            }
+            other => other,
+        }
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant, provider = provider.as_str()))]
@@ -407,6 +420,16 @@ impl CredentialStore for Store {
         due: DuePredicate,
         refresh: Refresher,
     ) -> Result<Credential, RefreshError> {
+        // An agency tenant without a token of its own refreshes its agency's, under the
+        // agency's lock: one refresh for all the company's tenants.
+        if provider == Provider::Ghl
+            && let Err(StoreError::NotFound { .. }) = self
+                .read_credential(self.db(), tenant, provider, false)
+                .await
+            && let Some(company) = self.agency_of(tenant).await?
+        {
+            return self.refresh_agency(&company, tenant, due, refresh).await;
+        }
         if self.backend() == DbBackend::Postgres {
             self.refresh_postgres(tenant, provider, due, refresh).await
         } else {

@@ -27,6 +27,7 @@
 //! - Credentials are encrypted at rest (see [`Keyring`]); secrets never reach a log line.
 //! - Driver errors are translated once, in `error.rs`, keeping their cause.
 
+mod agencies;
 mod audit;
 mod config;
 mod credentials;

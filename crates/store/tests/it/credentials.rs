@@ -25,6 +25,7 @@ on_both!(
     reseal_names_a_key_the_keyring_lacks,
     eight_refreshers_refresh_once,
     refresh_only_when_still_due_and_failures_change_nothing,
+    agency_tenants_share_one_company_token_refreshed_once,
 );
 
 fn s(v: &str) -> SecretString {
@@ -532,5 +533,118 @@ async fn refresh_only_when_still_due_and_failures_change_nothing(b: TestBackend)
     assert_eq!(
         (access_token(&refreshed), refreshed.version),
         ("at-2".into(), 2)
+    );
+}
+
+/// Two tenants of one agency install read its company token as their GHL credential, and
+/// refresh it under one lock: four refreshers over the two tenants spend the single-use
+/// refresh token once. A token of a tenant's own wins; the agency's UNINSTALL removes it.
+async fn agency_tenants_share_one_company_token_refreshed_once(b: TestBackend) {
+    use ports::store::{AgencyStore, TenantStore};
+    let (_db, store) = with_tenants(b).await;
+    for id in ["acme", "other"] {
+        let mut t = TenantStore::get(&store, &tid(id)).await.unwrap();
+        t.install.kind = domain::InstallKind::Agency;
+        t.install.company_id = Some("co1".into());
+        TenantStore::upsert(&store, &t).await.unwrap();
+    }
+    let mut company = oauth("at-co", "rt-co");
+    if let CredentialSecret::GhlOAuth {
+        user_type,
+        company_id,
+        ..
+    } = &mut company.secret
+    {
+        *user_type = "Company".into();
+        *company_id = Some("co1".into());
+    }
+    company.expires_at = Some(Utc::now() - chrono::Duration::minutes(1));
+    let installed = store.put_agency("co1", &company, true).await.unwrap();
+    assert!(installed.install_to_future);
+    assert_eq!(installed.version, 1);
+    for id in ["acme", "other"] {
+        let c = CredentialStore::get(&store, &tid(id), Provider::Ghl)
+            .await
+            .unwrap();
+        assert_eq!(access_token(&c), "at-co");
+        assert_eq!(c.tenant, tid(id));
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks = ["acme", "other", "acme", "other"].map(|id| {
+        let store = store.clone();
+        let calls = calls.clone();
+        tokio::spawn(async move {
+            store
+                .with_credential_lock(
+                    &tid(id),
+                    Provider::Ghl,
+                    due_within(60),
+                    Box::new(move |current: Credential| {
+                        Box::pin(async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            let CredentialSecret::GhlOAuth { refresh_token, .. } = &current.secret
+                            else {
+                                return Err(ApiError::unsupported("refresh"));
+                            };
+                            assert_eq!(refresh_token.expose_secret(), "rt-co");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok(oauth("at-co-2", "rt-co-2"))
+                        })
+                    }),
+                )
+                .await
+        })
+    });
+    for r in join_all(tasks).await {
+        let c = r.unwrap().unwrap();
+        assert_eq!(access_token(&c), "at-co-2");
+        assert_eq!(c.version, 2);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one refresh for the company"
+    );
+    assert_eq!(store.agency_install("co1").await.unwrap().version, 2);
+    // No row of the tenants' own was written: the token lives once, sealed, in the agency's.
+    assert_eq!(
+        access_token(
+            &CredentialStore::get(&store, &tid("other"), Provider::Ghl)
+                .await
+                .unwrap()
+        ),
+        "at-co-2"
+    );
+    // A token of the tenant's own wins over the agency's.
+    store
+        .put(&tid("acme"), Provider::Ghl, &oauth("at-own", "rt-own"))
+        .await
+        .unwrap();
+    assert_eq!(
+        access_token(
+            &CredentialStore::get(&store, &tid("acme"), Provider::Ghl)
+                .await
+                .unwrap()
+        ),
+        "at-own"
+    );
+    store.delete_agency("co1").await.unwrap();
+    assert!(matches!(
+        CredentialStore::get(&store, &tid("other"), Provider::Ghl).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.agency_install("co1").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // A tenant that is not of an agency never reads one.
+    let mut plain = TenantStore::get(&store, &tid("other")).await.unwrap();
+    plain.install = Default::default();
+    TenantStore::upsert(&store, &plain).await.unwrap();
+    store.put_agency("co1", &company, false).await.unwrap();
+    assert!(
+        CredentialStore::get(&store, &tid("other"), Provider::Ghl)
+            .await
+            .is_err()
     );
 }

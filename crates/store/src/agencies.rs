@@ -1,0 +1,268 @@
+//! `AgencyStore`: one sealed company token per GHL agency install, and the redirection that
+//! lets the company's tenants use it (see the port's documentation).
+//!
+//! The row is sealed like a credential, bound to (company id, `ghl-agency`), and refreshed
+//! under a lock exactly as `credentials.rs` does: a `FOR UPDATE` row lock in a transaction on
+//! PostgreSQL, an in-process mutex per company on SQLite.
+
+use async_trait::async_trait;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use domain::{InstallKind, TenantId};
+use ports::StoreError;
+use ports::store::{
+    AgencyInstall, AgencyStore, Credential, DuePredicate, NewCredential, Provider, RefreshError,
+    Refresher,
+};
+
+use crate::Store;
+use crate::credentials::{plaintext, secret_from};
+use crate::crypto::{RowBinding, Sealed};
+use crate::entity::ghl_agencies::{self, Column, Entity};
+use crate::entity::tenants;
+use crate::error::db_err;
+use crate::locks::KeyedGuard;
+use crate::mapping::{micros, now};
+
+/// What binds a sealed agency token to its row.
+const AGENCY: &str = "ghl-agency";
+
+fn binding(company: &str) -> RowBinding<'_> {
+    RowBinding {
+        tenant: company,
+        provider: AGENCY,
+    }
+}
+
+fn not_found(company: &str) -> StoreError {
+    StoreError::NotFound {
+        what: format!("the agency install of GHL company {company}"),
+    }
+}
+
+fn install_of(row: &ghl_agencies::Model) -> AgencyInstall {
+    AgencyInstall {
+        company_id: row.company_id.clone(),
+        install_to_future: row.install_to_future,
+        expires_at: row.expires_at,
+        version: row.version,
+    }
+}
+
+impl Store {
+    /// The GHL company of an agency tenant; `None` for any other tenant.
+    pub(crate) async fn agency_of(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+        let row = tenants::Entity::find_by_id(tenant.as_str())
+            .one(self.db())
+            .await
+            .map_err(|e| db_err("read tenant", e))?;
+        Ok(row
+            .filter(|t| t.install_kind == InstallKind::Agency.as_str())
+            .and_then(|t| t.ghl_company_id))
+    }
+
+    /// The agency's token, as the credential of `tenant`.
+    pub(crate) async fn read_agency<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        company: &str,
+        tenant: &TenantId,
+        for_update: bool,
+    ) -> Result<Credential, StoreError> {
+        let mut select = Entity::find().filter(Column::CompanyId.eq(company));
+        if for_update {
+            select = select.lock_exclusive();
+        }
+        let row = select
+            .one(conn)
+            .await
+            .map_err(|e| db_err("read the agency install", e))?
+            .ok_or_else(|| not_found(company))?;
+        let sealed = Sealed {
+            key_id: row.key_id.clone(),
+            nonce: row.nonce.clone(),
+            ciphertext: row.ciphertext.clone(),
+        };
+        let plain = self.keyring().open(&binding(company), &sealed)?;
+        Ok(Credential {
+            tenant: tenant.clone(),
+            provider: Provider::Ghl,
+            secret: secret_from(&plain, &binding(company))?,
+            expires_at: row.expires_at,
+            version: row.version,
+            updated_at: row.updated_at,
+        })
+    }
+
+    async fn replace_agency<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        company: &str,
+        current: &Credential,
+        new: &NewCredential,
+    ) -> Result<Credential, StoreError> {
+        let sealed = self
+            .keyring()
+            .seal(&binding(company), &plaintext(&new.secret)?)?;
+        let at = now();
+        let expires_at = new.expires_at.map(micros);
+        let res = Entity::update_many()
+            .col_expr(Column::KeyId, Expr::value(sealed.key_id))
+            .col_expr(Column::Nonce, Expr::value(sealed.nonce))
+            .col_expr(Column::Ciphertext, Expr::value(sealed.ciphertext))
+            .col_expr(Column::ExpiresAt, Expr::value(expires_at))
+            .col_expr(Column::Version, Expr::value(current.version + 1))
+            .col_expr(Column::UpdatedAt, Expr::value(at))
+            .filter(Column::CompanyId.eq(company))
+            .filter(Column::Version.eq(current.version))
+            .exec(conn)
+            .await
+            .map_err(|e| db_err("store the refreshed agency token", e))?;
+        if res.rows_affected != 1 {
+            return Err(StoreError::Conflict {
+                message: format!(
+                    "the agency token of GHL company {company} changed during the refresh"
+                ),
+            });
+        }
+        Ok(Credential {
+            tenant: current.tenant.clone(),
+            provider: Provider::Ghl,
+            secret: new.secret.clone(),
+            expires_at,
+            version: current.version + 1,
+            updated_at: at,
+        })
+    }
+
+    async fn local_agency_lock(&self, company: &str) -> Option<KeyedGuard> {
+        if self.backend() == DbBackend::Postgres {
+            return None;
+        }
+        self.local()
+            .credentials
+            .lock(format!("{AGENCY}\0{company}"), None)
+            .await
+    }
+
+    /// Refresh the agency's token for `tenant` under the company's lock.
+    pub(crate) async fn refresh_agency(
+        &self,
+        company: &str,
+        tenant: &TenantId,
+        due: DuePredicate,
+        refresh: Refresher,
+    ) -> Result<Credential, RefreshError> {
+        if self.backend() == DbBackend::Postgres {
+            let txn = self
+                .db()
+                .begin()
+                .await
+                .map_err(|e| db_err("begin the agency token refresh", e))?;
+            let current = self.read_agency(&txn, company, tenant, true).await?;
+            if !due(&current) {
+                txn.commit()
+                    .await
+                    .map_err(|e| db_err("end the agency token read", e))?;
+                return Ok(current);
+            }
+            let new = refresh(current.clone()).await?;
+            let stored = self.replace_agency(&txn, company, &current, &new).await?;
+            txn.commit().await.map_err(|e| {
+                tracing::error!(company, "the refreshed agency token could not be committed");
+                db_err("commit the refreshed agency token", e)
+            })?;
+            return Ok(stored);
+        }
+        let _guard = self.local_agency_lock(company).await;
+        let current = self.read_agency(self.db(), company, tenant, false).await?;
+        if !due(&current) {
+            return Ok(current);
+        }
+        let new = refresh(current.clone()).await?;
+        let txn = self
+            .db()
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+            .map_err(|e| db_err("begin storing the refreshed agency token", e))?;
+        let stored = self.replace_agency(&txn, company, &current, &new).await?;
+        txn.commit().await.map_err(|e| {
+            tracing::error!(company, "the refreshed agency token could not be committed");
+            db_err("commit the refreshed agency token", e)
+        })?;
+        Ok(stored)
+    }
+}
+
+#[async_trait]
+impl AgencyStore for Store {
+    #[tracing::instrument(skip_all, fields(company = company_id))]
+    async fn put_agency(
+        &self,
+        company_id: &str,
+        credential: &NewCredential,
+        install_to_future: bool,
+    ) -> Result<AgencyInstall, StoreError> {
+        let _guard = self.local_agency_lock(company_id).await;
+        let sealed = self
+            .keyring()
+            .seal(&binding(company_id), &plaintext(&credential.secret)?)?;
+        let at = now();
+        let row = ghl_agencies::ActiveModel {
+            company_id: Set(company_id.to_owned()),
+            key_id: Set(sealed.key_id),
+            nonce: Set(sealed.nonce),
+            ciphertext: Set(sealed.ciphertext),
+            expires_at: Set(credential.expires_at.map(micros)),
+            version: Set(1),
+            install_to_future: Set(install_to_future),
+            created_at: Set(at),
+            updated_at: Set(at),
+        };
+        let stored = Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(Column::CompanyId)
+                    .update_columns([
+                        Column::KeyId,
+                        Column::Nonce,
+                        Column::Ciphertext,
+                        Column::ExpiresAt,
+                        Column::InstallToFuture,
+                        Column::UpdatedAt,
+                    ])
+                    .value(Column::Version, Expr::col((Entity, Column::Version)).add(1))
+                    .to_owned(),
+            )
+            .exec_with_returning(self.db())
+            .await
+            .map_err(|e| db_err("store the agency install", e))?;
+        Ok(install_of(&stored))
+    }
+
+    async fn agency_install(&self, company_id: &str) -> Result<AgencyInstall, StoreError> {
+        Entity::find_by_id(company_id)
+            .one(self.db())
+            .await
+            .map_err(|e| db_err("read the agency install", e))?
+            .map(|r| install_of(&r))
+            .ok_or_else(|| not_found(company_id))
+    }
+
+    #[tracing::instrument(skip_all, fields(company = company_id))]
+    async fn delete_agency(&self, company_id: &str) -> Result<(), StoreError> {
+        let _guard = self.local_agency_lock(company_id).await;
+        Entity::delete_many()
+            .filter(Column::CompanyId.eq(company_id))
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("delete the agency install", e))?;
+        Ok(())
+    }
+}
