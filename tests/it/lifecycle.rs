@@ -1091,3 +1091,130 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
     let _ = worker_task.await;
     stop.cancel();
 }
+
+/// With a rule (`ghl.agency_rules`: every location of this company is made like tenant
+/// `sim`), the agency's consent alone makes the tenants of the approved locations, and a
+/// location the agency creates later (its install covers future locations) gets its tenant
+/// from the LocationCreate webhook and syncs its first contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_rule_makes_the_tenants_of_approved_and_new_locations() {
+    let mut spec = AppSpec::new("agencyrule");
+    spec.world.contacts = 2;
+    spec.world.onboarding = false;
+    let t = TestApp::start(spec).await;
+    let store = t.app.store.clone();
+    let ghl = &t.world.ghl;
+    const APP: &str = "agencyApp000000002";
+    ghl.register_oauth_client(sandbox::ghl::OAuthClientSpec {
+        client_id: "rule-client".into(),
+        client_secret: "rule-secret".into(),
+        app_id: APP.into(),
+        ..Default::default()
+    })
+    .expect("register the marketplace app");
+    let company = ghl.dump_location(&t.world.location).expect("dump")["location"]["companyId"]
+        .as_str()
+        .expect("the location's company")
+        .to_owned();
+    let mut sim = t.tenant.clone();
+    sim.settings.ekyte.default_location = true;
+    TenantStore::upsert(store.as_ref(), &sim).await.unwrap();
+    let second = ghl
+        .create_location(sandbox::ghl::LocationSpec {
+            name: "Second client".into(),
+            ..Default::default()
+        })
+        .expect("a location");
+
+    let mut config = t.config.clone();
+    config.ghl.client_id = "rule-client".into();
+    config.ghl.client_secret = secrecy::SecretString::from("rule-secret".to_owned());
+    config.ghl.app_id = APP.into();
+    config.ghl.agency_rules = vec![app::config::AgencyRule {
+        company: company.clone(),
+        like: "sim".into(),
+    }];
+    let deployed = app::wiring::App::build(config, store.clone(), t.amqp.clone())
+        .await
+        .expect("the app");
+    let stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingress = listener.local_addr().unwrap();
+    tokio::spawn(app::ingress::serve(
+        listener,
+        deployed.ingress().expect("the router"),
+        stop.clone(),
+    ));
+    ghl.set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
+    let code = ghl
+        .issue_bulk_install_code(
+            "rule-client",
+            &company,
+            &[t.world.location.clone(), second.clone()],
+            true,
+            None,
+        )
+        .expect("the agency's consent");
+    let state = deployed.state_signer().sign_agency(Utc::now());
+    let r = reqwest::Client::new()
+        .get(format!("http://{ingress}/oauth/callback"))
+        .query(&[("code", code.as_str()), ("state", state.as_str())])
+        .send()
+        .await
+        .expect("the callback answers");
+    let text = r.text().await.unwrap_or_default();
+    assert!(text.contains("2 location(s) connected"), "{text}");
+    let made =
+        TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(&second).unwrap())
+            .await
+            .unwrap()
+            .expect("a tenant made for the approved location");
+    assert_eq!(made.ekyte_company_id, t.tenant.ekyte_company_id);
+    assert_eq!(made.install.kind, domain::InstallKind::Agency);
+    assert!(!made.settings.ekyte.default_location);
+    assert_eq!(made.state(), "active");
+
+    // The agency adds a location: its tenant comes from the webhook, and it syncs.
+    let worker = deployed.worker("agency-rule".into());
+    let stats = worker.stats.clone();
+    let worker_stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
+    let third = ghl
+        .act_create_location(sandbox::ghl::LocationSpec {
+            name: "Third client".into(),
+            ..Default::default()
+        })
+        .expect("a new location");
+    let third_id = domain::LocationId::parse(&third).unwrap();
+    let tenant = eventually("the new location's tenant", SETTLE, || async {
+        TenantStore::by_location(store.as_ref(), &third_id)
+            .await
+            .unwrap()
+            .filter(|t| t.active)
+    })
+    .await;
+    assert_eq!(tenant.name, "Third client");
+    let contact = ghl
+        .act_create_contact(
+            &third,
+            json!({"firstName": "First", "lastName": "Client", "email": "first@third.test",
+                "tags": [app::demo::sim::SYNC_TAG]}),
+        )
+        .expect("a contact");
+    let id = contact["id"].as_str().unwrap().to_owned();
+    let ext = format!("ghl:{third}:{id}");
+    let company_id = t.world.company.company_id;
+    eventually("the new location's contact in eKyte", SETTLE, || async {
+        (t.world
+            .ekyte
+            .workspaces_by_external_id(company_id, &ext)
+            .len()
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    worker_stop.cancel();
+    let _ = worker_task.await;
+    stop.cancel();
+}

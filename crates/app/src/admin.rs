@@ -14,6 +14,67 @@ use ports::store::{
 };
 use ports::{Priority, Scope, StoreError};
 
+/// A tenant for a location an agency install approved, made like tenant `like`: the same
+/// eKyte company, settings (without being the company's default location) and eKyte
+/// credentials; install kind agency, of `company`. Its id is `loc-` and the location's id in
+/// lower case. `Conflict` (in the error) when that id belongs to another location.
+pub async fn add_like(
+    tenants: &dyn TenantStore,
+    credentials: &dyn CredentialStore,
+    like: &TenantId,
+    location: &domain::LocationId,
+    name: Option<&str>,
+    company: &str,
+) -> anyhow::Result<Tenant> {
+    let template = tenants
+        .get(like)
+        .await
+        .with_context(|| format!("the agency rule's tenant {like}"))?;
+    let id = TenantId::parse(format!("loc-{}", location.as_str().to_ascii_lowercase()))
+        .with_context(|| format!("a tenant id for location {location}"))?;
+    if let Ok(existing) = tenants.get(&id).await
+        && &existing.location_id != location
+    {
+        bail!(
+            "tenant {id} already stands for location {}",
+            existing.location_id
+        );
+    }
+    let mut settings = template.settings.clone();
+    settings.ekyte.default_location = false;
+    let tenant = Tenant {
+        id,
+        name: name.unwrap_or(location.as_str()).to_owned(),
+        location_id: location.clone(),
+        ekyte_company_id: template.ekyte_company_id,
+        active: true,
+        settings,
+        install: domain::Install {
+            kind: domain::InstallKind::Agency,
+            company_id: Some(company.to_owned()),
+            installed_at: Some(chrono::Utc::now()),
+            changed_at: None,
+        },
+    };
+    let ekyte = credentials
+        .get(like, Provider::Ekyte)
+        .await
+        .with_context(|| format!("the eKyte credentials of tenant {like}"))?;
+    tenants.upsert(&tenant).await.context("saving the tenant")?;
+    credentials
+        .put(
+            &tenant.id,
+            Provider::Ekyte,
+            &NewCredential {
+                secret: ekyte.secret,
+                expires_at: None,
+            },
+        )
+        .await
+        .context("saving the eKyte credentials")?;
+    Ok(tenant)
+}
+
 /// Ask eKyte whether the tenant can work: the API key answers the auth test for the
 /// tenant's company, the user email is a member, the task type exists and is active. With
 /// `api_key`, that key is checked (nothing is stored first); without, the stored one.

@@ -93,6 +93,19 @@ pub struct GhlConfig {
     pub daily_limit: u32,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Agency installs: the approved locations of a company that have no tenant get one.
+    #[serde(default)]
+    pub agency_rules: Vec<AgencyRule>,
+}
+
+/// Every location of GHL company `company` that an agency install approves (or adds later,
+/// with `installToFutureLocations`) and that has no tenant gets one made like tenant `like`:
+/// its eKyte company, settings and eKyte credentials (one eKyte company for the agency).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyRule {
+    pub company: String,
+    pub like: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -489,6 +502,21 @@ impl Config {
                 ("rate_interval", dur(&self.ghl.rate_interval)),
                 ("daily_limit", i64::from(self.ghl.daily_limit).into()),
                 ("request_timeout", dur(&self.ghl.request_timeout)),
+                (
+                    "agency_rules",
+                    toml::Value::Array(
+                        self.ghl
+                            .agency_rules
+                            .iter()
+                            .map(|r| {
+                                let mut t = toml::map::Map::new();
+                                t.insert("company".into(), r.company.clone().into());
+                                t.insert("like".into(), r.like.clone().into());
+                                toml::Value::Table(t)
+                            })
+                            .collect(),
+                    ),
+                ),
             ],
         );
         section(

@@ -31,6 +31,7 @@ use ports::store::{
     StoreHealth, TenantStore,
 };
 
+use crate::config::AgencyRule;
 use crate::metrics::Telemetry;
 use crate::oauth_state::{InstallFor, StateSigner};
 
@@ -50,6 +51,8 @@ pub struct WebhookState {
     pub audit: Arc<dyn AuditLog>,
     /// The agencies' company tokens (deleted by the agency's UNINSTALL).
     pub agencies: Arc<dyn AgencyStore>,
+    /// Which tenant a location the agency adds later is made like (`ghl.agency_rules`).
+    pub agency_rules: Vec<AgencyRule>,
     /// Drops cached GHL tokens after an install or uninstall.
     pub ghl: Option<GhlAdapter>,
 }
@@ -63,6 +66,8 @@ pub struct OAuthState {
     pub agencies: Arc<dyn AgencyStore>,
     /// The marketplace app's id (`ghl.app_id`), which GHL's installed-locations list needs.
     pub app_id: String,
+    /// Which tenant the approved locations without one are made like (`ghl.agency_rules`).
+    pub agency_rules: Vec<AgencyRule>,
     pub signer: Arc<StateSigner>,
     pub ghl: Option<GhlAdapter>,
 }
@@ -296,6 +301,66 @@ async fn remember_company(
     s.tenants.upsert(&updated).await
 }
 
+/// A location added to an agency: when the agency's install covers future locations and a
+/// rule says which tenant it is made like, it gets its tenant, installed from the event's time.
+async fn location_created(
+    s: &WebhookState,
+    event: &CompanyEvent,
+    location: &domain::LocationId,
+    name: Option<&str>,
+) -> Response {
+    let company = &event.company_id;
+    match s.tenants.by_location(location).await {
+        Ok(Some(_)) => return ignored("LocationCreate", "the location has a tenant already"),
+        Ok(None) => {}
+        Err(e) => return store_down(&e),
+    }
+    let covered = match s.agencies.agency_install(company).await {
+        Ok(install) => install.install_to_future,
+        Err(ports::StoreError::NotFound { .. }) => false,
+        Err(e) => return store_down(&e),
+    };
+    let Some(rule) = rule_for(&s.agency_rules, company).filter(|_| covered) else {
+        tracing::info!(%company, %location, covered, "a location was added to the agency; it syncs once it has a tenant (`tenants add --agency-company`)");
+        return ignored(
+            "LocationCreate",
+            "no agency install covering future locations with a rule for this company",
+        );
+    };
+    let tenant = match made_like(
+        s.tenants.as_ref(),
+        s.credentials.as_ref(),
+        rule,
+        location,
+        name,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            // Answered 429 so GHL tries again: the rule's tenant may be fixed meanwhile.
+            tracing::warn!(%company, %location, error = %format!("{e:#}"), "could not make a tenant for the new location");
+            return answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                "retry",
+                "cannot add the location now",
+            );
+        }
+    };
+    if let Err(e) = s
+        .tenants
+        .apply_lifecycle(&tenant.id, true, event.timestamp)
+        .await
+    {
+        return store_down(&e);
+    }
+    answer(
+        StatusCode::OK,
+        "accepted",
+        format!("location {location} added as tenant {}", tenant.id),
+    )
+}
+
 /// An audit line for an event answered `ignored` (a skip, with the event's type and id).
 async fn audit_ignored(
     s: &WebhookState,
@@ -426,9 +491,8 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
                 _ => ignored("LocationUpdate", "nothing this service keeps changed"),
             }
         }
-        CompanyEventKind::LocationCreate { location, .. } => {
-            tracing::info!(company = %event.company_id, %location, "a location was added to the agency; it syncs once it has a tenant (`tenants add`)");
-            ignored("LocationCreate", "the location has no tenant yet")
+        CompanyEventKind::LocationCreate { location, name } => {
+            location_created(s, &event, location, name.as_deref()).await
         }
         CompanyEventKind::Other { event_type } => {
             const WHY: &str = "this company-level event type is not used by the sync";
@@ -493,6 +557,26 @@ fn unavailable(what: &str) -> impl FnOnce(ports::StoreError) -> (StatusCode, Str
     }
 }
 
+fn rule_for<'r>(rules: &'r [AgencyRule], company: &str) -> Option<&'r AgencyRule> {
+    rules.iter().find(|r| r.company == company)
+}
+
+/// A tenant for a location the rule's agency approved, made like the rule's tenant.
+async fn made_like(
+    tenants: &dyn TenantStore,
+    credentials: &dyn CredentialStore,
+    rule: &AgencyRule,
+    location: &domain::LocationId,
+    name: Option<&str>,
+) -> anyhow::Result<Tenant> {
+    let like = TenantId::parse(&rule.like)
+        .map_err(|e| anyhow::anyhow!("ghl.agency_rules: like = {:?}: {e}", rule.like))?;
+    let tenant =
+        crate::admin::add_like(tenants, credentials, &like, location, name, &rule.company).await?;
+    tracing::info!(tenant = %tenant.id, %location, like = %like, "a tenant was made for a location of the agency install");
+    Ok(tenant)
+}
+
 /// An agency-wide install (`oauth url --agency`): store the company token (sealed, refreshed
 /// under its own lock), list the locations the agency installed the app on, and connect the
 /// tenant of each (its GHL calls then use location tokens minted from the company token).
@@ -541,18 +625,30 @@ pub async fn complete_agency_install(
     let now = chrono::Utc::now();
     let (mut connected, mut missing) = (Vec::new(), Vec::new());
     for l in &locations {
-        let Some(tenant) = s
+        let known = s
             .tenants
             .by_location(&l.location_id)
             .await
-            .map_err(unavailable("read the tenants"))?
-        else {
-            missing.push(format!(
-                "{} ({})",
-                l.location_id,
-                l.name.as_deref().unwrap_or("unnamed")
-            ));
-            continue;
+            .map_err(unavailable("read the tenants"))?;
+        let tenant = match (known, rule_for(&s.agency_rules, &company)) {
+            (Some(t), _) => t,
+            (None, Some(rule)) => made_like(
+                s.tenants.as_ref(),
+                s.credentials.as_ref(),
+                rule,
+                &l.location_id,
+                l.name.as_deref(),
+            )
+            .await
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?,
+            (None, None) => {
+                missing.push(format!(
+                    "{} ({})",
+                    l.location_id,
+                    l.name.as_deref().unwrap_or("unnamed")
+                ));
+                continue;
+            }
         };
         let mut updated = tenant.clone();
         updated.install.kind = domain::InstallKind::Agency;

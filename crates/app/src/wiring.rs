@@ -268,6 +268,7 @@ impl App {
             credentials: self.store.clone(),
             agencies: self.store.clone(),
             app_id: self.config.ghl.app_id.clone(),
+            agency_rules: self.config.ghl.agency_rules.clone(),
             signer: self.state_signer(),
             ghl: Some(self.ghl.clone()),
         }
@@ -296,6 +297,7 @@ impl App {
                 clock: self.clock.clone(),
                 audit: self.store.clone(),
                 agencies: self.store.clone(),
+                agency_rules: self.config.ghl.agency_rules.clone(),
                 ghl: Some(self.ghl.clone()),
             },
             Some(self.oauth_state()),
