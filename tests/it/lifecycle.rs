@@ -882,6 +882,82 @@ async fn two_locations_share_one_ekyte_company_without_crossing() {
     worker.stop().await;
 }
 
+/// The marketplace app of an agency test: registered with the GHL simulator, and the app as
+/// deployed with its keys (and `rules`), serving the real callback and webhook routes, which
+/// the simulator's webhooks are pointed at. Also the GHL company of the world's location.
+struct Marketplace {
+    client: &'static str,
+    company: String,
+    deployed: app::wiring::App,
+    ingress: std::net::SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Marketplace {
+    async fn deploy(
+        t: &TestApp,
+        client: &'static str,
+        app_id: &str,
+        rules: impl FnOnce(&str) -> Vec<app::config::AgencyRule>,
+    ) -> Self {
+        let ghl = &t.world.ghl;
+        let secret = format!("{client}-secret");
+        ghl.register_oauth_client(sandbox::ghl::OAuthClientSpec {
+            client_id: client.into(),
+            client_secret: secret.clone(),
+            app_id: app_id.into(),
+            ..Default::default()
+        })
+        .expect("register the marketplace app");
+        let company = ghl.dump_location(&t.world.location).expect("dump")["location"]["companyId"]
+            .as_str()
+            .expect("the location's company")
+            .to_owned();
+        let mut config = t.config.clone();
+        config.ghl.client_id = client.into();
+        config.ghl.client_secret = secrecy::SecretString::from(secret);
+        config.ghl.app_id = app_id.into();
+        config.ghl.agency_rules = rules(&company);
+        let deployed = app::wiring::App::build(config, t.app.store.clone(), t.amqp.clone())
+            .await
+            .expect("the app");
+        let stop = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ingress = listener.local_addr().unwrap();
+        tokio::spawn(app::ingress::serve(
+            listener,
+            deployed.ingress().expect("the router"),
+            stop.clone(),
+        ));
+        ghl.set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
+        Self {
+            client,
+            company,
+            deployed,
+            ingress,
+            stop,
+        }
+    }
+
+    /// The agency approves `locations` (and future ones, when `future`); GHL sends the
+    /// browser to the callback. Returns its status and page.
+    async fn consent(&self, t: &TestApp, locations: &[String], future: bool) -> (u16, String) {
+        let code = t
+            .world
+            .ghl
+            .issue_bulk_install_code(self.client, &self.company, locations, future, None)
+            .expect("the agency's consent");
+        let state = self.deployed.state_signer().sign_agency(Utc::now());
+        let r = reqwest::Client::new()
+            .get(format!("http://{}/oauth/callback", self.ingress))
+            .query(&[("code", code.as_str()), ("state", state.as_str())])
+            .send()
+            .await
+            .expect("the callback answers");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    }
+}
+
 /// An agency installs the app for three locations at once, through GHL's bulk consent and
 /// the real callback. The company token is stored once; each location's tenant is connected
 /// and syncs through location tokens minted from it, all into one eKyte company. The agency's
@@ -896,17 +972,8 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
     let store = t.app.store.clone();
     let ghl = &t.world.ghl;
     const APP: &str = "agencyApp000000001";
-    ghl.register_oauth_client(sandbox::ghl::OAuthClientSpec {
-        client_id: "agency-client".into(),
-        client_secret: "agency-secret".into(),
-        app_id: APP.into(),
-        ..Default::default()
-    })
-    .expect("register the marketplace app");
-    let company = ghl.dump_location(&t.world.location).expect("dump")["location"]["companyId"]
-        .as_str()
-        .expect("the location's company")
-        .to_owned();
+    let market = Marketplace::deploy(&t, "agency-client", APP, |_| vec![]).await;
+    let company = market.company.clone();
 
     // Two more locations of the company, with clients of their own, and their tenants; the
     // first one (the world's) takes the workspaces made in eKyte.
@@ -958,37 +1025,8 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
         locations.push(loc);
     }
 
-    // The app as deployed with the marketplace app's keys, serving the real callback.
-    let mut config = t.config.clone();
-    config.ghl.client_id = "agency-client".into();
-    config.ghl.client_secret = secrecy::SecretString::from("agency-secret".to_owned());
-    config.ghl.app_id = APP.into();
-    let deployed = app::wiring::App::build(config, store.clone(), t.amqp.clone())
-        .await
-        .expect("the app");
-    let stop = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ingress = listener.local_addr().unwrap();
-    tokio::spawn(app::ingress::serve(
-        listener,
-        deployed.ingress().expect("the router"),
-        stop.clone(),
-    ));
-    ghl.set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
-    let http = reqwest::Client::new();
-    let install = || async {
-        let code = ghl
-            .issue_bulk_install_code("agency-client", &company, &locations, false, None)
-            .expect("the agency's consent");
-        let state = deployed.state_signer().sign_agency(Utc::now());
-        let r = http
-            .get(format!("http://{ingress}/oauth/callback"))
-            .query(&[("code", code.as_str()), ("state", state.as_str())])
-            .send()
-            .await
-            .expect("the callback answers");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    };
+    let deployed = &market.deployed;
+    let install = || market.consent(&t, &locations, false);
     let (status, text) = install().await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("3 location(s) connected"), "{text}");
@@ -1089,7 +1127,7 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
     worker_stop.cancel();
     let _ = worker_task.await;
-    stop.cancel();
+    market.stop.cancel();
 }
 
 /// With a rule (`ghl.agency_rules`: every location of this company is made like tenant
@@ -1104,18 +1142,13 @@ async fn an_agency_rule_makes_the_tenants_of_approved_and_new_locations() {
     let t = TestApp::start(spec).await;
     let store = t.app.store.clone();
     let ghl = &t.world.ghl;
-    const APP: &str = "agencyApp000000002";
-    ghl.register_oauth_client(sandbox::ghl::OAuthClientSpec {
-        client_id: "rule-client".into(),
-        client_secret: "rule-secret".into(),
-        app_id: APP.into(),
-        ..Default::default()
+    let market = Marketplace::deploy(&t, "rule-client", "agencyApp000000002", |company| {
+        vec![app::config::AgencyRule {
+            company: company.to_owned(),
+            like: "sim".into(),
+        }]
     })
-    .expect("register the marketplace app");
-    let company = ghl.dump_location(&t.world.location).expect("dump")["location"]["companyId"]
-        .as_str()
-        .expect("the location's company")
-        .to_owned();
+    .await;
     let mut sim = t.tenant.clone();
     sim.settings.ekyte.default_location = true;
     TenantStore::upsert(store.as_ref(), &sim).await.unwrap();
@@ -1126,43 +1159,10 @@ async fn an_agency_rule_makes_the_tenants_of_approved_and_new_locations() {
         })
         .expect("a location");
 
-    let mut config = t.config.clone();
-    config.ghl.client_id = "rule-client".into();
-    config.ghl.client_secret = secrecy::SecretString::from("rule-secret".to_owned());
-    config.ghl.app_id = APP.into();
-    config.ghl.agency_rules = vec![app::config::AgencyRule {
-        company: company.clone(),
-        like: "sim".into(),
-    }];
-    let deployed = app::wiring::App::build(config, store.clone(), t.amqp.clone())
-        .await
-        .expect("the app");
-    let stop = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ingress = listener.local_addr().unwrap();
-    tokio::spawn(app::ingress::serve(
-        listener,
-        deployed.ingress().expect("the router"),
-        stop.clone(),
-    ));
-    ghl.set_webhook_target(Some(format!("http://{ingress}/webhooks/ghl")));
-    let code = ghl
-        .issue_bulk_install_code(
-            "rule-client",
-            &company,
-            &[t.world.location.clone(), second.clone()],
-            true,
-            None,
-        )
-        .expect("the agency's consent");
-    let state = deployed.state_signer().sign_agency(Utc::now());
-    let r = reqwest::Client::new()
-        .get(format!("http://{ingress}/oauth/callback"))
-        .query(&[("code", code.as_str()), ("state", state.as_str())])
-        .send()
-        .await
-        .expect("the callback answers");
-    let text = r.text().await.unwrap_or_default();
+    let deployed = &market.deployed;
+    let (_, text) = market
+        .consent(&t, &[t.world.location.clone(), second.clone()], true)
+        .await;
     assert!(text.contains("2 location(s) connected"), "{text}");
     let made =
         TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(&second).unwrap())
@@ -1216,5 +1216,57 @@ async fn an_agency_rule_makes_the_tenants_of_approved_and_new_locations() {
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
     worker_stop.cancel();
     let _ = worker_task.await;
+    market.stop.cancel();
+}
+
+/// The agency's UNINSTALL deletes its company token, unless the token was stored after the
+/// event: a late UNINSTALL never undoes a reinstall that came after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_agency_uninstall_leaves_the_token_of_a_newer_install() {
+    use ports::store::{AgencyStore, CredentialSecret, NewCredential};
+    let (t, signer, ingress, stop) = started("lateuninstall").await;
+    let store = t.app.store.as_ref();
+    let token = NewCredential {
+        secret: CredentialSecret::GhlOAuth {
+            access_token: secrecy::SecretString::from("company-access".to_owned()),
+            refresh_token: secrecy::SecretString::from("company-refresh".to_owned()),
+            scopes: vec!["oauth.readonly".into(), "oauth.write".into()],
+            user_type: "Company".into(),
+            company_id: Some(COMPANY.into()),
+        },
+        expires_at: None,
+    };
+    store.put_agency(COMPANY, &token, false).await.unwrap();
+    let http = reqwest::Client::new();
+    let uninstall = |at| {
+        body(
+            json!({"type": "UNINSTALL", "appId": "app1", "companyId": COMPANY}),
+            at,
+        )
+    };
+    let (status, _) = signer
+        .post(
+            &http,
+            ingress,
+            &uninstall(Utc::now() - chrono::Duration::seconds(60)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        store.agency_install(COMPANY).await.is_ok(),
+        "the newer install's token stays"
+    );
+    let (status, _) = signer
+        .post(
+            &http,
+            ingress,
+            &uninstall(Utc::now() + chrono::Duration::seconds(1)),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        store.agency_install(COMPANY).await.is_err(),
+        "a newer UNINSTALL deletes it"
+    );
     stop.cancel();
 }

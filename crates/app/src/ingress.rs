@@ -437,6 +437,19 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
     match &event.kind {
         CompanyEventKind::Install { .. } | CompanyEventKind::Uninstall { .. } => {
             let install = matches!(event.kind, CompanyEventKind::Install { .. });
+            // The company token first, unless it was stored after this event (a reinstall
+            // the replayed or late UNINSTALL must not undo).
+            if !install {
+                match s.agencies.agency_install(&event.company_id).await {
+                    Ok(a) if a.updated_at < event.timestamp => {
+                        if let Err(e) = s.agencies.delete_agency(&event.company_id).await {
+                            return store_down(&e);
+                        }
+                    }
+                    Ok(_) | Err(ports::StoreError::NotFound { .. }) => {}
+                    Err(e) => return store_down(&e),
+                }
+            }
             let mut applied = 0;
             for tenant in &tenants {
                 match apply_lifecycle(s, tenant, install, event.timestamp).await {
@@ -444,9 +457,6 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
                     Ok(false) => {}
                     Err(e) => return store_down(&e),
                 }
-            }
-            if !install && let Err(e) = s.agencies.delete_agency(&event.company_id).await {
-                return store_down(&e);
             }
             let what = event.kind.type_name();
             if tenants.is_empty() {

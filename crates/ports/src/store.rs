@@ -367,6 +367,8 @@ pub struct AgencyInstall {
     pub install_to_future: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub version: i64,
+    /// When the install (or its last refresh) was stored.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Agency installs, one per GHL company. The token is sealed like every credential. A tenant

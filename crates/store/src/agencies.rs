@@ -50,6 +50,7 @@ fn install_of(row: &ghl_agencies::Model) -> AgencyInstall {
         install_to_future: row.install_to_future,
         expires_at: row.expires_at,
         version: row.version,
+        updated_at: row.updated_at,
     }
 }
 
