@@ -137,7 +137,7 @@ fn letter(tenant: Option<&TenantId>, n: u32, chain: &[String]) -> NewDeadLetter 
 async fn seed(t: &TestApp) -> Vec<i64> {
     let store = t.app.store.as_ref();
     let now = Utc::now();
-    let agency = tenant(
+    let mut agency = tenant(
         "agency-b",
         true,
         Install {
@@ -147,6 +147,8 @@ async fn seed(t: &TestApp) -> Vec<i64> {
             changed_at: Some(now - Duration::days(3)),
         },
     );
+    // It takes the eKyte company's workspaces made without an ExternalId.
+    agency.settings.ekyte.default_location = true;
     let gone = tenant(
         "gone-c",
         false,
@@ -405,7 +407,13 @@ async fn the_operator_commands_print_plain_tables_and_stable_json() {
     let r = row(&list, "agency-b");
     assert_eq!(
         &r[2..7],
-        ["active", "agency", "loc-agency-b", "agencyCo9", "7000"]
+        [
+            "active",
+            "agency",
+            "loc-agency-b",
+            "agencyCo9",
+            "7000 (default location)"
+        ]
     );
     assert!(
         r[7].starts_with("expires 20") && r[7].ends_with(" UTC"),

@@ -154,7 +154,12 @@ pub fn tenants_table(rows: &[TenantRow], now: DateTime<Utc>) -> String {
             r.install_kind.to_owned(),
             r.location.clone(),
             r.ghl_company.clone().unwrap_or_else(|| "-".to_owned()),
-            r.ekyte_company.to_string(),
+            // The location that takes the company's workspaces made without an ExternalId.
+            if r.settings.ekyte.default_location {
+                format!("{} (default location)", r.ekyte_company)
+            } else {
+                r.ekyte_company.to_string()
+            },
             r.ghl_token.describe(now),
             r.workspace_per.clone(),
             r.selector.clone(),

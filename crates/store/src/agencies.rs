@@ -55,6 +55,61 @@ fn install_of(row: &ghl_agencies::Model) -> AgencyInstall {
 }
 
 impl Store {
+    /// Re-seal the agencies' company tokens under the keyring's current key (part of
+    /// [`Store::reseal_credentials`], counted in the same report), with the same guarantees:
+    /// a row that changed meanwhile is left to its writer.
+    pub(crate) async fn reseal_agencies(
+        &self,
+        report: &mut crate::credentials::ResealReport,
+    ) -> Result<(), StoreError> {
+        let rows = Entity::find()
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read the agency installs", e))?;
+        for row in rows {
+            if row.key_id == report.current_key {
+                report.already_current += 1;
+                continue;
+            }
+            let company = row.company_id.as_str();
+            let sealed = Sealed {
+                key_id: row.key_id.clone(),
+                nonce: row.nonce.clone(),
+                ciphertext: row.ciphertext.clone(),
+            };
+            let plain = self.keyring().open(&binding(company), &sealed)?;
+            let new = self.keyring().seal(&binding(company), &plain)?;
+            let res = Entity::update_many()
+                .col_expr(Column::KeyId, Expr::value(new.key_id))
+                .col_expr(Column::Nonce, Expr::value(new.nonce))
+                .col_expr(Column::Ciphertext, Expr::value(new.ciphertext))
+                .filter(Column::CompanyId.eq(company))
+                .filter(Column::Version.eq(row.version))
+                .filter(Column::KeyId.eq(row.key_id.as_str()))
+                .filter(Column::Nonce.eq(row.nonce.clone()))
+                .exec(self.db())
+                .await
+                .map_err(|e| db_err("re-seal an agency token", e))?;
+            if res.rows_affected == 1 {
+                report.resealed += 1;
+                tracing::info!(company, from = %row.key_id, to = %report.current_key, "agency token re-sealed");
+            } else {
+                report.changed_meanwhile += 1;
+            }
+        }
+        let key_ids: Vec<String> = Entity::find()
+            .select_only()
+            .column(Column::KeyId)
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read the agency tokens' key ids", e))?;
+        for key_id in key_ids {
+            *report.by_key.entry(key_id).or_default() += 1;
+        }
+        Ok(())
+    }
+
     /// The GHL company of an agency tenant; `None` for any other tenant.
     pub(crate) async fn agency_of(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         let row = tenants::Entity::find_by_id(tenant.as_str())

@@ -455,7 +455,8 @@ pub struct ResealReport {
 }
 
 impl Store {
-    /// Re-seal every stored credential under the keyring's current key, so that old keys
+    /// Re-seal every stored credential (the agencies' company tokens too) under the keyring's
+    /// current key, so that old keys
     /// (`crypto.old_keys`) can be dropped after a rotation without re-adding any tenant.
     ///
     /// The secret, its expiry and the row's version stay as they are: a token refresh running
@@ -516,6 +517,7 @@ impl Store {
         for key_id in key_ids {
             *report.by_key.entry(key_id).or_default() += 1;
         }
+        self.reseal_agencies(&mut report).await?;
         Ok(report)
     }
 }

@@ -330,6 +330,10 @@ async fn reseal_moves_every_row_to_the_current_key(b: TestBackend) {
     old.put(&tid("acme"), Provider::Ekyte, &ekyte_key("api-old"))
         .await
         .unwrap();
+    // An agency's company token, sealed in its own row.
+    ports::store::AgencyStore::put_agency(&old, "co1", &oauth("at-co", "rt-co"), false)
+        .await
+        .unwrap();
 
     let new_key = DataKey::generate("k2").unwrap();
     let new_b64 = new_key.to_base64();
@@ -349,10 +353,10 @@ async fn reseal_moves_every_row_to_the_current_key(b: TestBackend) {
             report.already_current,
             report.changed_meanwhile
         ),
-        (2, 0, 0),
+        (3, 0, 0),
         "{report:?}"
     );
-    assert_eq!(report.by_key.get("k2"), Some(&2), "{report:?}");
+    assert_eq!(report.by_key.get("k2"), Some(&3), "{report:?}");
     assert_eq!(key_ids(&db).await, ["k2", "k2"]);
 
     // The new key alone reads both, with the same secrets and the same version (so a token
@@ -380,9 +384,23 @@ async fn reseal_moves_every_row_to_the_current_key(b: TestBackend) {
         Err(StoreError::Crypto { .. })
     ));
 
+    // The agency's token too: the new key alone reads it, for its tenants.
+    let mut agency_tenant = ports::store::TenantStore::get(&only_new, &tid("other"))
+        .await
+        .unwrap();
+    agency_tenant.install.kind = domain::InstallKind::Agency;
+    agency_tenant.install.company_id = Some("co1".into());
+    ports::store::TenantStore::upsert(&only_new, &agency_tenant)
+        .await
+        .unwrap();
+    let via_agency = CredentialStore::get(&only_new, &tid("other"), Provider::Ghl)
+        .await
+        .unwrap();
+    assert_eq!(access_token(&via_agency), "at-co");
+
     // A second run has nothing to do.
     let again = rotated.reseal_credentials().await.unwrap();
-    assert_eq!((again.resealed, again.already_current), (0, 2), "{again:?}");
+    assert_eq!((again.resealed, again.already_current), (0, 3), "{again:?}");
 }
 
 async fn reseal_names_a_key_the_keyring_lacks(b: TestBackend) {
