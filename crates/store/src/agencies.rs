@@ -2,22 +2,19 @@
 //! lets the company's tenants use it (see the port's documentation).
 //!
 //! The row is sealed like a credential, bound to (company id, `ghl-agency`), and refreshed
-//! under a lock exactly as `credentials.rs` does: a `FOR UPDATE` row lock in a transaction on
+//! by `credentials.rs`'s one locked refresh: a `FOR UPDATE` row lock in a transaction on
 //! PostgreSQL, an in-process mutex per company on SQLite.
 
 use async_trait::async_trait;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    QuerySelect,
 };
 
 use domain::{InstallKind, TenantId};
 use ports::StoreError;
-use ports::store::{
-    AgencyInstall, AgencyStore, Credential, DuePredicate, NewCredential, Provider, RefreshError,
-    Refresher,
-};
+use ports::store::{AgencyInstall, AgencyStore, Credential, NewCredential, Provider};
 
 use crate::Store;
 use crate::credentials::{plaintext, secret_from};
@@ -154,7 +151,7 @@ impl Store {
         })
     }
 
-    async fn replace_agency<C: ConnectionTrait>(
+    pub(crate) async fn replace_agency<C: ConnectionTrait>(
         &self,
         conn: &C,
         company: &str,
@@ -195,7 +192,7 @@ impl Store {
         })
     }
 
-    async fn local_agency_lock(&self, company: &str) -> Option<KeyedGuard> {
+    pub(crate) async fn local_agency_lock(&self, company: &str) -> Option<KeyedGuard> {
         if self.backend() == DbBackend::Postgres {
             return None;
         }
@@ -203,57 +200,6 @@ impl Store {
             .credentials
             .lock(format!("{AGENCY}\0{company}"), None)
             .await
-    }
-
-    /// Refresh the agency's token for `tenant` under the company's lock.
-    pub(crate) async fn refresh_agency(
-        &self,
-        company: &str,
-        tenant: &TenantId,
-        due: DuePredicate,
-        refresh: Refresher,
-    ) -> Result<Credential, RefreshError> {
-        if self.backend() == DbBackend::Postgres {
-            let txn = self
-                .db()
-                .begin()
-                .await
-                .map_err(|e| db_err("begin the agency token refresh", e))?;
-            let current = self.read_agency(&txn, company, tenant, true).await?;
-            if !due(&current) {
-                txn.commit()
-                    .await
-                    .map_err(|e| db_err("end the agency token read", e))?;
-                return Ok(current);
-            }
-            let new = refresh(current.clone()).await?;
-            let stored = self.replace_agency(&txn, company, &current, &new).await?;
-            txn.commit().await.map_err(|e| {
-                tracing::error!(company, "the refreshed agency token could not be committed");
-                db_err("commit the refreshed agency token", e)
-            })?;
-            return Ok(stored);
-        }
-        let _guard = self.local_agency_lock(company).await;
-        let current = self.read_agency(self.db(), company, tenant, false).await?;
-        if !due(&current) {
-            return Ok(current);
-        }
-        let new = refresh(current.clone()).await?;
-        let txn = self
-            .db()
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await
-            .map_err(|e| db_err("begin storing the refreshed agency token", e))?;
-        let stored = self.replace_agency(&txn, company, &current, &new).await?;
-        txn.commit().await.map_err(|e| {
-            tracing::error!(company, "the refreshed agency token could not be committed");
-            db_err("commit the refreshed agency token", e)
-        })?;
-        Ok(stored)
     }
 }
 

@@ -270,48 +270,77 @@ impl Store {
         self.local().credentials.lock(key, None).await
     }
 
-    async fn refresh_postgres(
+    async fn read_held<C: ConnectionTrait>(
         &self,
-        tenant: &TenantId,
-        provider: Provider,
-        due: DuePredicate,
-        refresh: Refresher,
-    ) -> Result<Credential, RefreshError> {
-        let txn = self
-            .db()
-            .begin()
-            .await
-            .map_err(|e| db_err("begin the credential refresh", e))?;
-        let current = self.read_credential(&txn, tenant, provider, true).await?;
-        if !due(&current) {
-            txn.commit()
-                .await
-                .map_err(|e| db_err("end the credential read", e))?;
-            return Ok(current);
+        conn: &C,
+        holder: &Holder<'_>,
+        for_update: bool,
+    ) -> Result<Credential, StoreError> {
+        match holder {
+            Holder::Own { tenant, provider } => {
+                self.read_credential(conn, tenant, *provider, for_update)
+                    .await
+            }
+            Holder::Agency { company, tenant } => {
+                self.read_agency(conn, company, tenant, for_update).await
+            }
         }
-        // On an error here the transaction is dropped, which rolls back and unlocks.
-        let new = refresh(current.clone()).await?;
-        let stored = self.replace_credential(&txn, &current, &new).await?;
-        txn.commit().await.map_err(|e| {
-            // The vendor has issued a new token that we failed to keep; with single-use
-            // refresh tokens the install may need re-authorising.
-            tracing::error!(tenant = %tenant, provider = provider.as_str(), "refreshed credentials could not be committed");
-            db_err("commit refreshed credentials", e)
-        })?;
-        Ok(stored)
     }
 
-    async fn refresh_sqlite(
+    async fn replace_held<C: ConnectionTrait>(
         &self,
-        tenant: &TenantId,
-        provider: Provider,
+        conn: &C,
+        holder: &Holder<'_>,
+        current: &Credential,
+        new: &NewCredential,
+    ) -> Result<Credential, StoreError> {
+        match holder {
+            Holder::Own { .. } => self.replace_credential(conn, current, new).await,
+            Holder::Agency { company, .. } => {
+                self.replace_agency(conn, company, current, new).await
+            }
+        }
+    }
+
+    /// Refresh the held row under its lock (see the module docs): on PostgreSQL a
+    /// transaction holding the row `FOR UPDATE` across the refresh call; on SQLite the
+    /// in-process lock, and an immediate transaction for the write alone.
+    async fn refresh_locked(
+        &self,
+        holder: &Holder<'_>,
         due: DuePredicate,
         refresh: Refresher,
     ) -> Result<Credential, RefreshError> {
-        let _guard = self.local_credential_lock(tenant, provider).await;
-        let current = self
-            .read_credential(self.db(), tenant, provider, false)
-            .await?;
+        let lost = |e| {
+            // The vendor has issued a new token that we failed to keep; with single-use
+            // refresh tokens the install may need re-authorising.
+            tracing::error!(holder = %holder, "refreshed credentials could not be committed");
+            db_err("commit refreshed credentials", e)
+        };
+        if self.backend() == DbBackend::Postgres {
+            let txn = self
+                .db()
+                .begin()
+                .await
+                .map_err(|e| db_err("begin the credential refresh", e))?;
+            let current = self.read_held(&txn, holder, true).await?;
+            if !due(&current) {
+                txn.commit()
+                    .await
+                    .map_err(|e| db_err("end the credential read", e))?;
+                return Ok(current);
+            }
+            // On an error here the transaction is dropped, which rolls back and unlocks.
+            let new = refresh(current.clone()).await?;
+            let stored = self.replace_held(&txn, holder, &current, &new).await?;
+            txn.commit().await.map_err(lost)?;
+            return Ok(stored);
+        }
+        let _guard = match holder {
+            Holder::Own { tenant, provider } => self.local_credential_lock(tenant, *provider).await,
+            Holder::Agency { company, .. } => self.local_agency_lock(company).await,
+        };
+        let current = self.read_held(self.db(), holder, false).await?;
         if !due(&current) {
             return Ok(current);
         }
@@ -324,12 +353,40 @@ impl Store {
             })
             .await
             .map_err(|e| db_err("begin storing refreshed credentials", e))?;
-        let stored = self.replace_credential(&txn, &current, &new).await?;
-        txn.commit().await.map_err(|e| {
-            tracing::error!(tenant = %tenant, provider = provider.as_str(), "refreshed credentials could not be committed");
-            db_err("commit refreshed credentials", e)
-        })?;
+        let stored = self.replace_held(&txn, holder, &current, &new).await?;
+        txn.commit().await.map_err(lost)?;
         Ok(stored)
+    }
+}
+
+/// The row a tenant's credential is held in, for a locked refresh.
+enum Holder<'a> {
+    /// The tenant's own credential.
+    Own {
+        tenant: &'a TenantId,
+        provider: Provider,
+    },
+    /// The company token of the agency the tenant belongs to.
+    Agency {
+        company: &'a str,
+        tenant: &'a TenantId,
+    },
+}
+
+impl std::fmt::Display for Holder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Own { tenant, provider } => {
+                write!(
+                    f,
+                    "the {} credentials of tenant {tenant}",
+                    provider.as_str()
+                )
+            }
+            Self::Agency { company, .. } => {
+                write!(f, "the agency token of GHL company {company}")
+            }
+        }
     }
 }
 
@@ -428,13 +485,14 @@ impl CredentialStore for Store {
                 .await
             && let Some(company) = self.agency_of(tenant).await?
         {
-            return self.refresh_agency(&company, tenant, due, refresh).await;
+            let holder = Holder::Agency {
+                company: &company,
+                tenant,
+            };
+            return self.refresh_locked(&holder, due, refresh).await;
         }
-        if self.backend() == DbBackend::Postgres {
-            self.refresh_postgres(tenant, provider, due, refresh).await
-        } else {
-            self.refresh_sqlite(tenant, provider, due, refresh).await
-        }
+        self.refresh_locked(&Holder::Own { tenant, provider }, due, refresh)
+            .await
     }
 }
 
