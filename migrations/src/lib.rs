@@ -24,6 +24,7 @@ use sea_orm_migration::sea_orm::{
 mod m20260101_000001_initial;
 mod m20261204_000001_tenant_install;
 mod m20261204_000002_ghl_agencies;
+mod m20261206_000001_pending_locations;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000001_initial::Migration),
             Box::new(m20261204_000001_tenant_install::Migration),
             Box::new(m20261204_000002_ghl_agencies::Migration),
+            Box::new(m20261206_000001_pending_locations::Migration),
         ]
     }
 }

@@ -1143,10 +1143,7 @@ async fn an_agency_rule_makes_the_tenants_of_approved_and_new_locations() {
     let store = t.app.store.clone();
     let ghl = &t.world.ghl;
     let market = Marketplace::deploy(&t, "rule-client", "agencyApp000000002", |company| {
-        vec![app::config::AgencyRule {
-            company: company.to_owned(),
-            like: "sim".into(),
-        }]
+        vec![app::config::AgencyRule::like(company, "sim")]
     })
     .await;
     let mut sim = t.tenant.clone();

@@ -441,6 +441,7 @@ async fn the_operator_commands_print_plain_tables_and_stable_json() {
                 "ghl_company",
                 "ekyte_company",
                 "ghl_token",
+                "pending_reason",
                 "workspace_per",
                 "selector",
                 "settings",

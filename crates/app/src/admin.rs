@@ -7,29 +7,112 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use domain::{Tenant, TenantId};
+use chrono::{DateTime, Utc};
+use domain::{EkyteCompanyId, LocationId, Tenant, TenantId, TenantSettings};
 use ports::store::{
     Credential, CredentialSecret, CredentialStore, DuePredicate, NewCredential, Provider,
     RefreshError, Refresher, TenantStore,
 };
 use ports::{Priority, Scope, StoreError};
 
-/// A tenant for a location an agency install approved, made like tenant `like`: the same
-/// eKyte company, settings (without being the company's default location) and eKyte
-/// credentials; install kind agency, of `company`. Its id is `loc-` and the location's id in
-/// lower case. `Conflict` (in the error) when that id belongs to another location.
-pub async fn add_like(
-    tenants: &dyn TenantStore,
+/// What a location's tenant is made from when an agency install maps it to eKyte: the eKyte
+/// company, the settings and the eKyte keys (`tenants map`, or a rule of `ghl.agency_rules`).
+pub struct Blueprint {
+    pub ekyte_company: EkyteCompanyId,
+    pub settings: TenantSettings,
+    pub api_key: SecretString,
+    pub mcp_token: Option<SecretString>,
+}
+
+impl Blueprint {
+    /// Like tenant `like`: its eKyte company, settings (without being the company's default
+    /// location) and eKyte keys.
+    pub async fn like(
+        tenants: &dyn TenantStore,
+        credentials: &dyn CredentialStore,
+        like: &TenantId,
+    ) -> anyhow::Result<Self> {
+        let template = tenants
+            .get(like)
+            .await
+            .with_context(|| format!("the mapping's tenant {like}"))?;
+        let (api_key, mcp_token) = ekyte_keys(credentials, like).await?;
+        let mut settings = template.settings;
+        settings.ekyte.default_location = false;
+        Ok(Self {
+            ekyte_company: template.ekyte_company_id,
+            settings,
+            api_key,
+            mcp_token,
+        })
+    }
+
+    /// The eKyte keys of a tenant already on eKyte company `company` (several locations
+    /// sharing one eKyte company share its keys).
+    pub async fn company_keys(
+        tenants: &dyn TenantStore,
+        credentials: &dyn CredentialStore,
+        company: EkyteCompanyId,
+    ) -> anyhow::Result<(SecretString, Option<SecretString>)> {
+        for t in tenants.list().await.context("reading the tenants")? {
+            if t.ekyte_company_id == company
+                && let Ok(keys) = ekyte_keys(credentials, &t.id).await
+            {
+                return Ok(keys);
+            }
+        }
+        bail!(
+            "no eKyte API key for eKyte company {company}: give one (--ekyte-api-key, or ekyte_api_key in the rule); no tenant on that company has one to share"
+        )
+    }
+
+    /// The tenant of `location` (of GHL company `company`, installed agency-wide at
+    /// `installed_at`), active.
+    pub fn tenant(
+        &self,
+        id: TenantId,
+        location: &LocationId,
+        name: Option<&str>,
+        company: &str,
+        installed_at: DateTime<Utc>,
+    ) -> Tenant {
+        Tenant {
+            id,
+            name: name.unwrap_or(location.as_str()).to_owned(),
+            location_id: location.clone(),
+            ekyte_company_id: self.ekyte_company,
+            active: true,
+            settings: self.settings.clone(),
+            install: domain::Install {
+                kind: domain::InstallKind::Agency,
+                company_id: Some(company.to_owned()),
+                installed_at: Some(installed_at),
+                changed_at: None,
+            },
+        }
+    }
+}
+
+async fn ekyte_keys(
     credentials: &dyn CredentialStore,
-    like: &TenantId,
-    location: &domain::LocationId,
-    name: Option<&str>,
-    company: &str,
-) -> anyhow::Result<Tenant> {
-    let template = tenants
-        .get(like)
+    tenant: &TenantId,
+) -> anyhow::Result<(SecretString, Option<SecretString>)> {
+    let c = credentials
+        .get(tenant, Provider::Ekyte)
         .await
-        .with_context(|| format!("the agency rule's tenant {like}"))?;
+        .with_context(|| format!("the eKyte credentials of tenant {tenant}"))?;
+    match c.secret {
+        CredentialSecret::Ekyte { api_key, mcp_token } => Ok((api_key, mcp_token)),
+        _ => bail!("the eKyte credentials of tenant {tenant} are not eKyte keys"),
+    }
+}
+
+/// The id of the tenant an agency mapping makes for `location`: `loc-` and the location's id
+/// in lower case. Refused when that id already stands for another location.
+pub async fn agency_tenant_id(
+    tenants: &dyn TenantStore,
+    location: &LocationId,
+) -> anyhow::Result<TenantId> {
     let id = TenantId::parse(format!("loc-{}", location.as_str().to_ascii_lowercase()))
         .with_context(|| format!("a tenant id for location {location}"))?;
     if let Ok(existing) = tenants.get(&id).await
@@ -40,39 +123,32 @@ pub async fn add_like(
             existing.location_id
         );
     }
-    let mut settings = template.settings.clone();
-    settings.ekyte.default_location = false;
-    let tenant = Tenant {
-        id,
-        name: name.unwrap_or(location.as_str()).to_owned(),
-        location_id: location.clone(),
-        ekyte_company_id: template.ekyte_company_id,
-        active: true,
-        settings,
-        install: domain::Install {
-            kind: domain::InstallKind::Agency,
-            company_id: Some(company.to_owned()),
-            installed_at: Some(chrono::Utc::now()),
-            changed_at: None,
-        },
-    };
-    let ekyte = credentials
-        .get(like, Provider::Ekyte)
-        .await
-        .with_context(|| format!("the eKyte credentials of tenant {like}"))?;
-    tenants.upsert(&tenant).await.context("saving the tenant")?;
-    credentials
-        .put(
-            &tenant.id,
-            Provider::Ekyte,
-            &NewCredential {
-                secret: ekyte.secret,
-                expires_at: None,
-            },
-        )
-        .await
-        .context("saving the eKyte credentials")?;
-    Ok(tenant)
+    Ok(id)
+}
+
+/// Whether a tenant can work, before it is stored: the settings every sync needs, and (with
+/// `ekyte`) eKyte's answer for the key, the user email and the task type ([`check_ekyte`]).
+/// The error says what is missing.
+pub async fn check_tenant(
+    ekyte: Option<ekyte::EkyteConfig>,
+    stored: Arc<dyn CredentialStore>,
+    tenant: &Tenant,
+    api_key: Option<&SecretString>,
+    mcp_token: Option<&SecretString>,
+) -> anyhow::Result<()> {
+    tenant.settings.validate().context("tenant settings")?;
+    let missing = tenant.settings.missing();
+    if !missing.is_empty() {
+        bail!(
+            "tenant {} is missing settings it cannot sync without: {}",
+            tenant.id,
+            missing.join(", ")
+        );
+    }
+    match ekyte {
+        Some(config) => check_ekyte(config, stored, tenant, api_key, mcp_token).await,
+        None => Ok(()),
+    }
 }
 
 /// Ask eKyte whether the tenant can work: the API key answers the auth test for the

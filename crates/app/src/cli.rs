@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use domain::{EkyteCompanyId, LocationId, Tenant, TenantId, TenantSettings};
 use ports::queue::Envelope;
-use ports::store::{AuditLog, CredentialStore, DeadLetterStore, Provider, RunStore, TenantStore};
+use ports::store::{
+    AgencyStore, AuditLog, CredentialStore, DeadLetterStore, Provider, RunStore, TenantStore,
+};
 use ports::{Priority, Scope};
 
 use crate::admin::{self, add_tenant};
@@ -209,8 +211,40 @@ pub enum TenantsCommand {
     /// Add (or update) a tenant with its eKyte credentials and, optionally, a GHL Private
     /// Integration Token (without one, install the GHL app with `oauth url`).
     Add(Box<TenantAddArgs>),
-    /// Every tenant: its state, install, GHL token expiry and eKyte company.
+    /// Every tenant: its state, install, GHL token expiry and eKyte company; and the
+    /// locations an agency install approved that are pending (no eKyte company yet).
     List(JsonFlag),
+    /// Give a pending location (approved by an agency install, see `tenants list`) its eKyte
+    /// company: its tenant is checked like `tenants add` checks one, stored and active.
+    Map(Box<TenantMapArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantMapArgs {
+    /// The pending GHL location (sub-account) id.
+    #[arg(long)]
+    pub location: String,
+    /// The eKyte company id (Minha Empresa) its clients go to.
+    #[arg(long)]
+    pub ekyte_company: u64,
+    /// Our id for the tenant (default: `loc-` and the location id in lower case).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Default: the location's name in GHL.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Tenant settings (mapping, selector, onboarding, policy) as a TOML or JSON file.
+    #[arg(long)]
+    pub settings: Option<PathBuf>,
+    /// eKyte company API key (default: the key of a tenant already on that eKyte company).
+    #[arg(long, env = "GES_TENANT_EKYTE_API_KEY", hide_env_values = true)]
+    pub ekyte_api_key: Option<String>,
+    /// eKyte personal MCP token (allows updates, comments, deactivation).
+    #[arg(long, env = "GES_TENANT_EKYTE_MCP_TOKEN", hide_env_values = true)]
+    pub ekyte_mcp_token: Option<String>,
+    /// Store it without asking eKyte whether the key, the user email and the task type work.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -793,40 +827,17 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
             }
             let api_key = wiring::secret(a.ekyte_api_key);
             let mcp_token = wiring::secret(a.ekyte_mcp_token);
-            // Refused before anything is stored: a tenant that cannot work fails every sync.
-            let missing = tenant.settings.missing();
-            if !missing.is_empty() {
-                eprintln!(
-                    "error: tenant {} is missing settings it cannot sync without: {} (put them in the --settings file); nothing was stored",
-                    tenant.id,
-                    missing.join(", ")
-                );
-                return Ok(ExitCode::from(2));
-            }
-            if !a.no_check {
-                if api_key.is_none()
-                    && CredentialStore::get(store.as_ref(), &tenant.id, Provider::Ekyte)
-                        .await
-                        .is_err()
-                {
-                    eprintln!(
-                        "error: tenant {} has no eKyte API key: pass --ekyte-api-key (or GES_TENANT_EKYTE_API_KEY); nothing was stored",
-                        tenant.id
-                    );
-                    return Ok(ExitCode::from(2));
-                }
-                if let Err(e) = admin::check_ekyte(
-                    wiring::ekyte_config(&config),
-                    store.clone(),
-                    &tenant,
-                    api_key.as_ref(),
-                    mcp_token.as_ref(),
-                )
-                .await
-                {
-                    eprintln!("error: {e:#}; nothing was stored");
-                    return Ok(ExitCode::from(2));
-                }
+            if let Some(code) = checked(
+                &config,
+                &store,
+                &tenant,
+                api_key.as_ref(),
+                mcp_token.as_ref(),
+                a.no_check,
+            )
+            .await
+            {
+                return Ok(code);
             }
             add_tenant(
                 store.as_ref(),
@@ -843,6 +854,7 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
             );
             Ok(ExitCode::SUCCESS)
         }
+        TenantsCommand::Map(m) => map_tenant(&config, *m).await,
         TenantsCommand::List(f) => {
             let ring = wiring::keyring(&config, true)?;
             let store = wiring::connect_store(&config, ring).await?;
@@ -850,6 +862,9 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
             let mut rows = Vec::with_capacity(list.len());
             for tenant in &list {
                 rows.push(operator::TenantRow::of(tenant, store.as_ref()).await);
+            }
+            for pending in AgencyStore::pending_locations(store.as_ref()).await? {
+                rows.push(operator::TenantRow::pending(&pending));
             }
             if f.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -859,6 +874,139 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The checks a tenant passes before it is stored (`tenants add`, `tenants map`): the
+/// settings every sync needs, an eKyte key, and (unless `no_check`) eKyte's answer for the
+/// key, the user and the task type. `Some(exit code 2)`, with the reason on stderr, when it is
+/// refused; nothing is stored then.
+async fn checked(
+    config: &Config,
+    store: &Arc<store::Store>,
+    tenant: &Tenant,
+    api_key: Option<&secrecy::SecretString>,
+    mcp_token: Option<&secrecy::SecretString>,
+    no_check: bool,
+) -> Option<ExitCode> {
+    let missing = tenant.settings.missing();
+    if !missing.is_empty() {
+        eprintln!(
+            "error: tenant {} is missing settings it cannot sync without: {} (put them in the --settings file); nothing was stored",
+            tenant.id,
+            missing.join(", ")
+        );
+        return Some(ExitCode::from(2));
+    }
+    if no_check {
+        return None;
+    }
+    if api_key.is_none()
+        && CredentialStore::get(store.as_ref(), &tenant.id, Provider::Ekyte)
+            .await
+            .is_err()
+    {
+        eprintln!(
+            "error: tenant {} has no eKyte API key: pass --ekyte-api-key (or GES_TENANT_EKYTE_API_KEY); nothing was stored",
+            tenant.id
+        );
+        return Some(ExitCode::from(2));
+    }
+    if let Err(e) = admin::check_ekyte(
+        wiring::ekyte_config(config),
+        store.clone(),
+        tenant,
+        api_key,
+        mcp_token,
+    )
+    .await
+    {
+        eprintln!("error: {e:#}; nothing was stored");
+        return Some(ExitCode::from(2));
+    }
+    None
+}
+
+/// `tenants map`: a pending location gets its eKyte company and so its tenant.
+async fn map_tenant(config: &Config, m: TenantMapArgs) -> anyhow::Result<ExitCode> {
+    let ring = wiring::keyring(config, false)?;
+    let store = wiring::connect_store(config, ring).await?;
+    let location = LocationId::parse(&m.location).context("--location")?;
+    let pending = AgencyStore::pending_locations(store.as_ref())
+        .await?
+        .into_iter()
+        .find(|p| p.location_id == location);
+    let Some(pending) = pending else {
+        let why = match TenantStore::by_location(store.as_ref(), &location).await? {
+            Some(t) => format!("it is tenant {} already", t.id),
+            None => "no agency install approved it (`tenants list` shows the pending locations; a location of a single-location install is added with `tenants add`)".to_owned(),
+        };
+        eprintln!("error: location {location} is not pending: {why}; nothing was stored");
+        return Ok(ExitCode::from(2));
+    };
+    let ekyte_company = EkyteCompanyId::new(m.ekyte_company).context("--ekyte-company")?;
+    let settings = match &m.settings {
+        Some(p) => read_settings(p)?,
+        None => TenantSettings::default(),
+    };
+    let (api_key, mcp_token) = match wiring::secret(m.ekyte_api_key) {
+        Some(key) => (key, wiring::secret(m.ekyte_mcp_token)),
+        None => match admin::Blueprint::company_keys(store.as_ref(), store.as_ref(), ekyte_company)
+            .await
+        {
+            Ok(keys) => keys,
+            Err(e) => {
+                eprintln!("error: {e:#}; nothing was stored");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let id = match &m.id {
+        Some(raw) => tenant_id(raw)?,
+        None => admin::agency_tenant_id(store.as_ref(), &location).await?,
+    };
+    let blueprint = admin::Blueprint {
+        ekyte_company,
+        settings,
+        api_key,
+        mcp_token,
+    };
+    let mut tenant = blueprint.tenant(
+        id,
+        &location,
+        pending.name.as_deref(),
+        &pending.company_id,
+        pending.since,
+    );
+    if let Some(name) = m.name {
+        tenant.name = name;
+    }
+    if let Some(code) = checked(
+        config,
+        &store,
+        &tenant,
+        Some(&blueprint.api_key),
+        blueprint.mcp_token.as_ref(),
+        m.no_check,
+    )
+    .await
+    {
+        return Ok(code);
+    }
+    add_tenant(
+        store.as_ref(),
+        store.as_ref(),
+        &tenant,
+        Some(blueprint.api_key.clone()),
+        blueprint.mcp_token.clone(),
+        None,
+    )
+    .await?;
+    AgencyStore::take_pending(store.as_ref(), &location).await?;
+    println!(
+        "tenant {} saved: location {location} of GHL company {} maps to eKyte company {ekyte_company}; it syncs through the agency install",
+        tenant.id, pending.company_id
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn oauth(config: Config, cmd: OauthCommand) -> anyhow::Result<ExitCode> {

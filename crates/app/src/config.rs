@@ -98,14 +98,112 @@ pub struct GhlConfig {
     pub agency_rules: Vec<AgencyRule>,
 }
 
-/// Every location of GHL company `company` that an agency install approves (or adds later,
-/// with `installToFutureLocations`) and that has no tenant gets one made like tenant `like`:
-/// its eKyte company, settings and eKyte credentials (one eKyte company for the agency).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A mapping rule: every location of GHL company `company` that an agency install approves
+/// (or adds later, with `installToFutureLocations`) and that has no tenant gets one, in one of
+/// two forms (exactly one):
+///
+/// - `like = "<tenant>"`: made like that tenant: its eKyte company, settings and eKyte keys;
+/// - `ekyte_company = <id>`: in that eKyte company, with `settings` (the same table as a
+///   `tenants add --settings` file) and the eKyte keys `ekyte_api_key` / `ekyte_mcp_token`
+///   (secrets; without them, the keys of a tenant already on that eKyte company).
+///
+/// Each tenant a rule makes is checked first, like `tenants add` checks one; a location whose
+/// tenant fails the checks stays pending, with the reason, in `tenants list`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgencyRule {
     pub company: String,
-    pub like: String,
+    #[serde(default)]
+    pub like: Option<String>,
+    #[serde(default)]
+    pub ekyte_company: Option<u64>,
+    #[serde(default)]
+    pub settings: Option<domain::TenantSettings>,
+    #[serde(default)]
+    pub ekyte_api_key: Option<SecretString>,
+    #[serde(default)]
+    pub ekyte_mcp_token: Option<SecretString>,
+}
+
+impl AgencyRule {
+    /// A rule that makes tenants like `like`.
+    pub fn like(company: impl Into<String>, like: impl Into<String>) -> Self {
+        Self {
+            company: company.into(),
+            like: Some(like.into()),
+            ekyte_company: None,
+            settings: None,
+            ekyte_api_key: None,
+            ekyte_mcp_token: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        const KEY: &str = "ghl.agency_rules";
+        if self.company.trim().is_empty() {
+            return Err(invalid(KEY, "a rule needs the GHL `company` it applies to"));
+        }
+        match (&self.like, self.ekyte_company) {
+            (Some(_), None) => {
+                if self.settings.is_some()
+                    || self.ekyte_api_key.is_some()
+                    || self.ekyte_mcp_token.is_some()
+                {
+                    return Err(invalid(
+                        KEY,
+                        format!(
+                            "the rule for company {}: `like` takes the tenant's settings and keys; `settings`, `ekyte_api_key` and `ekyte_mcp_token` go with `ekyte_company`",
+                            self.company
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            (None, Some(id)) => {
+                domain::EkyteCompanyId::new(id).map_err(|e| {
+                    invalid(
+                        KEY,
+                        format!("the rule for company {}: ekyte_company: {e}", self.company),
+                    )
+                })?;
+                let settings = self.settings.clone().unwrap_or_default();
+                settings.validate().map_err(|e| {
+                    invalid(
+                        KEY,
+                        format!("the rule for company {}: settings: {e}", self.company),
+                    )
+                })?;
+                let missing = settings.missing();
+                if !missing.is_empty() {
+                    return Err(invalid(
+                        KEY,
+                        format!(
+                            "the rule for company {}: its settings lack what every sync needs: {}",
+                            self.company,
+                            missing.join(", ")
+                        ),
+                    ));
+                }
+                if self.ekyte_mcp_token.is_some() && self.ekyte_api_key.is_none() {
+                    return Err(invalid(
+                        KEY,
+                        format!(
+                            "the rule for company {}: an ekyte_mcp_token needs the ekyte_api_key too",
+                            self.company
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(invalid(
+                KEY,
+                format!(
+                    "the rule for company {} needs exactly one of `like` and `ekyte_company`",
+                    self.company
+                ),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +405,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.queue.prefetch) {
             return Err(invalid("queue.prefetch", "must be between 1 and 1000"));
+        }
+        for rule in &self.ghl.agency_rules {
+            rule.validate()?;
         }
         if self.queue.max_attempts == 0 {
             return Err(invalid("queue.max_attempts", "must be at least 1"));
@@ -511,7 +612,23 @@ impl Config {
                             .map(|r| {
                                 let mut t = toml::map::Map::new();
                                 t.insert("company".into(), r.company.clone().into());
-                                t.insert("like".into(), r.like.clone().into());
+                                if let Some(like) = &r.like {
+                                    t.insert("like".into(), like.clone().into());
+                                }
+                                if let Some(id) = r.ekyte_company {
+                                    t.insert("ekyte_company".into(), (id as i64).into());
+                                }
+                                if let Some(settings) = &r.settings
+                                    && let Ok(v) = toml::Value::try_from(settings)
+                                {
+                                    t.insert("settings".into(), v);
+                                }
+                                if let Some(k) = &r.ekyte_api_key {
+                                    t.insert("ekyte_api_key".into(), secret(k));
+                                }
+                                if let Some(k) = &r.ekyte_mcp_token {
+                                    t.insert("ekyte_mcp_token".into(), secret(k));
+                                }
                                 toml::Value::Table(t)
                             })
                             .collect(),

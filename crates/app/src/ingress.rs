@@ -27,11 +27,11 @@ use ports::Clock;
 use ports::ghl::{CompanyEvent, CompanyEventKind, GhlEvent, GhlEventKind, Webhook};
 use ports::queue::{Envelope, Payload, Publisher};
 use ports::store::{
-    AgencyStore, AuditEntry, AuditLog, CredentialSecret, CredentialStore, Inbox, Provider,
-    StoreHealth, TenantStore,
+    AuditEntry, AuditLog, CredentialSecret, CredentialStore, Inbox, Provider, StoreHealth,
+    TenantStore,
 };
 
-use crate::config::AgencyRule;
+use crate::agency::{Agencies, Placed};
 use crate::metrics::Telemetry;
 use crate::oauth_state::{InstallFor, StateSigner};
 
@@ -49,10 +49,9 @@ pub struct WebhookState {
     pub clock: Arc<dyn Clock>,
     /// Where the events answered `ignored` are recorded for the operator.
     pub audit: Arc<dyn AuditLog>,
-    /// The agencies' company tokens (deleted by the agency's UNINSTALL).
-    pub agencies: Arc<dyn AgencyStore>,
-    /// Which tenant a location the agency adds later is made like (`ghl.agency_rules`).
-    pub agency_rules: Vec<AgencyRule>,
+    /// The agencies' installs: company tokens (deleted by the agency's UNINSTALL), and
+    /// where the locations an INSTALL or LocationCreate names go.
+    pub agencies: Agencies,
     /// Drops cached GHL tokens after an install or uninstall.
     pub ghl: Option<GhlAdapter>,
 }
@@ -63,11 +62,8 @@ pub struct OAuthState {
     pub oauth: Arc<OAuthClient>,
     pub tenants: Arc<dyn TenantStore>,
     pub credentials: Arc<dyn CredentialStore>,
-    pub agencies: Arc<dyn AgencyStore>,
-    /// The marketplace app's id (`ghl.app_id`), which GHL's installed-locations list needs.
-    pub app_id: String,
-    /// Which tenant the approved locations without one are made like (`ghl.agency_rules`).
-    pub agency_rules: Vec<AgencyRule>,
+    /// Where the locations an agency install approves go.
+    pub agencies: Agencies,
     pub signer: Arc<StateSigner>,
     pub ghl: Option<GhlAdapter>,
 }
@@ -209,12 +205,7 @@ async fn location_event(s: &WebhookState, event: GhlEvent) -> Response {
             tracing::Span::current().record("tenant", t.id.as_str());
             t
         }
-        Ok(None) => {
-            // Not ours (yet): accepting it would lose nothing, refusing would make GHL retry
-            // for an hour to no end.
-            tracing::warn!(location = %event.location, kind = event.kind.type_name(), "webhook for a location with no tenant; ignored");
-            return answer(StatusCode::OK, "ignored", "no tenant for this location");
-        }
+        Ok(None) => return location_without_tenant(s, &event).await,
         Err(e) => return store_down(&e),
     };
     match s
@@ -301,8 +292,80 @@ async fn remember_company(
     s.tenants.upsert(&updated).await
 }
 
-/// A location added to an agency: when the agency's install covers future locations and a
-/// rule says which tenant it is made like, it gets its tenant, installed from the event's time.
+/// An event for a location with no tenant. A location-form INSTALL of an agency that
+/// installed the app agency-wide places the location (its rule's tenant, or pending); a
+/// location-form UNINSTALL forgets a pending location; the rest is not ours (yet): accepting
+/// it loses nothing, refusing would make GHL retry for an hour to no end.
+async fn location_without_tenant(s: &WebhookState, event: &GhlEvent) -> Response {
+    let what = event.kind.type_name();
+    match &event.kind {
+        GhlEventKind::Install {
+            company_id: Some(company),
+            ..
+        } => match s.agencies.agencies.agency_install(company).await {
+            Ok(_) => place_location(s, company, &event.location, None, event.timestamp, what).await,
+            Err(ports::StoreError::NotFound { .. }) => ignored(
+                what,
+                "no tenant for this location (add it with `tenants add`, then install the app on it)",
+            ),
+            Err(e) => store_down(&e),
+        },
+        GhlEventKind::Uninstall { .. } => {
+            if let Err(e) = s.agencies.agencies.take_pending(&event.location).await {
+                return store_down(&e);
+            }
+            ignored(what, "no tenant for this location")
+        }
+        _ => {
+            tracing::warn!(location = %event.location, kind = what, "webhook for a location with no tenant; ignored");
+            ignored(what, "no tenant for this location")
+        }
+    }
+}
+
+/// Place one location of an agency install (its tenant, made by the company's rule, or
+/// pending) and say where it went.
+async fn place_location(
+    s: &WebhookState,
+    company: &str,
+    location: &domain::LocationId,
+    name: Option<&str>,
+    at: chrono::DateTime<chrono::Utc>,
+    what: &str,
+) -> Response {
+    match s.agencies.place_one(company, location, name, at).await {
+        Ok(Placed::Connected(t)) => answer(
+            StatusCode::OK,
+            "accepted",
+            format!("location {location} is tenant {}", t.id),
+        ),
+        Ok(Placed::Stale(_)) => ignored(
+            what,
+            "older than the tenant's last install or uninstall (a replay or a late delivery)",
+        ),
+        Ok(Placed::Pending(p)) => answer(
+            StatusCode::OK,
+            "accepted",
+            format!(
+                "location {location} is pending until it is mapped to an eKyte company: {}",
+                p.reason
+            ),
+        ),
+        Err(e) => {
+            // Answered 429 so GHL tries again; placing is idempotent.
+            tracing::warn!(%company, %location, error = %format!("{e:#}"), "could not place the location");
+            answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                "retry",
+                "cannot add the location now",
+            )
+        }
+    }
+}
+
+/// A location added to an agency: when the agency's install covers future locations, it is
+/// placed like an approved one (its rule's tenant, or pending), installed from the event's
+/// time.
 async fn location_created(
     s: &WebhookState,
     event: &CompanyEvent,
@@ -315,50 +378,27 @@ async fn location_created(
         Ok(None) => {}
         Err(e) => return store_down(&e),
     }
-    let covered = match s.agencies.agency_install(company).await {
+    let covered = match s.agencies.agencies.agency_install(company).await {
         Ok(install) => install.install_to_future,
         Err(ports::StoreError::NotFound { .. }) => false,
         Err(e) => return store_down(&e),
     };
-    let Some(rule) = rule_for(&s.agency_rules, company).filter(|_| covered) else {
-        tracing::info!(%company, %location, covered, "a location was added to the agency; it syncs once it has a tenant (`tenants add --agency-company`)");
+    if !covered {
+        tracing::info!(%company, %location, "a location was added to the agency; no agency install covers future locations, so it syncs once it has a tenant (`tenants add --agency-company`)");
         return ignored(
             "LocationCreate",
-            "no agency install covering future locations with a rule for this company",
+            "no agency install covering future locations for this company",
         );
-    };
-    let tenant = match made_like(
-        s.tenants.as_ref(),
-        s.credentials.as_ref(),
-        rule,
+    }
+    place_location(
+        s,
+        company,
         location,
         name,
+        event.timestamp,
+        "LocationCreate",
     )
     .await
-    {
-        Ok(t) => t,
-        Err(e) => {
-            // Answered 429 so GHL tries again: the rule's tenant may be fixed meanwhile.
-            tracing::warn!(%company, %location, error = %format!("{e:#}"), "could not make a tenant for the new location");
-            return answer(
-                StatusCode::TOO_MANY_REQUESTS,
-                "retry",
-                "cannot add the location now",
-            );
-        }
-    };
-    if let Err(e) = s
-        .tenants
-        .apply_lifecycle(&tenant.id, true, event.timestamp)
-        .await
-    {
-        return store_down(&e);
-    }
-    answer(
-        StatusCode::OK,
-        "accepted",
-        format!("location {location} added as tenant {}", tenant.id),
-    )
 }
 
 /// An audit line for an event answered `ignored` (a skip, with the event's type and id).
@@ -439,10 +479,14 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
             let install = matches!(event.kind, CompanyEventKind::Install { .. });
             // The company token first, unless it was stored after this event (a reinstall
             // the replayed or late UNINSTALL must not undo).
+            let stored = s.agencies.agencies.agency_install(&event.company_id).await;
+            if install && stored.is_ok() {
+                return company_installed(s, &event).await;
+            }
             if !install {
-                match s.agencies.agency_install(&event.company_id).await {
+                match stored {
                     Ok(a) if a.updated_at < event.timestamp => {
-                        if let Err(e) = s.agencies.delete_agency(&event.company_id).await {
+                        if let Err(e) = s.agencies.agencies.delete_agency(&event.company_id).await {
                             return store_down(&e);
                         }
                     }
@@ -469,7 +513,7 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
                 );
             }
             if install {
-                tracing::info!(company = %event.company_id, tenants = applied, "app installed by the agency: its tenants are active; locations without a tenant are added with `tenants add`");
+                tracing::info!(company = %event.company_id, tenants = applied, "app installed by the agency before its token was stored: its known tenants are active; the OAuth callback places its locations");
             } else {
                 tracing::warn!(company = %event.company_id, tenants = applied, "app uninstalled by the agency: its tenants are uninstalled and their GHL tokens deleted");
             }
@@ -514,6 +558,43 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
                 }
             }
             ignored(event_type, WHY)
+        }
+    }
+}
+
+/// The agency's company-wide INSTALL, with its token stored: list the locations the install
+/// covers now and place each (re-activated, made by the rule, or pending), unless a tenant
+/// saw a newer lifecycle event. GHL is asked to retry (429) when the list cannot be read.
+async fn company_installed(s: &WebhookState, event: &CompanyEvent) -> Response {
+    let company = &event.company_id;
+    let locations = match s.agencies.installed(company).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%company, error = %e, "could not list the agency's installed locations; asking GHL to retry");
+            return answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                "retry",
+                "cannot list the installed locations now",
+            );
+        }
+    };
+    match s
+        .agencies
+        .place_all(company, &locations, event.timestamp)
+        .await
+    {
+        Ok(placed) if placed.connected.is_empty() && placed.pending.is_empty() => ignored(
+            "INSTALL",
+            "older than every tenant's last install or uninstall (a replay or a late delivery)",
+        ),
+        Ok(placed) => answer(StatusCode::OK, "accepted", placed.describe(company)),
+        Err(e) => {
+            tracing::warn!(%company, error = %format!("{e:#}"), "could not place the agency's locations; asking GHL to retry");
+            answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                "retry",
+                "cannot place the installed locations now",
+            )
         }
     }
 }
@@ -567,30 +648,10 @@ fn unavailable(what: &str) -> impl FnOnce(ports::StoreError) -> (StatusCode, Str
     }
 }
 
-fn rule_for<'r>(rules: &'r [AgencyRule], company: &str) -> Option<&'r AgencyRule> {
-    rules.iter().find(|r| r.company == company)
-}
-
-/// A tenant for a location the rule's agency approved, made like the rule's tenant.
-async fn made_like(
-    tenants: &dyn TenantStore,
-    credentials: &dyn CredentialStore,
-    rule: &AgencyRule,
-    location: &domain::LocationId,
-    name: Option<&str>,
-) -> anyhow::Result<Tenant> {
-    let like = TenantId::parse(&rule.like)
-        .map_err(|e| anyhow::anyhow!("ghl.agency_rules: like = {:?}: {e}", rule.like))?;
-    let tenant =
-        crate::admin::add_like(tenants, credentials, &like, location, name, &rule.company).await?;
-    tracing::info!(tenant = %tenant.id, %location, like = %like, "a tenant was made for a location of the agency install");
-    Ok(tenant)
-}
-
 /// An agency-wide install (`oauth url --agency`): store the company token (sealed, refreshed
-/// under its own lock), list the locations the agency installed the app on, and connect the
-/// tenant of each (its GHL calls then use location tokens minted from the company token).
-/// Locations without a tenant are named, with the command that adds one.
+/// under its own lock), list the locations the agency installed the app on, and place each:
+/// its tenant connected (its GHL calls then use location tokens minted from the company
+/// token), made by the company's mapping rule, or pending until `tenants map`.
 pub async fn complete_agency_install(
     s: &OAuthState,
     code: &str,
@@ -617,12 +678,13 @@ pub async fn complete_agency_install(
         ));
     };
     s.agencies
+        .agencies
         .put_agency(&company, &install.credential, install.install_to_future)
         .await
         .map_err(unavailable("store the agency token"))?;
     let locations = s
         .oauth
-        .installed_locations(access_token, &company, &s.app_id)
+        .installed_locations(access_token, &company, &s.agencies.app_id)
         .await
         .map_err(|e| {
             (
@@ -632,73 +694,18 @@ pub async fn complete_agency_install(
                 ),
             )
         })?;
-    let now = chrono::Utc::now();
-    let (mut connected, mut missing) = (Vec::new(), Vec::new());
-    for l in &locations {
-        let known = s
-            .tenants
-            .by_location(&l.location_id)
-            .await
-            .map_err(unavailable("read the tenants"))?;
-        let tenant = match (known, rule_for(&s.agency_rules, &company)) {
-            (Some(t), _) => t,
-            (None, Some(rule)) => made_like(
-                s.tenants.as_ref(),
-                s.credentials.as_ref(),
-                rule,
-                &l.location_id,
-                l.name.as_deref(),
+    let placed = s
+        .agencies
+        .place_all(&company, &locations, chrono::Utc::now())
+        .await
+        .map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("could not place the installed locations (try the install again): {e:#}"),
             )
-            .await
-            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?,
-            (None, None) => {
-                missing.push(format!(
-                    "{} ({})",
-                    l.location_id,
-                    l.name.as_deref().unwrap_or("unnamed")
-                ));
-                continue;
-            }
-        };
-        let mut updated = tenant.clone();
-        updated.install.kind = domain::InstallKind::Agency;
-        updated.install.company_id = Some(company.clone());
-        s.tenants
-            .upsert(&updated)
-            .await
-            .map_err(unavailable("record the agency install"))?;
-        // The agency's token supersedes a token of the location's own.
-        s.credentials
-            .delete(&tenant.id, Provider::Ghl)
-            .await
-            .map_err(unavailable("replace the location's token"))?;
-        s.tenants
-            .apply_lifecycle(&tenant.id, true, now)
-            .await
-            .map_err(unavailable("activate the tenant"))?;
-        if let Some(g) = &s.ghl {
-            g.forget_credentials(&tenant.id);
-        }
-        connected.push(format!("{} ({})", tenant.id, tenant.location_id));
-    }
-    tracing::info!(%company, connected = connected.len(), without_tenant = missing.len(), "GHL agency installation stored");
-    let mut text = format!(
-        "Installed for GHL company {company}: {} location(s) connected{}.",
-        connected.len(),
-        if connected.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", connected.join(", "))
-        }
-    );
-    if !missing.is_empty() {
-        text.push_str(&format!(
-            "\n{} location(s) have no tenant yet: {}. Add each with `ghl-ekyte-sync tenants add --location <id> --agency-company {company} --ekyte-company <id> --settings <file>`; it uses this install at once.",
-            missing.len(),
-            missing.join(", ")
-        ));
-    }
-    Ok(text)
+        })?;
+    tracing::info!(%company, connected = placed.connected.len(), pending = placed.pending.len(), "GHL agency installation stored");
+    Ok(placed.describe(&company))
 }
 
 /// Exchange the code and store the tokens for the tenant (also `oauth exchange`).

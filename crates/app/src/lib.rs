@@ -3,6 +3,7 @@
 //! that names concrete adapters.
 
 pub mod admin;
+pub mod agency;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "simulators")]

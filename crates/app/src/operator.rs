@@ -17,8 +17,8 @@ use ports::StoreError;
 use ports::ekyte::Capabilities;
 use ports::failure::error_class;
 use ports::store::{
-    CredentialSecret, CredentialStore, DeadLetter, DeadLetterGroup, FailureCount, Provider,
-    RunStatus, SyncRun,
+    CredentialSecret, CredentialStore, DeadLetter, DeadLetterGroup, FailureCount, PendingLocation,
+    Provider, RunStatus, SyncRun,
 };
 
 use crate::queue::Depths;
@@ -40,8 +40,8 @@ fn table(header: &[&str]) -> Table {
 /// What a tenant's GHL credential says about its expiry (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GhlToken {
-    /// `oauth` (an app install), `private` (a Private Integration Token), `none`, or
-    /// `unreadable` (it does not decrypt with the configured keys, or the store failed).
+    /// `oauth` (an app install), `private` (a Private Integration Token), `none`, `agency`
+    /// (a pending location: the agency's token once it is mapped), or `unreadable` (it does not decrypt with the configured keys, or the store failed).
     pub kind: &'static str,
     /// When the OAuth access token expires (the worker refreshes it before then).
     pub expires_at: Option<DateTime<Utc>>,
@@ -81,6 +81,7 @@ impl GhlToken {
             ("oauth", None) => "OAuth, expiry not recorded".to_owned(),
             ("private", _) => "does not expire (private token)".to_owned(),
             ("none", _) => "no GHL token".to_owned(),
+            ("agency", _) => "the agency's, once mapped".to_owned(),
             _ => format!(
                 "unreadable: {}",
                 self.problem.as_deref().unwrap_or("unknown problem")
@@ -96,8 +97,9 @@ impl GhlToken {
 pub struct TenantRow {
     pub id: TenantId,
     pub name: String,
-    /// `active`, `uninstalled` (the app was removed from the location) or `inactive` (added
-    /// inactive, or paused, and never installed since).
+    /// `active`, `uninstalled` (the app was removed from the location), `inactive` (added
+    /// inactive, or paused, and never installed since) or `pending` (an agency install
+    /// approved the location; it has no eKyte company yet: `tenants map`).
     pub state: &'static str,
     pub active: bool,
     /// `location` or `agency`.
@@ -106,8 +108,11 @@ pub struct TenantRow {
     pub location: String,
     /// The GHL company (agency) of the location, when known.
     pub ghl_company: Option<String>,
-    pub ekyte_company: u64,
+    /// `None` while pending.
+    pub ekyte_company: Option<u64>,
     pub ghl_token: GhlToken,
+    /// Why a pending location has no tenant yet.
+    pub pending_reason: Option<String>,
     pub workspace_per: String,
     pub selector: String,
     pub settings: domain::TenantSettings,
@@ -124,11 +129,44 @@ impl TenantRow {
             installed_at: tenant.install.installed_at,
             location: tenant.location_id.to_string(),
             ghl_company: tenant.install.company_id.clone(),
-            ekyte_company: tenant.ekyte_company_id.get(),
+            ekyte_company: Some(tenant.ekyte_company_id.get()),
             ghl_token: GhlToken::of(credentials, &tenant.id).await,
+            pending_reason: None,
             workspace_per: format!("{:?}", tenant.settings.workspace_per).to_lowercase(),
             selector: tenant.settings.selector.describe(),
             settings: tenant.settings.clone(),
+        }
+    }
+}
+
+impl TenantRow {
+    /// A location an agency install approved that has no tenant yet, under the id `tenants
+    /// map` gives its tenant by default. Its GHL calls will use the agency's token.
+    pub fn pending(p: &PendingLocation) -> Self {
+        let settings = domain::TenantSettings::default();
+        Self {
+            id: TenantId::parse(format!(
+                "loc-{}",
+                p.location_id.as_str().to_ascii_lowercase()
+            ))
+            .unwrap_or_else(|_| TenantId::parse("pending").expect("a valid id")),
+            name: p.name.clone().unwrap_or_else(|| p.location_id.to_string()),
+            state: "pending",
+            active: false,
+            install_kind: domain::InstallKind::Agency.as_str(),
+            installed_at: Some(p.since),
+            location: p.location_id.to_string(),
+            ghl_company: Some(p.company_id.clone()),
+            ekyte_company: None,
+            ghl_token: GhlToken {
+                kind: "agency",
+                expires_at: None,
+                problem: None,
+            },
+            pending_reason: Some(p.reason.clone()),
+            workspace_per: format!("{:?}", settings.workspace_per).to_lowercase(),
+            selector: settings.selector.describe(),
+            settings,
         }
     }
 }
@@ -155,17 +193,29 @@ pub fn tenants_table(rows: &[TenantRow], now: DateTime<Utc>) -> String {
             r.location.clone(),
             r.ghl_company.clone().unwrap_or_else(|| "-".to_owned()),
             // The location that takes the company's workspaces made without an ExternalId.
-            if r.settings.ekyte.default_location {
-                format!("{} (default location)", r.ekyte_company)
-            } else {
-                r.ekyte_company.to_string()
+            match r.ekyte_company {
+                None => "- (tenants map)".to_owned(),
+                Some(c) if r.settings.ekyte.default_location => format!("{c} (default location)"),
+                Some(c) => c.to_string(),
             },
             r.ghl_token.describe(now),
             r.workspace_per.clone(),
             r.selector.clone(),
         ]);
     }
-    format!("{t}\n{} tenant(s)", rows.len())
+    let pending: Vec<String> = rows
+        .iter()
+        .filter_map(|r| Some(format!("{}: {}", r.location, r.pending_reason.as_deref()?)))
+        .collect();
+    let mut out = format!("{t}\n{} tenant(s)", rows.len() - pending.len());
+    if !pending.is_empty() {
+        out.push_str(&format!(
+            ", {} location(s) pending (map each with `tenants map --location <id> --ekyte-company <id> --settings <file>`):\n  {}",
+            pending.len(),
+            pending.join("\n  ")
+        ));
+    }
+    out
 }
 
 // ------------------------------------------------------------------------------ dlq list

@@ -266,11 +266,24 @@ impl App {
             oauth: self.ghl.oauth(),
             tenants: self.store.clone(),
             credentials: self.store.clone(),
-            agencies: self.store.clone(),
-            app_id: self.config.ghl.app_id.clone(),
-            agency_rules: self.config.ghl.agency_rules.clone(),
+            agencies: self.agencies(),
             signer: self.state_signer(),
             ghl: Some(self.ghl.clone()),
+        }
+    }
+
+    /// Where the locations of an agency install go (the callback, the lifecycle webhooks).
+    pub fn agencies(&self) -> crate::agency::Agencies {
+        crate::agency::Agencies {
+            tenants: self.store.clone(),
+            credentials: self.store.clone(),
+            agencies: self.store.clone(),
+            oauth: self.ghl.oauth(),
+            app_id: self.config.ghl.app_id.clone(),
+            rules: self.config.ghl.agency_rules.clone(),
+            ekyte: Some(ekyte_config(&self.config)),
+            ghl: Some(self.ghl.clone()),
+            token_margin: ghl_config(&self.config).refresh_margin,
         }
     }
 
@@ -296,8 +309,7 @@ impl App {
                 credentials: self.store.clone(),
                 clock: self.clock.clone(),
                 audit: self.store.clone(),
-                agencies: self.store.clone(),
-                agency_rules: self.config.ghl.agency_rules.clone(),
+                agencies: self.agencies(),
                 ghl: Some(self.ghl.clone()),
             },
             Some(self.oauth_state()),

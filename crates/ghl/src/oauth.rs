@@ -33,7 +33,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use domain::{LocationId, TenantId};
 use ports::store::{
-    Credential, CredentialSecret, CredentialStore, NewCredential, Provider, RefreshError,
+    AgencyStore, Credential, CredentialSecret, CredentialStore, NewCredential, Provider,
+    RefreshError,
 };
 use ports::{ApiError, Priority, Scope, StoreError};
 use secrecy::{ExposeSecret, SecretString};
@@ -350,6 +351,49 @@ impl OAuthClient {
                 ),
             }),
             Err(TokenFailure::Other(e)) => Err(e),
+        }
+    }
+
+    /// The agency's own access token (for its calls, such as listing its installed
+    /// locations), refreshed first under the company's lock when it expires within `margin`:
+    /// the same single refresh its tenants' calls take.
+    pub async fn company_access(
+        self: &Arc<Self>,
+        agencies: &dyn AgencyStore,
+        company_id: &str,
+        margin: std::time::Duration,
+    ) -> Result<SecretString, ApiError> {
+        let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::minutes(5));
+        let oauth = self.clone();
+        let refresher: ports::store::Refresher = Box::new(move |current: Credential| {
+            Box::pin(async move {
+                tracing::info!("refreshing the GHL agency token");
+                Ok(oauth.refresh(&current.secret).await?.credential)
+            })
+        });
+        let credential = agencies
+            .with_agency_lock(
+                company_id,
+                Box::new(move |c| Due::Expiring.applies(c, Utc::now(), margin)),
+                refresher,
+            )
+            .await
+            .map_err(|e| match e {
+                RefreshError::Api(e) => e,
+                RefreshError::Store(StoreError::NotFound { .. }) => ApiError::Unauthorized {
+                    message: format!(
+                        "GHL company {company_id} has no agency install stored: install the app agency-wide (`oauth url --agency`)"
+                    ),
+                },
+                RefreshError::Store(e) => ApiError::Unknown(anyhow::Error::new(e)),
+            })?;
+        match credential.secret {
+            CredentialSecret::GhlOAuth { access_token, .. } => Ok(access_token),
+            _ => Err(ApiError::Unauthorized {
+                message: format!(
+                    "the agency token of GHL company {company_id} is not an OAuth token"
+                ),
+            }),
         }
     }
 

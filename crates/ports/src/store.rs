@@ -390,8 +390,46 @@ pub trait AgencyStore: Send + Sync {
     /// `NotFound` when the company has no agency install.
     async fn agency_install(&self, company_id: &str) -> Result<AgencyInstall, StoreError>;
 
-    /// Remove (the agency uninstalled the app). No error when absent.
+    /// Remove the company's token and its pending locations (the agency uninstalled the
+    /// app). No error when absent.
     async fn delete_agency(&self, company_id: &str) -> Result<(), StoreError>;
+
+    /// The company's token for the agency's own calls (listing its installed locations),
+    /// refreshed first under the company's lock when `due` says so: the same lock and the same
+    /// single refresh as its tenants' [`CredentialStore::with_credential_lock`]. The returned
+    /// credential's `tenant` names no tenant. `NotFound` (in [`RefreshError::Store`]) when the
+    /// company has no agency install.
+    async fn with_agency_lock(
+        &self,
+        company_id: &str,
+        due: DuePredicate,
+        refresh: Refresher,
+    ) -> Result<Credential, RefreshError>;
+
+    /// Record a location an agency install approved that has no tenant yet (no eKyte company
+    /// is known for it): it waits for `tenants map` or a mapping rule. Recording it again
+    /// updates its name and keeps its first `since`.
+    async fn put_pending(&self, pending: &PendingLocation) -> Result<(), StoreError>;
+
+    /// Every pending location, in location order.
+    async fn pending_locations(&self) -> Result<Vec<PendingLocation>, StoreError>;
+
+    /// Forget a pending location (it got its tenant). No error when absent.
+    async fn take_pending(&self, location: &LocationId) -> Result<(), StoreError>;
+}
+
+/// A location an agency install approved that has no tenant yet: its tenant is *pending*
+/// until it has an eKyte company.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingLocation {
+    pub location_id: LocationId,
+    /// The GHL company (agency) whose install approved it.
+    pub company_id: String,
+    pub name: Option<String>,
+    /// When the install that approved it was seen first.
+    pub since: DateTime<Utc>,
+    /// Why no tenant was made for it (no rule, or the rule's tenant failed its checks).
+    pub reason: String,
 }
 
 // ------------------------------------------------------------------------------ inbox

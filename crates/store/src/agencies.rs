@@ -9,18 +9,22 @@ use async_trait::async_trait;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QuerySelect,
+    QueryOrder, QuerySelect,
 };
 
-use domain::{InstallKind, TenantId};
+use domain::{InstallKind, LocationId, TenantId};
 use ports::StoreError;
-use ports::store::{AgencyInstall, AgencyStore, Credential, NewCredential, Provider};
+use ports::store::{
+    AgencyInstall, AgencyStore, Credential, DuePredicate, NewCredential, PendingLocation, Provider,
+    RefreshError, Refresher,
+};
 
 use crate::Store;
+use crate::credentials::Holder;
 use crate::credentials::{plaintext, secret_from};
 use crate::crypto::{RowBinding, Sealed};
 use crate::entity::ghl_agencies::{self, Column, Entity};
-use crate::entity::tenants;
+use crate::entity::{ghl_pending_locations as pending, tenants};
 use crate::error::db_err;
 use crate::locks::KeyedGuard;
 use crate::mapping::{micros, now};
@@ -265,6 +269,88 @@ impl AgencyStore for Store {
             .exec(self.db())
             .await
             .map_err(|e| db_err("delete the agency install", e))?;
+        pending::Entity::delete_many()
+            .filter(pending::Column::CompanyId.eq(company_id))
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("delete the agency's pending locations", e))?;
         Ok(())
     }
+
+    #[tracing::instrument(skip_all, fields(company = company_id))]
+    async fn with_agency_lock(
+        &self,
+        company_id: &str,
+        due: DuePredicate,
+        refresh: Refresher,
+    ) -> Result<Credential, RefreshError> {
+        let holder = Holder::Agency {
+            company: company_id,
+            tenant: &agency_itself(),
+        };
+        self.refresh_locked(&holder, due, refresh).await
+    }
+
+    #[tracing::instrument(skip_all, fields(location = %p.location_id))]
+    async fn put_pending(&self, p: &PendingLocation) -> Result<(), StoreError> {
+        let row = pending::ActiveModel {
+            location_id: Set(p.location_id.as_str().to_owned()),
+            company_id: Set(p.company_id.clone()),
+            name: Set(p.name.clone()),
+            reason: Set(p.reason.clone()),
+            since: Set(micros(p.since)),
+            updated_at: Set(now()),
+        };
+        pending::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(pending::Column::LocationId)
+                    .update_columns([
+                        pending::Column::CompanyId,
+                        pending::Column::Name,
+                        pending::Column::Reason,
+                        pending::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db())
+            .await
+            .map_err(|e| db_err("record a pending location", e))?;
+        Ok(())
+    }
+
+    async fn pending_locations(&self) -> Result<Vec<PendingLocation>, StoreError> {
+        let rows = pending::Entity::find()
+            .order_by_asc(pending::Column::LocationId)
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read the pending locations", e))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(PendingLocation {
+                    location_id: LocationId::parse(&r.location_id).map_err(|e| {
+                        StoreError::Corrupt {
+                            message: format!("pending location id {:?}: {e}", r.location_id),
+                        }
+                    })?,
+                    company_id: r.company_id,
+                    name: r.name,
+                    since: r.since,
+                    reason: r.reason,
+                })
+            })
+            .collect()
+    }
+
+    async fn take_pending(&self, location: &LocationId) -> Result<(), StoreError> {
+        pending::Entity::delete_by_id(location.as_str())
+            .exec(self.db())
+            .await
+            .map_err(|e| db_err("forget a pending location", e))?;
+        Ok(())
+    }
+}
+
+/// The `tenant` of the company token when the agency itself uses it: no tenant's.
+fn agency_itself() -> TenantId {
+    TenantId::parse("agency").expect("a valid tenant id")
 }

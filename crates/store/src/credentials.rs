@@ -305,7 +305,7 @@ impl Store {
     /// Refresh the held row under its lock (see the module docs): on PostgreSQL a
     /// transaction holding the row `FOR UPDATE` across the refresh call; on SQLite the
     /// in-process lock, and an immediate transaction for the write alone.
-    async fn refresh_locked(
+    pub(crate) async fn refresh_locked(
         &self,
         holder: &Holder<'_>,
         due: DuePredicate,
@@ -360,7 +360,7 @@ impl Store {
 }
 
 /// The row a tenant's credential is held in, for a locked refresh.
-enum Holder<'a> {
+pub(crate) enum Holder<'a> {
     /// The tenant's own credential.
     Own {
         tenant: &'a TenantId,

@@ -239,3 +239,24 @@ pub(crate) mod ghl_agencies {
         }
     }
 }
+
+pub(crate) mod ghl_pending_locations {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ghl_pending_locations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub location_id: String,
+        pub company_id: String,
+        pub name: Option<String>,
+        pub reason: String,
+        pub since: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

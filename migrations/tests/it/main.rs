@@ -13,9 +13,10 @@ use sea_orm_migration::sea_orm::{
 use store::test_support::{TestBackend, TestDb};
 use tokio::sync::Barrier;
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "tenants",
     "ghl_agencies",
+    "ghl_pending_locations",
     "credentials",
     "links",
     "inbox",

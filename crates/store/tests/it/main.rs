@@ -10,6 +10,7 @@
 // `unwrap` does not reach; a failing unwrap is exactly how a test should fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agencies;
 mod audit;
 mod credentials;
 mod dead_letters;
