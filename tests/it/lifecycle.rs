@@ -958,89 +958,75 @@ impl Marketplace {
     }
 }
 
-/// An agency installs the app for three locations at once, through GHL's bulk consent and
-/// the real callback. The company token is stored once; each location's tenant is connected
-/// and syncs through location tokens minted from it, all into one eKyte company. The agency's
-/// UNINSTALL uninstalls all three and deletes the token; a reinstall resyncs and creates
-/// nothing twice.
+/// Issue 15's acceptance, through GHL's own flows: a company with three locations installs the
+/// app agency-wide through the bulk consent and the real callback, and a config rule maps all
+/// three to one eKyte company (no tenant exists before). Every location's clients sync to that
+/// company, one workspace each, labelled with their own location. A LocationCreate adds a
+/// fourth location, which syncs. The company UNINSTALL makes all four uninstalled; events
+/// afterwards get 2xx, queue nothing, dead-letter nothing, and write nothing on either side.
+/// A reinstall resyncs and creates nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() {
     let mut spec = AppSpec::new("agency");
-    spec.world.contacts = 3;
+    spec.world.contacts = 1;
     spec.world.onboarding = false;
     let t = TestApp::start(spec).await;
     let store = t.app.store.clone();
     let ghl = &t.world.ghl;
     const APP: &str = "agencyApp000000001";
-    let market = Marketplace::deploy(&t, "agency-client", APP, |_| vec![]).await;
+    let ekyte_company = t.world.company.company_id;
+    let (api_key, mcp, _) = t.world.secrets();
+    let market = Marketplace::deploy(&t, "agency-client", APP, |company| {
+        let mut settings = t.tenant.settings.clone();
+        settings.ekyte.default_location = false;
+        vec![app::config::AgencyRule {
+            company: company.to_owned(),
+            like: None,
+            ekyte_company: Some(ekyte_company as u64),
+            settings: Some(settings),
+            ekyte_api_key: Some(api_key.clone()),
+            ekyte_mcp_token: mcp.clone(),
+        }]
+    })
+    .await;
     let company = market.company.clone();
 
-    // Two more locations of the company, with clients of their own, and their tenants; the
-    // first one (the world's) takes the workspaces made in eKyte.
-    let mut first = t.tenant.clone();
-    first.settings.ekyte.default_location = true;
-    TenantStore::upsert(store.as_ref(), &first).await.unwrap();
-    let (api_key, mcp, _) = t.world.secrets();
-    let mut locations = vec![t.world.location.clone()];
-    let mut clients: Vec<(String, String)> = t
-        .world
-        .contacts
-        .iter()
-        .map(|c| (t.world.location.clone(), c.clone()))
-        .collect();
-    for n in 2..=3 {
-        let loc = ghl
-            .create_location(sandbox::ghl::LocationSpec {
-                name: format!("Client {n}"),
-                ..Default::default()
-            })
-            .expect("a location");
-        let seeded: Vec<Value> = (0..2)
-            .map(|i| {
-                json!({"firstName": format!("L{n}c{i}"), "lastName": "Client",
-                    "email": format!("l{n}c{i}@client.test"), "tags": [app::demo::sim::SYNC_TAG]})
-            })
-            .collect();
-        for c in ghl.seed_contacts(&loc, &seeded).expect("seed") {
-            clients.push((loc.clone(), c));
-        }
-        let mut tenant = t.tenant.clone();
-        tenant.id = domain::TenantId::parse(format!("client-{n}")).unwrap();
-        tenant.location_id = domain::LocationId::parse(&loc).unwrap();
-        tenant.install = domain::Install {
-            kind: domain::InstallKind::Agency,
-            company_id: Some(company.clone()),
-            ..Default::default()
-        };
-        app::admin::add_tenant(
-            store.as_ref(),
-            store.as_ref(),
-            &tenant,
-            Some(api_key.clone()),
-            mcp.clone(),
-            None,
-        )
-        .await
-        .expect("add the tenant");
+    // Three client locations of the company, two clients each, and no tenant for any.
+    let mut locations = Vec::new();
+    let mut clients: Vec<(String, String)> = Vec::new();
+    for n in 1..=3 {
+        let (loc, seeded) = client_location(ghl, n, false);
+        clients.extend(seeded.into_iter().map(|c| (loc.clone(), c)));
         locations.push(loc);
     }
+    let failed_before = ghl.counter_snapshot().event("webhooks_failed");
 
     let deployed = &market.deployed;
-    let install = || market.consent(&t, &locations, false);
-    let (status, text) = install().await;
+    let (m, tt) = (&market, &t);
+    let install =
+        move |locations: Vec<String>| async move { m.consent(tt, &locations, true).await };
+    let (status, text) = install(locations.clone()).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("3 location(s) connected"), "{text}");
     let agency = ports::store::AgencyStore::agency_install(store.as_ref(), &company)
         .await
         .expect("the company token is stored");
-    assert!(!agency.install_to_future);
-    for loc in &locations {
-        let tenant =
-            TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(loc).unwrap())
+    assert!(agency.install_to_future);
+    let tenant_of = |loc: String| {
+        let store = store.clone();
+        async move {
+            TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(&loc).unwrap())
                 .await
                 .unwrap()
-                .expect("a tenant");
+        }
+    };
+    for loc in &locations {
+        let tenant = tenant_of(loc.clone())
+            .await
+            .expect("the rule made a tenant");
         assert_eq!(tenant.install.kind, domain::InstallKind::Agency);
+        assert_eq!(tenant.install.company_id.as_deref(), Some(company.as_str()));
+        assert_eq!(tenant.ekyte_company_id.get(), ekyte_company as u64);
         assert_eq!(tenant.state(), "active");
     }
 
@@ -1048,13 +1034,15 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
     let stats = worker.stats.clone();
     let worker_stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
-    let sync_all = || async {
-        for loc in &locations {
-            let tenant =
-                TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(loc).unwrap())
-                    .await
-                    .unwrap()
-                    .unwrap();
+    let settle = || async {
+        assert!(ghl.wait_webhooks_drained(SETTLE).await, "webhooks drained");
+        app::demo::run::wait_quiet(deployed.broker.as_ref(), &t.world, &stats, SETTLE, None)
+            .await
+            .expect("settle");
+    };
+    let sync_all = |locations: Vec<String>| async move {
+        for loc in locations {
+            let tenant = tenant_of(loc).await.unwrap();
             let scope = deployed
                 .engine
                 .scope(&tenant.id, ports::Priority::Bulk)
@@ -1066,17 +1054,14 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
                 .await
                 .expect("full sync");
         }
-        app::demo::run::wait_quiet(deployed.broker.as_ref(), &t.world, &stats, SETTLE, None)
-            .await
-            .expect("settle");
+        settle().await;
     };
     let minted_before = ghl
         .counter_snapshot()
         .route_total("POST", "/oauth/locationToken");
-    sync_all().await;
-    let ekyte_company = t.world.company.company_id;
-    let one_each = || {
-        for (loc, c) in &clients {
+    sync_all(locations.clone()).await;
+    let one_each = |clients: &[(String, String)]| {
+        for (loc, c) in clients {
             let ext = format!("ghl:{loc}:{c}");
             assert_eq!(
                 t.world
@@ -1088,13 +1073,26 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
             );
         }
     };
-    one_each();
+    one_each(&clients);
     assert!(
         ghl.counter_snapshot()
             .route_total("POST", "/oauth/locationToken")
             >= minted_before + 3,
         "each location's calls use a token minted from the agency's"
     );
+
+    // A fourth location, created in GHL: the install covers it, the rule maps it, it syncs.
+    let (fourth, seeded) = client_location(ghl, 4, true);
+    clients.extend(seeded.into_iter().map(|c| (fourth.clone(), c)));
+    locations.push(fourth.clone());
+    let tenant4 = eventually("the fourth location's tenant", SETTLE, || async {
+        tenant_of(fourth.clone()).await.filter(|t| t.active)
+    })
+    .await;
+    assert_eq!(tenant4.name, "Client 4");
+    assert_eq!(tenant4.ekyte_company_id.get(), ekyte_company as u64);
+    sync_all(vec![fourth.clone()]).await;
+    one_each(&clients);
     let workspaces = t.world.ekyte.dump(ekyte_company).unwrap().workspaces.len();
 
     // The agency uninstalls: every tenant of the company, and the company token.
@@ -1103,7 +1101,7 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
         let all = TenantStore::by_company(store.as_ref(), &company)
             .await
             .unwrap();
-        (all.len() == 3 && all.iter().all(|t| t.state() == "uninstalled")).then_some(())
+        (all.len() == 4 && all.iter().all(|t| t.state() == "uninstalled")).then_some(())
     })
     .await;
     assert!(
@@ -1113,21 +1111,80 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
         "the company token is deleted"
     );
 
-    // A reinstall: connected again, resynced, nothing twice.
-    let (status, text) = install().await;
-    assert_eq!(status, 200, "{text}");
-    assert!(text.contains("3 location(s) connected"), "{text}");
-    sync_all().await;
-    one_each();
+    // Events afterwards: answered 2xx, nothing queued, nothing dead, nothing written.
+    let calls_before = ghl.counter_snapshot().total_requests();
+    let after_uninstall = ghl
+        .act_create_contact(
+            &locations[0],
+            json!({"firstName": "After", "lastName": "Uninstall", "email": "after@client.test",
+                "tags": [app::demo::sim::SYNC_TAG]}),
+        )
+        .expect("a contact");
+    let late_id = after_uninstall["id"].as_str().unwrap().to_owned();
+    ghl.act_update_contact(&clients[0].1, json!({"firstName": "Renamed"}))
+        .expect("an edit");
+    settle().await;
+    assert_eq!(
+        ghl.counter_snapshot().event("webhooks_failed"),
+        failed_before,
+        "every event got a 2xx"
+    );
+    assert_eq!(
+        ghl.counter_snapshot().total_requests(),
+        calls_before,
+        "no GHL call for an uninstalled tenant"
+    );
     assert_eq!(
         t.world.ekyte.dump(ekyte_company).unwrap().workspaces.len(),
         workspaces,
-        "no workspace made twice"
+        "nothing written to eKyte"
+    );
+    let depths = deployed.broker.depths().await.expect("depths");
+    assert_eq!((depths.realtime, depths.bulk, depths.dead), (0, 0, 0));
+    let letters = DeadLetterStore::list(store.as_ref(), None, true, None, 10)
+        .await
+        .expect("dead letters");
+    assert!(letters.is_empty(), "{letters:?}");
+
+    // A reinstall: connected again, resynced (the contact made meanwhile too), nothing twice.
+    let (status, text) = install(locations.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("4 location(s) connected"), "{text}");
+    sync_all(locations.clone()).await;
+    clients.push((locations[0].clone(), late_id));
+    one_each(&clients);
+    assert_eq!(
+        t.world.ekyte.dump(ekyte_company).unwrap().workspaces.len(),
+        workspaces + 1,
+        "only the contact made while uninstalled is new"
     );
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
     worker_stop.cancel();
     let _ = worker_task.await;
     market.stop.cancel();
+}
+
+/// A location of the world's GHL company named "Client {n}", with two clients selected for
+/// sync; created by a person (`act`: GHL sends LocationCreate) or seeded quietly.
+fn client_location(ghl: &sandbox::ghl::GhlSandbox, n: usize, act: bool) -> (String, Vec<String>) {
+    let spec = sandbox::ghl::LocationSpec {
+        name: format!("Client {n}"),
+        ..Default::default()
+    };
+    let loc = if act {
+        ghl.act_create_location(spec)
+    } else {
+        ghl.create_location(spec)
+    }
+    .expect("a location");
+    let seeded: Vec<Value> = (0..2)
+        .map(|i| {
+            json!({"firstName": format!("L{n}c{i}"), "lastName": "Client",
+                "email": format!("l{n}c{i}@client.test"), "tags": [app::demo::sim::SYNC_TAG]})
+        })
+        .collect();
+    let contacts = ghl.seed_contacts(&loc, &seeded).expect("seed");
+    (loc, contacts)
 }
 
 /// With a rule (`ghl.agency_rules`: every location of this company is made like tenant
