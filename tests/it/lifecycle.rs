@@ -1324,3 +1324,194 @@ async fn a_late_agency_uninstall_leaves_the_token_of_a_newer_install() {
     );
     stop.cancel();
 }
+
+/// Without a mapping rule, the locations an agency approves are pending: the callback page
+/// names them, `tenants list` shows them, and `tenants map` (the real binary) refuses a tenant
+/// that cannot work, storing nothing, then maps one with its eKyte company (the keys of the
+/// tenant already on that company), after which it syncs. The company-wide INSTALL webhook
+/// lists the installed locations itself: a location added to the install is pending too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_locations_without_a_rule_are_pending_until_tenants_map() {
+    let mut spec = AppSpec::new("pending");
+    spec.world.contacts = 1;
+    spec.world.onboarding = false;
+    let t = TestApp::start(spec).await;
+    let store = t.app.store.clone();
+    let ghl = &t.world.ghl;
+    const APP: &str = "agencyApp000000003";
+    let market = Marketplace::deploy(&t, "pending-client", APP, |_| vec![]).await;
+    let company = market.company.clone();
+    let (l1, clients1) = client_location(ghl, 1, false);
+    let (l2, _) = client_location(ghl, 2, false);
+
+    let (status, text) = market.consent(&t, &[l1.clone(), l2.clone()], false).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("0 location(s) connected"), "{text}");
+    assert!(text.contains("2 location(s) are pending"), "{text}");
+    assert!(text.contains("tenants map"), "{text}");
+    let pending = || async {
+        let mut ids: Vec<String> = ports::store::AgencyStore::pending_locations(store.as_ref())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.location_id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![l1.clone(), l2.clone()];
+    both.sort();
+    assert_eq!(pending().await, both);
+
+    // `tenants list`: the pending locations, with why.
+    let out = t
+        .command(&["tenants", "list", "--json"])
+        .await
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["location"] == json!(l1))
+        .expect("the pending location is listed")
+        .clone();
+    assert_eq!(row["state"], "pending");
+    assert_eq!(row["install_kind"], "agency");
+    assert_eq!(row["ghl_company"], json!(company));
+    assert_eq!(row["ekyte_company"], Value::Null);
+    assert!(
+        row["pending_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no mapping rule")),
+        "{row}"
+    );
+    let table = t
+        .command(&["tenants", "list"])
+        .await
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("1 tenant(s), 2 location(s) pending"),
+        "{table}"
+    );
+
+    // `tenants map` refuses what cannot work and stores nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let ekyte_company = t.tenant.ekyte_company_id.to_string();
+    let map = |location: String, settings: domain::TenantSettings| {
+        let file = dir.path().join(format!("{location}.json"));
+        std::fs::write(&file, serde_json::to_vec(&settings).unwrap()).unwrap();
+        let (t, ekyte_company) = (&t, ekyte_company.clone());
+        async move {
+            t.command(&[
+                "tenants",
+                "map",
+                "--location",
+                &location,
+                "--ekyte-company",
+                &ekyte_company,
+                "--settings",
+                &file.display().to_string(),
+            ])
+            .await
+            .output()
+            .await
+            .expect("run tenants map")
+        }
+    };
+    let mut settings = t.tenant.settings.clone();
+    settings.ekyte.default_location = false;
+    let mut no_email = settings.clone();
+    no_email.ekyte.user_email = None;
+    let out = map(l1.clone(), no_email).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ekyte.user_email"), "{stderr}");
+    assert!(stderr.contains("nothing was stored"), "{stderr}");
+    let out = map("locNotPending9".into(), settings.clone()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not pending"), "{stderr}");
+    assert_eq!(pending().await, both, "nothing changed");
+    assert_eq!(TenantStore::list(store.as_ref()).await.unwrap().len(), 1);
+
+    // With what it needs, it is mapped: the keys come from the tenant on that eKyte company.
+    let out = map(l1.clone(), settings).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tenant = TenantStore::by_location(store.as_ref(), &domain::LocationId::parse(&l1).unwrap())
+        .await
+        .unwrap()
+        .expect("the mapped tenant");
+    assert_eq!(tenant.id.as_str(), format!("loc-{}", l1.to_lowercase()));
+    assert_eq!(tenant.name, "Client 1");
+    assert_eq!(tenant.state(), "active");
+    assert_eq!(tenant.install.kind, domain::InstallKind::Agency);
+    assert_eq!(tenant.install.company_id.as_deref(), Some(company.as_str()));
+    assert_eq!(tenant.ekyte_company_id, t.tenant.ekyte_company_id);
+    assert_eq!(pending().await, vec![l2.clone()]);
+
+    // It syncs, through the agency's token.
+    let deployed = &market.deployed;
+    let worker = deployed.worker("pending-e2e".into());
+    let stats = worker.stats.clone();
+    let worker_stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
+    let scope = deployed
+        .engine
+        .scope(&tenant.id, ports::Priority::Bulk)
+        .await
+        .unwrap();
+    deployed
+        .engine
+        .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
+        .await
+        .expect("full sync");
+    app::demo::run::wait_quiet(deployed.broker.as_ref(), &t.world, &stats, SETTLE, None)
+        .await
+        .expect("settle");
+    for c in &clients1 {
+        let ext = format!("ghl:{l1}:{c}");
+        assert_eq!(
+            t.world
+                .ekyte
+                .workspaces_by_external_id(t.world.company.company_id, &ext)
+                .len(),
+            1,
+            "{ext}"
+        );
+    }
+
+    // The agency installs the app on one more location: the company-wide INSTALL (no
+    // locationId) makes the ingress list the installed locations, and the new one is pending.
+    let (l3, _) = client_location(ghl, 3, false);
+    ghl.act_install_company(&company, APP, std::slice::from_ref(&l3))
+        .expect("install on one more location");
+    let mut expected = vec![l2.clone(), l3.clone()];
+    expected.sort();
+    eventually("the added location is pending", SETTLE, || async {
+        (pending().await == expected).then_some(())
+    })
+    .await;
+    assert_eq!(
+        TenantStore::get(store.as_ref(), &tenant.id)
+            .await
+            .unwrap()
+            .state(),
+        "active",
+        "the mapped location stays connected"
+    );
+    assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+    worker_stop.cancel();
+    let _ = worker_task.await;
+    market.stop.cancel();
+}
