@@ -811,7 +811,7 @@ async fn two_locations_share_one_ekyte_company_without_crossing() {
     }
     settle().await.expect("settle after the full syncs");
     let poll_all = || async {
-        app::scheduler::enqueue(
+        let published = app::scheduler::enqueue(
             app::scheduler::Job::Poll,
             None,
             store,
@@ -821,6 +821,9 @@ async fn two_locations_share_one_ekyte_company_without_crossing() {
         )
         .await
         .expect("enqueue the polls");
+        // One message for the company: whichever worker takes it polls both tenants, so
+        // replicas do not each list the company.
+        assert_eq!(published, 1, "one poll per eKyte company");
         settle().await.expect("settle after the polls");
     };
     let listings = || {

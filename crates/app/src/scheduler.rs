@@ -47,7 +47,8 @@ impl Job {
     }
 }
 
-/// Publish `job` for every active tenant (or one). Every call publishes new messages (ids
+/// Publish `job` for every active tenant (or one); a poll for every eKyte company (its poll
+/// lead's, which polls the company's other tenants too). Every call publishes new messages (ids
 /// are unique): a sweep or poll asked for twice runs twice, which is harmless (sweeps resume
 /// their checkpoint, polls compare fingerprints) and never silently dropped.
 pub async fn enqueue(
@@ -62,6 +63,10 @@ pub async fn enqueue(
     let mut n = 0;
     for t in list.iter().filter(|t| t.active) {
         if only.is_some_and(|o| o != &t.id) {
+            continue;
+        }
+        // One poll per eKyte company: its lead's poll reads it for every tenant mapped to it.
+        if job == Job::Poll && only.is_none() && !domain::tenant::is_poll_lead(&list, t) {
             continue;
         }
         let env = Envelope::new(

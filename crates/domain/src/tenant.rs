@@ -233,6 +233,33 @@ impl Tenant {
     }
 }
 
+/// The active tenants of `tenant`'s eKyte company that its poll also reads, when it is the
+/// company's poll lead (the first active tenant of the company in id order): one poll per
+/// eKyte company per cycle reads the company's workspace listing once, for every location
+/// mapped to it. Empty for any other tenant, and for a company with one tenant.
+pub fn poll_peers<'a>(all: &'a [Tenant], tenant: &Tenant) -> Vec<&'a Tenant> {
+    let mut company: Vec<&Tenant> = all
+        .iter()
+        .filter(|t| t.active && t.ekyte_company_id == tenant.ekyte_company_id)
+        .collect();
+    company.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    match company.first() {
+        Some(lead) if lead.id == tenant.id => company.into_iter().skip(1).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `tenant`'s poll is its eKyte company's (see [`poll_peers`]): it is active and no
+/// active tenant of the company comes before it in id order.
+pub fn is_poll_lead(all: &[Tenant], tenant: &Tenant) -> bool {
+    tenant.active
+        && !all.iter().any(|t| {
+            t.active
+                && t.ekyte_company_id == tenant.ekyte_company_id
+                && t.id.as_str() < tenant.id.as_str()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -307,5 +334,36 @@ mod tests {
         assert_eq!(s.onboarding[0].due_in_hours, 24);
         assert_eq!(s.ekyte.timezone, "America/Sao_Paulo");
         assert!(serde_json::from_str::<TenantSettings>(r#"{"workspace":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn one_poll_reads_an_ekyte_company_for_all_its_active_tenants() {
+        let make = |id: &str, company: u64, active: bool| Tenant {
+            id: TenantId::parse(id).unwrap(),
+            name: id.to_owned(),
+            location_id: LocationId::parse(format!("loc{id}")).unwrap(),
+            ekyte_company_id: EkyteCompanyId::new(company).unwrap(),
+            active,
+            settings: TenantSettings::default(),
+            install: Install::default(),
+        };
+        let all = vec![
+            make("c", 1, true),
+            make("a", 1, false),
+            make("b", 1, true),
+            make("d", 1, true),
+            make("x", 2, true),
+        ];
+        let ids = |v: Vec<&Tenant>| v.iter().map(|t| t.id.to_string()).collect::<Vec<_>>();
+        // "a" is inactive: "b" leads company 1 and reads "c" and "d" too.
+        assert!(is_poll_lead(&all, &all[2]));
+        assert_eq!(ids(poll_peers(&all, &all[2])), ["c", "d"]);
+        for follower in [&all[0], &all[1], &all[3]] {
+            assert!(!is_poll_lead(&all, follower), "{}", follower.id);
+            assert!(poll_peers(&all, follower).is_empty());
+        }
+        // Alone on its company: its own lead, no peers.
+        assert!(is_poll_lead(&all, &all[4]));
+        assert!(poll_peers(&all, &all[4]).is_empty());
     }
 }

@@ -239,6 +239,30 @@ impl Engine {
         .await
     }
 
+    /// The scheduled poll of an eKyte company: the tenant's own poll and, when it is the
+    /// company's poll lead, its active peers' (`domain::tenant::poll_peers`), one after the
+    /// other in this worker, so the company's workspace listing is read once for all of them,
+    /// however many workers run. A peer's failure does not stop the others; the first one is
+    /// returned (a retry polls again, which is harmless: polls only compare).
+    pub async fn poll_company(&self, scope: &Scope) -> Result<PollSummary, SyncError> {
+        let own = self.poll_ekyte(scope).await?;
+        let all = self
+            .ports
+            .tenants
+            .list()
+            .await
+            .map_err(SyncError::store("list the tenants"))?;
+        let mut failed = None;
+        for peer in domain::tenant::poll_peers(&all, &scope.tenant) {
+            let peer_scope = Scope::new(Arc::new(peer.clone()), scope.priority);
+            if let Err(e) = self.poll_ekyte(&peer_scope).await {
+                tracing::warn!(tenant = %peer.id, lead = %scope.tenant.id, error = %e, "the poll of a tenant sharing the eKyte company failed");
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(own), Err)
+    }
+
     /// Poll eKyte and publish one `ekyte.change` message per change found; when the poll's
     /// budget ran out before the pass ended, queue a follow-up poll that goes on from there,
     /// so one poll request always covers every workspace.
@@ -324,7 +348,7 @@ impl Engine {
                 Report::default()
             }
             Payload::EkytePoll => {
-                self.poll_ekyte(&scope).await?;
+                self.poll_company(&scope).await?;
                 Report::default()
             }
         };
