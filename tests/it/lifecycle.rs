@@ -944,6 +944,21 @@ impl Marketplace {
         }
     }
 
+    /// A full sync of the tenant by the deployed app (its contact syncs are queued).
+    async fn full_sync(&self, tenant: &domain::TenantId) {
+        let scope = self
+            .deployed
+            .engine
+            .scope(tenant, ports::Priority::Bulk)
+            .await
+            .unwrap();
+        self.deployed
+            .engine
+            .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
+            .await
+            .expect("full sync");
+    }
+
     /// The agency approves `locations` (and future ones, when `future`); GHL sends the
     /// browser to the callback. Returns its status and page.
     async fn consent(&self, t: &TestApp, locations: &[String], future: bool) -> (u16, String) {
@@ -1048,16 +1063,7 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
     let sync_all = |locations: Vec<String>| async move {
         for loc in locations {
             let tenant = tenant_of(loc).await.unwrap();
-            let scope = deployed
-                .engine
-                .scope(&tenant.id, ports::Priority::Bulk)
-                .await
-                .unwrap();
-            deployed
-                .engine
-                .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
-                .await
-                .expect("full sync");
+            m.full_sync(&tenant.id).await;
         }
         settle().await;
     };
@@ -1471,16 +1477,7 @@ async fn approved_locations_without_a_rule_are_pending_until_tenants_map() {
     let stats = worker.stats.clone();
     let worker_stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
-    let scope = deployed
-        .engine
-        .scope(&tenant.id, ports::Priority::Bulk)
-        .await
-        .unwrap();
-    deployed
-        .engine
-        .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
-        .await
-        .expect("full sync");
+    market.full_sync(&tenant.id).await;
     app::demo::run::wait_quiet(deployed.broker.as_ref(), &t.world, &stats, SETTLE, None)
         .await
         .expect("settle");

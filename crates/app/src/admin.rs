@@ -126,6 +126,21 @@ pub async fn agency_tenant_id(
     Ok(id)
 }
 
+/// The tenant's settings are valid and hold what every sync needs; the error names what is
+/// missing.
+fn usable_settings(tenant: &Tenant) -> anyhow::Result<()> {
+    tenant.settings.validate().context("tenant settings")?;
+    let missing = tenant.settings.missing();
+    if !missing.is_empty() {
+        bail!(
+            "tenant {} is missing settings it cannot sync without: {}",
+            tenant.id,
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Whether a tenant can work, before it is stored: the settings every sync needs, and (with
 /// `ekyte`) eKyte's answer for the key, the user email and the task type ([`check_ekyte`]).
 /// The error says what is missing.
@@ -136,15 +151,7 @@ pub async fn check_tenant(
     api_key: Option<&SecretString>,
     mcp_token: Option<&SecretString>,
 ) -> anyhow::Result<()> {
-    tenant.settings.validate().context("tenant settings")?;
-    let missing = tenant.settings.missing();
-    if !missing.is_empty() {
-        bail!(
-            "tenant {} is missing settings it cannot sync without: {}",
-            tenant.id,
-            missing.join(", ")
-        );
-    }
+    usable_settings(tenant)?;
     match ekyte {
         Some(config) => check_ekyte(config, stored, tenant, api_key, mcp_token).await,
         None => Ok(()),
@@ -241,15 +248,7 @@ pub async fn add_tenant(
     ekyte_mcp_token: Option<SecretString>,
     ghl_private_token: Option<SecretString>,
 ) -> anyhow::Result<()> {
-    tenant.settings.validate().context("tenant settings")?;
-    let missing = tenant.settings.missing();
-    if !missing.is_empty() {
-        bail!(
-            "tenant {} is missing settings it cannot sync without: {}",
-            tenant.id,
-            missing.join(", ")
-        );
-    }
+    usable_settings(tenant)?;
     // A new tenant is installed now: onboarding is for the contacts added from here on.
     let mut tenant = tenant.clone();
     tenant

@@ -219,6 +219,17 @@ pub enum TenantsCommand {
     Map(Box<TenantMapArgs>),
 }
 
+/// A tenant's eKyte keys (secrets: from the environment, never echoed).
+#[derive(Debug, Args)]
+pub struct EkyteKeys {
+    /// eKyte company API key.
+    #[arg(long, env = "GES_TENANT_EKYTE_API_KEY", hide_env_values = true)]
+    pub ekyte_api_key: Option<String>,
+    /// eKyte personal MCP token (allows updates, comments, deactivation).
+    #[arg(long, env = "GES_TENANT_EKYTE_MCP_TOKEN", hide_env_values = true)]
+    pub ekyte_mcp_token: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct TenantMapArgs {
     /// The pending GHL location (sub-account) id.
@@ -236,12 +247,9 @@ pub struct TenantMapArgs {
     /// Tenant settings (mapping, selector, onboarding, policy) as a TOML or JSON file.
     #[arg(long)]
     pub settings: Option<PathBuf>,
-    /// eKyte company API key (default: the key of a tenant already on that eKyte company).
-    #[arg(long, env = "GES_TENANT_EKYTE_API_KEY", hide_env_values = true)]
-    pub ekyte_api_key: Option<String>,
-    /// eKyte personal MCP token (allows updates, comments, deactivation).
-    #[arg(long, env = "GES_TENANT_EKYTE_MCP_TOKEN", hide_env_values = true)]
-    pub ekyte_mcp_token: Option<String>,
+    /// Without an API key: the keys of a tenant already on that eKyte company.
+    #[command(flatten)]
+    pub ekyte: EkyteKeys,
     /// Store it without asking eKyte whether the key, the user email and the task type work.
     #[arg(long)]
     pub no_check: bool,
@@ -263,12 +271,8 @@ pub struct TenantAddArgs {
     /// Tenant settings (mapping, selector, onboarding, policy) as a TOML or JSON file.
     #[arg(long)]
     pub settings: Option<PathBuf>,
-    /// eKyte company API key.
-    #[arg(long, env = "GES_TENANT_EKYTE_API_KEY", hide_env_values = true)]
-    pub ekyte_api_key: Option<String>,
-    /// eKyte personal MCP token (allows updates, comments, deactivation).
-    #[arg(long, env = "GES_TENANT_EKYTE_MCP_TOKEN", hide_env_values = true)]
-    pub ekyte_mcp_token: Option<String>,
+    #[command(flatten)]
+    pub ekyte: EkyteKeys,
     /// A GHL Private Integration Token for the location.
     #[arg(long, env = "GES_TENANT_GHL_TOKEN", hide_env_values = true)]
     pub ghl_private_token: Option<String>,
@@ -825,8 +829,8 @@ async fn tenants(config: Config, cmd: TenantsCommand) -> anyhow::Result<ExitCode
             {
                 tenant.install = known.install;
             }
-            let api_key = wiring::secret(a.ekyte_api_key);
-            let mcp_token = wiring::secret(a.ekyte_mcp_token);
+            let api_key = wiring::secret(a.ekyte.ekyte_api_key);
+            let mcp_token = wiring::secret(a.ekyte.ekyte_mcp_token);
             if let Some(code) = checked(
                 &config,
                 &store,
@@ -948,8 +952,8 @@ async fn map_tenant(config: &Config, m: TenantMapArgs) -> anyhow::Result<ExitCod
         Some(p) => read_settings(p)?,
         None => TenantSettings::default(),
     };
-    let (api_key, mcp_token) = match wiring::secret(m.ekyte_api_key) {
-        Some(key) => (key, wiring::secret(m.ekyte_mcp_token)),
+    let (api_key, mcp_token) = match wiring::secret(m.ekyte.ekyte_api_key) {
+        Some(key) => (key, wiring::secret(m.ekyte.ekyte_mcp_token)),
         None => match admin::Blueprint::company_keys(store.as_ref(), store.as_ref(), ekyte_company)
             .await
         {

@@ -900,6 +900,63 @@ mod tests {
     }
 
     #[test]
+    fn agency_rules_take_one_form_and_keep_their_keys_secret() {
+        figment::Jail::expect_with(|jail| {
+            let load = |jail: &mut figment::Jail, rules: &str| {
+                jail.create_file("rules.toml", rules)?;
+                Ok::<_, figment::Error>(Config::from_figment(Config::figment(Some(Path::new(
+                    "rules.toml",
+                )))))
+            };
+            let direct = r#"
+                [[ghl.agency_rules]]
+                company = "agencyCo1"
+                ekyte_company = 12
+                ekyte_api_key = "rule-api-key-789"
+                [ghl.agency_rules.settings]
+                ekyte = { user_email = "ops@agency.test", task_type_id = 7 }
+            "#;
+            let c = load(jail, direct)?.map_err(|e| e.to_string())?;
+            let rule = &c.ghl.agency_rules[0];
+            assert_eq!(rule.ekyte_company, Some(12));
+            let shown = toml::to_string(&c.redacted()).map_err(|e| e.to_string())?;
+            assert!(!shown.contains("rule-api-key-789"), "{shown}");
+            assert!(shown.contains("ekyte_company = 12"), "{shown}");
+            for (bad, says) in [
+                (
+                    r#"[[ghl.agency_rules]]
+                    company = "agencyCo1"
+                    like = "acme"
+                    ekyte_company = 12"#,
+                    "exactly one of",
+                ),
+                (
+                    r#"[[ghl.agency_rules]]
+                    company = "agencyCo1""#,
+                    "exactly one of",
+                ),
+                (
+                    r#"[[ghl.agency_rules]]
+                    company = "agencyCo1"
+                    ekyte_company = 12"#,
+                    "ekyte.user_email",
+                ),
+                (
+                    r#"[[ghl.agency_rules]]
+                    company = "agencyCo1"
+                    like = "acme"
+                    ekyte_api_key = "k""#,
+                    "go with `ekyte_company`",
+                ),
+            ] {
+                let err = load(jail, bad)?.expect_err(bad).to_string();
+                assert!(err.contains(says), "{bad}: {err}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn masks_urls() {
         assert_eq!(
             mask_url("amqp://guest:guest@h:5672/%2f"),

@@ -578,6 +578,9 @@ async fn company_installed(s: &WebhookState, event: &CompanyEvent) -> Response {
             );
         }
     };
+    if locations.is_empty() {
+        return ignored("INSTALL", "GHL lists no location of the agency's install");
+    }
     match s
         .agencies
         .place_all(company, &locations, event.timestamp)
