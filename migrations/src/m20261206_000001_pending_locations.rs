@@ -1,11 +1,20 @@
 //! Pending locations: the locations an agency install approved that have no tenant yet,
 //! because no eKyte company is known for them. Each waits for `tenants map` (or a mapping
 //! rule) and is removed when its tenant is made, or when the agency uninstalls.
+//!
+//! Also the GHL location's time zone on each tenant (`tenants.ghl_timezone`), refreshed by
+//! `LocationUpdate`.
 
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Tenants {
+    Table,
+    GhlTimezone,
+}
 
 #[derive(DeriveIden)]
 enum GhlPendingLocations {
@@ -58,10 +67,26 @@ impl MigrationTrait for Migration {
                     .col(P::CompanyId)
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(ColumnDef::new(Tenants::GhlTimezone).text().null())
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .drop_column(Tenants::GhlTimezone)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .drop_table(Table::drop().table(GhlPendingLocations::Table).to_owned())
             .await

@@ -230,6 +230,19 @@ async fn every_documented_event_type_gets_a_2xx() {
         35,
         "the 35 event docs of API.md §9.2a: {types:?}"
     );
+    // The change the LocationUpdate below reports, as GHL holds it: the handler reads the
+    // location, since the event carries no time zone.
+    t.world
+        .ghl
+        .update_location(
+            &t.world.location,
+            sandbox::ghl::LocationUpdate {
+                name: Some("Renamed by GHL".into()),
+                timezone: Some("America/Chicago".into()),
+                ..Default::default()
+            },
+        )
+        .expect("change the location in GHL");
     let mut refused = Vec::new();
     let mut outcomes = std::collections::BTreeMap::new();
     for (i, (name, fields)) in events.into_iter().enumerate() {
@@ -286,10 +299,12 @@ async fn every_documented_event_type_gets_a_2xx() {
         depths.realtime as usize, queued,
         "only the events the sync uses are queued: {outcomes:?}"
     );
-    // The effects that can be seen: the LocationUpdate renamed the tenant, the location-form
-    // INSTALL recorded its company, and the final UNINSTALL left it uninstalled.
+    // The effects that can be seen: the LocationUpdate renamed the tenant and took the
+    // location's time zone, the location-form INSTALL recorded its company, and the final
+    // UNINSTALL left it uninstalled.
     let after = tenant(&t).await;
     assert_eq!(after.name, "Renamed by GHL");
+    assert_eq!(after.install.timezone.as_deref(), Some("America/Chicago"));
     assert_eq!(after.install.company_id.as_deref(), Some(COMPANY));
     assert_eq!(after.state(), "uninstalled");
     stop.cancel();
@@ -1091,6 +1106,28 @@ async fn an_agency_installs_three_locations_at_once_uninstalls_and_reinstalls() 
             >= minted_before + 3,
         "each location's calls use a token minted from the agency's"
     );
+
+    // A location renamed and moved to another time zone in GHL: LocationUpdate carries no
+    // zone, so the tenant reads the location (with a token minted from the agency's).
+    ghl.act_update_location(
+        &locations[1],
+        sandbox::ghl::LocationUpdate {
+            name: Some("Client 2 (renamed)".into()),
+            timezone: Some("Europe/Lisbon".into()),
+            ..Default::default()
+        },
+    )
+    .expect("edit a location");
+    eventually("the tenant follows its location", SETTLE, || async {
+        tenant_of(locations[1].clone())
+            .await
+            .filter(|t| {
+                t.name == "Client 2 (renamed)"
+                    && t.install.timezone.as_deref() == Some("Europe/Lisbon")
+            })
+            .map(|_| ())
+    })
+    .await;
 
     // A fourth location, created in GHL: the install covers it, the rule maps it, it syncs.
     let (fourth, seeded) = client_location(ghl, 4, true);

@@ -145,6 +145,7 @@ async fn seed(t: &TestApp) -> Vec<i64> {
             company_id: Some("agencyCo9".into()),
             installed_at: Some(now - Duration::days(3)),
             changed_at: Some(now - Duration::days(3)),
+            timezone: Some("America/Chicago".into()),
         },
     );
     // It takes the eKyte company's workspaces made without an ExternalId.
@@ -442,6 +443,7 @@ async fn the_operator_commands_print_plain_tables_and_stable_json() {
                 "ekyte_company",
                 "ghl_token",
                 "pending_reason",
+                "ghl_timezone",
                 "workspace_per",
                 "selector",
                 "settings",

@@ -88,6 +88,7 @@ impl Blueprint {
                 company_id: Some(company.to_owned()),
                 installed_at: Some(installed_at),
                 changed_at: None,
+                timezone: None,
             },
         }
     }

@@ -900,6 +900,21 @@ mod tests {
     }
 
     #[test]
+    fn the_default_scopes_are_the_ones_the_adapter_needs() {
+        figment::Jail::expect_with(|_| {
+            let c = Config::from_figment(Config::figment(None)).map_err(|e| e.to_string())?;
+            let configured: std::collections::BTreeSet<_> = c.ghl.scopes.iter().collect();
+            let needed = ghl::default_scopes();
+            let needed: std::collections::BTreeSet<_> = needed.iter().collect();
+            assert_eq!(configured, needed);
+            for agency in ["oauth.readonly", "oauth.write", "locations.readonly"] {
+                assert!(c.ghl.scopes.iter().any(|s| s == agency), "{agency}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn agency_rules_take_one_form_and_keep_their_keys_secret() {
         figment::Jail::expect_with(|jail| {
             let load = |jail: &mut figment::Jail, rules: &str| {

@@ -530,20 +530,43 @@ async fn company_event(s: &WebhookState, event: CompanyEvent) -> Response {
                 Ok(None) => return ignored("LocationUpdate", "no tenant for this location"),
                 Err(e) => return store_down(&e),
             };
-            let company_unknown = tenant.install.company_id.is_none();
-            match name {
-                Some(name) if name != &tenant.name || company_unknown => {
-                    let mut updated = tenant.clone();
-                    updated.name = name.clone();
-                    updated.install.company_id = Some(event.company_id.clone());
-                    if let Err(e) = s.tenants.upsert(&updated).await {
-                        return store_down(&e);
-                    }
-                    tracing::info!(tenant = %tenant.id, "location renamed in GHL: tenant name updated");
-                    answer(StatusCode::OK, "accepted", "tenant name updated")
-                }
-                _ => ignored("LocationUpdate", "nothing this service keeps changed"),
+            let mut updated = tenant.clone();
+            updated.install.company_id = Some(event.company_id.clone());
+            if let Some(name) = name {
+                updated.name = name.clone();
             }
+            // The event carries no time zone (API.md §9.2a): the location is read for it.
+            // Without a working token (uninstalled, revoked) the event's name is kept alone.
+            if let Some(g) = &s.ghl
+                && tenant.active
+            {
+                let scope = ports::Scope::new(Arc::new(tenant.clone()), ports::Priority::RealTime);
+                match ports::ghl::GhlApi::get_location(g, &scope).await {
+                    Ok(location) => {
+                        if let Some(name) = location.name {
+                            updated.name = name;
+                        }
+                        if location.timezone.is_some() {
+                            updated.install.timezone = location.timezone;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %tenant.id, error = %e, "LocationUpdate: could not read the location; its time zone is not refreshed");
+                    }
+                }
+            }
+            if updated == tenant {
+                return ignored("LocationUpdate", "nothing this service keeps changed");
+            }
+            if let Err(e) = s.tenants.upsert(&updated).await {
+                return store_down(&e);
+            }
+            tracing::info!(tenant = %tenant.id, name = %updated.name, timezone = ?updated.install.timezone, "location changed in GHL: tenant updated");
+            answer(
+                StatusCode::OK,
+                "accepted",
+                "tenant name and time zone updated",
+            )
         }
         CompanyEventKind::LocationCreate { location, name } => {
             location_created(s, &event, location, name.as_deref()).await

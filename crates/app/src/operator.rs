@@ -113,6 +113,8 @@ pub struct TenantRow {
     pub ghl_token: GhlToken,
     /// Why a pending location has no tenant yet.
     pub pending_reason: Option<String>,
+    /// The GHL location's time zone, when read.
+    pub ghl_timezone: Option<String>,
     pub workspace_per: String,
     pub selector: String,
     pub settings: domain::TenantSettings,
@@ -132,6 +134,7 @@ impl TenantRow {
             ekyte_company: Some(tenant.ekyte_company_id.get()),
             ghl_token: GhlToken::of(credentials, &tenant.id).await,
             pending_reason: None,
+            ghl_timezone: tenant.install.timezone.clone(),
             workspace_per: format!("{:?}", tenant.settings.workspace_per).to_lowercase(),
             selector: tenant.settings.selector.describe(),
             settings: tenant.settings.clone(),
@@ -164,6 +167,7 @@ impl TenantRow {
                 problem: None,
             },
             pending_reason: Some(p.reason.clone()),
+            ghl_timezone: None,
             workspace_per: format!("{:?}", settings.workspace_per).to_lowercase(),
             selector: settings.selector.describe(),
             settings,

@@ -176,6 +176,10 @@ pub struct Install {
     /// The GHL timestamp of the last lifecycle event applied (INSTALL, UNINSTALL): an event
     /// older than it is a replay or a late delivery and changes nothing.
     pub changed_at: Option<DateTime<Utc>>,
+    /// The GHL location's IANA time zone, as GHL last said (`GET /locations/:id`, refreshed
+    /// by LocationUpdate); `None` until read.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// What a lifecycle event does to a tenant, decided from its timestamp.

@@ -302,6 +302,14 @@ pub(crate) mod routes {
         Idempotent
     );
     route!(
+        GET_LOCATION,
+        GET,
+        "GET /locations/{locationId}",
+        V1,
+        "locations.readonly",
+        Idempotent
+    );
+    route!(
         INSTALLED_LOCATIONS,
         GET,
         "GET /oauth/installedLocations",

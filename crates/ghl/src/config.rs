@@ -75,6 +75,7 @@ pub fn default_scopes() -> Vec<String> {
         "contacts.write",
         "businesses.readonly",
         "locations/tasks.readonly",
+        "locations.readonly",
         "locations/customFields.readonly",
         "locations/tags.readonly",
         "calendars/events.readonly",

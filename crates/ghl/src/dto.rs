@@ -330,6 +330,20 @@ pub(crate) struct BusinessDto {
 }
 
 #[derive(Debug, Deserialize)]
+pub(crate) struct LocationEnvelope {
+    pub location: LocationDto,
+}
+
+/// `GetLocationByIdSchema` ([LOC2]): the fields this service keeps.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LocationDto {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct BusinessEnvelope {
     pub business: BusinessDto,
 }

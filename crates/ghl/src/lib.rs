@@ -64,8 +64,8 @@ use domain::{
     Note, Task, TenantId,
 };
 use ports::ghl::{
-    ContactPage, ContactSearch, GhlApi, GhlAppointment, GhlBusiness, GhlContact, GhlNote, GhlTask,
-    ListingMode, TaskSearch,
+    ContactPage, ContactSearch, GhlApi, GhlAppointment, GhlBusiness, GhlContact, GhlLocation,
+    GhlNote, GhlTask, ListingMode, TaskSearch,
 };
 use ports::store::CredentialStore;
 use ports::{ApiError, Scope};
@@ -74,7 +74,7 @@ use serde_json::{Value, json};
 use crate::budget::BudgetKey;
 pub use crate::budget::{BudgetSnapshot, RateBudgets, RateHeaders};
 use crate::client::{Answer, ApiRequest, Safety, Transport, backoff, routes};
-pub use crate::config::{GhlAdapterConfig, RateConfig, RetryPolicy};
+pub use crate::config::{GhlAdapterConfig, RateConfig, RetryPolicy, default_scopes};
 use crate::dto::{
     BusinessEnvelope, ContactEnvelope, DeleteAnswer, DuplicateAnswer, EventEnvelope, EventsAnswer,
     ListAnswer, NoteEnvelope, NotesAnswer, SearchAnswer, TagsAnswer, TaskEnvelope, TasksAnswer,
@@ -547,6 +547,18 @@ impl GhlApi for GhlAdapter {
         self.inner
             .find_duplicate(scope, email.as_deref(), phone.as_deref())
             .await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id))]
+    async fn get_location(&self, scope: &Scope) -> Result<GhlLocation, ApiError> {
+        let location = &scope.tenant.location_id;
+        let req = ApiRequest::new(&routes::GET_LOCATION, format!("/locations/{location}"));
+        let answer = self.inner.call(scope, &req).await?;
+        let env: dto::LocationEnvelope = answer.decode()?;
+        Ok(GhlLocation {
+            name: env.location.name.filter(|n| !n.trim().is_empty()),
+            timezone: env.location.timezone.filter(|z| !z.trim().is_empty()),
+        })
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, business_id = %id))]

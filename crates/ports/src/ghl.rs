@@ -65,6 +65,14 @@ pub struct GhlBusiness {
     pub business: Business,
 }
 
+/// What this service keeps of a GHL location (`GET /locations/:id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GhlLocation {
+    pub name: Option<String>,
+    /// The location's IANA time zone, when GHL has one.
+    pub timezone: Option<String>,
+}
+
 /// An opaque position in a contact listing (GHL's `searchAfter`, or the deprecated list's
 /// `startAfter`/`startAfterId`), safe to store in a run checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -165,6 +173,9 @@ pub trait GhlApi: Send + Sync {
         email: Option<String>,
         phone: Option<String>,
     ) -> Result<Option<GhlContactId>, ApiError>;
+
+    /// `GET /locations/:id` of the scope's location (scope `locations.readonly`).
+    async fn get_location(&self, scope: &Scope) -> Result<GhlLocation, ApiError>;
 
     /// `GET /businesses/:id`.
     async fn get_business(

@@ -21,6 +21,7 @@ pub(crate) mod tenants {
         pub install_kind: String,
         pub installed_at: Option<DateTimeUtc>,
         pub lifecycle_at: Option<DateTimeUtc>,
+        pub ghl_timezone: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

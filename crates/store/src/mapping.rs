@@ -128,6 +128,7 @@ pub(crate) fn tenant(row: tenants::Model) -> Result<Tenant, StoreError> {
             company_id: row.ghl_company_id,
             installed_at: row.installed_at,
             changed_at: row.lifecycle_at,
+            timezone: row.ghl_timezone,
         },
     })
 }

@@ -70,6 +70,7 @@ impl TenantStore for Store {
             // Kept as they are by a later upsert: `apply_lifecycle` moves them.
             installed_at: Set(tenant.install.installed_at.map(micros)),
             lifecycle_at: Set(tenant.install.changed_at.map(micros)),
+            ghl_timezone: Set(tenant.install.timezone.clone()),
         };
         Entity::insert(row)
             .on_conflict(
@@ -83,6 +84,7 @@ impl TenantStore for Store {
                         Column::UpdatedAt,
                         Column::GhlCompanyId,
                         Column::InstallKind,
+                        Column::GhlTimezone,
                     ])
                     .to_owned(),
             )

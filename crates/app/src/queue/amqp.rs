@@ -776,11 +776,14 @@ impl Shared {
     /// Declare (when asked before), open the publishing channel and re-subscribe.
     async fn set_up(self: &Arc<Self>, connection: Connection) -> Result<Arc<Live>, QueueError> {
         let weak = Arc::downgrade(self);
-        connection.on_error(move |error| {
-            tracing::warn!(%error, "RabbitMQ connection error");
-            if let Some(shared) = weak.upgrade() {
+        connection.on_error(move |error| match weak.upgrade() {
+            Some(shared) if !shared.shutdown.is_cancelled() => {
+                tracing::warn!(%error, "RabbitMQ connection error");
                 shared.wake.notify_one();
             }
+            // Closed on purpose (a one-shot command ending, a drained worker): the runtime
+            // going away under the connection is no error to report.
+            _ => tracing::debug!(%error, "RabbitMQ connection error after close"),
         });
         if self.declared.load(Ordering::SeqCst) {
             declare_on(&connection, &self.topology).await?;

@@ -81,6 +81,8 @@ fn route_spec(method: &str, route: &str) -> RouteSpec {
         ("locations/tasks.readonly", VERSION_2021_07_28)
     } else if route.ends_with("/customFields") {
         ("locations/customFields.readonly", VERSION_2021_07_28)
+    } else if route == "/locations/{locationId}" {
+        ("locations.readonly", VERSION_2021_07_28)
     } else if read || route == "/contacts/search" {
         ("contacts.readonly", VERSION_2021_07_28)
     } else {
@@ -164,6 +166,7 @@ pub fn router(core: Shared) -> Router {
             "/locations/{locationId}/customFields",
             get(related::custom_fields),
         )
+        .route("/locations/{locationId}", get(related::get_location))
         .route(
             "/businesses/",
             get(businesses::list).post(businesses::create),

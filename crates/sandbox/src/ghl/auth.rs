@@ -187,6 +187,7 @@ fn scope_string(scopes: &Option<BTreeSet<String>>) -> String {
             "contacts.write",
             "businesses.readonly",
             "businesses.write",
+            "locations.readonly",
             "locations/customFields.readonly",
             "locations/tasks.readonly",
             "calendars/events.readonly",

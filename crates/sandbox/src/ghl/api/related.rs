@@ -287,6 +287,26 @@ pub async fn search_location_tasks(
     })())
 }
 
+/// `GET /locations/{locationId}` → `{location}` ([LOC2] `GetLocationByIdSuccessfulResponseDto`):
+/// a location token for that location, or a Company token of the location's company (the
+/// spec names both `Location-Access` and `Agency-Access`).
+pub async fn get_location(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(location_id): Path<String>,
+) -> Response {
+    unit_result((|| {
+        let store = core.store();
+        let loc = store.location(&location_id)?;
+        match ctx.location_id() {
+            Some(_) => ctx.require_location(&location_id)?,
+            None if ctx.company_id == loc.info.company_id => {}
+            None => return Err(ApiError::wrong_location()),
+        }
+        Ok(ok(json!({"location": loc.info.to_json()})))
+    })())
+}
+
 /// `GET /locations/{locationId}/customFields?model=` → `{customFields}` ([LOC2]).
 pub async fn custom_fields(
     State(core): State<Shared>,
