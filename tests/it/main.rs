@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod app_e2e;
+mod console;
 mod convergence;
 mod lifecycle;
 mod operator_cli;

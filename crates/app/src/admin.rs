@@ -291,3 +291,29 @@ pub async fn add_tenant(
     }
     Ok(())
 }
+
+/// Publish dead letter `id` again with its attempt reset, and mark it replayed. `Ok(false)`
+/// when it was replayed already (nothing is published twice).
+pub async fn replay_one(
+    store: &dyn ports::store::DeadLetterStore,
+    publisher: &dyn ports::queue::Publisher,
+    id: i64,
+) -> anyhow::Result<bool> {
+    let d = store
+        .get(id)
+        .await
+        .with_context(|| format!("dead letter {id}"))?;
+    if d.replayed_at.is_some() {
+        return Ok(false);
+    }
+    let env = ports::queue::Envelope::from_json(d.letter.envelope.as_bytes()).with_context(|| {
+        format!("dead letter {id} does not hold a message that can be replayed (its body is not an envelope)")
+    })?;
+    let env = ports::queue::Envelope { attempt: 0, ..env };
+    publisher
+        .publish(&env)
+        .await
+        .with_context(|| format!("publishing dead letter {id}"))?;
+    store.mark_replayed(id).await?;
+    Ok(true)
+}

@@ -12,7 +12,6 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use tokio_util::sync::CancellationToken;
 
 use domain::{EkyteCompanyId, LocationId, Tenant, TenantId, TenantSettings};
-use ports::queue::Envelope;
 use ports::store::{
     AgencyStore, AuditLog, CredentialStore, DeadLetterStore, Provider, RunStore, TenantStore,
 };
@@ -74,6 +73,9 @@ pub enum Command {
     Oauth(OauthCommand),
     /// Tenants, queues, dead letters and the last runs.
     Status(JsonFlag),
+    /// The operator console's accounts.
+    #[command(subcommand)]
+    Console(ConsoleCommand),
     /// Serve the GHL and eKyte simulators and print what a client needs to call them.
     #[cfg(feature = "simulators")]
     Sandbox(crate::demo::SandboxArgs),
@@ -319,6 +321,13 @@ pub enum CredentialsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Read a password on standard input (one line) and print its argon2 hash, for a
+    /// `[[console.accounts]]` entry's `password_hash`.
+    HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective configuration (secrets redacted); exit non-zero when it is invalid.
     Check {
@@ -343,6 +352,9 @@ pub fn main() -> ExitCode {
     };
     if let Command::Config(ConfigCommand::Check { json }) = cli.command {
         return config_check(&config, json);
+    }
+    if let Command::Console(ConsoleCommand::HashPassword) = cli.command {
+        return hash_password();
     }
     // The services log as configured; every other command is one-shot, read by a person (the
     // demo prints its own report): human form, warnings only unless asked (telemetry.rs).
@@ -423,7 +435,9 @@ fn consumer_tag(prefix: &str) -> String {
 
 async fn dispatch(config: Config, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Config(_) => unreachable!("handled before the runtime starts"),
+        Command::Config(_) | Command::Console(_) => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Migrate => {
             let url = secrecy::ExposeSecret::expose_secret(&config.database.url).to_owned();
             let report = store::migrate_url(&url)
@@ -709,24 +723,11 @@ pub async fn replay(
     }
     let mut n = 0;
     for id in ids {
-        let d = store
-            .get(id)
-            .await
-            .with_context(|| format!("dead letter {id}"))?;
-        if d.replayed_at.is_some() {
+        if admin::replay_one(store, app.broker.as_ref(), id).await? {
+            n += 1;
+        } else {
             eprintln!("dead letter {id} was replayed already; skipped");
-            continue;
         }
-        let env = Envelope::from_json(d.letter.envelope.as_bytes()).with_context(|| {
-            format!("dead letter {id} does not hold a message that can be replayed (its body is not an envelope)")
-        })?;
-        let env = Envelope { attempt: 0, ..env };
-        app.broker
-            .publish(&env)
-            .await
-            .with_context(|| format!("publishing dead letter {id}"))?;
-        store.mark_replayed(id).await?;
-        n += 1;
     }
     Ok(n)
 }
@@ -1114,4 +1115,37 @@ async fn status(config: Config, json: bool) -> anyhow::Result<ExitCode> {
     }
     app.broker.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `console hash-password`: an argon2id hash (default parameters, a random salt) of the line
+/// on standard input; the password itself is never printed.
+fn hash_password() -> ExitCode {
+    use argon2::PasswordHasher as _;
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
+        eprintln!("error: type the password on standard input (one line)");
+        return ExitCode::from(2);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&uuid::Uuid::new_v4().into_bytes());
+    let salt = match argon2::password_hash::SaltString::encode_b64(&salt) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match argon2::Argon2::default().hash_password(password.as_bytes(), &salt) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

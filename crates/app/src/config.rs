@@ -32,6 +32,44 @@ pub struct Config {
     pub sync: SyncConfig,
     pub worker: WorkerConfig,
     pub telemetry: TelemetryConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The operator console (`/console`): off unless enabled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// The header a trusted reverse proxy names the user in; empty: password logins.
+    pub trusted_header: String,
+    #[serde(default)]
+    pub accounts: Vec<ConsoleAccount>,
+}
+
+/// One console user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleAccount {
+    pub user: String,
+    /// An argon2 PHC string; may be empty when identity comes from `trusted_header`.
+    #[serde(default)]
+    pub password_hash: SecretString,
+    pub role: ConsoleRole,
+    /// The tenants it may see and act on; empty: all.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+/// What a console user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleRole {
+    /// Reads every page it may see.
+    Viewer,
+    /// Also acts: replays, pauses, syncs.
+    Operator,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +161,63 @@ pub struct AgencyRule {
     pub ekyte_api_key: Option<SecretString>,
     #[serde(default)]
     pub ekyte_mcp_token: Option<SecretString>,
+}
+
+impl ConsoleConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        const KEY: &str = "console.accounts";
+        if self.enabled && self.accounts.is_empty() {
+            return Err(invalid(
+                KEY,
+                "the console is enabled but has no account: add [[console.accounts]]",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.accounts {
+            let user_ok = !a.user.is_empty()
+                && a.user.len() <= 64
+                && a.user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+            if !user_ok {
+                return Err(invalid(
+                    KEY,
+                    format!(
+                        "user {:?}: letters, digits, '.', '_', '-' or '@', at most 64",
+                        a.user
+                    ),
+                ));
+            }
+            if !seen.insert(a.user.to_ascii_lowercase()) {
+                return Err(invalid(KEY, format!("user {:?} appears twice", a.user)));
+            }
+            let hash = a.password_hash.expose_secret();
+            if hash.is_empty() {
+                if self.trusted_header.trim().is_empty() {
+                    return Err(invalid(
+                        KEY,
+                        format!(
+                            "user {:?} has no password_hash (needed unless console.trusted_header is set)",
+                            a.user
+                        ),
+                    ));
+                }
+            } else if argon2::PasswordHash::new(hash).is_err() {
+                return Err(invalid(
+                    KEY,
+                    format!(
+                        "user {:?}: password_hash is not an argon2 hash (`ghl-ekyte-sync console hash-password` makes one)",
+                        a.user
+                    ),
+                ));
+            }
+            for t in &a.tenants {
+                domain::TenantId::parse(t)
+                    .map_err(|e| invalid(KEY, format!("user {:?}: tenant {t:?}: {e}", a.user)))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl AgencyRule {
@@ -409,6 +504,7 @@ impl Config {
         for rule in &self.ghl.agency_rules {
             rule.validate()?;
         }
+        self.console.validate()?;
         if self.queue.max_attempts == 0 {
             return Err(invalid("queue.max_attempts", "must be at least 1"));
         }
@@ -693,6 +789,39 @@ impl Config {
                 ("otlp_timeout", dur(&self.telemetry.otlp_timeout)),
                 ("otlp_sample_ratio", self.telemetry.otlp_sample_ratio.into()),
                 ("service_name", self.telemetry.service_name.clone().into()),
+            ],
+        );
+        section(
+            "console",
+            vec![
+                ("enabled", self.console.enabled.into()),
+                ("session_ttl", dur(&self.console.session_ttl)),
+                ("trusted_header", self.console.trusted_header.clone().into()),
+                (
+                    "accounts",
+                    toml::Value::Array(
+                        self.console
+                            .accounts
+                            .iter()
+                            .map(|a| {
+                                let mut t = toml::map::Map::new();
+                                t.insert("user".into(), a.user.clone().into());
+                                t.insert("password_hash".into(), secret(&a.password_hash));
+                                t.insert(
+                                    "role".into(),
+                                    format!("{:?}", a.role).to_lowercase().into(),
+                                );
+                                t.insert(
+                                    "tenants".into(),
+                                    toml::Value::Array(
+                                        a.tenants.iter().map(|x| x.clone().into()).collect(),
+                                    ),
+                                );
+                                toml::Value::Table(t)
+                            })
+                            .collect(),
+                    ),
+                ),
             ],
         );
         t

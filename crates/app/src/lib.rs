@@ -6,6 +6,7 @@ pub mod admin;
 pub mod agency;
 pub mod cli;
 pub mod config;
+pub mod console;
 #[cfg(feature = "simulators")]
 pub mod demo;
 pub mod ingress;

@@ -42,6 +42,18 @@ impl StateSigner {
         }
     }
 
+    /// The base64url HMAC of `message` (a CSRF token).
+    pub fn tag(&self, message: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(message).finalize().into_bytes())
+    }
+
+    /// Whether `tag` is the HMAC of `message` (compared in constant time).
+    pub fn verify_tag(&self, message: &str, tag: &str) -> bool {
+        URL_SAFE_NO_PAD
+            .decode(tag)
+            .is_ok_and(|t| self.mac(message).verify_slice(&t).is_ok())
+    }
+
     fn mac(&self, message: &str) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(self.key.expose_secret())
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
@@ -58,7 +70,8 @@ impl StateSigner {
         self.sign_subject(AGENCY_SUBJECT, now)
     }
 
-    fn sign_subject(&self, subject: &str, now: DateTime<Utc>) -> String {
+    /// A signed `subject` that expires after the signer's lifetime (a console session).
+    pub fn sign_subject(&self, subject: &str, now: DateTime<Utc>) -> String {
         let message = format!("{subject}.{}", (now + self.lifetime).timestamp());
         let tag = self.mac(&message).finalize().into_bytes();
         format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag))
@@ -85,7 +98,8 @@ impl StateSigner {
         }
     }
 
-    fn verify_subject<'s>(
+    /// The subject of a value [`Self::sign_subject`] made, unless forged or expired.
+    pub fn verify_subject<'s>(
         &self,
         state: &'s str,
         now: DateTime<Utc>,

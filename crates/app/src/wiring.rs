@@ -296,11 +296,32 @@ impl App {
         }
     }
 
-    /// The ingress router with everything wired.
+    /// The operator console's state (`console.enabled`), reading through the same ports.
+    pub fn console(&self) -> crate::console::ConsoleState {
+        let key = self.config.crypto.key.expose_secret().as_bytes().to_vec();
+        crate::console::ConsoleState {
+            gate: Arc::new(crate::console::Gate::new(&self.config.console, &key)),
+            tenants: self.store.clone(),
+            credentials: self.store.clone(),
+            agencies: self.store.clone(),
+            dead_letters: self.store.clone(),
+            runs: self.store.clone(),
+            audit: self.store.clone(),
+            publisher: self.broker.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The ingress router with everything wired (and the console, when enabled).
     pub fn ingress(&self) -> anyhow::Result<axum::Router> {
         let verifier = ghl::webhook::WebhookVerifier::new(&webhook_config(&self.config))
             .context("webhook keys ([ghl] webhook_ed25519_key / webhook_rsa_key)")?;
-        Ok(crate::ingress::router(
+        let console = self
+            .config
+            .console
+            .enabled
+            .then(|| crate::console::router(self.console()));
+        let router = crate::ingress::router(
             WebhookState {
                 verifier: Arc::new(verifier),
                 tenants: self.store.clone(),
@@ -315,7 +336,11 @@ impl App {
             Some(self.oauth_state()),
             self.health(),
             self.config.http.max_body_bytes,
-        ))
+        );
+        Ok(match console {
+            Some(console) => router.merge(console),
+            None => router,
+        })
     }
 }
 

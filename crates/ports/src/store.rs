@@ -465,6 +465,8 @@ pub enum AuditAction {
     Conflict,
     Unsupported,
     Failed,
+    /// An operator's action (the console): `reason` says who did what.
+    Operator,
 }
 
 impl AuditAction {
@@ -482,6 +484,7 @@ impl AuditAction {
             Self::Conflict => "conflict",
             Self::Unsupported => "unsupported",
             Self::Failed => "failed",
+            Self::Operator => "operator",
         }
     }
 
@@ -499,6 +502,7 @@ impl AuditAction {
             Self::Conflict,
             Self::Unsupported,
             Self::Failed,
+            Self::Operator,
         ]
         .into_iter()
         .find(|a| a.as_str() == raw)
@@ -528,6 +532,14 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// A skip that concerns the tenant as a whole (an event or a message nothing here acts
     /// on), not one record.
+    /// An operator's action on a tenant, with who did it.
+    pub fn operator(tenant: &TenantId, at: DateTime<Utc>, who: &str, did: String) -> Self {
+        Self {
+            action: AuditAction::Operator,
+            ..Self::tenant_skip(tenant, at, format!("{who}: {did}"), None)
+        }
+    }
+
     pub fn tenant_skip(
         tenant: &TenantId,
         at: DateTime<Utc>,

@@ -1,0 +1,528 @@
+//! The operator console: server-rendered pages under `/console`, served by the ingress, that
+//! show what the sync did and let an operator put it right. An inbound adapter like the
+//! webhook route: it reads through the ports (the store and the queue) and keeps no state of
+//! its own beyond the login rate limit.
+//!
+//! Access (see [`auth`]): off unless `console.enabled`; every route but the login page needs a
+//! session (or the trusted proxy's header). Without one, a browser is sent to the login page
+//! and any other client gets 401. Every POST carries the session's CSRF token (403 without
+//! it); only operators act (403 for viewers); an account limited to some tenants sees and acts
+//! on those alone (403 for the others). Every action is audited with who did it. No secret is
+//! ever rendered: a token shows as its expiry.
+
+pub mod auth;
+mod pages;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use domain::TenantId;
+use ports::Clock;
+use ports::queue::{Envelope, Payload, Publisher, SyncMode};
+use ports::store::{
+    AgencyStore, AuditEntry, AuditLog, CredentialStore, DeadLetterStore, RunStore, TenantStore,
+};
+
+use crate::operator;
+
+pub use auth::{Gate, Who};
+
+/// What the console's pages read and act through.
+#[derive(Clone)]
+pub struct ConsoleState {
+    pub gate: Arc<Gate>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub credentials: Arc<dyn CredentialStore>,
+    pub agencies: Arc<dyn AgencyStore>,
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub publisher: Arc<dyn Publisher>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The console's routes, all under `/console`.
+pub fn router(state: ConsoleState) -> Router {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/tenants") }),
+        )
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/tenants", get(tenants_page))
+        .route("/console/tenants/{id}", get(tenant_page))
+        .route("/console/tenants/{id}/{action}", post(act))
+        .with_state(state)
+}
+
+/// Every console answer: HTML that is never cached nor framed.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    r
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// No session: a browser goes to the login page, any other client gets 401.
+fn unauthenticated(headers: &HeaderMap) -> Response {
+    if wants_html(headers) {
+        Redirect::to("/console/login").into_response()
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Cookie realm=\"console\"")],
+            "sign in at /console/login",
+        )
+            .into_response()
+    }
+}
+
+fn forbidden(why: &str) -> Response {
+    html(StatusCode::FORBIDDEN, pages::message("Not allowed", why))
+}
+
+/// The signed-in user, or the answer for a request without one (boxed: a response is large).
+fn who(s: &ConsoleState, headers: &HeaderMap) -> Result<Who, Box<Response>> {
+    s.gate
+        .identify(headers, s.clock.now())
+        .ok_or_else(|| Box::new(unauthenticated(headers)))
+}
+
+fn store_failed(e: &impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "console: the store failed");
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::message("Unavailable", &format!("the store failed: {e}")),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    error: Option<String>,
+}
+
+async fn login_page(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    if s.gate.identify(&headers, s.clock.now()).is_some() {
+        return Redirect::to("/console/tenants").into_response();
+    }
+    html(
+        StatusCode::OK,
+        pages::login(s.gate.password_logins(), q.error.as_deref()),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+}
+
+async fn login(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    if !s.gate.password_logins() {
+        return forbidden("sign in through the proxy in front of the console");
+    }
+    match s.gate.login(&f.user, &f.password, s.clock.now()) {
+        Ok(session) => {
+            tracing::info!(user = %f.user.trim(), "console login");
+            let cookie = auth::set_cookie(&session, s.gate.ttl(), !auth::loopback(&headers));
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::SET_COOKIE, cookie),
+                    (header::LOCATION, "/console/tenants".to_owned()),
+                ],
+            )
+                .into_response()
+        }
+        Err(auth::LoginRefused::Wrong) => html(
+            StatusCode::UNAUTHORIZED,
+            pages::login(true, Some("wrong user or password")),
+        ),
+        Err(auth::LoginRefused::Throttled) => html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::login(
+                true,
+                Some("too many wrong passwords: wait a minute and try again"),
+            ),
+        ),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    dead_letter: Option<i64>,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+async fn logout(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let who = match who(&s, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    if !s.gate.csrf_ok(&who, &f.csrf) {
+        return forbidden("the form's CSRF token is missing or wrong: reload the page");
+    }
+    let cookie = auth::set_cookie("", std::time::Duration::ZERO, !auth::loopback(&headers));
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, "/console/login".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+/// The tenants page's filters.
+#[derive(Debug, Default, Deserialize)]
+pub struct TenantFilter {
+    /// Only tenants whose badge is not green.
+    #[serde(default)]
+    pub unhealthy: Option<String>,
+    /// `location` or `agency`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A part of the id or the name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One tenant's row on the tenants page.
+#[derive(Debug, Clone)]
+pub struct TenantLine {
+    pub row: operator::TenantRow,
+    /// Why it is not green; empty when healthy.
+    pub problems: Vec<String>,
+    pub dead_letters: u64,
+    pub last_runs: BTreeMap<&'static str, ports::store::SyncRun>,
+}
+
+/// Every tenant the user may see, with its health, filtered.
+pub async fn tenant_lines(
+    s: &ConsoleState,
+    who: &Who,
+    filter: &TenantFilter,
+) -> Result<Vec<TenantLine>, ports::StoreError> {
+    let now = s.clock.now();
+    let since = now - chrono::Duration::hours(1);
+    let dead = s.dead_letters.summary(None, false, None).await?;
+    let recent_dead = s.dead_letters.summary(None, true, Some(since)).await?;
+    let mut failures =
+        operator::failures_by_tenant(&recent_dead, &s.audit.failures_since(since).await?);
+    let mut lines = Vec::new();
+    for t in s.tenants.list().await? {
+        if !who.may_see(&t.id) {
+            continue;
+        }
+        let row = operator::TenantRow::of(&t, s.credentials.as_ref()).await;
+        let dead_letters: u64 = dead
+            .iter()
+            .filter(|g| g.tenant.as_ref() == Some(&t.id))
+            .map(|g| g.count)
+            .sum();
+        let mut last_runs = BTreeMap::new();
+        for run in s.runs.recent(&t.id, 20).await? {
+            last_runs.entry(run.kind.as_str()).or_insert(run);
+        }
+        let mut problems = Vec::new();
+        if t.state() != "active" {
+            problems.push(format!("{} (nothing syncs)", t.state()));
+        }
+        match (row.ghl_token.kind, row.ghl_token.expires_at) {
+            ("none", _) => problems.push("no GHL token: install the app".to_owned()),
+            ("unreadable", _) => problems.push(format!(
+                "GHL token unreadable: {}",
+                row.ghl_token.problem.as_deref().unwrap_or("unknown")
+            )),
+            ("oauth", Some(at)) if at < now => problems.push(format!(
+                "GHL token expired {} and not refreshed",
+                operator::when(at)
+            )),
+            _ => {}
+        }
+        for run in last_runs.values() {
+            if run.status == ports::store::RunStatus::Failed {
+                problems.push(format!(
+                    "last {} run failed: {}",
+                    run.kind.as_str(),
+                    run.error.as_deref().unwrap_or("no reason recorded")
+                ));
+            }
+        }
+        if dead_letters > 0 {
+            problems.push(format!("{dead_letters} dead letter(s)"));
+        }
+        for f in failures.remove(&t.id).unwrap_or_default() {
+            problems.push(format!(
+                "{} failure(s) in the last hour: {}",
+                f.count, f.cause
+            ));
+        }
+        lines.push(TenantLine {
+            row,
+            problems,
+            dead_letters,
+            last_runs,
+        });
+    }
+    if who.tenants.is_none() {
+        for p in s.agencies.pending_locations().await? {
+            let row = operator::TenantRow::pending(&p);
+            lines.push(TenantLine {
+                problems: vec![format!("pending: {}", p.reason)],
+                row,
+                dead_letters: 0,
+                last_runs: BTreeMap::new(),
+            });
+        }
+    }
+    let name = filter
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_lowercase);
+    lines.retain(|l| {
+        filter.unhealthy.is_none() || !l.problems.is_empty()
+    } && filter
+        .kind
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .is_none_or(|k| l.row.install_kind == k)
+        && name.as_deref().is_none_or(|n| {
+            l.row.id.as_str().contains(n) || l.row.name.to_lowercase().contains(n)
+        }));
+    Ok(lines)
+}
+
+async fn tenants_page(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Query(filter): Query<TenantFilter>,
+) -> Response {
+    let who = match who(&s, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    match tenant_lines(&s, &who, &filter).await {
+        Ok(lines) => html(
+            StatusCode::OK,
+            pages::tenants(&who, &s.gate.csrf_token(&who), &lines, &filter),
+        ),
+        Err(e) => store_failed(&e),
+    }
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, Box<Response>> {
+    TenantId::parse(raw).map_err(|_| {
+        Box::new(html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "no such tenant"),
+        ))
+    })
+}
+
+async fn tenant_page(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let who = match who(&s, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let id = match tenant_id(&id) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    if !who.may_see(&id) {
+        return forbidden("this account may not see that tenant");
+    }
+    let tenant = match s.tenants.get(&id).await {
+        Ok(t) => t,
+        Err(ports::StoreError::NotFound { .. }) => {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::message("Not found", "no such tenant"),
+            );
+        }
+        Err(e) => return store_failed(&e),
+    };
+    let row = operator::TenantRow::of(&tenant, s.credentials.as_ref()).await;
+    let runs = match s.runs.recent(&id, 20).await {
+        Ok(r) => r,
+        Err(e) => return store_failed(&e),
+    };
+    let letters = match s
+        .dead_letters
+        .list(Some(id.clone()), false, None, 100)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return store_failed(&e),
+    };
+    html(
+        StatusCode::OK,
+        pages::tenant(
+            &who,
+            &s.gate.csrf_token(&who),
+            &tenant,
+            &row,
+            &runs,
+            &letters,
+            s.clock.now(),
+        ),
+    )
+}
+
+async fn act(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let who = match who(&s, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    if !s.gate.csrf_ok(&who, &f.csrf) {
+        return forbidden("the form's CSRF token is missing or wrong: reload the page");
+    }
+    if !who.may_act() {
+        return forbidden("a viewer reads; only an operator acts");
+    }
+    let id = match tenant_id(&id) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    if !who.may_see(&id) {
+        return forbidden("this account may not act on that tenant");
+    }
+    let done = match perform(&s, &id, &action, &f).await {
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::message("Not found", "no such action"),
+            );
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %id, action, error = %format!("{e:#}"), "console action failed");
+            return html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::message("The action failed", &format!("{e:#}")),
+            );
+        }
+    };
+    tracing::info!(tenant = %id, user = %who.user, action = %done, "console action");
+    if let Err(e) = s
+        .audit
+        .append(&[AuditEntry::operator(
+            &id,
+            s.clock.now(),
+            &format!("console user {}", who.user),
+            done,
+        )])
+        .await
+    {
+        return store_failed(&e);
+    }
+    Redirect::to(&format!("/console/tenants/{id}")).into_response()
+}
+
+/// Carry out an action; `Ok(None)` for an unknown one. Returns what was done, for the audit.
+async fn perform(
+    s: &ConsoleState,
+    id: &TenantId,
+    action: &str,
+    f: &ActionForm,
+) -> anyhow::Result<Option<String>> {
+    Ok(Some(match action {
+        "replay" => {
+            let dl = f
+                .dead_letter
+                .ok_or_else(|| anyhow::anyhow!("name the dead letter to replay"))?;
+            let letter = s.dead_letters.get(dl).await?;
+            if letter.letter.tenant.as_ref() != Some(id) {
+                anyhow::bail!("dead letter {dl} is not tenant {id}'s");
+            }
+            if crate::admin::replay_one(s.dead_letters.as_ref(), s.publisher.as_ref(), dl).await? {
+                format!("replayed dead letter {dl}")
+            } else {
+                format!("dead letter {dl} was replayed already")
+            }
+        }
+        "pause" | "resume" => {
+            let active = action == "resume";
+            s.tenants.set_active(id, active).await?;
+            format!("{action}d the tenant")
+        }
+        "sync" => {
+            let mode = match f.mode.as_deref() {
+                Some("full") => SyncMode::Full,
+                Some("incremental") | None => SyncMode::Incremental,
+                Some(other) => anyhow::bail!("unknown sync mode {other:?}"),
+            };
+            let now = s.clock.now();
+            let name = match mode {
+                SyncMode::Full => "full",
+                SyncMode::Incremental => "incremental",
+            };
+            let env = Envelope::new(
+                format!("console:{name}:{id}:{}", uuid::Uuid::new_v4().simple()),
+                id.clone(),
+                Payload::SyncFull {
+                    mode,
+                    dry_run: false,
+                },
+                now,
+            );
+            s.publisher.publish(&env).await?;
+            format!("started a {name} sync")
+        }
+        _ => return Ok(None),
+    }))
+}

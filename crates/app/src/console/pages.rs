@@ -1,0 +1,254 @@
+//! The console's HTML (maud: compiled into the binary, escaped by default). No script: every
+//! action is a form POST carrying the session's CSRF token.
+
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, html};
+
+use domain::Tenant;
+use ports::store::{DeadLetter, RunStatus, SyncRun};
+
+use super::{TenantFilter, TenantLine, Who};
+use crate::config::ConsoleRole;
+use crate::operator::{TenantRow, when};
+
+const CSS: &str = "
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:.6em 1.2em;display:flex;gap:1em;align-items:center}
+header a{color:#fff}header .who{margin-left:auto}
+main{padding:1.2em}table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border:1px solid #dde1e7;padding:.35em .5em;text-align:left;vertical-align:top}
+th{background:#eef0f4}.ok{color:#137333}.bad{color:#b3261e;font-weight:600}
+.badge{display:inline-block;border-radius:.8em;padding:0 .6em;color:#fff}
+.badge.ok{background:#137333}.badge.bad{background:#b3261e}
+form.inline{display:inline}button{cursor:pointer}pre{white-space:pre-wrap;margin:0}
+.filters{margin-bottom:1em}.muted{color:#667}
+";
+
+fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · ghl-ekyte-sync console" }
+                style { (maud::PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    strong { "ghl-ekyte-sync" }
+                    @if let Some((who, csrf)) = who {
+                        a href="/console/tenants" { "Tenants" }
+                        span.who {
+                            (who.user) " (" (role(who.role)) ") "
+                            form.inline method="post" action="/console/logout" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+fn role(r: ConsoleRole) -> &'static str {
+    match r {
+        ConsoleRole::Viewer => "viewer",
+        ConsoleRole::Operator => "operator",
+    }
+}
+
+pub fn message(title: &str, text: &str) -> String {
+    page(
+        title,
+        None,
+        html! { p { (text) } p { a href="/console/tenants" { "Back to the tenants" } } },
+    )
+}
+
+pub fn login(password_logins: bool, error: Option<&str>) -> String {
+    page(
+        "Log in",
+        None,
+        html! {
+            @if let Some(e) = error { p.bad role="alert" { (e) } }
+            @if password_logins {
+                form method="post" action="/console/login" {
+                    p { label { "User " input name="user" autocomplete="username" required; } }
+                    p { label { "Password " input name="password" type="password" autocomplete="current-password" required; } }
+                    p { button type="submit" { "Log in" } }
+                }
+            } @else {
+                p { "Sign in through the proxy in front of the console." }
+            }
+        },
+    )
+}
+
+fn badge(problems: &[String]) -> Markup {
+    html! {
+        @if problems.is_empty() {
+            span.badge.ok { "healthy" }
+        } @else {
+            span.badge.bad { "needs attention" }
+            ul { @for p in problems { li.bad { (p) } } }
+        }
+    }
+}
+
+fn token(row: &TenantRow, now: DateTime<Utc>) -> Markup {
+    html! { (row.ghl_token.describe(now)) }
+}
+
+fn run_cell(run: Option<&SyncRun>) -> Markup {
+    html! {
+        @match run {
+            None => span.muted { "never" },
+            Some(r) => {
+                (when(r.started_at)) br;
+                @match r.status {
+                    RunStatus::Running => span { "running: " (r.counts.enqueued) " queued of " (r.counts.seen) " seen" },
+                    RunStatus::Completed => span.ok { "completed: " (r.counts.seen) " seen, " (r.counts.errors) " errors" },
+                    RunStatus::Failed => span.bad { "failed: " (r.error.as_deref().unwrap_or("no reason recorded")) },
+                }
+            }
+        }
+    }
+}
+
+pub fn tenants(who: &Who, csrf: &str, lines: &[TenantLine], filter: &TenantFilter) -> String {
+    let now = Utc::now();
+    page(
+        "Tenants",
+        Some((who, csrf)),
+        html! {
+            form.filters method="get" action="/console/tenants" {
+                label { input type="checkbox" name="unhealthy" value="1" checked[filter.unhealthy.is_some()]; " unhealthy only" } " "
+                label { "install " select name="kind" {
+                    option value="" { "any" }
+                    option value="location" selected[filter.kind.as_deref() == Some("location")] { "location" }
+                    option value="agency" selected[filter.kind.as_deref() == Some("agency")] { "agency" }
+                } } " "
+                label { "name " input name="name" value=(filter.name.as_deref().unwrap_or("")); } " "
+                button type="submit" { "Filter" }
+            }
+            table #tenants {
+                thead { tr {
+                    th { "tenant" } th { "health" } th { "state" } th { "install" } th { "GHL token" }
+                    th { "eKyte company" } th { "dead letters" } th { "last full sync" }
+                    th { "last incremental" } th { "last poll" }
+                } }
+                tbody {
+                    @for l in lines {
+                        tr data-tenant=(l.row.id) {
+                            td {
+                                @if l.row.state == "pending" { (l.row.name) br; span.muted { (l.row.location) } }
+                                @else { a href={ "/console/tenants/" (l.row.id) } { (l.row.id) } br; span.muted { (l.row.name) } }
+                            }
+                            td { (badge(&l.problems)) }
+                            td { (l.row.state) }
+                            td { (l.row.install_kind) @if let Some(c) = &l.row.ghl_company { br; span.muted { (c) } } }
+                            td { (token(&l.row, now)) }
+                            td { @match l.row.ekyte_company { Some(c) => (c), None => span.muted { "not mapped" } } }
+                            td { (l.dead_letters) }
+                            td { (run_cell(l.last_runs.get("full"))) }
+                            td { (run_cell(l.last_runs.get("incremental"))) }
+                            td { (run_cell(l.last_runs.get("poll"))) }
+                        }
+                    }
+                }
+            }
+            p.muted { (lines.len()) " shown" }
+        },
+    )
+}
+
+pub fn tenant(
+    who: &Who,
+    csrf: &str,
+    tenant: &Tenant,
+    row: &TenantRow,
+    runs: &[SyncRun],
+    letters: &[DeadLetter],
+    now: DateTime<Utc>,
+) -> String {
+    let id = tenant.id.as_str();
+    let action = |name: &str| format!("/console/tenants/{id}/{name}");
+    page(
+        &format!("Tenant {id}"),
+        Some((who, csrf)),
+        html! {
+            p {
+                (tenant.name) " · GHL location " (tenant.location_id) " · eKyte company "
+                (tenant.ekyte_company_id) " · " strong { (tenant.state()) } " · install "
+                (row.install_kind) " · GHL token: " (token(row, now))
+            }
+            @if who.may_act() {
+                p #actions {
+                    @if tenant.active {
+                        form.inline method="post" action=(action("pause")) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Pause" }
+                        }
+                    } @else {
+                        form.inline method="post" action=(action("resume")) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Resume" }
+                        }
+                    }
+                    " "
+                    @for mode in ["incremental", "full"] {
+                        form.inline method="post" action=(action("sync")) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="mode" value=(mode);
+                            button type="submit" { "Start a " (mode) " sync" }
+                        }
+                        " "
+                    }
+                }
+            }
+            h2 { "Sync runs" }
+            table #runs {
+                thead { tr { th { "kind" } th { "started" } th { "status" } th { "seen" } th { "queued" } th { "errors" } th { "API calls" } th { "duration" } } }
+                tbody {
+                    @for r in runs {
+                        tr {
+                            td { (r.kind.as_str()) }
+                            td { (when(r.started_at)) }
+                            td { (run_cell(Some(r))) }
+                            td { (r.counts.seen) } td { (r.counts.enqueued) } td { (r.counts.errors) } td { (r.counts.api_calls) }
+                            td { @match r.finished_at { Some(f) => { ((f - r.started_at).num_seconds()) "s" }, None => span.muted { "running" } } }
+                        }
+                    }
+                }
+            }
+            h2 { "Dead letters (" (letters.len()) ")" }
+            table #dead-letters {
+                thead { tr { th { "id" } th { "message" } th { "attempts" } th { "when" } th { "error, with its causes" } th {} } }
+                tbody {
+                    @for d in letters {
+                        tr data-dead-letter=(d.id) {
+                            td { (d.id) }
+                            td { (d.letter.kind) br; span.muted { (d.letter.message_id) } }
+                            td { (d.letter.attempts) }
+                            td { (when(d.created_at)) }
+                            td { pre { (d.letter.error_chain.join("\n  caused by: ")) } }
+                            td {
+                                @if who.may_act() {
+                                    form.inline method="post" action=(action("replay")) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="dead_letter" value=(d.id);
+                                        button type="submit" { "Replay" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

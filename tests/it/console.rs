@@ -1,0 +1,426 @@
+//! The operator console's access rules, over HTTP without a browser (issue 16's security
+//! tests): the real ingress with the console on, the real store on PostgreSQL, accounts with
+//! argon2 hashes in the configuration.
+
+use argon2::PasswordHasher as _;
+use e2e::support::{AppSpec, TestApp};
+use ports::store::{
+    AuditAction, AuditLog, AuditQuery, CredentialSecret, CredentialStore, DeadLetterStore,
+    NewCredential, NewDeadLetter, Provider, TenantStore,
+};
+use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse battery";
+/// An OAuth access token that no page may show.
+const PLANTED: &str = "planted-access-token-5e1f";
+
+fn hash(password: &str) -> String {
+    // Cheap parameters: the tests check the flow, not the cost.
+    let salt = argon2::password_hash::SaltString::encode_b64(b"console-e2e-salt").unwrap();
+    argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(64, 1, 1, None).unwrap(),
+    )
+    .hash_password(password.as_bytes(), &salt)
+    .unwrap()
+    .to_string()
+}
+
+fn account(
+    user: &str,
+    role: app::config::ConsoleRole,
+    tenants: &[&str],
+) -> app::config::ConsoleAccount {
+    app::config::ConsoleAccount {
+        user: user.into(),
+        password_hash: secrecy::SecretString::from(hash(PASSWORD)),
+        role,
+        tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+/// The test app with a second tenant, and its ingress serving the console.
+struct Console {
+    t: TestApp,
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Console {
+    async fn start(test: &'static str) -> Self {
+        use app::config::ConsoleRole::{Operator, Viewer};
+        let t = TestApp::start(AppSpec::new(test)).await;
+        let mut other = t.tenant.clone();
+        other.id = domain::TenantId::parse("other").unwrap();
+        other.name = "Other client".into();
+        other.location_id = domain::LocationId::parse("otherLocation1").unwrap();
+        TenantStore::upsert(t.app.store.as_ref(), &other)
+            .await
+            .unwrap();
+        let mut config = t.config.clone();
+        config.console.enabled = true;
+        config.console.accounts = vec![
+            account("ops", Operator, &[]),
+            account("viewer", Viewer, &[]),
+            account("limited", Operator, &[t.tenant.id.as_str()]),
+        ];
+        let deployed = app::wiring::App::build(config, t.app.store.clone(), t.amqp.clone())
+            .await
+            .expect("the app");
+        let stop = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(app::ingress::serve(
+            listener,
+            deployed.ingress().expect("the router"),
+            stop.clone(),
+        ));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            t,
+            base,
+            http,
+            stop,
+        }
+    }
+
+    async fn login(&self, user: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/console/login", self.base))
+            .form(&[("user", user), ("password", password)])
+            .send()
+            .await
+            .expect("the console answers")
+    }
+
+    /// A session cookie (`name=value`) for `user`.
+    async fn session(&self, user: &str) -> String {
+        let r = self.login(user, PASSWORD).await;
+        assert_eq!(r.status(), 303, "{user} logs in");
+        let set = r
+            .headers()
+            .get(SET_COOKIE)
+            .expect("a session cookie")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
+            assert!(set.contains(attribute), "{attribute} in {set}");
+        }
+        assert!(!set.contains("Secure"), "no Secure flag on loopback: {set}");
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    async fn page(&self, cookie: &str, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .header(ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> u16 {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .header(ACCEPT, "text/html")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+/// The CSRF token in a page's forms.
+fn csrf(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_route_needs_a_session() {
+    let c = Console::start("consoleauth").await;
+    let sim = c.t.tenant.id.to_string();
+    for path in [
+        "/console".to_owned(),
+        "/console/tenants".to_owned(),
+        format!("/console/tenants/{sim}"),
+    ] {
+        let url = format!("{}{path}", c.base);
+        if path != "/console" {
+            let browser = c
+                .http
+                .get(&url)
+                .header(ACCEPT, "text/html")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(browser.status(), 303, "{path}");
+            assert_eq!(browser.headers()[LOCATION], "/console/login", "{path}");
+            let api = c.http.get(&url).send().await.unwrap();
+            assert_eq!(api.status(), 401, "{path} for a non-HTML client");
+        }
+    }
+    for path in [
+        format!("/console/tenants/{sim}/pause"),
+        format!("/console/tenants/{sim}/sync"),
+        "/console/logout".to_owned(),
+    ] {
+        let r = c
+            .http
+            .post(format!("{}{path}", c.base))
+            .form(&[("csrf", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // A forged cookie is no session.
+    let (status, _) = c
+        .page("ges_console=ops.99999999999.forged", "/console/tenants")
+        .await;
+    assert_eq!(status, 303);
+    // The login page itself is open, and a session reaches the pages.
+    let (status, html) = c.page("", "/console/login").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("type=\"password\""));
+    let cookie = c.session("ops").await;
+    let (status, html) = c.page(&cookie, "/console/tenants").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&format!("data-tenant=\"{sim}\"")), "{html}");
+    c.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_needs_the_csrf_token_and_an_operator_and_is_audited() {
+    let c = Console::start("consolecsrf").await;
+    let sim = c.t.tenant.id.clone();
+    let store = c.t.app.store.clone();
+    let path = format!("/console/tenants/{sim}/pause");
+    let ops = c.session("ops").await;
+    let (_, html) = c.page(&ops, &format!("/console/tenants/{sim}")).await;
+    let token = csrf(&html);
+    assert_eq!(c.post(&ops, &path, &[]).await, 403, "no CSRF token");
+    assert_eq!(c.post(&ops, &path, &[("csrf", "forged")]).await, 403);
+    assert!(TenantStore::get(store.as_ref(), &sim).await.unwrap().active);
+
+    // A viewer's own valid token still cannot act.
+    let viewer = c.session("viewer").await;
+    let (_, html) = c.page(&viewer, &format!("/console/tenants/{sim}")).await;
+    assert!(!html.contains("Pause"), "a viewer is offered no action");
+    let viewer_token = csrf(&html);
+    assert_eq!(
+        c.post(&viewer, &path, &[("csrf", &viewer_token)]).await,
+        403
+    );
+    // Nor does another session's token pass.
+    assert_eq!(c.post(&viewer, &path, &[("csrf", &token)]).await, 403);
+    assert!(TenantStore::get(store.as_ref(), &sim).await.unwrap().active);
+
+    assert_eq!(c.post(&ops, &path, &[("csrf", &token)]).await, 303);
+    assert!(
+        !TenantStore::get(store.as_ref(), &sim).await.unwrap().active,
+        "paused"
+    );
+    let audit = AuditLog::query(
+        store.as_ref(),
+        &AuditQuery {
+            tenant: sim.clone(),
+            contact: None,
+            before_id: None,
+            limit: 10,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        audit.iter().any(|r| r.entry.action == AuditAction::Operator
+            && r.entry
+                .reason
+                .as_deref()
+                .is_some_and(|why| why.contains("console user ops") && why.contains("pause"))),
+        "{audit:#?}"
+    );
+    c.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_limited_to_one_tenant_sees_and_acts_on_it_alone() {
+    let c = Console::start("consolelimit").await;
+    let sim = c.t.tenant.id.to_string();
+    let limited = c.session("limited").await;
+    let (status, html) = c.page(&limited, "/console/tenants").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&format!("data-tenant=\"{sim}\"")));
+    assert!(!html.contains("data-tenant=\"other\""), "{html}");
+    assert!(!html.contains("Other client"));
+    let (status, _) = c.page(&limited, "/console/tenants/other").await;
+    assert_eq!(status, 403);
+    let (_, own) = c.page(&limited, &format!("/console/tenants/{sim}")).await;
+    let token = csrf(&own);
+    assert_eq!(
+        c.post(
+            &limited,
+            "/console/tenants/other/pause",
+            &[("csrf", &token)]
+        )
+        .await,
+        403
+    );
+    let other = domain::TenantId::parse("other").unwrap();
+    assert!(
+        TenantStore::get(c.t.app.store.as_ref(), &other)
+            .await
+            .unwrap()
+            .active
+    );
+    // An unrestricted operator sees both.
+    let ops = c.session("ops").await;
+    let (_, html) = c.page(&ops, "/console/tenants").await;
+    assert!(html.contains("data-tenant=\"other\""));
+    c.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_page_shows_a_stored_token() {
+    let c = Console::start("consolesecret").await;
+    let store = c.t.app.store.clone();
+    let other = domain::TenantId::parse("other").unwrap();
+    CredentialStore::put(
+        store.as_ref(),
+        &other,
+        Provider::Ghl,
+        &NewCredential {
+            secret: CredentialSecret::GhlOAuth {
+                access_token: secrecy::SecretString::from(PLANTED.to_owned()),
+                refresh_token: secrecy::SecretString::from(format!("{PLANTED}-refresh")),
+                scopes: vec!["contacts.readonly".into()],
+                user_type: "Location".into(),
+                company_id: None,
+            },
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(20)),
+        },
+    )
+    .await
+    .unwrap();
+    let ops = c.session("ops").await;
+    for path in ["/console/tenants", "/console/tenants/other"] {
+        let (status, html) = c.page(&ops, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!html.contains(PLANTED), "{path} shows the token");
+        assert!(
+            html.contains("expires 20"),
+            "{path} shows the expiry: {html}"
+        );
+    }
+    c.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenth_wrong_password_in_a_minute_is_refused_unchecked() {
+    let c = Console::start("consolelimitlogin").await;
+    for n in 1..=app::console::auth::FAILURES_PER_MINUTE {
+        assert_eq!(c.login("ops", "guess").await.status(), 401, "attempt {n}");
+    }
+    // The tenth, with the right password: refused before any check.
+    assert_eq!(c.login("ops", PASSWORD).await.status(), 429);
+    // Another user is not locked out by it.
+    assert_eq!(c.login("viewer", PASSWORD).await.status(), 303);
+    c.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_dead_letter_leaves_the_list_and_is_audited() {
+    let c = Console::start("consolereplay").await;
+    let store = c.t.app.store.clone();
+    let sim = c.t.tenant.id.clone();
+    let env = ports::queue::Envelope::new(
+        "console-replay-1",
+        sim.clone(),
+        ports::queue::Payload::SyncContact {
+            contact: domain::GhlContactId::parse("contactToReplay1").unwrap(),
+            dry_run: false,
+        },
+        chrono::Utc::now(),
+    );
+    let id = DeadLetterStore::put(
+        store.as_ref(),
+        &NewDeadLetter {
+            tenant: Some(sim.clone()),
+            message_id: env.id.clone(),
+            kind: "sync.contact".into(),
+            envelope: env.to_json().unwrap(),
+            error_chain: vec![
+                "eKyte create workspace failed".into(),
+                "unauthorized".into(),
+            ],
+            attempts: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let ops = c.session("ops").await;
+    let page = format!("/console/tenants/{sim}");
+    let (_, html) = c.page(&ops, &page).await;
+    assert!(
+        html.contains(&format!("data-dead-letter=\"{id}\"")),
+        "{html}"
+    );
+    assert!(html.contains("caused by: unauthorized"), "the whole chain");
+    let token = csrf(&html);
+    let status = c
+        .post(
+            &ops,
+            &format!("{page}/replay"),
+            &[("csrf", &token), ("dead_letter", &id.to_string())],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, html) = c.page(&ops, &page).await;
+    assert!(
+        !html.contains(&format!("data-dead-letter=\"{id}\"")),
+        "left the list"
+    );
+    assert!(
+        DeadLetterStore::get(store.as_ref(), id)
+            .await
+            .unwrap()
+            .replayed_at
+            .is_some()
+    );
+    let audit = AuditLog::query(
+        store.as_ref(),
+        &AuditQuery {
+            tenant: sim.clone(),
+            contact: None,
+            before_id: None,
+            limit: 10,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        audit.iter().any(|r| r.entry.action == AuditAction::Operator
+            && r.entry
+                .reason
+                .as_deref()
+                .is_some_and(|w| w.contains(&format!("replayed dead letter {id}")))),
+        "{audit:#?}"
+    );
+    c.stop.cancel();
+}
