@@ -11,9 +11,9 @@ use ports::store::{
 use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
 use tokio_util::sync::CancellationToken;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 /// An OAuth access token that no page may show.
-const PLANTED: &str = "planted-access-token-5e1f";
+pub(crate) const PLANTED: &str = "planted-access-token-5e1f";
 
 fn hash(password: &str) -> String {
     // Cheap parameters: the tests check the flow, not the cost.
@@ -42,15 +42,15 @@ fn account(
 }
 
 /// The test app with a second tenant, and its ingress serving the console.
-struct Console {
-    t: TestApp,
-    base: String,
+pub(crate) struct Console {
+    pub(crate) t: TestApp,
+    pub(crate) base: String,
     http: reqwest::Client,
-    stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
 }
 
 impl Console {
-    async fn start(test: &'static str) -> Self {
+    pub(crate) async fn start(test: &'static str) -> Self {
         use app::config::ConsoleRole::{Operator, Viewer};
         let t = TestApp::start(AppSpec::new(test)).await;
         let mut other = t.tenant.clone();

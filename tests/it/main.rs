@@ -5,6 +5,7 @@
 
 mod app_e2e;
 mod console;
+mod console_browser;
 mod convergence;
 mod lifecycle;
 mod operator_cli;

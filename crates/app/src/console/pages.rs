@@ -200,11 +200,11 @@ pub fn tenant(
                         }
                     }
                     " "
-                    @for mode in ["incremental", "full"] {
+                    @for (mode, label) in [("incremental", "Start an incremental sync"), ("full", "Start a full sync")] {
                         form.inline method="post" action=(action("sync")) {
                             input type="hidden" name="csrf" value=(csrf);
                             input type="hidden" name="mode" value=(mode);
-                            button type="submit" { "Start a " (mode) " sync" }
+                            button type="submit" { (label) }
                         }
                         " "
                     }
@@ -214,6 +214,7 @@ pub fn tenant(
             table #runs {
                 thead { tr { th { "kind" } th { "started" } th { "status" } th { "seen" } th { "queued" } th { "errors" } th { "API calls" } th { "duration" } } }
                 tbody {
+                    @if runs.is_empty() { tr { td colspan="8" .muted { "no run yet" } } }
                     @for r in runs {
                         tr {
                             td { (r.kind.as_str()) }
@@ -229,6 +230,7 @@ pub fn tenant(
             table #dead-letters {
                 thead { tr { th { "id" } th { "message" } th { "attempts" } th { "when" } th { "error, with its causes" } th {} } }
                 tbody {
+                    @if letters.is_empty() { tr { td colspan="6" .muted { "none: nothing failed for good" } } }
                     @for d in letters {
                         tr data-dead-letter=(d.id) {
                             td { (d.id) }

@@ -1,0 +1,299 @@
+//! The operator console in a real browser: headless Chromium driven through WebDriver
+//! (chromedriver), against the real ingress and store. Debian's `chromium` and
+//! `chromium-driver` packages provide both (`.ci/run` installs them when missing); without
+//! them these tests fail and say so, they are never skipped.
+//!
+//! With `E2E_CONSOLE_SCREENSHOTS=<folder>` the tests save what the browser shows there as PNG
+//! files (the screenshots in `docs/operations.md` come from them).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use ports::store::{
+    AuditAction, AuditLog, AuditQuery, CredentialSecret, CredentialStore, DeadLetterStore,
+    NewCredential, NewDeadLetter, Provider,
+};
+use serde_json::json;
+
+use crate::console::{Console, PASSWORD, PLANTED};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Chromium under chromedriver, ended with the test.
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+}
+
+fn installed(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let missing = "headless Chromium and chromedriver are needed for the console's browser \
+                       tests: `apt-get install -y chromium chromium-driver` (.ci/run does it)";
+        let driver = installed("chromedriver").unwrap_or_else(|| panic!("{missing}"));
+        let chromium = installed("chromium").unwrap_or_else(|| panic!("{missing}"));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        loop {
+            let ready = http
+                .get(format!("{url}/status"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success());
+            if ready.is_some() {
+                break;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "chromedriver did not answer within {DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900"],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("a browser session");
+        Self {
+            client,
+            _driver: child,
+        }
+    }
+
+    /// Save what the browser shows as `<name>.png`, when screenshots are asked for.
+    async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("E2E_CONSOLE_SCREENSHOTS") else {
+            return;
+        };
+        let png = self.client.screenshot().await.expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn log_in(&self, base: &str, user: &str) {
+        self.client
+            .goto(&format!("{base}/console/tenants"))
+            .await
+            .unwrap();
+        // Not signed in: the browser lands on the login page.
+        let form = self
+            .client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css("form[action='/console/login']"))
+            .await
+            .expect("the login page");
+        self.screenshot("login").await;
+        form.find(Locator::Css("input[name=user]"))
+            .await
+            .unwrap()
+            .send_keys(user)
+            .await
+            .unwrap();
+        form.find(Locator::Css("input[name=password]"))
+            .await
+            .unwrap()
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        form.find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css("table#tenants"))
+            .await
+            .expect("the tenants page after logging in");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter() {
+    let c = Console::start("consolebrowser").await;
+    let store = c.t.app.store.clone();
+    let sim = c.t.tenant.id.clone();
+    // Tenant "other": its GHL token expired and was not refreshed.
+    let other = domain::TenantId::parse("other").unwrap();
+    CredentialStore::put(
+        store.as_ref(),
+        &other,
+        Provider::Ghl,
+        &NewCredential {
+            secret: CredentialSecret::GhlOAuth {
+                access_token: secrecy::SecretString::from(PLANTED.to_owned()),
+                refresh_token: secrecy::SecretString::from(format!("{PLANTED}-refresh")),
+                scopes: vec!["contacts.readonly".into()],
+                user_type: "Location".into(),
+                company_id: None,
+            },
+            expires_at: Some(chrono::Utc::now() - chrono::Duration::hours(3)),
+        },
+    )
+    .await
+    .unwrap();
+    // Tenant "sim": a message that failed for good.
+    let env = ports::queue::Envelope::new(
+        "browser-replay-1",
+        sim.clone(),
+        ports::queue::Payload::SyncContact {
+            contact: domain::GhlContactId::parse("contactToReplay2").unwrap(),
+            dry_run: false,
+        },
+        chrono::Utc::now(),
+    );
+    let letter = DeadLetterStore::put(
+        store.as_ref(),
+        &NewDeadLetter {
+            tenant: Some(sim.clone()),
+            message_id: env.id.clone(),
+            kind: "sync.contact".into(),
+            envelope: env.to_json().unwrap(),
+            error_chain: vec![
+                "eKyte create workspace failed".into(),
+                "unauthorized: the API key was revoked".into(),
+            ],
+            attempts: 1,
+        },
+    )
+    .await
+    .unwrap();
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "ops").await;
+    let row = b
+        .client
+        .find(Locator::Css("tr[data-tenant='other']"))
+        .await
+        .expect("tenant other's row");
+    let badge = row
+        .find(Locator::Css(".badge.bad"))
+        .await
+        .expect("a red badge");
+    assert_eq!(badge.text().await.unwrap(), "needs attention");
+    let text = row.text().await.unwrap();
+    assert!(text.contains("GHL token expired"), "{text}");
+    assert!(!b.client.source().await.unwrap().contains(PLANTED));
+    let sim_row = b
+        .client
+        .find(Locator::Css(&format!("tr[data-tenant='{sim}']")))
+        .await
+        .unwrap();
+    assert!(
+        sim_row.text().await.unwrap().contains("1 dead letter(s)"),
+        "the dead letter counts against its tenant"
+    );
+    b.screenshot("tenants").await;
+
+    // The unhealthy filter keeps both; a name filter keeps one.
+    b.client
+        .goto(&format!("{}/console/tenants?name=other", c.base))
+        .await
+        .unwrap();
+    let shown = b
+        .client
+        .find_all(Locator::Css("tbody tr"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(shown, 1);
+
+    // The tenant's page: the dead letter with its chain, and a Replay button.
+    b.client
+        .goto(&format!("{}/console/tenants/{sim}", c.base))
+        .await
+        .unwrap();
+    let line = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(&format!("tr[data-dead-letter='{letter}']")))
+        .await
+        .expect("the dead letter");
+    assert!(
+        line.text()
+            .await
+            .unwrap()
+            .contains("caused by: unauthorized: the API key was revoked")
+    );
+    b.screenshot("tenant").await;
+    line.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("table#dead-letters"))
+        .await
+        .unwrap();
+    let left = b
+        .client
+        .find_all(Locator::Css(&format!("tr[data-dead-letter='{letter}']")))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the replayed letter left the list");
+    assert!(
+        DeadLetterStore::get(store.as_ref(), letter)
+            .await
+            .unwrap()
+            .replayed_at
+            .is_some()
+    );
+    let audit = AuditLog::query(
+        store.as_ref(),
+        &AuditQuery {
+            tenant: sim.clone(),
+            contact: None,
+            before_id: None,
+            limit: 10,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        audit.iter().any(|r| r.entry.action == AuditAction::Operator
+            && r.entry.reason.as_deref().is_some_and(
+                |w| w.contains(&format!("console user ops: replayed dead letter {letter}"))
+            )),
+        "{audit:#?}"
+    );
+    b.client.close().await.unwrap();
+    c.stop.cancel();
+}
