@@ -51,8 +51,12 @@ pub(crate) struct Console {
 
 impl Console {
     pub(crate) async fn start(test: &'static str) -> Self {
+        Self::start_with(AppSpec::new(test)).await
+    }
+
+    pub(crate) async fn start_with(spec: AppSpec) -> Self {
         use app::config::ConsoleRole::{Operator, Viewer};
-        let t = TestApp::start(AppSpec::new(test)).await;
+        let t = TestApp::start(spec).await;
         let mut other = t.tenant.clone();
         other.id = domain::TenantId::parse("other").unwrap();
         other.name = "Other client".into();

@@ -297,3 +297,178 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
     b.client.close().await.unwrap();
     c.stop.cancel();
 }
+
+/// A contact edited on both sides: its page shows GHL now, eKyte now and the last agreed
+/// value; a dry-run lists the planned writes and writes nothing; after a sync the page shows
+/// the history lines of that edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
+    let mut spec = e2e::support::AppSpec::new("consolecontact");
+    spec.world.contacts = 3;
+    spec.world.onboarding = false;
+    let c = Console::start_with(spec).await;
+    let t = &c.t;
+    let ghl = &t.world.ghl;
+    ghl.set_webhook_target(None);
+    let worker = t.spawn_worker();
+    let scope = t
+        .app
+        .engine
+        .scope(&t.tenant.id, ports::Priority::Bulk)
+        .await
+        .unwrap();
+    t.app
+        .engine
+        .sweep(&scope, ports::queue::SyncMode::Full, false, &engine::Quiet)
+        .await
+        .expect("full sync");
+    app::demo::run::wait_quiet(
+        t.app.broker.as_ref(),
+        &t.world,
+        &worker.stats,
+        DEADLINE * 2,
+        None,
+    )
+    .await
+    .expect("settle");
+    let contact = t.world.contacts[0].clone();
+    let workspace = t.workspaces_of(&contact).pop().expect("its workspace");
+    let company = t.world.company.company_id;
+    let email = ghl.dump_location(&t.world.location).unwrap()["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == json!(contact))
+        .and_then(|x| x["email"].as_str())
+        .expect("its email")
+        .to_owned();
+    // Both sides edited while nothing listens.
+    ghl.act_update_contact(
+        &contact,
+        json!({"firstName": "Changed", "lastName": "InGhl"}),
+    )
+    .expect("edit in GHL");
+    t.world
+        .ekyte
+        .rename_workspace(company, workspace.id, "Renamed In Ekyte")
+        .expect("edit in eKyte");
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "ops").await;
+    b.client
+        .goto(&format!("{}/console/tenants/{}", c.base, t.tenant.id))
+        .await
+        .unwrap();
+    let find = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("input[name=q]"))
+        .await
+        .unwrap();
+    find.send_keys(&email).await.unwrap();
+    find.send_keys("\u{E007}").await.unwrap(); // Enter
+    let name_row = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("tr[data-field='name']"))
+        .await
+        .expect("the contact page, found by email");
+    let text = name_row.text().await.unwrap();
+    assert!(text.contains("Changed InGhl"), "GHL now: {text}");
+    assert!(text.contains("Renamed In Ekyte"), "eKyte now: {text}");
+    assert_eq!(
+        name_row.attr("class").await.unwrap().as_deref(),
+        Some("bad"),
+        "the sides disagree with what was agreed"
+    );
+    b.screenshot("contact").await;
+
+    // Dry-run: the planned writes, and nothing written.
+    let writes = |snap: &sandbox::common::CounterSnapshot| -> u64 {
+        snap.routes
+            .iter()
+            .filter(|(route, _)| !route.starts_with("GET ") && !route.ends_with("/search"))
+            .flat_map(|(_, by_status)| by_status.values())
+            .sum()
+    };
+    let writes_before = writes(&ghl.counter_snapshot());
+    b.client
+        .find(Locator::Css("form[action$='/dry-run'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let planned = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("#dry-run"))
+        .await
+        .expect("the dry-run's plan");
+    let plan = planned.text().await.unwrap();
+    assert!(plan.contains("nothing was written"), "{plan}");
+    assert!(
+        !b.client
+            .find_all(Locator::Css("#dry-run tr.planned"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "planned writes listed: {plan}"
+    );
+    b.screenshot("contact-dry-run").await;
+    let after = t.world.ekyte.dump(company).unwrap().workspaces;
+    let after = after
+        .iter()
+        .find(|w| w.id == workspace.id)
+        .expect("the workspace");
+    assert_eq!(after.name, "Renamed In Ekyte", "eKyte untouched");
+    // GHL: reads only (every request the dry-run made was a GET or the search POST).
+    assert_eq!(
+        writes(&ghl.counter_snapshot()),
+        writes_before,
+        "GHL untouched"
+    );
+
+    // A real sync, then the page shows the history of the edit.
+    t.app
+        .engine
+        .sync_contact(
+            t.app
+                .engine
+                .scope(&t.tenant.id, ports::Priority::RealTime)
+                .await
+                .unwrap(),
+            &domain::GhlContactId::parse(&contact).unwrap(),
+            engine::Options::default(),
+        )
+        .await
+        .expect("sync the contact");
+    b.client
+        .goto(&format!(
+            "{}/console/tenants/{}/contacts/{contact}",
+            c.base, t.tenant.id
+        ))
+        .await
+        .unwrap();
+    let history = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("table#history"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("update"), "{history}");
+    assert!(
+        history.contains("(dry-run)"),
+        "the dry-run is in the history too: {history}"
+    );
+    worker.stop().await;
+    b.client.close().await.unwrap();
+    c.stop.cancel();
+}

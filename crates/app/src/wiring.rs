@@ -309,6 +309,10 @@ impl App {
             audit: self.store.clone(),
             publisher: self.broker.clone(),
             clock: self.clock.clone(),
+            links: self.store.clone(),
+            ghl: Arc::new(self.ghl.clone()),
+            ekyte: Arc::new(self.ekyte.clone()),
+            engine: self.engine.clone(),
         }
     }
 

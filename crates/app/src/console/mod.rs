@@ -11,6 +11,7 @@
 //! ever rendered: a token shows as its expiry.
 
 pub mod auth;
+mod contact;
 mod pages;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,12 @@ pub struct ConsoleState {
     pub audit: Arc<dyn AuditLog>,
     pub publisher: Arc<dyn Publisher>,
     pub clock: Arc<dyn Clock>,
+    pub links: Arc<dyn ports::store::LinkStore>,
+    /// Both sides, read now for a contact's page.
+    pub ghl: Arc<dyn ports::ghl::GhlApi>,
+    pub ekyte: Arc<dyn ports::ekyte::EkyteApi>,
+    /// The use cases: a dry-run plans a contact's sync without writing.
+    pub engine: Arc<engine::Engine>,
 }
 
 /// The console's routes, all under `/console`.
@@ -60,6 +67,15 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/tenants", get(tenants_page))
         .route("/console/tenants/{id}", get(tenant_page))
         .route("/console/tenants/{id}/{action}", post(act))
+        .route("/console/tenants/{id}/contacts", get(contacts_page))
+        .route(
+            "/console/tenants/{id}/contacts/{contact}",
+            get(contact_page),
+        )
+        .route(
+            "/console/tenants/{id}/contacts/{contact}/{action}",
+            post(contact_action),
+        )
         .with_state(state)
 }
 
@@ -525,4 +541,187 @@ async fn perform(
         }
         _ => return Ok(None),
     }))
+}
+
+/// The tenant a page is about, when the user may see it.
+async fn visible_tenant(
+    s: &ConsoleState,
+    who: &Who,
+    raw: &str,
+) -> Result<domain::Tenant, Box<Response>> {
+    let id = tenant_id(raw)?;
+    if !who.may_see(&id) {
+        return Err(Box::new(forbidden("this account may not see that tenant")));
+    }
+    match s.tenants.get(&id).await {
+        Ok(t) => Ok(t),
+        Err(ports::StoreError::NotFound { .. }) => Err(Box::new(html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "no such tenant"),
+        ))),
+        Err(e) => Err(Box::new(store_failed(&e))),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+async fn contacts_page(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    let who = match who(&s, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let tenant = match visible_tenant(&s, &who, &id).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match contact::find(&s, &tenant.id, &q.q).await {
+        Ok(found) if found.len() == 1 && !q.q.trim().is_empty() => {
+            match found[0].ghl_id.as_deref() {
+                Some(g) => Redirect::to(&format!("/console/tenants/{}/contacts/{g}", tenant.id))
+                    .into_response(),
+                None => html(
+                    StatusCode::OK,
+                    pages::contacts(&who, &s.gate.csrf_token(&who), &tenant, &q.q, &found),
+                ),
+            }
+        }
+        Ok(found) => html(
+            StatusCode::OK,
+            pages::contacts(&who, &s.gate.csrf_token(&who), &tenant, &q.q, &found),
+        ),
+        Err(e) => store_failed(&e),
+    }
+}
+
+async fn contact_page(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Path((id, contact_id)): Path<(String, String)>,
+) -> Response {
+    let who = match who(&s, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let tenant = match visible_tenant(&s, &who, &id).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let Ok(ghl_id) = domain::GhlContactId::parse(&contact_id) else {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "not a GHL contact id"),
+        );
+    };
+    match contact::view(&s, tenant, &ghl_id).await {
+        Ok(view) => html(
+            StatusCode::OK,
+            pages::contact(&who, &s.gate.csrf_token(&who), &view, None),
+        ),
+        Err(e) => store_failed(&e),
+    }
+}
+
+async fn contact_action(
+    State(s): State<ConsoleState>,
+    headers: HeaderMap,
+    Path((id, contact_id, action)): Path<(String, String, String)>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let who = match who(&s, &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    if !s.gate.csrf_ok(&who, &f.csrf) {
+        return forbidden("the form's CSRF token is missing or wrong: reload the page");
+    }
+    if !who.may_act() {
+        return forbidden("a viewer reads; only an operator acts");
+    }
+    let tenant = match visible_tenant(&s, &who, &id).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let Ok(ghl_id) = domain::GhlContactId::parse(&contact_id) else {
+        return html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "not a GHL contact id"),
+        );
+    };
+    let now = s.clock.now();
+    let actor = format!("console user {}", who.user);
+    match action.as_str() {
+        "sync" => {
+            let env = Envelope::new(
+                format!("console:contact:{ghl_id}:{}", uuid::Uuid::new_v4().simple()),
+                tenant.id.clone(),
+                Payload::SyncContact {
+                    contact: ghl_id.clone(),
+                    dry_run: false,
+                },
+                now,
+            );
+            if let Err(e) = s.publisher.publish(&env).await {
+                return html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    pages::message(
+                        "The action failed",
+                        &format!("could not queue the sync: {e}"),
+                    ),
+                );
+            }
+            let mut entry = AuditEntry::operator(
+                &tenant.id,
+                now,
+                &actor,
+                format!("queued a sync of contact {ghl_id}"),
+            );
+            entry.contact = Some(ghl_id.clone());
+            entry.ghl_id = Some(ghl_id.to_string());
+            if let Err(e) = s.audit.append(&[entry]).await {
+                return store_failed(&e);
+            }
+            Redirect::to(&format!("/console/tenants/{}/contacts/{ghl_id}", tenant.id))
+                .into_response()
+        }
+        "dry-run" => {
+            let scope = ports::Scope::new(Arc::new(tenant.clone()), ports::Priority::RealTime);
+            let planned = s
+                .engine
+                .sync_contact(
+                    scope,
+                    &ghl_id,
+                    engine::Options {
+                        dry_run: true,
+                        message_id: Some(format!(
+                            "console-dry-run:{}",
+                            uuid::Uuid::new_v4().simple()
+                        )),
+                        ..engine::Options::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("{e:#}"));
+            tracing::info!(tenant = %tenant.id, user = %who.user, contact = %ghl_id, "console dry-run");
+            match contact::view(&s, tenant, &ghl_id).await {
+                Ok(view) => html(
+                    StatusCode::OK,
+                    pages::contact(&who, &s.gate.csrf_token(&who), &view, Some(&planned)),
+                ),
+                Err(e) => store_failed(&e),
+            }
+        }
+        _ => html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "no such action"),
+        ),
+    }
 }

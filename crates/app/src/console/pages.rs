@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 use domain::Tenant;
-use ports::store::{DeadLetter, RunStatus, SyncRun};
+use ports::store::{BaseRecord, DeadLetter, Link, RunStatus, SyncRun};
 
+use super::contact::ContactView;
 use super::{TenantFilter, TenantLine, Who};
 use crate::config::ConsoleRole;
 use crate::operator::{TenantRow, when};
@@ -210,6 +211,10 @@ pub fn tenant(
                     }
                 }
             }
+            form.filters method="get" action={ "/console/tenants/" (id) "/contacts" } {
+                label { "Find a contact (GHL id, eKyte workspace id, email or name) " input name="q"; } " "
+                button type="submit" { "Find" }
+            }
             h2 { "Sync runs" }
             table #runs {
                 thead { tr { th { "kind" } th { "started" } th { "status" } th { "seen" } th { "queued" } th { "errors" } th { "API calls" } th { "duration" } } }
@@ -247,6 +252,146 @@ pub fn tenant(
                                     }
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn link_name(l: &Link) -> String {
+    match &l.base {
+        BaseRecord::Contact(c) => c
+            .name
+            .clone()
+            .or_else(|| c.email.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+pub fn contacts(who: &Who, csrf: &str, tenant: &Tenant, q: &str, found: &[Link]) -> String {
+    let id = tenant.id.as_str();
+    page(
+        &format!("Contacts of {id}"),
+        Some((who, csrf)),
+        html! {
+            form.filters method="get" action={ "/console/tenants/" (id) "/contacts" } {
+                label { "GHL id, eKyte workspace id, email or name " input name="q" value=(q); } " "
+                button type="submit" { "Find" }
+            }
+            @if !q.trim().is_empty() && found.is_empty() { p.muted { "No linked contact matches." } }
+            @if !found.is_empty() {
+                table #contacts {
+                    thead { tr { th { "GHL contact" } th { "eKyte workspace" } th { "name" } th { "state" } } }
+                    tbody { @for l in found {
+                        tr {
+                            td { @if let Some(g) = &l.ghl_id { a href={ "/console/tenants/" (id) "/contacts/" (g) } { (g) } } }
+                            td { (l.ekyte_id.as_deref().unwrap_or("—")) }
+                            td { (link_name(l)) }
+                            td { (format!("{:?}", l.state).to_lowercase()) }
+                        }
+                    } }
+                }
+            }
+        },
+    )
+}
+
+pub fn contact(
+    who: &Who,
+    csrf: &str,
+    v: &ContactView,
+    planned: Option<&Result<engine::Report, String>>,
+) -> String {
+    let id = v.tenant.id.as_str();
+    let base = format!("/console/tenants/{id}/contacts/{}", v.ghl_id);
+    page(
+        &format!("Contact {}", v.ghl_id),
+        Some((who, csrf)),
+        html! {
+            p {
+                "Tenant " a href={ "/console/tenants/" (id) } { (id) } " · GHL contact " (v.ghl_id)
+                @match &v.link {
+                    Some(l) => { " ↔ eKyte workspace " (l.ekyte_id.as_deref().unwrap_or("not created")) " (" (format!("{:?}", l.state).to_lowercase()) ", last agreed " (when(l.updated_at)) ")" },
+                    None => { " · " span.bad { "not linked to eKyte" } },
+                }
+            }
+            @if who.may_act() {
+                p #actions {
+                    form.inline method="post" action={ (base) "/sync" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Sync now" }
+                    }
+                    " "
+                    form.inline method="post" action={ (base) "/dry-run" } {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Dry-run now" }
+                    }
+                }
+            }
+            @if let Some(planned) = planned {
+                section #dry-run {
+                    h2 { "Dry-run: what a sync would do now (nothing was written)" }
+                    @match planned {
+                        Err(e) => p.bad { (e) },
+                        Ok(report) if report.lines.is_empty() => p.ok { "Nothing to write: both sides agree." },
+                        Ok(report) => table {
+                            thead { tr { th { "action" } th { "on" } th { "record" } th { "fields" } th { "why" } } }
+                            tbody { @for l in &report.lines {
+                                tr.planned {
+                                    td { (l.action.as_str()) }
+                                    td { (l.target.map(|s| format!("{s:?}")).unwrap_or_default()) }
+                                    td { (format!("{:?}", l.kind)) " " (l.ghl_id.as_deref().or(l.ekyte_id.as_deref()).unwrap_or("")) }
+                                    td { (l.fields.join(", ")) }
+                                    td { (l.reason.as_deref().unwrap_or("")) }
+                                }
+                            } }
+                        },
+                    }
+                }
+            }
+            @for e in &v.read_errors { p.bad { "Could not read " (e) } }
+            h2 { "Fields" }
+            table #fields {
+                thead { tr { th { "field" } th { "last agreed" } th { "GHL now" } th { "eKyte now" } th { "policy (direction, conflict, owner)" } } }
+                tbody { @for f in &v.fields {
+                    tr data-field=(f.name) class=[f.differs.then_some("bad")] {
+                        td { (f.name) } td { (f.agreed) } td { (f.ghl) } td { (f.ekyte) } td { (f.rule) }
+                    }
+                } }
+            }
+            h2 { "Linked records" }
+            table #links {
+                thead { tr { th { "kind" } th { "GHL id" } th { "eKyte id" } th { "state" } th { "updated" } } }
+                tbody {
+                    @if v.children.is_empty() { tr { td colspan="5" .muted { "none" } } }
+                    @for l in &v.children {
+                        tr {
+                            td { (format!("{:?}", l.kind)) }
+                            td { (l.ghl_id.as_deref().unwrap_or("—")) }
+                            td { (l.ekyte_id.as_deref().unwrap_or("—")) }
+                            td { (format!("{:?}", l.state).to_lowercase()) }
+                            td { (when(l.updated_at)) }
+                        }
+                    }
+                }
+            }
+            h2 { "History" }
+            table #history {
+                thead { tr { th { "when" } th { "action" } th { "on" } th { "record" } th { "fields" } th { "why" } th { "cause" } } }
+                tbody {
+                    @if v.history.is_empty() { tr { td colspan="7" .muted { "nothing recorded" } } }
+                    @for r in &v.history {
+                        tr.history {
+                            td { (when(r.entry.at)) }
+                            td { (r.entry.action.as_str()) @if r.entry.dry_run { " (dry-run)" } }
+                            td { (r.entry.target.map(|s| format!("{s:?}")).unwrap_or_default()) }
+                            td { (format!("{:?}", r.entry.kind)) " " (r.entry.ghl_id.as_deref().or(r.entry.ekyte_id.as_deref()).unwrap_or("")) }
+                            td { (r.entry.fields.join(", ")) }
+                            td { (r.entry.reason.as_deref().unwrap_or("")) }
+                            td.muted { (r.entry.message_id.as_deref().unwrap_or("")) }
                         }
                     }
                 }
