@@ -3,7 +3,8 @@
 //! rule) and is removed when its tenant is made, or when the agency uninstalls.
 //!
 //! Also the GHL location's time zone on each tenant (`tenants.ghl_timezone`), refreshed by
-//! `LocationUpdate`.
+//! `LocationUpdate`, and the last failed refresh of a tenant's credential
+//! (`credential_refresh_failures`, cleared by the next successful refresh).
 
 use sea_orm_migration::prelude::*;
 
@@ -14,6 +15,15 @@ pub struct Migration;
 enum Tenants {
     Table,
     GhlTimezone,
+}
+
+#[derive(DeriveIden)]
+enum CredentialRefreshFailures {
+    Table,
+    TenantId,
+    Provider,
+    At,
+    Error,
 }
 
 #[derive(DeriveIden)]
@@ -75,10 +85,30 @@ impl MigrationTrait for Migration {
                     .add_column(ColumnDef::new(Tenants::GhlTimezone).text().null())
                     .to_owned(),
             )
+            .await?;
+        use CredentialRefreshFailures as F;
+        manager
+            .create_table(
+                Table::create()
+                    .table(F::Table)
+                    .col(ColumnDef::new(F::TenantId).text().not_null())
+                    .col(ColumnDef::new(F::Provider).text().not_null())
+                    .col(ColumnDef::new(F::At).timestamp_with_time_zone().not_null())
+                    .col(ColumnDef::new(F::Error).text().not_null())
+                    .primary_key(Index::create().col(F::TenantId).col(F::Provider))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(CredentialRefreshFailures::Table)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use ports::store::{
     AuditAction, AuditLog, AuditQuery, CredentialSecret, CredentialStore, DeadLetterStore,
-    NewCredential, NewDeadLetter, Provider,
+    NewCredential, NewDeadLetter, Provider, TenantStore,
 };
 use serde_json::json;
 
@@ -166,6 +166,16 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
     )
     .await
     .unwrap();
+    // A call for it refreshes the token first; GHL refuses the refresh token.
+    let other_tenant = TenantStore::get(store.as_ref(), &other).await.unwrap();
+    let scope = ports::Scope::new(std::sync::Arc::new(other_tenant), ports::Priority::RealTime);
+    let refused = ports::ghl::GhlApi::get_contact(
+        &c.t.app.ghl,
+        &scope,
+        &domain::GhlContactId::parse("anyContact1").unwrap(),
+    )
+    .await;
+    assert!(refused.is_err(), "the refresh must fail: {refused:?}");
     // Tenant "sim": a message that failed for good.
     let env = ports::queue::Envelope::new(
         "browser-replay-1",
@@ -206,6 +216,7 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
         .expect("a red badge");
     assert_eq!(badge.text().await.unwrap(), "needs attention");
     let text = row.text().await.unwrap();
+    assert!(text.contains("GHL token refresh failed"), "{text}");
     assert!(text.contains("GHL token expired"), "{text}");
     assert!(!b.client.source().await.unwrap().contains(PLANTED));
     let sim_row = b

@@ -451,7 +451,13 @@ async fn the_operator_commands_print_plain_tables_and_stable_json() {
         );
         assert_eq!(
             keys(&x["ghl_token"]),
-            set(&["kind", "expires_at", "problem"])
+            set(&[
+                "kind",
+                "expires_at",
+                "problem",
+                "last_refresh",
+                "refresh_failure"
+            ])
         );
     }
     let agency = listed

@@ -47,22 +47,30 @@ pub struct GhlToken {
     pub expires_at: Option<DateTime<Utc>>,
     /// Why it is `unreadable`.
     pub problem: Option<String>,
+    /// When the credential was last stored (installed or refreshed).
+    pub last_refresh: Option<DateTime<Utc>>,
+    /// The last refresh that failed, when none succeeded since.
+    pub refresh_failure: Option<ports::store::RefreshFailure>,
 }
 
 impl GhlToken {
     /// Read the tenant's GHL credential and keep only its kind and expiry.
     pub async fn of(store: &dyn CredentialStore, tenant: &TenantId) -> Self {
+        let mut last_refresh = None;
         let (kind, expires_at, problem) = match store.get(tenant, Provider::Ghl).await {
-            Ok(c) => match c.secret {
-                CredentialSecret::GhlOAuth { .. } => ("oauth", c.expires_at, None),
-                CredentialSecret::GhlPrivate { .. } => ("private", None, None),
-                // A GHL row holding another provider's secret: a bug or a manual edit.
-                CredentialSecret::Ekyte { .. } => (
-                    "unreadable",
-                    None,
-                    Some("the stored GHL credential is not a GHL one".to_owned()),
-                ),
-            },
+            Ok(c) => {
+                last_refresh = Some(c.updated_at);
+                match c.secret {
+                    CredentialSecret::GhlOAuth { .. } => ("oauth", c.expires_at, None),
+                    CredentialSecret::GhlPrivate { .. } => ("private", None, None),
+                    // A GHL row holding another provider's secret: a bug or a manual edit.
+                    CredentialSecret::Ekyte { .. } => (
+                        "unreadable",
+                        None,
+                        Some("the stored GHL credential is not a GHL one".to_owned()),
+                    ),
+                }
+            }
             Err(StoreError::NotFound { .. }) => ("none", None, None),
             Err(e) => ("unreadable", None, Some(e.to_string())),
         };
@@ -70,6 +78,12 @@ impl GhlToken {
             kind,
             expires_at,
             problem,
+            last_refresh,
+            refresh_failure: store
+                .refresh_failure(tenant, Provider::Ghl)
+                .await
+                .ok()
+                .flatten(),
         }
     }
 
@@ -165,6 +179,8 @@ impl TenantRow {
                 kind: "agency",
                 expires_at: None,
                 problem: None,
+                last_refresh: None,
+                refresh_failure: None,
             },
             pending_reason: Some(p.reason.clone()),
             ghl_timezone: None,
@@ -550,6 +566,8 @@ mod tests {
             kind,
             expires_at,
             problem: None,
+            last_refresh: None,
+            refresh_failure: None,
         };
         assert_eq!(
             t("oauth", Some(at(5))).describe(at(4)),

@@ -791,8 +791,27 @@ impl TokenManager {
         }
     }
 
-    /// Refresh under the store's lock when `due` still holds there (see the module docs).
+    /// Refresh under the store's lock when `due` still holds there (see the module docs), and
+    /// remember how a refresh that was attempted went, for the operator.
     async fn refresh(&self, scope: &Scope, due: Due) -> Result<Credential, ApiError> {
+        let attempted = Arc::new(AtomicBool::new(false));
+        let outcome = self.refresh_once(scope, due, attempted.clone()).await;
+        let tenant = &scope.tenant.id;
+        let failed = outcome.as_ref().err().map(ToString::to_string);
+        if attempted.load(Ordering::SeqCst) || failed.is_some() {
+            if let Err(e) = self.store.note_refresh(tenant, Provider::Ghl, failed).await {
+                tracing::warn!(tenant = %tenant, error = %e, "could not record how the token refresh went");
+            }
+        }
+        outcome
+    }
+
+    async fn refresh_once(
+        &self,
+        scope: &Scope,
+        due: Due,
+        attempted: Arc<AtomicBool>,
+    ) -> Result<Credential, ApiError> {
         let tenant = &scope.tenant.id;
         let gate = self.gate(tenant);
         let _turn = gate.lock().await;
@@ -810,6 +829,7 @@ impl TokenManager {
             let seen = seen.clone();
             Box::new(move |current: Credential| {
                 seen.store(current.version, Ordering::SeqCst);
+                attempted.store(true, Ordering::SeqCst);
                 Box::pin(async move {
                     tracing::info!(tenant = %current.tenant, "refreshing the GHL access token");
                     let install = oauth

@@ -355,6 +355,35 @@ pub trait CredentialStore: Send + Sync {
         due: DuePredicate,
         refresh: Refresher,
     ) -> Result<Credential, RefreshError>;
+
+    /// Remember how refreshing the tenant's credential last went: `Some(why)` it failed
+    /// (shown to the operator), `None` it succeeded (the failure is forgotten). The default
+    /// keeps nothing.
+    async fn note_refresh(
+        &self,
+        _tenant: &TenantId,
+        _provider: Provider,
+        _failure: Option<String>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The last refresh failure remembered by [`Self::note_refresh`], if no refresh succeeded
+    /// since. The default knows none.
+    async fn refresh_failure(
+        &self,
+        _tenant: &TenantId,
+        _provider: Provider,
+    ) -> Result<Option<RefreshFailure>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A refresh that failed, as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefreshFailure {
+    pub at: DateTime<Utc>,
+    pub error: String,
 }
 
 // ------------------------------------------------------------------------------ agencies

@@ -494,6 +494,62 @@ impl CredentialStore for Store {
         self.refresh_locked(&Holder::Own { tenant, provider }, due, refresh)
             .await
     }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, provider = provider.as_str()))]
+    async fn note_refresh(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        failure: Option<String>,
+    ) -> Result<(), StoreError> {
+        use crate::entity::credential_refresh_failures as f;
+        match failure {
+            Some(error) => {
+                let row = f::ActiveModel {
+                    tenant_id: sea_orm::ActiveValue::Set(tenant.as_str().to_owned()),
+                    provider: sea_orm::ActiveValue::Set(provider.as_str().to_owned()),
+                    at: sea_orm::ActiveValue::Set(crate::mapping::now()),
+                    error: sea_orm::ActiveValue::Set(error),
+                };
+                f::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::columns([f::Column::TenantId, f::Column::Provider])
+                            .update_columns([f::Column::At, f::Column::Error])
+                            .to_owned(),
+                    )
+                    .exec_without_returning(self.db())
+                    .await
+                    .map_err(|e| db_err("record a refresh failure", e))?;
+            }
+            None => {
+                f::Entity::delete_many()
+                    .filter(f::Column::TenantId.eq(tenant.as_str()))
+                    .filter(f::Column::Provider.eq(provider.as_str()))
+                    .exec(self.db())
+                    .await
+                    .map_err(|e| db_err("forget a refresh failure", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh_failure(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+    ) -> Result<Option<ports::store::RefreshFailure>, StoreError> {
+        use crate::entity::credential_refresh_failures as f;
+        Ok(f::Entity::find()
+            .filter(f::Column::TenantId.eq(tenant.as_str()))
+            .filter(f::Column::Provider.eq(provider.as_str()))
+            .one(self.db())
+            .await
+            .map_err(|e| db_err("read a refresh failure", e))?
+            .map(|r| ports::store::RefreshFailure {
+                at: r.at,
+                error: r.error,
+            }))
+    }
 }
 
 /// What [`Store::reseal_credentials`] did.

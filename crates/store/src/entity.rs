@@ -261,3 +261,23 @@ pub(crate) mod ghl_pending_locations {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub(crate) mod credential_refresh_failures {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "credential_refresh_failures")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub provider: String,
+        pub at: DateTimeUtc,
+        pub error: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -13,8 +13,9 @@ use sea_orm_migration::sea_orm::{
 use store::test_support::{TestBackend, TestDb};
 use tokio::sync::Barrier;
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "tenants",
+    "credential_refresh_failures",
     "ghl_agencies",
     "ghl_pending_locations",
     "credentials",

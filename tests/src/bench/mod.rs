@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod baseline;
 pub mod calls;
+pub mod console;
 pub mod events;
 pub mod ingress;
 pub mod machine;

@@ -9,6 +9,7 @@
 //! cargo run --release -p e2e --bin bench -- ingress  [--requests 20000] [--concurrency 32]
 //! cargo run --release -p e2e --bin bench -- events   [--contacts 1000] [--edits 1000] [--rate-max 100] [--rate-interval-ms 100]
 //! cargo run --release -p e2e --bin bench -- rate     [--calls 1000] [--tasks 32] [--rounds 5] [--rate-max 100] [--rate-interval-ms 100]
+//! cargo run --release -p e2e --bin bench -- console  [--tenants 200] [--requests 50]
 //! ```
 //!
 //! With `RUST_LOG` set (e.g. `RUST_LOG=warn`), the service's log lines go to stderr.
@@ -23,6 +24,7 @@ use anyhow::{Context, bail};
 
 use e2e::bench::backfill::BackfillArgs;
 use e2e::bench::calls::CallsArgs;
+use e2e::bench::console::ConsoleArgs;
 use e2e::bench::events::EventsArgs;
 use e2e::bench::ingress::IngressArgs;
 use e2e::bench::rate::RateArgs;
@@ -30,7 +32,7 @@ use e2e::bench::rig::QueueKind;
 use e2e::bench::worker::WorkerArgs;
 use e2e::bench::{Data, RateLimit};
 
-const USAGE: &str = "usage: bench <backfill|calls|worker|ingress|events|rate> [--option value …] (see the module docs, or docs/performance.md)";
+const USAGE: &str = "usage: bench <backfill|calls|worker|ingress|events|rate|console> [--option value …] (see the module docs, or docs/performance.md)";
 
 /// `--name value` and `--flag` options.
 struct Options {
@@ -187,6 +189,14 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
             };
             o.finish()?;
             e2e::bench::rate::run(&args).await
+        }
+        "console" => {
+            let args = ConsoleArgs {
+                tenants: o.num("tenants", 200)?,
+                requests: o.num("requests", 50)?,
+            };
+            o.finish()?;
+            e2e::bench::console::run(&args).await
         }
         e2e::bench::worker::CHILD => {
             o.finish()?;

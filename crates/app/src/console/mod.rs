@@ -287,6 +287,13 @@ pub async fn tenant_lines(
         if t.state() != "active" {
             problems.push(format!("{} (nothing syncs)", t.state()));
         }
+        if let Some(f) = &row.ghl_token.refresh_failure {
+            problems.push(format!(
+                "GHL token refresh failed {}: {}",
+                operator::when(f.at),
+                f.error
+            ));
+        }
         match (row.ghl_token.kind, row.ghl_token.expires_at) {
             ("none", _) => problems.push("no GHL token: install the app".to_owned()),
             ("unreadable", _) => problems.push(format!(

@@ -101,7 +101,11 @@ fn badge(problems: &[String]) -> Markup {
 }
 
 fn token(row: &TenantRow, now: DateTime<Utc>) -> Markup {
-    html! { (row.ghl_token.describe(now)) }
+    html! {
+        (row.ghl_token.describe(now))
+        @if let Some(at) = row.ghl_token.last_refresh { br; span.muted { "stored " (when(at)) } }
+        @if let Some(f) = &row.ghl_token.refresh_failure { br; span.bad { "refresh failed " (when(f.at)) } }
+    }
 }
 
 fn run_cell(run: Option<&SyncRun>) -> Markup {

@@ -16,7 +16,41 @@ use crate::support::{on_both, setup};
 on_both!(
     pending_locations_are_kept_until_mapped_or_uninstalled,
     the_agency_refreshes_its_own_token_under_the_lock,
+    a_refresh_failure_is_kept_until_a_refresh_succeeds,
 );
+
+async fn a_refresh_failure_is_kept_until_a_refresh_succeeds(b: TestBackend) {
+    use ports::store::{CredentialStore, Provider};
+    let (_db, store) = setup(b).await;
+    let t = domain::TenantId::parse("acme").unwrap();
+    assert_eq!(
+        store.refresh_failure(&t, Provider::Ghl).await.unwrap(),
+        None
+    );
+    store
+        .note_refresh(&t, Provider::Ghl, Some("invalid_grant".into()))
+        .await
+        .unwrap();
+    store
+        .note_refresh(&t, Provider::Ghl, Some("invalid_grant again".into()))
+        .await
+        .unwrap();
+    let f = store
+        .refresh_failure(&t, Provider::Ghl)
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!(f.error, "invalid_grant again", "the last one");
+    assert_eq!(
+        store.refresh_failure(&t, Provider::Ekyte).await.unwrap(),
+        None
+    );
+    store.note_refresh(&t, Provider::Ghl, None).await.unwrap();
+    assert_eq!(
+        store.refresh_failure(&t, Provider::Ghl).await.unwrap(),
+        None
+    );
+}
 
 fn company_token(access: &str) -> NewCredential {
     NewCredential {
