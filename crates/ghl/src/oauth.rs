@@ -798,10 +798,10 @@ impl TokenManager {
         let outcome = self.refresh_once(scope, due, attempted.clone()).await;
         let tenant = &scope.tenant.id;
         let failed = outcome.as_ref().err().map(ToString::to_string);
-        if attempted.load(Ordering::SeqCst) || failed.is_some() {
-            if let Err(e) = self.store.note_refresh(tenant, Provider::Ghl, failed).await {
-                tracing::warn!(tenant = %tenant, error = %e, "could not record how the token refresh went");
-            }
+        if (attempted.load(Ordering::SeqCst) || failed.is_some())
+            && let Err(e) = self.store.note_refresh(tenant, Provider::Ghl, failed).await
+        {
+            tracing::warn!(tenant = %tenant, error = %e, "could not record how the token refresh went");
         }
         outcome
     }
