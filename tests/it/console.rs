@@ -428,3 +428,74 @@ async fn a_replayed_dead_letter_leaves_the_list_and_is_audited() {
     );
     c.stop.cancel();
 }
+
+/// `demo --console`: after its report the demo keeps running with the console on, prints the
+/// URL and a login that work, and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_leaves_its_console_up_until_told_to_stop() {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut cmd = e2e::support::binary_command().await;
+    cmd.args(["demo", "--contacts", "5", "--queue", "memory", "--console"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start the demo");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(300), async {
+        while let Some(line) = lines.next_line().await.expect("the demo's output") {
+            if line.starts_with("console: ") {
+                return line;
+            }
+        }
+        panic!("the demo ended without printing its console");
+    })
+    .await
+    .expect("the console line within 5 minutes");
+    // "console: http://127.0.0.1:PORT/console  (user demo, password XXXX); Ctrl-C stops it"
+    let url = line.split_whitespace().nth(1).unwrap().to_owned();
+    let password = line
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("a password")
+        .to_owned();
+    let base = url.trim_end_matches("/console").to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(format!("{base}/console/login"))
+        .form(&[("user", "demo"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "the printed login works");
+    let cookie = login.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = http
+        .get(format!("{base}/console/tenants"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("data-tenant="));
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("the demo stops")
+        .unwrap();
+    assert!(status.success(), "the converged demo exits 0: {status}");
+}

@@ -53,6 +53,10 @@ pub struct DemoArgs {
     /// write the text to this file.
     #[arg(long, value_name = "FILE")]
     pub metrics_out: Option<std::path::PathBuf>,
+    /// After the report, keep the service running with the operator console on, print its URL
+    /// and a login, and stop on Ctrl-C (or SIGTERM).
+    #[arg(long)]
+    pub console: bool,
 }
 
 /// The one-command demo.

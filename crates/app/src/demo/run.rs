@@ -248,6 +248,25 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     cfg.queue.backend = QueueBackend::Amqp;
+    // The console's one account: a fresh password each run, shown with the URL at the end.
+    let console_password = args
+        .console
+        .then(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+    if let Some(password) = &console_password {
+        use argon2::PasswordHasher as _;
+        let salt = argon2::password_hash::SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes())
+            .map_err(|e| anyhow::anyhow!("a salt for the console password: {e}"))?;
+        let hash = argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| anyhow::anyhow!("hashing the console password: {e}"))?;
+        cfg.console.enabled = true;
+        cfg.console.accounts = vec![crate::config::ConsoleAccount {
+            user: "demo".into(),
+            password_hash: SecretString::from(hash.to_string()),
+            role: crate::config::ConsoleRole::Operator,
+            tenants: Vec::new(),
+        }];
+    }
     let (demo_broker, queue) = pick_broker(&cfg, args.queue).await?;
     let broker = demo_broker.broker();
     eprintln!("queue: {queue}");
@@ -359,15 +378,60 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     .await;
 
+    let report = outcome.map(|(verdict, ghl_edits, ekyte_edits)| {
+        report_of(
+            &world,
+            &stats,
+            &args,
+            queue,
+            phases,
+            started,
+            verdict,
+            ghl_edits,
+            ekyte_edits,
+        )
+    });
+    if let Ok(report) = &report {
+        match args.report {
+            ReportFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+            ReportFormat::Text => print_text(report),
+        }
+        if let Some(password) = &console_password {
+            // Left running so the state the demo made can be looked at.
+            println!(
+                "\nconsole: http://{addr}/console  (user demo, password {password}); Ctrl-C stops it"
+            );
+            crate::signals::shutdown_on_signals().cancelled().await;
+        }
+    }
     shutdown.cancel();
     let _ = worker_task.await;
     let _ = ingress_task.await;
     demo_broker.clean_up(&app.config).await;
-    let (verdict, ghl_edits, ekyte_edits) = outcome?;
+    let report = report?;
+    Ok(if report.converged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
+/// The report of a demo run that got to its verdict.
+#[allow(clippy::too_many_arguments)]
+fn report_of(
+    world: &World,
+    stats: &crate::worker::WorkerStats,
+    args: &DemoArgs,
+    queue: String,
+    phases: Vec<(String, f64)>,
+    started: Instant,
+    verdict: Verdict,
+    ghl_edits: std::collections::BTreeMap<&'static str, usize>,
+    ekyte_edits: std::collections::BTreeMap<&'static str, usize>,
+) -> DemoReport {
     let g = world.ghl.counter_snapshot();
     let e = world.ekyte.counters().snapshot();
-    let report = DemoReport {
+    DemoReport {
         converged: verdict.converged,
         queue,
         contacts: args.contacts,
@@ -384,16 +448,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         phase_seconds: phases,
         duration_s: started.elapsed().as_secs_f64(),
         verdict,
-    };
-    match args.report {
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        ReportFormat::Text => print_text(&report),
     }
-    Ok(if report.converged {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// Scrape the ingress's `/metrics` as Prometheus does and write the text to `path`.
