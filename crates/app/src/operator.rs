@@ -54,8 +54,27 @@ pub struct GhlToken {
 }
 
 impl GhlToken {
-    /// Read the tenant's GHL credential and keep only its kind and expiry.
+    /// Read the tenant's GHL credential and keep only its kind and expiry, with its last
+    /// refresh failure.
     pub async fn of(store: &dyn CredentialStore, tenant: &TenantId) -> Self {
+        let failure = store
+            .refresh_failure(tenant, Provider::Ghl)
+            .await
+            .ok()
+            .flatten();
+        Self::without_failure(store, tenant).await.failed(failure)
+    }
+
+    /// With the refresh failure the caller read (for many tenants at once).
+    pub fn failed(self, refresh_failure: Option<ports::store::RefreshFailure>) -> Self {
+        Self {
+            refresh_failure,
+            ..self
+        }
+    }
+
+    /// The credential's kind, expiry and time; no refresh failure.
+    pub async fn without_failure(store: &dyn CredentialStore, tenant: &TenantId) -> Self {
         let mut last_refresh = None;
         let (kind, expires_at, problem) = match store.get(tenant, Provider::Ghl).await {
             Ok(c) => {
@@ -79,11 +98,7 @@ impl GhlToken {
             expires_at,
             problem,
             last_refresh,
-            refresh_failure: store
-                .refresh_failure(tenant, Provider::Ghl)
-                .await
-                .ok()
-                .flatten(),
+            refresh_failure: None,
         }
     }
 
@@ -136,6 +151,11 @@ pub struct TenantRow {
 
 impl TenantRow {
     pub async fn of(tenant: &Tenant, credentials: &dyn CredentialStore) -> Self {
+        Self::with_token(tenant, GhlToken::of(credentials, &tenant.id).await)
+    }
+
+    /// The row, with the GHL token the caller read.
+    pub fn with_token(tenant: &Tenant, ghl_token: GhlToken) -> Self {
         Self {
             id: tenant.id.clone(),
             name: tenant.name.clone(),
@@ -146,7 +166,7 @@ impl TenantRow {
             location: tenant.location_id.to_string(),
             ghl_company: tenant.install.company_id.clone(),
             ekyte_company: Some(tenant.ekyte_company_id.get()),
-            ghl_token: GhlToken::of(credentials, &tenant.id).await,
+            ghl_token,
             pending_reason: None,
             ghl_timezone: tenant.install.timezone.clone(),
             workspace_per: format!("{:?}", tenant.settings.workspace_per).to_lowercase(),

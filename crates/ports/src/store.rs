@@ -368,6 +368,15 @@ pub trait CredentialStore: Send + Sync {
         Ok(())
     }
 
+    /// Every tenant's last refresh failure of `provider` (see [`Self::refresh_failure`]), in
+    /// one read. The default knows none.
+    async fn refresh_failures(
+        &self,
+        _provider: Provider,
+    ) -> Result<Vec<(TenantId, RefreshFailure)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// The last refresh failure remembered by [`Self::note_refresh`], if no refresh succeeded
     /// since. The default knows none.
     async fn refresh_failure(
@@ -727,6 +736,11 @@ pub trait RunStore: Send + Sync {
     /// Newest first. A full or incremental run's `counts.errors` includes its per-contact
     /// syncs that were dead-lettered (see [`crate::queue::sweep_message_id`]).
     async fn recent(&self, tenant: &TenantId, limit: u32) -> Result<Vec<SyncRun>, StoreError>;
+
+    /// The newest run of each kind of every tenant, counted like [`Self::recent`] (a sweep's
+    /// dead-lettered contact syncs are its errors), in a fixed number of statements whatever
+    /// the number of tenants (the console's tenants page).
+    async fn latest_runs(&self) -> Result<Vec<SyncRun>, StoreError>;
 }
 
 // ------------------------------------------------------------------------------ dead letters

@@ -533,6 +533,32 @@ impl CredentialStore for Store {
         Ok(())
     }
 
+    async fn refresh_failures(
+        &self,
+        provider: Provider,
+    ) -> Result<Vec<(TenantId, ports::store::RefreshFailure)>, StoreError> {
+        use crate::entity::credential_refresh_failures as f;
+        f::Entity::find()
+            .filter(f::Column::Provider.eq(provider.as_str()))
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read the refresh failures", e))?
+            .into_iter()
+            .map(|r| {
+                let tenant = TenantId::parse(&r.tenant_id).map_err(|e| StoreError::Corrupt {
+                    message: format!("refresh failure of tenant {:?}: {e}", r.tenant_id),
+                })?;
+                Ok((
+                    tenant,
+                    ports::store::RefreshFailure {
+                        at: r.at,
+                        error: r.error,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn refresh_failure(
         &self,
         tenant: &TenantId,

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -163,9 +163,62 @@ impl RunStore for Store {
         }
         Ok(runs)
     }
+
+    async fn latest_runs(&self) -> Result<Vec<SyncRun>, StoreError> {
+        use sea_orm::sea_query::Query;
+        let newest = Query::select()
+            .expr(Expr::col(Column::Id).max())
+            .from(Entity)
+            .group_by_col(Column::TenantId)
+            .group_by_col(Column::Kind)
+            .to_owned();
+        let mut runs = Entity::find()
+            .filter(Column::Id.in_subquery(newest))
+            .order_by_asc(Column::Id)
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("list the latest sync runs", e))?
+            .into_iter()
+            .map(mapping::run)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every sweep's dead-lettered contact syncs in one read, counted by run.
+        let fan_out = self.dead_lettered_fan_outs().await?;
+        for run in &mut runs {
+            if matches!(run.kind, RunKind::Full | RunKind::Incremental) {
+                run.counts.errors += fan_out.get(&run.id).copied().unwrap_or(0);
+            }
+        }
+        Ok(runs)
+    }
 }
 
 impl Store {
+    /// Dead-lettered sweep messages per run (see [`ports::queue::sweep_message_prefixes`]).
+    async fn dead_lettered_fan_outs(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, u64>, StoreError> {
+        use crate::entity::dead_letters;
+        let ids: Vec<String> = dead_letters::Entity::find()
+            .select_only()
+            .column(dead_letters::Column::MessageId)
+            .filter(
+                sea_orm::Condition::any()
+                    .add(dead_letters::Column::MessageId.starts_with("sync:"))
+                    .add(dead_letters::Column::MessageId.starts_with("unseen:")),
+            )
+            .into_tuple()
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("count the sweeps' dead letters", e))?;
+        let mut out = std::collections::HashMap::new();
+        for id in ids {
+            if let Some(run) = id.split(':').nth(1).and_then(|r| r.parse::<i64>().ok()) {
+                *out.entry(run).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// How many of a sweep's `sync.contact` messages were dead-lettered.
     async fn dead_lettered_fan_out(&self, run_id: i64) -> Result<u64, StoreError> {
         use crate::entity::dead_letters;

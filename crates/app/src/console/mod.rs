@@ -268,20 +268,34 @@ pub async fn tenant_lines(
     let recent_dead = s.dead_letters.summary(None, true, Some(since)).await?;
     let mut failures =
         operator::failures_by_tenant(&recent_dead, &s.audit.failures_since(since).await?);
+    // One read each for every tenant's runs and refresh failures.
+    let mut runs: BTreeMap<TenantId, Vec<ports::store::SyncRun>> = BTreeMap::new();
+    for run in s.runs.latest_runs().await? {
+        runs.entry(run.tenant.clone()).or_default().push(run);
+    }
+    let mut refresh_failures: BTreeMap<TenantId, ports::store::RefreshFailure> = s
+        .credentials
+        .refresh_failures(ports::store::Provider::Ghl)
+        .await?
+        .into_iter()
+        .collect();
     let mut lines = Vec::new();
     for t in s.tenants.list().await? {
         if !who.may_see(&t.id) {
             continue;
         }
-        let row = operator::TenantRow::of(&t, s.credentials.as_ref()).await;
+        let token = operator::GhlToken::without_failure(s.credentials.as_ref(), &t.id)
+            .await
+            .failed(refresh_failures.remove(&t.id));
+        let row = operator::TenantRow::with_token(&t, token);
         let dead_letters: u64 = dead
             .iter()
             .filter(|g| g.tenant.as_ref() == Some(&t.id))
             .map(|g| g.count)
             .sum();
         let mut last_runs = BTreeMap::new();
-        for run in s.runs.recent(&t.id, 20).await? {
-            last_runs.entry(run.kind.as_str()).or_insert(run);
+        for run in runs.remove(&t.id).unwrap_or_default() {
+            last_runs.insert(run.kind.as_str(), run);
         }
         let mut problems = Vec::new();
         if t.state() != "active" {

@@ -8,7 +8,8 @@ use crate::support::{on_both, tid, with_tenants};
 
 on_both!(
     checkpoint_resume_and_finish,
-    concurrent_starts_share_one_run
+    concurrent_starts_share_one_run,
+    the_latest_run_of_each_kind_of_every_tenant,
 );
 
 async fn checkpoint_resume_and_finish(b: TestBackend) {
@@ -119,4 +120,68 @@ async fn concurrent_starts_share_one_run(b: TestBackend) {
         .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_eq!(store.recent(&tid("acme"), 10).await.unwrap().len(), 1);
+}
+
+/// The newest run of each kind of every tenant, in a fixed number of statements, with a
+/// sweep's dead-lettered contact syncs counted as its errors (like `recent`).
+async fn the_latest_run_of_each_kind_of_every_tenant(b: TestBackend) {
+    use ports::store::{DeadLetterStore, NewDeadLetter};
+    let (_db, store) = with_tenants(b).await;
+    let (acme, other) = (tid("acme"), tid("other"));
+    let mut newest_full = 0;
+    for round in 0..3 {
+        for (t, kind) in [
+            (&acme, RunKind::Full),
+            (&acme, RunKind::Poll),
+            (&other, RunKind::Incremental),
+        ] {
+            let run = store.start_or_resume(t, kind, None).await.unwrap();
+            store
+                .finish(run.id, RunStatus::Completed, None)
+                .await
+                .unwrap();
+            if round == 2 && kind == RunKind::Full {
+                newest_full = run.id;
+            }
+        }
+    }
+    for contact in ["contact1", "contact2"] {
+        DeadLetterStore::put(
+            &store,
+            &NewDeadLetter {
+                tenant: Some(acme.clone()),
+                message_id: ports::queue::sweep_message_id(
+                    newest_full,
+                    &domain::GhlContactId::parse(contact).unwrap(),
+                    false,
+                ),
+                kind: "sync.contact".into(),
+                envelope: "{}".into(),
+                error_chain: vec!["failed".into()],
+                attempts: 1,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let latest = store.latest_runs().await.unwrap();
+    let mut seen: Vec<(String, &str)> = latest
+        .iter()
+        .map(|r| (r.tenant.to_string(), r.kind.as_str()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("acme".to_owned(), "full"),
+            ("acme".to_owned(), "poll"),
+            ("other".to_owned(), "incremental")
+        ]
+    );
+    let full = latest.iter().find(|r| r.kind == RunKind::Full).unwrap();
+    assert_eq!(full.id, newest_full, "the newest one");
+    assert_eq!(full.counts.errors, 2, "its dead-lettered contact syncs");
+    let recent = store.recent(&acme, 10).await.unwrap();
+    let same = recent.iter().find(|r| r.id == newest_full).unwrap();
+    assert_eq!(same.counts.errors, 2, "as recent counts them");
 }
