@@ -401,6 +401,18 @@ impl RunStore for MemRuns {
         runs.truncate(limit as usize);
         Ok(runs)
     }
+
+    async fn latest_runs(&self) -> Result<Vec<SyncRun>, StoreError> {
+        let mut newest: std::collections::BTreeMap<(String, &'static str), SyncRun> =
+            std::collections::BTreeMap::new();
+        for r in self.all() {
+            let key = (r.tenant.to_string(), r.kind.as_str());
+            if newest.get(&key).is_none_or(|n| n.id < r.id) {
+                newest.insert(key, r);
+            }
+        }
+        Ok(newest.into_values().collect())
+    }
 }
 
 // ----- a sandbox with a company --------------------------------------------------------------
