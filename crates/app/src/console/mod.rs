@@ -130,6 +130,20 @@ fn who(s: &ConsoleState, headers: &HeaderMap) -> Result<Who, Box<Response>> {
         .ok_or_else(|| Box::new(unauthenticated(headers)))
 }
 
+const BAD_CSRF: &str = "the form's CSRF token is missing or wrong: reload the page";
+
+/// The sender of an action: signed in, with the session's CSRF token, and an operator.
+fn operator(s: &ConsoleState, headers: &HeaderMap, csrf: &str) -> Result<Who, Box<Response>> {
+    let who = who(s, headers)?;
+    if !s.gate.csrf_ok(&who, csrf) {
+        return Err(Box::new(forbidden(BAD_CSRF)));
+    }
+    if !who.may_act() {
+        return Err(Box::new(forbidden("a viewer reads; only an operator acts")));
+    }
+    Ok(who)
+}
+
 fn store_failed(e: &impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "console: the store failed");
     html(
@@ -219,7 +233,7 @@ async fn logout(
         Err(r) => return *r,
     };
     if !s.gate.csrf_ok(&who, &f.csrf) {
-        return forbidden("the form's CSRF token is missing or wrong: reload the page");
+        return forbidden(BAD_CSRF);
     }
     let cookie = auth::set_cookie("", std::time::Duration::ZERO, !auth::loopback(&headers));
     (
@@ -461,23 +475,14 @@ async fn act(
     Path((id, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let who = match who(&s, &headers) {
+    let who = match operator(&s, &headers, &f.csrf) {
         Ok(w) => w,
         Err(r) => return *r,
     };
-    if !s.gate.csrf_ok(&who, &f.csrf) {
-        return forbidden("the form's CSRF token is missing or wrong: reload the page");
-    }
-    if !who.may_act() {
-        return forbidden("a viewer reads; only an operator acts");
-    }
-    let id = match tenant_id(&id) {
-        Ok(id) => id,
+    let id = match visible_tenant(&s, &who, &id).await {
+        Ok(t) => t.id,
         Err(r) => return *r,
     };
-    if !who.may_see(&id) {
-        return forbidden("this account may not act on that tenant");
-    }
     let done = match perform(&s, &id, &action, &f).await {
         Ok(Some(done)) => done,
         Ok(None) => {
@@ -657,16 +662,10 @@ async fn contact_action(
     Path((id, contact_id, action)): Path<(String, String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let who = match who(&s, &headers) {
+    let who = match operator(&s, &headers, &f.csrf) {
         Ok(w) => w,
         Err(r) => return *r,
     };
-    if !s.gate.csrf_ok(&who, &f.csrf) {
-        return forbidden("the form's CSRF token is missing or wrong: reload the page");
-    }
-    if !who.may_act() {
-        return forbidden("a viewer reads; only an operator acts");
-    }
     let tenant = match visible_tenant(&s, &who, &id).await {
         Ok(t) => t,
         Err(r) => return *r,
