@@ -313,6 +313,11 @@ impl App {
             ghl: Arc::new(self.ghl.clone()),
             ekyte: Arc::new(self.ekyte.clone()),
             engine: self.engine.clone(),
+            schedule: crate::console::Schedule {
+                incremental: self.config.scheduler.incremental_every,
+                full: std::time::Duration::from_secs(24 * 3600),
+                poll: self.config.scheduler.poll_every,
+            },
         }
     }
 

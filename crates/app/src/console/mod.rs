@@ -53,6 +53,37 @@ pub struct ConsoleState {
     pub ekyte: Arc<dyn ports::ekyte::EkyteApi>,
     /// The use cases: a dry-run plans a contact's sync without writing.
     pub engine: Arc<engine::Engine>,
+    /// How often each kind of run is scheduled (`[scheduler]`, or the CronJobs it stands for).
+    pub schedule: Schedule,
+}
+
+/// How often the scheduler starts each kind of run: a run older than twice that is *late*.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub incremental: std::time::Duration,
+    pub full: std::time::Duration,
+    pub poll: std::time::Duration,
+}
+
+impl Schedule {
+    fn every(&self, kind: ports::store::RunKind) -> std::time::Duration {
+        match kind {
+            ports::store::RunKind::Incremental => self.incremental,
+            ports::store::RunKind::Full => self.full,
+            ports::store::RunKind::Poll => self.poll,
+        }
+    }
+
+    /// Whether the last run of this kind, started at `at`, missed its schedule (more than
+    /// twice its interval ago).
+    pub fn late(
+        &self,
+        kind: ports::store::RunKind,
+        at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        chrono::Duration::from_std(self.every(kind) * 2).is_ok_and(|twice| now - at > twice)
+    }
 }
 
 /// The console's routes, all under `/console`.
@@ -335,6 +366,14 @@ pub async fn tenant_lines(
             _ => {}
         }
         for run in last_runs.values() {
+            if t.active && s.schedule.late(run.kind, run.started_at, now) {
+                problems.push(format!(
+                    "last {} run is late: started {}, scheduled every {}",
+                    run.kind.as_str(),
+                    operator::when(run.started_at),
+                    humantime::format_duration(s.schedule.every(run.kind))
+                ));
+            }
             if run.status == ports::store::RunStatus::Failed {
                 problems.push(format!(
                     "last {} run failed: {}",
@@ -743,5 +782,31 @@ async fn contact_action(
             StatusCode::NOT_FOUND,
             pages::message("Not found", "no such action"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeZone;
+    use ports::store::RunKind;
+
+    use super::Schedule;
+
+    #[test]
+    fn a_run_is_late_after_twice_its_interval() {
+        let s = Schedule {
+            incremental: Duration::from_secs(15 * 60),
+            full: Duration::from_secs(24 * 3600),
+            poll: Duration::from_secs(60),
+        };
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let ago = |m: i64| now - chrono::Duration::minutes(m);
+        assert!(!s.late(RunKind::Incremental, ago(30), now), "exactly twice");
+        assert!(s.late(RunKind::Incremental, ago(31), now));
+        assert!(!s.late(RunKind::Full, ago(47 * 60), now));
+        assert!(s.late(RunKind::Full, ago(49 * 60), now));
+        assert!(s.late(RunKind::Poll, ago(3), now));
     }
 }
