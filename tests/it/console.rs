@@ -166,6 +166,33 @@ pub(crate) async fn operator_lines(t: &TestApp, tenant: &domain::TenantId) -> Ve
     .collect()
 }
 
+/// A `sync.contact` message of the test's tenant that failed for good, with this cause
+/// chain: its dead letter's id.
+pub(crate) async fn dead_letter(t: &TestApp, message_id: &str, chain: &[&str]) -> i64 {
+    let env = ports::queue::Envelope::new(
+        message_id,
+        t.tenant.id.clone(),
+        ports::queue::Payload::SyncContact {
+            contact: domain::GhlContactId::parse("contactToReplay1").unwrap(),
+            dry_run: false,
+        },
+        chrono::Utc::now(),
+    );
+    DeadLetterStore::put(
+        t.app.store.as_ref(),
+        &NewDeadLetter {
+            tenant: Some(t.tenant.id.clone()),
+            message_id: env.id.clone(),
+            kind: "sync.contact".into(),
+            envelope: env.to_json().unwrap(),
+            error_chain: chain.iter().map(|c| (*c).to_owned()).collect(),
+            attempts: 1,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// The CSRF token in a page's forms.
 fn csrf(html: &str) -> String {
     let at = html
@@ -360,31 +387,12 @@ async fn a_replayed_dead_letter_leaves_the_list_and_is_audited() {
     let c = Console::start("consolereplay").await;
     let store = c.t.app.store.clone();
     let sim = c.t.tenant.id.clone();
-    let env = ports::queue::Envelope::new(
+    let id = dead_letter(
+        &c.t,
         "console-replay-1",
-        sim.clone(),
-        ports::queue::Payload::SyncContact {
-            contact: domain::GhlContactId::parse("contactToReplay1").unwrap(),
-            dry_run: false,
-        },
-        chrono::Utc::now(),
-    );
-    let id = DeadLetterStore::put(
-        store.as_ref(),
-        &NewDeadLetter {
-            tenant: Some(sim.clone()),
-            message_id: env.id.clone(),
-            kind: "sync.contact".into(),
-            envelope: env.to_json().unwrap(),
-            error_chain: vec![
-                "eKyte create workspace failed".into(),
-                "unauthorized".into(),
-            ],
-            attempts: 1,
-        },
+        &["eKyte create workspace failed", "unauthorized"],
     )
-    .await
-    .unwrap();
+    .await;
     let ops = c.session("ops").await;
     let page = format!("/console/tenants/{sim}");
     let (_, html) = c.page(&ops, &page).await;

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use ports::store::{
-    CredentialSecret, CredentialStore, DeadLetterStore, NewCredential, NewDeadLetter, Provider,
-    TenantStore,
+    CredentialSecret, CredentialStore, DeadLetterStore, NewCredential, Provider, TenantStore,
 };
 use serde_json::json;
 
@@ -177,31 +176,15 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
     .await;
     assert!(refused.is_err(), "the refresh must fail: {refused:?}");
     // Tenant "sim": a message that failed for good.
-    let env = ports::queue::Envelope::new(
+    let letter = crate::console::dead_letter(
+        &c.t,
         "browser-replay-1",
-        sim.clone(),
-        ports::queue::Payload::SyncContact {
-            contact: domain::GhlContactId::parse("contactToReplay2").unwrap(),
-            dry_run: false,
-        },
-        chrono::Utc::now(),
-    );
-    let letter = DeadLetterStore::put(
-        store.as_ref(),
-        &NewDeadLetter {
-            tenant: Some(sim.clone()),
-            message_id: env.id.clone(),
-            kind: "sync.contact".into(),
-            envelope: env.to_json().unwrap(),
-            error_chain: vec![
-                "eKyte create workspace failed".into(),
-                "unauthorized: the API key was revoked".into(),
-            ],
-            attempts: 1,
-        },
+        &[
+            "eKyte create workspace failed",
+            "unauthorized: the API key was revoked",
+        ],
     )
-    .await
-    .unwrap();
+    .await;
 
     let b = Browser::start().await;
     b.log_in(&c.base, "ops").await;

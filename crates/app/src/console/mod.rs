@@ -628,6 +628,15 @@ async fn visible_tenant(
     }
 }
 
+fn contact_id_of(raw: &str) -> Result<domain::GhlContactId, Box<Response>> {
+    domain::GhlContactId::parse(raw).map_err(|_| {
+        Box::new(html(
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", "not a GHL contact id"),
+        ))
+    })
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct SearchQuery {
     #[serde(default)]
@@ -680,11 +689,9 @@ async fn contact_page(
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let Ok(ghl_id) = domain::GhlContactId::parse(&contact_id) else {
-        return html(
-            StatusCode::NOT_FOUND,
-            pages::message("Not found", "not a GHL contact id"),
-        );
+    let ghl_id = match contact_id_of(&contact_id) {
+        Ok(id) => id,
+        Err(r) => return *r,
     };
     match contact::view(&s, tenant, &ghl_id).await {
         Ok(view) => html(
@@ -709,11 +716,9 @@ async fn contact_action(
         Ok(t) => t,
         Err(r) => return *r,
     };
-    let Ok(ghl_id) = domain::GhlContactId::parse(&contact_id) else {
-        return html(
-            StatusCode::NOT_FOUND,
-            pages::message("Not found", "not a GHL contact id"),
-        );
+    let ghl_id = match contact_id_of(&contact_id) {
+        Ok(id) => id,
+        Err(r) => return *r,
     };
     let now = s.clock.now();
     let actor = format!("console user {}", who.user);
