@@ -166,6 +166,27 @@ pub(crate) async fn operator_lines(t: &TestApp, tenant: &domain::TenantId) -> Ve
     .collect()
 }
 
+/// Tenant "other"'s GHL OAuth token, whose access token is [`PLANTED`], expiring at `expires_at`.
+pub(crate) async fn plant_token(t: &TestApp, expires_at: chrono::DateTime<chrono::Utc>) {
+    CredentialStore::put(
+        t.app.store.as_ref(),
+        &domain::TenantId::parse("other").unwrap(),
+        Provider::Ghl,
+        &NewCredential {
+            secret: CredentialSecret::GhlOAuth {
+                access_token: secrecy::SecretString::from(PLANTED.to_owned()),
+                refresh_token: secrecy::SecretString::from(format!("{PLANTED}-refresh")),
+                scopes: vec!["contacts.readonly".into()],
+                user_type: "Location".into(),
+                company_id: None,
+            },
+            expires_at: Some(expires_at),
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// A `sync.contact` message of the test's tenant that failed for good, with this cause
 /// chain: its dead letter's id.
 pub(crate) async fn dead_letter(t: &TestApp, message_id: &str, chain: &[&str]) -> i64 {
@@ -337,25 +358,7 @@ async fn an_account_limited_to_one_tenant_sees_and_acts_on_it_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_page_shows_a_stored_token() {
     let c = Console::start("consolesecret").await;
-    let store = c.t.app.store.clone();
-    let other = domain::TenantId::parse("other").unwrap();
-    CredentialStore::put(
-        store.as_ref(),
-        &other,
-        Provider::Ghl,
-        &NewCredential {
-            secret: CredentialSecret::GhlOAuth {
-                access_token: secrecy::SecretString::from(PLANTED.to_owned()),
-                refresh_token: secrecy::SecretString::from(format!("{PLANTED}-refresh")),
-                scopes: vec!["contacts.readonly".into()],
-                user_type: "Location".into(),
-                company_id: None,
-            },
-            expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(20)),
-        },
-    )
-    .await
-    .unwrap();
+    plant_token(&c.t, chrono::Utc::now() + chrono::Duration::hours(20)).await;
     let ops = c.session("ops").await;
     for path in ["/console/tenants", "/console/tenants/other"] {
         let (status, html) = c.page(&ops, path).await;

@@ -10,9 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use ports::store::{
-    CredentialSecret, CredentialStore, DeadLetterStore, NewCredential, Provider, TenantStore,
-};
+use ports::store::{DeadLetterStore, TenantStore};
 use serde_json::json;
 
 use crate::console::{Console, PASSWORD, PLANTED};
@@ -146,25 +144,9 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
     let c = Console::start("consolebrowser").await;
     let store = c.t.app.store.clone();
     let sim = c.t.tenant.id.clone();
-    // Tenant "other": its GHL token expired and was not refreshed.
+    // Tenant "other": its GHL token expired.
     let other = domain::TenantId::parse("other").unwrap();
-    CredentialStore::put(
-        store.as_ref(),
-        &other,
-        Provider::Ghl,
-        &NewCredential {
-            secret: CredentialSecret::GhlOAuth {
-                access_token: secrecy::SecretString::from(PLANTED.to_owned()),
-                refresh_token: secrecy::SecretString::from(format!("{PLANTED}-refresh")),
-                scopes: vec!["contacts.readonly".into()],
-                user_type: "Location".into(),
-                company_id: None,
-            },
-            expires_at: Some(chrono::Utc::now() - chrono::Duration::hours(3)),
-        },
-    )
-    .await
-    .unwrap();
+    crate::console::plant_token(&c.t, chrono::Utc::now() - chrono::Duration::hours(3)).await;
     // A call for it refreshes the token first; GHL refuses the refresh token.
     let other_tenant = TenantStore::get(store.as_ref(), &other).await.unwrap();
     let scope = ports::Scope::new(std::sync::Arc::new(other_tenant), ports::Priority::RealTime);

@@ -628,13 +628,21 @@ async fn visible_tenant(
     }
 }
 
-fn contact_id_of(raw: &str) -> Result<domain::GhlContactId, Box<Response>> {
-    domain::GhlContactId::parse(raw).map_err(|_| {
+/// The tenant and the GHL contact a contact route names, when the user may see the tenant.
+async fn visible_contact(
+    s: &ConsoleState,
+    who: &Who,
+    tenant: &str,
+    contact: &str,
+) -> Result<(domain::Tenant, domain::GhlContactId), Box<Response>> {
+    let tenant = visible_tenant(s, who, tenant).await?;
+    let contact = domain::GhlContactId::parse(contact).map_err(|_| {
         Box::new(html(
             StatusCode::NOT_FOUND,
             pages::message("Not found", "not a GHL contact id"),
         ))
-    })
+    })?;
+    Ok((tenant, contact))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -685,12 +693,8 @@ async fn contact_page(
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let tenant = match visible_tenant(&s, &who, &id).await {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
-    let ghl_id = match contact_id_of(&contact_id) {
-        Ok(id) => id,
+    let (tenant, ghl_id) = match visible_contact(&s, &who, &id, &contact_id).await {
+        Ok(found) => found,
         Err(r) => return *r,
     };
     match contact::view(&s, tenant, &ghl_id).await {
@@ -712,12 +716,8 @@ async fn contact_action(
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let tenant = match visible_tenant(&s, &who, &id).await {
-        Ok(t) => t,
-        Err(r) => return *r,
-    };
-    let ghl_id = match contact_id_of(&contact_id) {
-        Ok(id) => id,
+    let (tenant, ghl_id) = match visible_contact(&s, &who, &id, &contact_id).await {
+        Ok(found) => found,
         Err(r) => return *r,
     };
     let now = s.clock.now();
