@@ -47,6 +47,8 @@ pub(crate) struct Console {
     pub(crate) base: String,
     http: reqwest::Client,
     pub(crate) stop: CancellationToken,
+    /// The app as the console's ingress runs it.
+    pub(crate) deployed: app::wiring::App,
 }
 
 impl Console {
@@ -55,6 +57,15 @@ impl Console {
     }
 
     pub(crate) async fn start_with(spec: AppSpec) -> Self {
+        Self::start_configured(spec, |_, _| {}).await
+    }
+
+    /// Like [`Self::start_with`], with `tweak` applied to the configuration once the
+    /// console's base URL is known.
+    pub(crate) async fn start_configured(
+        spec: AppSpec,
+        tweak: impl FnOnce(&mut app::config::Config, &str),
+    ) -> Self {
         use app::config::ConsoleRole::{Operator, Viewer};
         let t = TestApp::start(spec).await;
         let mut other = t.tenant.clone();
@@ -71,12 +82,13 @@ impl Console {
             account("viewer", Viewer, &[]),
             account("limited", Operator, &[t.tenant.id.as_str()]),
         ];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tweak(&mut config, &base);
         let deployed = app::wiring::App::build(config, t.app.store.clone(), t.amqp.clone())
             .await
             .expect("the app");
         let stop = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(app::ingress::serve(
             listener,
             deployed.ingress().expect("the router"),
@@ -91,6 +103,7 @@ impl Console {
             base,
             http,
             stop,
+            deployed,
         }
     }
 

@@ -437,3 +437,242 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
     b.client.close().await.unwrap();
     c.stop.cancel();
 }
+
+/// Connect: an operator starts an agency install from the console, approves one new
+/// sub-account on the GHL simulator's consent page, comes back through the real callback, and
+/// maps the pending location to an eKyte company. A wrong eKyte key is refused before anything
+/// is saved; the company's own keys pass eKyte's check, and the new tenant works through the
+/// agency install at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_connects_an_agency_and_maps_its_new_location() {
+    const CLIENT: &str = "console-client";
+    const APP_ID: &str = "consoleApp00000001";
+    let mut spec = e2e::support::AppSpec::new("consoleconnect");
+    spec.world.onboarding = false;
+    let c = Console::start_configured(spec, |config, base| {
+        config.ghl.client_id = CLIENT.into();
+        config.ghl.client_secret = secrecy::SecretString::from(format!("{CLIENT}-secret"));
+        config.ghl.app_id = APP_ID.into();
+        config.ghl.redirect_uri = format!("{base}/oauth/callback").parse().unwrap();
+        // GHL's consent page is the simulator's: the same origin as its API.
+        config.ghl.marketplace_base = config.ghl.api_base.clone();
+    })
+    .await;
+    let t = &c.t;
+    let ghl = &t.world.ghl;
+    ghl.register_oauth_client(sandbox::ghl::OAuthClientSpec {
+        client_id: CLIENT.into(),
+        client_secret: format!("{CLIENT}-secret"),
+        app_id: APP_ID.into(),
+        ..Default::default()
+    })
+    .expect("register the marketplace app");
+    let new_location = ghl
+        .create_location(sandbox::ghl::LocationSpec {
+            name: "Client Nine".into(),
+            ..Default::default()
+        })
+        .expect("a new sub-account");
+    let contact = ghl
+        .seed_contacts(
+            &new_location,
+            &[json!({"firstName": "Nine", "lastName": "Client", "email": "nine@client.test"})],
+        )
+        .expect("its contact")
+        .remove(0);
+    let store = t.app.store.clone();
+
+    let b = Browser::start().await;
+    b.log_in(&c.base, "ops").await;
+    b.client
+        .goto(&format!("{}/console/connect", c.base))
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("a#connect-agency"))
+        .await
+        .expect("the Connect GHL link for an agency")
+        .click()
+        .await
+        .unwrap();
+    // GHL's consent page (the simulator's): only the new sub-account is approved.
+    let agency = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("form#agency"))
+        .await
+        .expect("the simulator's consent page");
+    assert!(
+        b.client
+            .find(Locator::Css("code#scopes"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("oauth.write"),
+        "the app asks for the agency scopes"
+    );
+    b.screenshot("connect-consent").await;
+    let world_box = agency
+        .find(Locator::Css(&format!(
+            "input[name=approved][value='{}']",
+            t.world.location
+        )))
+        .await
+        .expect("the world's sub-account is offered");
+    world_box.click().await.unwrap(); // untick it
+    agency
+        .find(Locator::Css("button#allow-agency"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The callback's page: the location is pending, with a way on to the console.
+    let outcome = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("pre#outcome"))
+        .await
+        .expect("the callback's page")
+        .text()
+        .await
+        .unwrap();
+    assert!(outcome.contains("1 location(s) are pending"), "{outcome}");
+    assert!(outcome.contains(&new_location), "{outcome}");
+    b.client
+        .find(Locator::Css("a#continue"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let section = format!("section.pending[data-location='{new_location}']");
+    let form = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(&format!("{section} form.map")))
+        .await
+        .expect("the pending location's mapping form");
+    b.screenshot("connect-map").await;
+    let fill = |form: fantoccini::elements::Element, name: &'static str, value: String| async move {
+        let input = form
+            .find(Locator::Css(&format!("[name={name}]")))
+            .await
+            .unwrap_or_else(|_| panic!("field {name}"));
+        input.clear().await.ok();
+        input.send_keys(&value).await.unwrap();
+    };
+    let company = t.tenant.ekyte_company_id.to_string();
+    // A wrong key: eKyte's check refuses it and nothing is saved.
+    fill(form.clone(), "ekyte_company", company.clone()).await;
+    fill(form.clone(), "api_key", "not-the-key".into()).await;
+    form.find(Locator::Css("select[name=like] option[value='sim']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refused = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(&format!("{section} p.bad")))
+        .await
+        .expect("the refusal")
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.starts_with("Not saved:"), "{refused}");
+    assert!(refused.contains("eKyte"), "{refused}");
+    assert_eq!(TenantStore::list(store.as_ref()).await.unwrap().len(), 2);
+    assert_eq!(
+        ports::store::AgencyStore::pending_locations(store.as_ref())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "still pending"
+    );
+    // No key: the keys of tenant sim, on the same eKyte company, pass the check.
+    let form = b
+        .client
+        .find(Locator::Css(&format!("{section} form.map")))
+        .await
+        .unwrap();
+    fill(form.clone(), "ekyte_company", company.clone()).await;
+    form.find(Locator::Css("select[name=like] option[value='sim']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let id = domain::TenantId::parse(format!("loc-{}", new_location.to_lowercase())).unwrap();
+    b.client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("p#actions"))
+        .await
+        .expect("the new tenant's page");
+    assert!(
+        b.client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with(&format!("/console/tenants/{id}")),
+        "on the new tenant's page"
+    );
+    let tenant = TenantStore::get(store.as_ref(), &id).await.expect("saved");
+    assert_eq!(tenant.name, "Client Nine");
+    assert_eq!(tenant.install.kind, domain::InstallKind::Agency);
+    assert_eq!(tenant.ekyte_company_id, t.tenant.ekyte_company_id);
+    assert!(
+        ports::store::AgencyStore::pending_locations(store.as_ref())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit = crate::console::operator_lines(t, &id).await;
+    assert!(
+        audit
+            .iter()
+            .any(|w| w.contains(&format!("console user ops: mapped location {new_location}"))),
+        "{audit:#?}"
+    );
+    // It works through the agency install: its contact reads with a minted location token.
+    let scope = c
+        .deployed
+        .engine
+        .scope(&id, ports::Priority::RealTime)
+        .await
+        .unwrap();
+    let read = ports::ghl::GhlApi::get_contact(
+        &c.deployed.ghl,
+        &scope,
+        &domain::GhlContactId::parse(&contact).unwrap(),
+    )
+    .await
+    .expect("the new tenant's contact reads");
+    assert_eq!(read.contact.email.as_deref(), Some("nine@client.test"));
+    b.client.close().await.unwrap();
+    c.stop.cancel();
+}

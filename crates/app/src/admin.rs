@@ -317,3 +317,116 @@ pub async fn replay_one(
     store.mark_replayed(id).await?;
     Ok(true)
 }
+
+/// What an operator asks when they map a pending location (`tenants map`, the console's
+/// Connect page).
+pub struct MapRequest {
+    pub location: LocationId,
+    pub ekyte_company: EkyteCompanyId,
+    /// Default: [`agency_tenant_id`].
+    pub id: Option<TenantId>,
+    /// Default: the location's name in GHL.
+    pub name: Option<String>,
+    pub settings: TenantSettings,
+    /// Without one: the keys of a tenant already on that eKyte company.
+    pub api_key: Option<SecretString>,
+    pub mcp_token: Option<SecretString>,
+    /// Ask eKyte whether the key, the user email and the task type work before saving.
+    pub check: bool,
+}
+
+/// Maps pending locations of agency installs to eKyte companies, making their tenants.
+pub struct Mapper {
+    pub tenants: Arc<dyn TenantStore>,
+    pub credentials: Arc<dyn CredentialStore>,
+    pub agencies: Arc<dyn ports::store::AgencyStore>,
+    pub ekyte: ekyte::EkyteConfig,
+}
+
+impl Mapper {
+    /// The new tenant, saved and using the agency's install at once; or, as `Ok(Err(why))`,
+    /// why the request is refused (nothing is stored then). `Err` when the store fails.
+    pub async fn map(&self, r: MapRequest) -> anyhow::Result<Result<Tenant, String>> {
+        let pending = self
+            .agencies
+            .pending_locations()
+            .await?
+            .into_iter()
+            .find(|p| p.location_id == r.location);
+        let Some(pending) = pending else {
+            let why = match self.tenants.by_location(&r.location).await? {
+                Some(t) => format!("it is tenant {} already", t.id),
+                None => "no agency install approved it (`tenants list` shows the pending locations; a location of a single-location install is added with `tenants add`)".to_owned(),
+            };
+            return Ok(Err(format!(
+                "location {} is not pending: {why}",
+                r.location
+            )));
+        };
+        let (api_key, mcp_token) = match r.api_key {
+            Some(key) => (key, r.mcp_token),
+            None => match Blueprint::company_keys(
+                self.tenants.as_ref(),
+                self.credentials.as_ref(),
+                r.ekyte_company,
+            )
+            .await
+            {
+                Ok(keys) => keys,
+                Err(e) => return Ok(Err(format!("{e:#}"))),
+            },
+        };
+        let id = match r.id {
+            Some(id) => id,
+            None => match agency_tenant_id(self.tenants.as_ref(), &r.location).await {
+                Ok(id) => id,
+                Err(e) => return Ok(Err(format!("{e:#}"))),
+            },
+        };
+        if let Ok(existing) = self.tenants.get(&id).await {
+            return Ok(Err(format!(
+                "tenant {id} exists already (location {}): choose another id",
+                existing.location_id
+            )));
+        }
+        let blueprint = Blueprint {
+            ekyte_company: r.ekyte_company,
+            settings: r.settings,
+            api_key,
+            mcp_token,
+        };
+        let mut tenant = blueprint.tenant(
+            id,
+            &r.location,
+            pending.name.as_deref(),
+            &pending.company_id,
+            pending.since,
+        );
+        if let Some(name) = r.name.filter(|n| !n.trim().is_empty()) {
+            tenant.name = name;
+        }
+        let ekyte = r.check.then(|| self.ekyte.clone());
+        if let Err(e) = check_tenant(
+            ekyte,
+            self.credentials.clone(),
+            &tenant,
+            Some(&blueprint.api_key),
+            blueprint.mcp_token.as_ref(),
+        )
+        .await
+        {
+            return Ok(Err(format!("{e:#}")));
+        }
+        add_tenant(
+            self.tenants.as_ref(),
+            self.credentials.as_ref(),
+            &tenant,
+            Some(blueprint.api_key),
+            blueprint.mcp_token,
+            None,
+        )
+        .await?;
+        self.agencies.take_pending(&r.location).await?;
+        Ok(Ok(tenant))
+    }
+}

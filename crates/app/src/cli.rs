@@ -935,83 +935,41 @@ async fn checked(
 async fn map_tenant(config: &Config, m: TenantMapArgs) -> anyhow::Result<ExitCode> {
     let ring = wiring::keyring(config, false)?;
     let store = wiring::connect_store(config, ring).await?;
-    let location = LocationId::parse(&m.location).context("--location")?;
-    let pending = AgencyStore::pending_locations(store.as_ref())
-        .await?
-        .into_iter()
-        .find(|p| p.location_id == location);
-    let Some(pending) = pending else {
-        let why = match TenantStore::by_location(store.as_ref(), &location).await? {
-            Some(t) => format!("it is tenant {} already", t.id),
-            None => "no agency install approved it (`tenants list` shows the pending locations; a location of a single-location install is added with `tenants add`)".to_owned(),
-        };
-        eprintln!("error: location {location} is not pending: {why}; nothing was stored");
-        return Ok(ExitCode::from(2));
+    let mapper = admin::Mapper {
+        tenants: store.clone(),
+        credentials: store.clone(),
+        agencies: store.clone(),
+        ekyte: wiring::ekyte_config(config),
     };
-    let ekyte_company = EkyteCompanyId::new(m.ekyte_company).context("--ekyte-company")?;
-    let settings = match &m.settings {
-        Some(p) => read_settings(p)?,
-        None => TenantSettings::default(),
-    };
-    let (api_key, mcp_token) = match wiring::secret(m.ekyte.ekyte_api_key) {
-        Some(key) => (key, wiring::secret(m.ekyte.ekyte_mcp_token)),
-        None => match admin::Blueprint::company_keys(store.as_ref(), store.as_ref(), ekyte_company)
-            .await
-        {
-            Ok(keys) => keys,
-            Err(e) => {
-                eprintln!("error: {e:#}; nothing was stored");
-                return Ok(ExitCode::from(2));
-            }
+    let request = admin::MapRequest {
+        location: LocationId::parse(&m.location).context("--location")?,
+        ekyte_company: EkyteCompanyId::new(m.ekyte_company).context("--ekyte-company")?,
+        id: m.id.as_deref().map(tenant_id).transpose()?,
+        name: m.name,
+        settings: match &m.settings {
+            Some(p) => read_settings(p)?,
+            None => TenantSettings::default(),
         },
+        api_key: wiring::secret(m.ekyte.ekyte_api_key),
+        mcp_token: wiring::secret(m.ekyte.ekyte_mcp_token),
+        check: !m.no_check,
     };
-    let id = match &m.id {
-        Some(raw) => tenant_id(raw)?,
-        None => admin::agency_tenant_id(store.as_ref(), &location).await?,
-    };
-    let blueprint = admin::Blueprint {
-        ekyte_company,
-        settings,
-        api_key,
-        mcp_token,
-    };
-    let mut tenant = blueprint.tenant(
-        id,
-        &location,
-        pending.name.as_deref(),
-        &pending.company_id,
-        pending.since,
-    );
-    if let Some(name) = m.name {
-        tenant.name = name;
+    match mapper.map(request).await? {
+        Ok(tenant) => {
+            println!(
+                "tenant {} saved: location {} of GHL company {} maps to eKyte company {}; it syncs through the agency install",
+                tenant.id,
+                tenant.location_id,
+                tenant.install.company_id.as_deref().unwrap_or("?"),
+                tenant.ekyte_company_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("error: {why}; nothing was stored");
+            Ok(ExitCode::from(2))
+        }
     }
-    if let Some(code) = checked(
-        config,
-        &store,
-        &tenant,
-        Some(&blueprint.api_key),
-        blueprint.mcp_token.as_ref(),
-        m.no_check,
-    )
-    .await
-    {
-        return Ok(code);
-    }
-    add_tenant(
-        store.as_ref(),
-        store.as_ref(),
-        &tenant,
-        Some(blueprint.api_key.clone()),
-        blueprint.mcp_token.clone(),
-        None,
-    )
-    .await?;
-    AgencyStore::take_pending(store.as_ref(), &location).await?;
-    println!(
-        "tenant {} saved: location {location} of GHL company {} maps to eKyte company {ekyte_company}; it syncs through the agency install",
-        tenant.id, pending.company_id
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn oauth(config: Config, cmd: OauthCommand) -> anyhow::Result<ExitCode> {

@@ -66,6 +66,8 @@ pub struct OAuthState {
     pub agencies: Agencies,
     pub signer: Arc<StateSigner>,
     pub ghl: Option<GhlAdapter>,
+    /// The console is served too: the callback's page links to where the install goes on.
+    pub console: bool,
 }
 
 /// What the health and metrics routes need.
@@ -641,6 +643,31 @@ fn page(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
+/// The callback's answer when the console is served: the same text, and a link to where the
+/// install goes on (a link, not a redirect: the console's `SameSite=Strict` session cookie is
+/// not sent on the redirect from GHL's site, but is on a click on this page).
+fn console_page(status: StatusCode, text: &str, next: &str) -> Response {
+    let body = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head { meta charset="utf-8"; title { "GHL installation" } }
+            body {
+                pre #outcome { (text) }
+                p { a #continue href=(next) { "Continue in the console" } }
+            }
+        }
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.into_string(),
+    )
+        .into_response()
+}
+
 async fn oauth_callback(State(s): State<OAuthState>, Query(q): Query<CallbackQuery>) -> Response {
     if let Some(e) = q.error {
         return page(
@@ -654,14 +681,25 @@ async fn oauth_callback(State(s): State<OAuthState>, Query(q): Query<CallbackQue
             "missing code or state: start the installation from `ghl-ekyte-sync oauth url --tenant …`".into(),
         );
     };
-    let outcome = match s.signer.verify_install(&state, chrono::Utc::now()) {
-        Ok(InstallFor::Tenant(tenant_id)) => complete_install(&s, &tenant_id, &code).await,
-        Ok(InstallFor::Agency) => complete_agency_install(&s, &code).await,
+    let (outcome, next) = match s.signer.verify_install(&state, chrono::Utc::now()) {
+        Ok(InstallFor::Tenant(tenant_id)) => (
+            complete_install(&s, &tenant_id, &code).await,
+            format!("/console/tenants/{tenant_id}"),
+        ),
+        Ok(InstallFor::Agency) => (
+            complete_agency_install(&s, &code).await,
+            "/console/connect".to_owned(),
+        ),
         Err(e) => return page(StatusCode::BAD_REQUEST, format!("invalid state: {e}")),
     };
-    match outcome {
-        Ok(msg) => page(StatusCode::OK, msg),
-        Err((status, msg)) => page(status, msg),
+    let (status, msg) = match outcome {
+        Ok(msg) => (StatusCode::OK, msg),
+        Err((status, msg)) => (status, msg),
+    };
+    if s.console {
+        console_page(status, &msg, &next)
+    } else {
+        page(status, msg)
     }
 }
 

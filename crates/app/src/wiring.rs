@@ -269,6 +269,7 @@ impl App {
             agencies: self.agencies(),
             signer: self.state_signer(),
             ghl: Some(self.ghl.clone()),
+            console: self.config.console.enabled,
         }
     }
 
@@ -318,6 +319,24 @@ impl App {
                 full: std::time::Duration::from_secs(24 * 3600),
                 poll: self.config.scheduler.poll_every,
             },
+            install_link: {
+                let oauth = self.ghl.oauth();
+                let signer = self.state_signer();
+                Arc::new(move |f: &crate::oauth_state::InstallFor| {
+                    let now = chrono::Utc::now();
+                    let state = match f {
+                        crate::oauth_state::InstallFor::Tenant(t) => signer.sign(t, now),
+                        crate::oauth_state::InstallFor::Agency => signer.sign_agency(now),
+                    };
+                    oauth.authorize_url(&state).ok().map(String::from)
+                })
+            },
+            mapper: Arc::new(crate::admin::Mapper {
+                tenants: self.store.clone(),
+                credentials: self.store.clone(),
+                agencies: self.store.clone(),
+                ekyte: ekyte_config(&self.config),
+            }),
         }
     }
 

@@ -11,6 +11,7 @@
 //! ever rendered: a token shows as its expiry.
 
 pub mod auth;
+mod connect;
 mod contact;
 mod pages;
 
@@ -55,7 +56,15 @@ pub struct ConsoleState {
     pub engine: Arc<engine::Engine>,
     /// How often each kind of run is scheduled (`[scheduler]`, or the CronJobs it stands for).
     pub schedule: Schedule,
+    /// The GHL `chooselocation` link that starts an install, with a signed state; `None`
+    /// when the Marketplace app is not configured.
+    pub install_link: InstallLink,
+    /// Maps a pending location to an eKyte company (the same use case as `tenants map`).
+    pub mapper: Arc<crate::admin::Mapper>,
 }
+
+/// Makes the link that starts an install for a tenant's location or an agency.
+pub type InstallLink = Arc<dyn Fn(&crate::oauth_state::InstallFor) -> Option<String> + Send + Sync>;
 
 /// How often the scheduler starts each kind of run: a run older than twice that is *late*.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +105,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route("/console/tenants", get(tenants_page))
+        .route("/console/connect", get(connect::page))
+        .route("/console/connect/map", post(connect::map))
         .route("/console/tenants/{id}", get(tenant_page))
         .route("/console/tenants/{id}/{action}", post(act))
         .route("/console/tenants/{id}/contacts", get(contacts_page))

@@ -39,6 +39,7 @@ fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> String {
                     strong { "ghl-ekyte-sync" }
                     @if let Some((who, csrf)) = who {
                         a href="/console/tenants" { "Tenants" }
+                        a href="/console/connect" { "Connect" }
                         span.who {
                             (who.user) " (" (role(who.role)) ") "
                             form.inline method="post" action="/console/logout" {
@@ -396,6 +397,85 @@ pub fn contact(
                             td { (r.entry.fields.join(", ")) }
                             td { (r.entry.reason.as_deref().unwrap_or("")) }
                             td.muted { (r.entry.message_id.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn connect(who: &Who, csrf: &str, v: &super::connect::ConnectView) -> String {
+    page(
+        "Connect",
+        Some((who, csrf)),
+        html! {
+            h2 { "Connect GHL" }
+            @if !who.may_act() {
+                p.muted { "A viewer reads; only an operator starts an install." }
+            } @else if v.links_missing {
+                p.bad { "Installs need the Marketplace app: set ghl.client_id, ghl.client_secret and ghl.redirect_uri (this service's /oauth/callback)." }
+            }
+            @if let Some(link) = &v.agency_link {
+                p {
+                    a #connect-agency href=(link) { "Connect a GHL agency" }
+                    " — GHL asks the agency which sub-accounts to install on; each one comes back here to be mapped to an eKyte company."
+                }
+            }
+            @if v.tenant_links.iter().any(|(_, l)| l.is_some()) {
+                h3 { "Connect one tenant's location" }
+                table #connect-tenants {
+                    thead { tr { th { "tenant" } th { "GHL location" } th { "state" } th {} } }
+                    tbody {
+                        @for (t, link) in &v.tenant_links {
+                            @if let Some(link) = link {
+                                tr data-tenant=(t.id) {
+                                    td { (t.id) " · " (t.name) }
+                                    td { (t.location_id) }
+                                    td { (t.state()) }
+                                    td { a.connect-tenant href=(link) { "Connect GHL" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if who.tenants.is_none() {
+                h2 { "Locations waiting for an eKyte company (" (v.pending.len()) ")" }
+                @if v.pending.is_empty() {
+                    p.muted { "none: every approved location has its tenant" }
+                }
+                @for p in &v.pending {
+                    section.pending data-location=(p.location_id) {
+                        h3 { (p.name.as_deref().unwrap_or("unnamed")) " · " (p.location_id) }
+                        p.muted { "GHL company " (p.company_id) ", approved " (when(p.since)) ": " (p.reason) }
+                        @if let Some((loc, why)) = &v.refused {
+                            @if loc == p.location_id.as_str() { p.bad role="alert" { "Not saved: " (why) } }
+                        }
+                        @if who.may_act() {
+                            form.map method="post" action="/console/connect/map" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="location" value=(p.location_id);
+                                p {
+                                    label { "eKyte company id " input name="ekyte_company" inputmode="numeric" required; } " "
+                                    label { "tenant id " input name="id" placeholder={ "loc-" (p.location_id.as_str().to_ascii_lowercase()) }; } " "
+                                    label { "name " input name="name" placeholder=(p.name.as_deref().unwrap_or("")); }
+                                }
+                                p {
+                                    label { "copy settings from " select name="like" {
+                                        option value="" { "(defaults)" }
+                                        @for t in &v.templates { option value=(t) { (t) } }
+                                    } } " "
+                                    label { "eKyte user email " input name="user_email" type="email"; } " "
+                                    label { "task type id " input name="task_type_id" inputmode="numeric"; }
+                                }
+                                p {
+                                    label { "eKyte API key " input name="api_key" type="password" autocomplete="off"; } " "
+                                    label { "MCP token " input name="mcp_token" type="password" autocomplete="off"; } " "
+                                    span.muted { "(empty: the keys of a tenant already on that eKyte company)" }
+                                }
+                                p { button type="submit" { "Check with eKyte and save" } }
+                            }
                         }
                     }
                 }

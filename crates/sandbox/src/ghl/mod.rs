@@ -33,6 +33,7 @@
 mod api;
 mod auth;
 mod config;
+mod consent;
 mod control;
 mod core;
 mod error;
@@ -125,6 +126,7 @@ impl GhlSandbox {
                 .map_err(|e| anyhow::anyhow!("registering a PIT: {e}"))?;
         }
         let router = api::router(core.clone())
+            .merge(consent::router(core.clone()))
             .nest("/_control", control::router(core.clone()))
             .fallback(api::fallback);
         let server = serve(listener, router)?;
