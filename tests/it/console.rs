@@ -518,3 +518,322 @@ async fn the_demo_leaves_its_console_up_until_told_to_stop() {
         .unwrap();
     assert!(status.success(), "the converged demo exits 0: {status}");
 }
+
+/// The rows of a page's table with this id (`<tr data-…>` lines in its body).
+fn rows(html: &str, table: &str, attribute: &str) -> usize {
+    let Some(at) = html.find(&format!("id=\"{table}\"")) else {
+        return 0;
+    };
+    let body = &html[at..html[at..].find("</table>").map_or(html.len(), |e| at + e)];
+    body.matches(&format!("<tr {attribute}=")).count()
+}
+
+/// The tenant page's dead letters: grouped by error with counts, paged 25 at a time, one
+/// group shown alone; a group replayed at once, then everything since a time. Each replay
+/// is audited with its count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_grouped_paged_and_replayed_by_group_or_since_a_time() {
+    let c = Console::start("consoledlq").await;
+    let sim = c.t.tenant.id.clone();
+    let store = c.t.app.store.clone();
+    let mut revoked = Vec::new();
+    for i in 0..27 {
+        revoked.push(
+            dead_letter(
+                &c.t,
+                &format!("dlq-revoked-{i}"),
+                &[
+                    "eKyte create workspace failed",
+                    &format!("unauthorized: key {i} was revoked"),
+                ],
+            )
+            .await,
+        );
+    }
+    let mut unavailable = Vec::new();
+    for i in 0..3 {
+        unavailable.push(
+            dead_letter(
+                &c.t,
+                &format!("dlq-503-{i}"),
+                &["GHL get contact failed", "transient failure: HTTP 503"],
+            )
+            .await,
+        );
+    }
+    let ops = c.session("ops").await;
+    let tenant_page = format!("/console/tenants/{sim}");
+    let (status, html) = c.page(&ops, &tenant_page).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Dead letters (30)"), "{html}");
+    assert_eq!(rows(&html, "dead-letter-groups", "data-class"), 2);
+    assert!(html.contains("Replay all 27"), "the larger group first");
+    assert!(html.contains("Replay all 3"));
+    assert_eq!(
+        rows(&html, "dead-letter-list", "data-dead-letter"),
+        25,
+        "one page"
+    );
+    let older = html
+        .split("id=\"older-letters\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a link to the older letters")
+        .replace("&amp;", "&");
+    let (_, second) = c.page(&ops, &older).await;
+    assert_eq!(rows(&second, "dead-letter-list", "data-dead-letter"), 5);
+    assert!(!second.contains("id=\"older-letters\""), "the last page");
+    let class = "GHL get contact failed: transient failure";
+    let (_, only) = c
+        .page(
+            &ops,
+            &format!("{tenant_page}?class=GHL%20get%20contact%20failed%3A%20transient%20failure"),
+        )
+        .await;
+    assert_eq!(rows(&only, "dead-letter-list", "data-dead-letter"), 3);
+
+    let token = csrf(&html);
+    let act = |name: &str| format!("{tenant_page}/{name}");
+    assert_eq!(
+        c.post(
+            &ops,
+            &act("replay-group"),
+            &[("csrf", &token), ("class", class)]
+        )
+        .await,
+        303
+    );
+    let replayed = |ids: Vec<i64>| {
+        let store = store.clone();
+        async move {
+            let mut n = 0;
+            for id in ids {
+                if DeadLetterStore::get(store.as_ref(), id)
+                    .await
+                    .unwrap()
+                    .replayed_at
+                    .is_some()
+                {
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
+    assert_eq!(replayed(unavailable.clone()).await, 3, "the group");
+    assert_eq!(replayed(revoked.clone()).await, 0, "and nothing else");
+
+    // Since a minute from now: nothing; since a minute ago: all the rest.
+    let at = |minutes: i64| {
+        (chrono::Utc::now() + chrono::Duration::minutes(minutes))
+            .format("%Y-%m-%dT%H:%M")
+            .to_string()
+    };
+    assert_eq!(
+        c.post(
+            &ops,
+            &act("replay-since"),
+            &[("csrf", &token), ("since", &at(2))]
+        )
+        .await,
+        303
+    );
+    assert_eq!(replayed(revoked.clone()).await, 0);
+    assert_eq!(
+        c.post(
+            &ops,
+            &act("replay-since"),
+            &[("csrf", &token), ("since", "yesterday")]
+        )
+        .await,
+        422,
+        "a time it cannot read"
+    );
+    assert_eq!(
+        c.post(
+            &ops,
+            &act("replay-since"),
+            &[("csrf", &token), ("since", &at(-2))]
+        )
+        .await,
+        303
+    );
+    assert_eq!(replayed(revoked).await, 27);
+    let (_, after) = c.page(&ops, &tenant_page).await;
+    assert!(after.contains("Dead letters (0)"), "{after}");
+    let audit = operator_lines(&c.t, &sim).await;
+    for line in [
+        format!("replayed 3 dead letter(s) of group \"{class}\""),
+        "replayed 0 dead letter(s) created since".to_owned(),
+        "replayed 27 dead letter(s) created since".to_owned(),
+        "replay-since failed: give the time as YYYY-MM-DDTHH:MM".to_owned(),
+    ] {
+        assert!(
+            audit.iter().any(|a| a.contains(&line)),
+            "{line} in {audit:#?}"
+        );
+    }
+    c.stop.cancel();
+}
+
+/// "Check eKyte now" records what eKyte said, and the tenants page shows it until a passing
+/// check or a new key; "Refresh GHL token now" refreshes an OAuth token through GHL at once,
+/// and a refresh GHL refuses is shown red with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_checks_the_ekyte_key_and_refreshes_the_ghl_token() {
+    const CLIENT: &str = "refresh-client";
+    let c = Console::start_configured(AppSpec::new("consolekeys"), |config, _| {
+        config.ghl.client_id = CLIENT.into();
+        config.ghl.client_secret = secrecy::SecretString::from(format!("{CLIENT}-secret"));
+    })
+    .await;
+    let t = &c.t;
+    let store = t.app.store.clone();
+    let sim = t.tenant.id.clone();
+    let other = domain::TenantId::parse("other").unwrap();
+    let ops = c.session("ops").await;
+    let (_, html) = c.page(&ops, "/console/tenants").await;
+    let token = csrf(&html);
+    let row = |html: &str, id: &str| {
+        let at = html
+            .find(&format!("<tr data-tenant=\"{id}\""))
+            .expect("the tenant's row");
+        html[at..at + html[at..].find("</tr>").unwrap()].to_owned()
+    };
+    assert!(
+        row(&html, "other").contains("no eKyte API key"),
+        "{}",
+        row(&html, "other")
+    );
+    assert!(row(&html, sim.as_str()).contains("API key: no failed check"));
+    assert!(row(&html, sim.as_str()).contains("MCP token: "));
+
+    // A wrong key for "other": the check records eKyte's refusal.
+    let put_key = |key: String| {
+        let store = store.clone();
+        let other = other.clone();
+        async move {
+            CredentialStore::put(
+                store.as_ref(),
+                &other,
+                Provider::Ekyte,
+                &NewCredential {
+                    secret: CredentialSecret::Ekyte {
+                        api_key: secrecy::SecretString::from(key),
+                        mcp_token: None,
+                    },
+                    expires_at: None,
+                },
+            )
+            .await
+            .unwrap();
+        }
+    };
+    put_key("not-the-key".into()).await;
+    let check = "/console/tenants/other/check-ekyte";
+    assert_eq!(c.post(&ops, check, &[("csrf", &token)]).await, 303);
+    let (_, html) = c.page(&ops, "/console/tenants").await;
+    let line = row(&html, "other");
+    assert!(line.contains("eKyte check failed"), "{line}");
+    assert!(line.contains("needs attention"), "{line}");
+    let (_, page) = c.page(&ops, "/console/tenants/other").await;
+    assert!(page.contains("unauthorized"), "the reason on its page");
+    assert!(!page.contains("not-the-key"), "never the key");
+    // The right key: storing it forgets the failed check; a check passes.
+    let CredentialSecret::Ekyte { api_key, .. } =
+        CredentialStore::get(store.as_ref(), &sim, Provider::Ekyte)
+            .await
+            .unwrap()
+            .secret
+    else {
+        panic!("sim's eKyte key");
+    };
+    put_key(secrecy::ExposeSecret::expose_secret(&api_key).to_owned()).await;
+    let (_, html) = c.page(&ops, "/console/tenants").await;
+    assert!(!row(&html, "other").contains("eKyte check failed"));
+    assert_eq!(c.post(&ops, check, &[("csrf", &token)]).await, 303);
+    let audit = operator_lines(t, &other).await;
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.contains("checked eKyte: unauthorized")),
+        "{audit:#?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.contains("checked eKyte: the key, the user and the task type work")),
+        "{audit:#?}"
+    );
+
+    // Refresh now: an OAuth token GHL knows is replaced at once.
+    let ghl = &t.world.ghl;
+    ghl.register_oauth_client(sandbox::ghl::OAuthClientSpec {
+        client_id: CLIENT.into(),
+        client_secret: format!("{CLIENT}-secret"),
+        ..Default::default()
+    })
+    .unwrap();
+    let pair = ghl
+        .issue_tokens(CLIENT, t.tenant.location_id.as_str(), None)
+        .unwrap();
+    let before = CredentialStore::put(
+        store.as_ref(),
+        &sim,
+        Provider::Ghl,
+        &NewCredential {
+            secret: CredentialSecret::GhlOAuth {
+                access_token: secrecy::SecretString::from(pair.access_token.clone()),
+                refresh_token: secrecy::SecretString::from(pair.refresh_token),
+                scopes: vec![],
+                user_type: "Location".into(),
+                company_id: None,
+            },
+            // Valid for hours: only the operator's action refreshes it.
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(20)),
+        },
+    )
+    .await
+    .unwrap();
+    let refresh = format!("/console/tenants/{sim}/refresh-token");
+    assert_eq!(c.post(&ops, &refresh, &[("csrf", &token)]).await, 303);
+    let after = CredentialStore::get(store.as_ref(), &sim, Provider::Ghl)
+        .await
+        .unwrap();
+    assert!(after.version > before.version, "a new token was stored");
+    let CredentialSecret::GhlOAuth { access_token, .. } = &after.secret else {
+        panic!("an OAuth token");
+    };
+    assert_ne!(
+        secrecy::ExposeSecret::expose_secret(access_token),
+        pair.access_token.as_str()
+    );
+    assert!(
+        operator_lines(t, &sim)
+            .await
+            .iter()
+            .any(|a| a.contains("console user ops: refreshed the GHL token (valid until")),
+    );
+    // A refresh token GHL does not know: refused, shown red with the reason, audited.
+    plant_token(t, chrono::Utc::now() + chrono::Duration::hours(20)).await;
+    assert_eq!(
+        c.post(
+            &ops,
+            "/console/tenants/other/refresh-token",
+            &[("csrf", &token)]
+        )
+        .await,
+        422
+    );
+    let (_, html) = c.page(&ops, "/console/tenants").await;
+    let line = row(&html, "other");
+    assert!(line.contains("GHL token refresh failed"), "{line}");
+    assert!(!html.contains(PLANTED));
+    assert!(
+        operator_lines(t, &other)
+            .await
+            .iter()
+            .any(|a| a.contains("refresh-token failed")),
+    );
+    c.stop.cancel();
+}

@@ -236,7 +236,7 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
     b.client
         .wait()
         .at_most(DEADLINE)
-        .for_element(Locator::Css("table#dead-letters"))
+        .for_element(Locator::Css("table#dead-letter-list"))
         .await
         .unwrap();
     let left = b

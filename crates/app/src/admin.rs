@@ -204,6 +204,17 @@ struct Candidate(Credential);
 
 #[async_trait]
 impl CredentialStore for Candidate {
+    async fn all(
+        &self,
+        provider: Provider,
+    ) -> Result<Vec<(TenantId, ports::store::CredentialRead)>, StoreError> {
+        Ok(if provider == self.0.provider {
+            vec![(self.0.tenant.clone(), Ok(self.0.clone()))]
+        } else {
+            Vec::new()
+        })
+    }
+
     async fn get(&self, tenant: &TenantId, provider: Provider) -> Result<Credential, StoreError> {
         if tenant == &self.0.tenant && provider == self.0.provider {
             Ok(self.0.clone())
@@ -429,4 +440,38 @@ impl Mapper {
         self.agencies.take_pending(&r.location).await?;
         Ok(Ok(tenant))
     }
+}
+
+/// Replay every dead letter of `tenant` not replayed yet that `pick` chooses (a group of one
+/// error class, or all since a time); returns how many were replayed. Stops at the first
+/// failure, saying how many went before it.
+pub async fn replay_matching(
+    store: &dyn ports::store::DeadLetterStore,
+    publisher: &dyn ports::queue::Publisher,
+    tenant: &TenantId,
+    pick: impl Fn(&ports::store::DeadLetter) -> bool,
+) -> anyhow::Result<usize> {
+    const PAGE: u32 = 500;
+    let mut ids = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list(Some(tenant.clone()), false, before, PAGE)
+            .await
+            .context("reading the dead letters")?;
+        before = page.last().map(|d| d.id);
+        ids.extend(page.iter().filter(|d| pick(d)).map(|d| d.id));
+        if page.len() < PAGE as usize {
+            break;
+        }
+    }
+    let mut n = 0;
+    for id in ids {
+        match replay_one(store, publisher, id).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => return Err(e.context(format!("{n} dead letter(s) were replayed before"))),
+        }
+    }
+    Ok(n)
 }

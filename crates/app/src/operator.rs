@@ -75,8 +75,13 @@ impl GhlToken {
 
     /// The credential's kind, expiry and time; no refresh failure.
     pub async fn without_failure(store: &dyn CredentialStore, tenant: &TenantId) -> Self {
+        Self::read(store.get(tenant, Provider::Ghl).await)
+    }
+
+    /// The token as one read of the credential gave it; no refresh failure.
+    pub fn read(read: Result<ports::store::Credential, StoreError>) -> Self {
         let mut last_refresh = None;
-        let (kind, expires_at, problem) = match store.get(tenant, Provider::Ghl).await {
+        let (kind, expires_at, problem) = match read {
             Ok(c) => {
                 last_refresh = Some(c.updated_at);
                 match c.secret {

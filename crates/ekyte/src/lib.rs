@@ -842,6 +842,10 @@ impl EkyteApi for EkyteAdapter {
         Ok(self.inner.creds(scope).await?.capabilities())
     }
 
+    async fn check(&self, scope: &Scope) -> Result<Vec<String>, ApiError> {
+        Ok(self.healthcheck(scope).await?.problems)
+    }
+
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id))]
     async fn list_workspaces(&self, scope: &Scope) -> Result<Vec<Workspace>, ApiError> {
         let creds = self.inner.creds(scope).await?;

@@ -550,6 +550,14 @@ impl GhlApi for GhlAdapter {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id))]
+    async fn refresh_token(
+        &self,
+        scope: &Scope,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        self.inner.tokens.refresh_now(scope).await
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id))]
     async fn get_location(&self, scope: &Scope) -> Result<GhlLocation, ApiError> {
         let location = &scope.tenant.location_id;
         let req = ApiRequest::new(&routes::GET_LOCATION, format!("/locations/{location}"));

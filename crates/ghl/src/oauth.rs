@@ -646,6 +646,32 @@ impl TokenManager {
         self.token_of(scope, &cred, false).await
     }
 
+    /// Refresh the tenant's OAuth token now, whatever its expiry (an operator's action), and
+    /// drop the location token minted from the old one. The new token's expiry.
+    pub async fn refresh_now(
+        &self,
+        scope: &Scope,
+    ) -> Result<Option<chrono::DateTime<Utc>>, ApiError> {
+        let tenant = &scope.tenant.id;
+        let current = self.load(tenant).await?;
+        match &current.secret {
+            CredentialSecret::GhlOAuth { .. } => {
+                let fresh = self.refresh(scope, Due::Rejected(current.version)).await?;
+                lock(&self.derived).remove(tenant);
+                Ok(fresh.expires_at)
+            }
+            CredentialSecret::GhlPrivate { .. } => Err(ApiError::unsupported(format!(
+                "refreshing the private integration token of tenant {tenant}: it has no \
+                 refresh; create a new one in GHL and store it"
+            ))),
+            CredentialSecret::Ekyte { .. } => Err(ApiError::Unauthorized {
+                message: format!(
+                    "the GHL credential of tenant {tenant} holds eKyte secrets; store a GHL install"
+                ),
+            }),
+        }
+    }
+
     /// After GHL answered 401 to `failed`: a newer token, or `Unauthorized` with what to do.
     pub async fn after_unauthorized(
         &self,

@@ -165,6 +165,13 @@ pub trait EkyteApi: Send + Sync {
     /// What the tenant's credentials allow. `Unauthorized` when there are no credentials.
     async fn capabilities(&self, scope: &Scope) -> Result<Capabilities, ApiError>;
 
+    /// Ask eKyte whether the tenant can work (an operator's check): what is wrong with its
+    /// setup (the user, the task type, the MCP token), empty when nothing is.
+    /// `Unauthorized` when the API key itself is refused or missing; `Unsupported` by default.
+    async fn check(&self, _scope: &Scope) -> Result<Vec<String>, ApiError> {
+        Err(ApiError::unsupported("checking the eKyte setup"))
+    }
+
     /// Every workspace of the company (all pages).
     async fn list_workspaces(&self, scope: &Scope) -> Result<Vec<Workspace>, ApiError>;
 

@@ -177,6 +177,18 @@ pub trait GhlApi: Send + Sync {
     /// `GET /locations/:id` of the scope's location (scope `locations.readonly`).
     async fn get_location(&self, scope: &Scope) -> Result<GhlLocation, ApiError>;
 
+    /// Refresh the tenant's OAuth access token now, whatever its expiry (an operator's
+    /// action), and return the new token's expiry. `Unauthorized` when GHL refuses the
+    /// refresh (the app must be reinstalled; the failure is remembered for the operator);
+    /// `Unsupported` for a token with no refresh (a Private Integration Token), and by
+    /// default.
+    async fn refresh_token(
+        &self,
+        _scope: &Scope,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        Err(ApiError::unsupported("refreshing the GHL token"))
+    }
+
     /// `GET /businesses/:id`.
     async fn get_business(
         &self,

@@ -326,6 +326,9 @@ pub type DuePredicate = Box<dyn Fn(&Credential) -> bool + Send + Sync>;
 /// Refreshes a credential; called at most once, under the lock.
 pub type Refresher = Box<dyn FnOnce(Credential) -> RefreshFuture + Send>;
 
+/// One tenant's credential as a read gave it: decrypted, or why not.
+pub type CredentialRead = Result<Credential, StoreError>;
+
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
@@ -356,9 +359,15 @@ pub trait CredentialStore: Send + Sync {
         refresh: Refresher,
     ) -> Result<Credential, RefreshError>;
 
+    /// Every tenant's credential of `provider` in one read (the console's tenants page), as
+    /// [`Self::get`] would give each: decrypted, or the error its row gives (`Crypto` for one
+    /// that does not decrypt). Tenants without one are absent. In tenant order.
+    async fn all(&self, provider: Provider) -> Result<Vec<(TenantId, CredentialRead)>, StoreError>;
+
     /// Remember how refreshing the tenant's credential last went: `Some(why)` it failed
-    /// (shown to the operator), `None` it succeeded (the failure is forgotten). The default
-    /// keeps nothing.
+    /// (shown to the operator), `None` it succeeded (the failure is forgotten). For eKyte,
+    /// whose key never refreshes, it is how the last check of the key went. Storing a new
+    /// credential ([`Self::put`]) forgets the failure too. The default keeps nothing.
     async fn note_refresh(
         &self,
         _tenant: &TenantId,

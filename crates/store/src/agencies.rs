@@ -139,6 +139,16 @@ impl Store {
             .await
             .map_err(|e| db_err("read the agency install", e))?
             .ok_or_else(|| not_found(company))?;
+        self.open_agency(&row, tenant)
+    }
+
+    /// An agency row's token, as the credential of `tenant`.
+    fn open_agency(
+        &self,
+        row: &ghl_agencies::Model,
+        tenant: &TenantId,
+    ) -> Result<Credential, StoreError> {
+        let company = row.company_id.as_str();
         let sealed = Sealed {
             key_id: row.key_id.clone(),
             nonce: row.nonce.clone(),
@@ -153,6 +163,38 @@ impl Store {
             version: row.version,
             updated_at: row.updated_at,
         })
+    }
+
+    /// The agency's token as the GHL credential of each agency tenant (as [`Self::read_agency`]
+    /// gives it), in two reads. A tenant whose agency
+    /// has no token is absent.
+    pub(crate) async fn agency_credentials(
+        &self,
+    ) -> Result<Vec<(TenantId, ports::store::CredentialRead)>, StoreError> {
+        let tenants = tenants::Entity::find()
+            .filter(tenants::Column::InstallKind.eq(InstallKind::Agency.as_str()))
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read the agency tenants", e))?;
+        let agencies: std::collections::HashMap<String, ghl_agencies::Model> = Entity::find()
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read the agency installs", e))?
+            .into_iter()
+            .map(|a| (a.company_id.clone(), a))
+            .collect();
+        let mut out = Vec::new();
+        for t in &tenants {
+            let Some(row) = t.ghl_company_id.as_deref().and_then(|c| agencies.get(c)) else {
+                continue;
+            };
+            let Ok(tenant) = TenantId::parse(&t.id) else {
+                continue;
+            };
+            let cred = self.open_agency(row, &tenant);
+            out.push((tenant, cred));
+        }
+        Ok(out)
     }
 
     pub(crate) async fn replace_agency<C: ConnectionTrait>(

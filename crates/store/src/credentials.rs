@@ -447,6 +447,8 @@ impl CredentialStore for Store {
             .exec_with_returning(self.db())
             .await
             .map_err(|e| db_err("store credentials", e))?;
+        // A new credential has not failed: forget how the old one did.
+        self.note_refresh(tenant, provider, None).await?;
         Ok(Credential {
             tenant: tenant.clone(),
             provider,
@@ -455,6 +457,34 @@ impl CredentialStore for Store {
             version: stored.version,
             updated_at: stored.updated_at,
         })
+    }
+
+    async fn all(
+        &self,
+        provider: Provider,
+    ) -> Result<Vec<(TenantId, ports::store::CredentialRead)>, StoreError> {
+        let rows = Entity::find()
+            .filter(Column::Provider.eq(provider.as_str()))
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read credentials", e))?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            match TenantId::parse(row.tenant_id.as_str()) {
+                Ok(tenant) => {
+                    out.insert(tenant, self.decode(row));
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %row.tenant_id, error = %e, "a credential row names an invalid tenant id");
+                }
+            }
+        }
+        if provider == Provider::Ghl {
+            for (tenant, cred) in self.agency_credentials().await? {
+                out.entry(tenant).or_insert(cred);
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant, provider = provider.as_str()))]

@@ -263,6 +263,12 @@ struct ActionForm {
     dead_letter: Option<i64>,
     #[serde(default)]
     mode: Option<String>,
+    /// A dead letters' error class (replay a group).
+    #[serde(default)]
+    class: Option<String>,
+    /// `YYYY-MM-DDTHH:MM` in UTC (replay all since).
+    #[serde(default)]
+    since: Option<String>,
 }
 
 async fn logout(
@@ -310,6 +316,61 @@ pub struct TenantLine {
     pub problems: Vec<String>,
     pub dead_letters: u64,
     pub last_runs: BTreeMap<&'static str, ports::store::SyncRun>,
+    pub ekyte: EkyteKey,
+}
+
+/// A tenant's eKyte credentials as the console shows them: never their values.
+#[derive(Debug, Clone, Default)]
+pub struct EkyteKey {
+    /// An API key is stored.
+    pub api_key: bool,
+    /// A personal MCP token is stored with it (needed for updates).
+    pub mcp_token: bool,
+    /// The stored row cannot be read (the keys changed, a corrupt row).
+    pub unreadable: Option<String>,
+    /// The last check of the key found a problem (cleared by a passing check or a new key).
+    pub failure: Option<ports::store::RefreshFailure>,
+}
+
+impl EkyteKey {
+    pub fn read(
+        read: Option<Result<ports::store::Credential, ports::StoreError>>,
+        failure: Option<ports::store::RefreshFailure>,
+    ) -> Self {
+        use ports::store::CredentialSecret;
+        use secrecy::ExposeSecret as _;
+        let mut key = Self {
+            failure,
+            ..Self::default()
+        };
+        match read {
+            None => {}
+            Some(Ok(c)) => match c.secret {
+                CredentialSecret::Ekyte { api_key, mcp_token } => {
+                    key.api_key = !api_key.expose_secret().trim().is_empty();
+                    key.mcp_token = mcp_token.is_some_and(|t| !t.expose_secret().trim().is_empty());
+                }
+                _ => {
+                    key.unreadable = Some("the stored eKyte credential is not an eKyte key".into())
+                }
+            },
+            Some(Err(e)) => key.unreadable = Some(e.to_string()),
+        }
+        key
+    }
+
+    /// Why the tenant cannot work with eKyte, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if let Some(u) = &self.unreadable {
+            return Some(format!("eKyte key unreadable: {u}"));
+        }
+        if !self.api_key {
+            return Some("no eKyte API key: store one (`tenants add --ekyte-api-key`)".into());
+        }
+        self.failure
+            .as_ref()
+            .map(|f| format!("eKyte check failed {}: {}", operator::when(f.at), f.error))
+    }
 }
 
 /// Every tenant the user may see, with its health, filtered.
@@ -329,9 +390,28 @@ pub async fn tenant_lines(
     for run in s.runs.latest_runs().await? {
         runs.entry(run.tenant.clone()).or_default().push(run);
     }
+    use ports::store::Provider;
     let mut refresh_failures: BTreeMap<TenantId, ports::store::RefreshFailure> = s
         .credentials
-        .refresh_failures(ports::store::Provider::Ghl)
+        .refresh_failures(Provider::Ghl)
+        .await?
+        .into_iter()
+        .collect();
+    let mut ghl_tokens: BTreeMap<TenantId, _> = s
+        .credentials
+        .all(Provider::Ghl)
+        .await?
+        .into_iter()
+        .collect();
+    let mut ekyte_keys: BTreeMap<TenantId, _> = s
+        .credentials
+        .all(Provider::Ekyte)
+        .await?
+        .into_iter()
+        .collect();
+    let mut ekyte_failures: BTreeMap<TenantId, ports::store::RefreshFailure> = s
+        .credentials
+        .refresh_failures(Provider::Ekyte)
         .await?
         .into_iter()
         .collect();
@@ -340,9 +420,13 @@ pub async fn tenant_lines(
         if !who.may_see(&t.id) {
             continue;
         }
-        let token = operator::GhlToken::without_failure(s.credentials.as_ref(), &t.id)
-            .await
-            .failed(refresh_failures.remove(&t.id));
+        let token = operator::GhlToken::read(ghl_tokens.remove(&t.id).unwrap_or_else(|| {
+            Err(ports::StoreError::NotFound {
+                what: format!("the GHL credentials of tenant {}", t.id),
+            })
+        }))
+        .failed(refresh_failures.remove(&t.id));
+        let ekyte = EkyteKey::read(ekyte_keys.remove(&t.id), ekyte_failures.remove(&t.id));
         let row = operator::TenantRow::with_token(&t, token);
         let dead_letters: u64 = dead
             .iter()
@@ -393,6 +477,7 @@ pub async fn tenant_lines(
                 ));
             }
         }
+        problems.extend(ekyte.problem());
         if dead_letters > 0 {
             problems.push(format!("{dead_letters} dead letter(s)"));
         }
@@ -407,6 +492,7 @@ pub async fn tenant_lines(
             problems,
             dead_letters,
             last_runs,
+            ekyte,
         });
     }
     if who.tenants.is_none() {
@@ -417,6 +503,7 @@ pub async fn tenant_lines(
                 row,
                 dead_letters: 0,
                 last_runs: BTreeMap::new(),
+                ekyte: EkyteKey::default(),
             });
         }
     }
@@ -466,43 +553,91 @@ fn tenant_id(raw: &str) -> Result<TenantId, Box<Response>> {
     })
 }
 
+/// The tenant page's dead-letter view: a page of letters, maybe of one error class.
+#[derive(Debug, Default, Deserialize)]
+pub struct LetterQuery {
+    /// Letters older than this id (the next page).
+    #[serde(default)]
+    pub before: Option<i64>,
+    /// Only letters of this error class.
+    #[serde(default)]
+    pub class: Option<String>,
+}
+
+/// Dead letters shown per page.
+const LETTERS_PER_PAGE: usize = 25;
+
+/// One page of a tenant's dead letters not replayed yet, newest first, of one class when
+/// asked, and the id to page on from when there are more.
+async fn letter_page(
+    s: &ConsoleState,
+    id: &TenantId,
+    q: &LetterQuery,
+) -> Result<(Vec<ports::store::DeadLetter>, Option<i64>), ports::StoreError> {
+    const READ: u32 = 200;
+    let class = q.class.as_deref().filter(|c| !c.is_empty());
+    let mut shown = Vec::new();
+    let mut before = q.before;
+    loop {
+        let batch = s
+            .dead_letters
+            .list(Some(id.clone()), false, before, READ)
+            .await?;
+        let exhausted = batch.len() < READ as usize;
+        before = batch.last().map(|d| d.id);
+        for d in batch {
+            if class.is_none_or(|c| ports::failure::error_class(&d.letter.error_chain) == c) {
+                if shown.len() == LETTERS_PER_PAGE {
+                    let next = shown.last().map(|d: &ports::store::DeadLetter| d.id);
+                    return Ok((shown, next));
+                }
+                shown.push(d);
+            }
+        }
+        if exhausted {
+            return Ok((shown, None));
+        }
+    }
+}
+
 async fn tenant_page(
     State(s): State<ConsoleState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<LetterQuery>,
 ) -> Response {
     let who = match who(&s, &headers) {
         Ok(w) => w,
         Err(r) => return *r,
     };
-    let id = match tenant_id(&id) {
-        Ok(id) => id,
+    let tenant = match visible_tenant(&s, &who, &id).await {
+        Ok(t) => t,
         Err(r) => return *r,
     };
-    if !who.may_see(&id) {
-        return forbidden("this account may not see that tenant");
-    }
-    let tenant = match s.tenants.get(&id).await {
-        Ok(t) => t,
-        Err(ports::StoreError::NotFound { .. }) => {
-            return html(
-                StatusCode::NOT_FOUND,
-                pages::message("Not found", "no such tenant"),
-            );
-        }
-        Err(e) => return store_failed(&e),
-    };
+    let id = tenant.id.clone();
     let row = operator::TenantRow::of(&tenant, s.credentials.as_ref()).await;
-    let runs = match s.runs.recent(&id, 20).await {
-        Ok(r) => r,
-        Err(e) => return store_failed(&e),
+    let ekyte = EkyteKey::read(
+        match s.credentials.get(&id, ports::store::Provider::Ekyte).await {
+            Err(ports::StoreError::NotFound { .. }) => None,
+            other => Some(other),
+        },
+        s.credentials
+            .refresh_failure(&id, ports::store::Provider::Ekyte)
+            .await
+            .ok()
+            .flatten(),
+    );
+    let read = async {
+        let runs = s.runs.recent(&id, 20).await?;
+        let groups = s
+            .dead_letters
+            .summary(Some(id.clone()), false, None)
+            .await?;
+        let (letters, next) = letter_page(&s, &id, &q).await?;
+        Ok::<_, ports::StoreError>((runs, groups, letters, next))
     };
-    let letters = match s
-        .dead_letters
-        .list(Some(id.clone()), false, None, 100)
-        .await
-    {
-        Ok(l) => l,
+    let (runs, groups, letters, next) = match read.await {
+        Ok(r) => r,
         Err(e) => return store_failed(&e),
     };
     html(
@@ -510,10 +645,16 @@ async fn tenant_page(
         pages::tenant(
             &who,
             &s.gate.csrf_token(&who),
-            &tenant,
-            &row,
-            &runs,
-            &letters,
+            &pages::TenantView {
+                tenant: &tenant,
+                row: &row,
+                ekyte: &ekyte,
+                runs: &runs,
+                groups: &groups,
+                letters: &letters,
+                next_letters: next,
+                class: q.class.as_deref().filter(|c| !c.is_empty()),
+            },
             s.clock.now(),
         ),
     )
@@ -543,6 +684,15 @@ async fn act(
         }
         Err(e) => {
             tracing::warn!(tenant = %id, action, error = %format!("{e:#}"), "console action failed");
+            let tried = AuditEntry::operator(
+                &id,
+                s.clock.now(),
+                &format!("console user {}", who.user),
+                format!("{action} failed: {e:#}"),
+            );
+            if let Err(e) = s.audit.append(&[tried]).await {
+                return store_failed(&e);
+            }
             return html(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 pages::message("The action failed", &format!("{e:#}")),
@@ -585,6 +735,76 @@ async fn perform(
                 format!("replayed dead letter {dl}")
             } else {
                 format!("dead letter {dl} was replayed already")
+            }
+        }
+        "replay-group" => {
+            let class = f
+                .class
+                .clone()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("name the group to replay"))?;
+            let n = crate::admin::replay_matching(
+                s.dead_letters.as_ref(),
+                s.publisher.as_ref(),
+                id,
+                |d| ports::failure::error_class(&d.letter.error_chain) == class,
+            )
+            .await?;
+            format!("replayed {n} dead letter(s) of group \"{class}\"")
+        }
+        "replay-since" => {
+            let raw = f.since.as_deref().unwrap_or_default().trim();
+            let since = chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S"))
+                .map_err(|_| {
+                    anyhow::anyhow!("give the time as YYYY-MM-DDTHH:MM (UTC), not {raw:?}")
+                })?
+                .and_utc();
+            let n = crate::admin::replay_matching(
+                s.dead_letters.as_ref(),
+                s.publisher.as_ref(),
+                id,
+                |d| d.created_at >= since,
+            )
+            .await?;
+            format!(
+                "replayed {n} dead letter(s) created since {}",
+                since.format("%Y-%m-%d %H:%M UTC")
+            )
+        }
+        "refresh-token" => {
+            let tenant = s.tenants.get(id).await?;
+            let scope = ports::Scope::new(Arc::new(tenant), ports::Priority::RealTime);
+            match s.ghl.refresh_token(&scope).await? {
+                Some(until) => format!(
+                    "refreshed the GHL token (valid until {})",
+                    until.format("%Y-%m-%d %H:%M UTC")
+                ),
+                None => "refreshed the GHL token".to_owned(),
+            }
+        }
+        "check-ekyte" => {
+            let tenant = s.tenants.get(id).await?;
+            let scope = ports::Scope::new(Arc::new(tenant), ports::Priority::RealTime);
+            let outcome = s.ekyte.check(&scope).await;
+            let failure = match &outcome {
+                Ok(problems) if problems.is_empty() => None,
+                Ok(problems) => Some(problems.join("; ")),
+                Err(e @ ports::ApiError::Unauthorized { .. }) => Some(e.to_string()),
+                // eKyte did not answer: nothing is known about the key.
+                Err(_) => None,
+            };
+            if outcome.is_ok() || failure.is_some() {
+                s.credentials
+                    .note_refresh(id, ports::store::Provider::Ekyte, failure.clone())
+                    .await?;
+            }
+            match (outcome, failure) {
+                (Ok(_), None) => {
+                    "checked eKyte: the key, the user and the task type work".to_owned()
+                }
+                (_, Some(why)) => format!("checked eKyte: {why}"),
+                (Err(e), None) => return Err(anyhow::Error::new(e).context("asking eKyte")),
             }
         }
         "pause" | "resume" => {

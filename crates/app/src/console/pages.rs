@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 use domain::Tenant;
-use ports::store::{BaseRecord, DeadLetter, Link, RunStatus, SyncRun};
+use ports::store::{BaseRecord, DeadLetter, DeadLetterGroup, Link, RunStatus, SyncRun};
 
 use super::contact::ContactView;
 use super::{TenantFilter, TenantLine, Who};
@@ -109,6 +109,22 @@ fn token(row: &TenantRow, now: DateTime<Utc>) -> Markup {
     }
 }
 
+fn ekyte_keys(k: &super::EkyteKey, pending: bool) -> Markup {
+    html! {
+        @if pending { span.muted { "-" } }
+        @else if let Some(u) = &k.unreadable { span.bad { "unreadable: " (u) } }
+        @else if !k.api_key { span.bad { "no API key" } }
+        @else {
+            @match &k.failure {
+                Some(f) => span.bad { "API key: check failed " (when(f.at)) },
+                None => span.ok { "API key: no failed check" },
+            }
+            br;
+            @if k.mcp_token { "MCP token: present" } @else { span.muted { "MCP token: none (no updates)" } }
+        }
+    }
+}
+
 fn run_cell(run: Option<&SyncRun>) -> Markup {
     html! {
         @match run {
@@ -144,7 +160,7 @@ pub fn tenants(who: &Who, csrf: &str, lines: &[TenantLine], filter: &TenantFilte
             table #tenants {
                 thead { tr {
                     th { "tenant" } th { "health" } th { "state" } th { "install" } th { "GHL token" }
-                    th { "eKyte company" } th { "dead letters" } th { "last full sync" }
+                    th { "eKyte company" } th { "eKyte keys" } th { "dead letters" } th { "last full sync" }
                     th { "last incremental" } th { "last poll" }
                 } }
                 tbody {
@@ -159,6 +175,7 @@ pub fn tenants(who: &Who, csrf: &str, lines: &[TenantLine], filter: &TenantFilte
                             td { (l.row.install_kind) @if let Some(c) = &l.row.ghl_company { br; span.muted { (c) } } }
                             td { (token(&l.row, now)) }
                             td { @match l.row.ekyte_company { Some(c) => (c), None => span.muted { "not mapped" } } }
+                            td { (ekyte_keys(&l.ekyte, l.row.state == "pending")) }
                             td { (l.dead_letters) }
                             td { (run_cell(l.last_runs.get("full"))) }
                             td { (run_cell(l.last_runs.get("incremental"))) }
@@ -172,17 +189,36 @@ pub fn tenants(who: &Who, csrf: &str, lines: &[TenantLine], filter: &TenantFilte
     )
 }
 
-pub fn tenant(
-    who: &Who,
-    csrf: &str,
-    tenant: &Tenant,
-    row: &TenantRow,
-    runs: &[SyncRun],
-    letters: &[DeadLetter],
-    now: DateTime<Utc>,
-) -> String {
+/// What the tenant page shows.
+pub struct TenantView<'a> {
+    pub tenant: &'a Tenant,
+    pub row: &'a TenantRow,
+    pub ekyte: &'a super::EkyteKey,
+    pub runs: &'a [SyncRun],
+    /// Its dead letters not replayed yet, per error class.
+    pub groups: &'a [DeadLetterGroup],
+    /// One page of them (of `class` when set).
+    pub letters: &'a [DeadLetter],
+    /// Where the next page starts, when there is one.
+    pub next_letters: Option<i64>,
+    pub class: Option<&'a str>,
+}
+
+pub fn tenant(who: &Who, csrf: &str, v: &TenantView<'_>, now: DateTime<Utc>) -> String {
+    let (tenant, row, runs) = (v.tenant, v.row, v.runs);
     let id = tenant.id.as_str();
     let action = |name: &str| format!("/console/tenants/{id}/{name}");
+    let waiting: u64 = v.groups.iter().map(|g| g.count).sum();
+    let page_link = |before: Option<i64>, class: Option<&str>| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(b) = before {
+            q.append_pair("before", &b.to_string());
+        }
+        if let Some(c) = class {
+            q.append_pair("class", c);
+        }
+        format!("/console/tenants/{id}?{}#dead-letters", q.finish())
+    };
     page(
         &format!("Tenant {id}"),
         Some((who, csrf)),
@@ -191,6 +227,10 @@ pub fn tenant(
                 (tenant.name) " · GHL location " (tenant.location_id) " · eKyte company "
                 (tenant.ekyte_company_id) " · " strong { (tenant.state()) } " · install "
                 (row.install_kind) " · GHL token: " (token(row, now))
+            }
+            p #ekyte-keys {
+                "eKyte: " (ekyte_keys(v.ekyte, false))
+                @if let Some(f) = &v.ekyte.failure { br; span.bad { (f.error) } }
             }
             @if who.may_act() {
                 p #actions {
@@ -204,6 +244,18 @@ pub fn tenant(
                             input type="hidden" name="csrf" value=(csrf);
                             button type="submit" { "Resume" }
                         }
+                    }
+                    " "
+                    @if !matches!(row.ghl_token.kind, "private" | "none") {
+                        form.inline method="post" action=(action("refresh-token")) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Refresh GHL token now" }
+                        }
+                        " "
+                    }
+                    form.inline method="post" action=(action("check-ekyte")) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Check eKyte now" }
                     }
                     " "
                     @for (mode, label) in [("incremental", "Start an incremental sync"), ("full", "Start a full sync")] {
@@ -236,12 +288,45 @@ pub fn tenant(
                     }
                 }
             }
-            h2 { "Dead letters (" (letters.len()) ")" }
-            table #dead-letters {
+            h2 #dead-letters { "Dead letters (" (waiting) ")" }
+            @if !v.groups.is_empty() {
+                table #dead-letter-groups {
+                    thead { tr { th { "error" } th { "letters" } th { "newest" } th {} } }
+                    tbody {
+                        @for g in v.groups {
+                            tr data-class=(g.class) {
+                                td { a href=(page_link(None, Some(&g.class))) { (g.class) } }
+                                td { (g.count) }
+                                td { (when(g.newest_at)) }
+                                td {
+                                    @if who.may_act() {
+                                        form.inline method="post" action=(action("replay-group")) {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            input type="hidden" name="class" value=(g.class);
+                                            button type="submit" { "Replay all " (g.count) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if who.may_act() {
+                    form #replay-since method="post" action=(action("replay-since")) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        label { "Replay every dead letter created since (UTC) " input type="datetime-local" name="since" required; } " "
+                        button type="submit" { "Replay" }
+                    }
+                }
+            }
+            @if let Some(c) = v.class {
+                p { "Showing group " strong { (c) } " · " a href=(page_link(None, None)) { "show all" } }
+            }
+            table #dead-letter-list {
                 thead { tr { th { "id" } th { "message" } th { "attempts" } th { "when" } th { "error, with its causes" } th {} } }
                 tbody {
-                    @if letters.is_empty() { tr { td colspan="6" .muted { "none: nothing failed for good" } } }
-                    @for d in letters {
+                    @if v.letters.is_empty() { tr { td colspan="6" .muted { "none: nothing failed for good" } } }
+                    @for d in v.letters {
                         tr data-dead-letter=(d.id) {
                             td { (d.id) }
                             td { (d.letter.kind) br; span.muted { (d.letter.message_id) } }
@@ -260,6 +345,9 @@ pub fn tenant(
                         }
                     }
                 }
+            }
+            @if let Some(next) = v.next_letters {
+                p { a #older-letters href=(page_link(Some(next), v.class)) { "Older dead letters →" } }
             }
         },
     )

@@ -79,6 +79,14 @@ impl MemCredentials {
 
 #[async_trait]
 impl CredentialStore for MemCredentials {
+    /// One secret for whichever tenant asks: no tenant to list.
+    async fn all(
+        &self,
+        _provider: Provider,
+    ) -> Result<Vec<(TenantId, ports::store::CredentialRead)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn get(&self, tenant: &TenantId, provider: Provider) -> Result<Credential, StoreError> {
         let secret = self.secret.lock().unwrap().clone();
         match (provider, secret) {

@@ -64,6 +64,22 @@ impl MemoryCredentials {
 
 #[async_trait]
 impl CredentialStore for MemoryCredentials {
+    async fn all(
+        &self,
+        provider: Provider,
+    ) -> Result<Vec<(TenantId, ports::store::CredentialRead)>, StoreError> {
+        let mut all: Vec<_> = self
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((_, p), _)| *p == provider)
+            .map(|((t, _), c)| (t.clone(), Ok(c.clone())))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
     async fn get(&self, tenant: &TenantId, provider: Provider) -> Result<Credential, StoreError> {
         self.rows
             .lock()

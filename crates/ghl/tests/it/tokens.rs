@@ -148,6 +148,12 @@ struct StaleUnderLock {
 
 #[async_trait]
 impl CredentialStore for StaleUnderLock {
+    async fn all(
+        &self,
+        p: Provider,
+    ) -> Result<Vec<(TenantId, ports::store::CredentialRead)>, StoreError> {
+        self.inner.all(p).await
+    }
     async fn get(&self, t: &TenantId, p: Provider) -> Result<Credential, StoreError> {
         self.inner.get(t, p).await
     }

@@ -26,6 +26,7 @@ on_both!(
     eight_refreshers_refresh_once,
     refresh_only_when_still_due_and_failures_change_nothing,
     agency_tenants_share_one_company_token_refreshed_once,
+    all_reads_every_tenants_credential_at_once,
 );
 
 fn s(v: &str) -> SecretString {
@@ -664,5 +665,86 @@ async fn agency_tenants_share_one_company_token_refreshed_once(b: TestBackend) {
         CredentialStore::get(&store, &tid("other"), Provider::Ghl)
             .await
             .is_err()
+    );
+}
+
+/// `all`: every tenant's credential of one provider in one call, each as `get` gives it: a
+/// tenant's own row, an agency tenant's company token, and a row that does not decrypt as
+/// its error (the others still read). Storing a new credential forgets a failed check.
+async fn all_reads_every_tenants_credential_at_once(b: TestBackend) {
+    use ports::store::{AgencyStore, TenantStore};
+    let (db, store) = with_tenants(b).await;
+    let mut third = TenantStore::get(&store, &tid("other")).await.unwrap();
+    third.id = tid("third");
+    third.location_id = domain::LocationId::parse("loc-third").unwrap();
+    third.install.kind = domain::InstallKind::Agency;
+    third.install.company_id = Some("co1".into());
+    TenantStore::upsert(&store, &third).await.unwrap();
+    assert!(store.all(Provider::Ghl).await.unwrap().is_empty());
+    store
+        .put(&tid("acme"), Provider::Ghl, &oauth("at-acme", "rt-acme"))
+        .await
+        .unwrap();
+    let mut company = oauth("at-co", "rt-co");
+    if let CredentialSecret::GhlOAuth {
+        user_type,
+        company_id,
+        ..
+    } = &mut company.secret
+    {
+        *user_type = "Company".into();
+        *company_id = Some("co1".into());
+    }
+    store.put_agency("co1", &company, false).await.unwrap();
+    let ekyte = NewCredential {
+        secret: CredentialSecret::Ekyte {
+            api_key: s("key-other"),
+            mcp_token: None,
+        },
+        expires_at: None,
+    };
+    store
+        .put(&tid("other"), Provider::Ekyte, &ekyte)
+        .await
+        .unwrap();
+    let ghl = store.all(Provider::Ghl).await.unwrap();
+    let ids: Vec<&str> = ghl.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(ids, ["acme", "third"], "in tenant order; other has none");
+    assert_eq!(access_token(ghl[0].1.as_ref().unwrap()), "at-acme");
+    let agency = ghl[1].1.as_ref().unwrap();
+    assert_eq!(access_token(agency), "at-co", "the agency's token");
+    assert_eq!(agency.tenant, tid("third"));
+    let ek = store.all(Provider::Ekyte).await.unwrap();
+    assert_eq!(ek.len(), 1);
+    assert_eq!(ek[0].0, tid("other"));
+
+    // A row another key sealed: its error, and the others still read.
+    let (same_id, _) = keyring("test-key");
+    let foreign = db.store_with(same_id).await.unwrap();
+    foreign
+        .put(&tid("other"), Provider::Ghl, &oauth("at-x", "rt-x"))
+        .await
+        .unwrap();
+    let ghl = store.all(Provider::Ghl).await.unwrap();
+    assert_eq!(ghl.len(), 3);
+    let other = &ghl.iter().find(|(t, _)| t == &tid("other")).unwrap().1;
+    assert!(matches!(other, Err(StoreError::Crypto { .. })), "{other:?}");
+    assert_eq!(ghl.iter().filter(|(_, c)| c.is_ok()).count(), 2);
+
+    // A new credential forgets the failure of the old one.
+    store
+        .note_refresh(&tid("other"), Provider::Ekyte, Some("unauthorized".into()))
+        .await
+        .unwrap();
+    store
+        .put(&tid("other"), Provider::Ekyte, &ekyte)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .refresh_failure(&tid("other"), Provider::Ekyte)
+            .await
+            .unwrap(),
+        None
     );
 }
