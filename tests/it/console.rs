@@ -837,3 +837,108 @@ async fn an_operator_checks_the_ekyte_key_and_refreshes_the_ghl_token() {
     );
     c.stop.cancel();
 }
+
+/// A dry-run of a whole full sync: the page lists, contact by contact, the writes a full
+/// sync would make, refreshing itself until it ends; nothing is written on either side,
+/// nothing is queued and no run is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_of_a_full_sync_lists_each_contacts_writes_and_writes_nothing() {
+    let mut spec = AppSpec::new("consoleplan");
+    spec.world.contacts = 4;
+    spec.world.onboarding = false;
+    let c = Console::start_with(spec).await;
+    let t = &c.t;
+    let sim = t.tenant.id.clone();
+    let company = t.world.company.company_id;
+    let ghl = &t.world.ghl;
+    let ghl_writes = || -> u64 {
+        ghl.counter_snapshot()
+            .routes
+            .iter()
+            .filter(|(route, _)| !route.starts_with("GET ") && !route.ends_with("/search"))
+            .flat_map(|(_, by_status)| by_status.values())
+            .sum()
+    };
+    let writes_before = ghl_writes();
+    let workspaces_before = t.world.ekyte.dump(company).unwrap().workspaces.len();
+    let ops = c.session("ops").await;
+    let (_, html) = c.page(&ops, &format!("/console/tenants/{sim}")).await;
+    assert!(html.contains("Dry-run a full sync"));
+    let r = c
+        .http
+        .post(format!("{}/console/tenants/{sim}/dry-run-full", c.base))
+        .header(COOKIE, &ops)
+        .header(ACCEPT, "text/html")
+        .form(&[("csrf", csrf(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let job_page = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(job_page.starts_with(&format!("/console/tenants/{sim}/dry-runs/")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let page = loop {
+        let (status, page) = c.page(&ops, &job_page).await;
+        assert_eq!(status, 200, "{page}");
+        if page.contains("finished:") {
+            break page;
+        }
+        assert!(
+            page.contains("http-equiv=\"refresh\""),
+            "a running dry-run's page refreshes itself"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dry-run did not end in time: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        !page.contains("http-equiv=\"refresh\""),
+        "an ended one does not"
+    );
+    assert!(
+        page.contains("4 contact(s) planned, 4 with writes"),
+        "{page}"
+    );
+    assert!(page.contains("Nothing was written on either side."));
+    for contact in &t.world.contacts {
+        assert!(
+            page.contains(&format!("<tr class=\"planned\" data-contact=\"{contact}\"")),
+            "{contact}'s writes are listed: {page}"
+        );
+    }
+    assert!(
+        page.contains("create"),
+        "a workspace would be created: {page}"
+    );
+    assert_eq!(ghl_writes(), writes_before, "GHL untouched");
+    assert_eq!(
+        t.world.ekyte.dump(company).unwrap().workspaces.len(),
+        workspaces_before,
+        "eKyte untouched"
+    );
+    let depths = t.app.broker.depths().await.unwrap();
+    assert_eq!((depths.realtime, depths.bulk), (0, 0), "nothing queued");
+    assert!(
+        ports::store::RunStore::recent(t.app.store.as_ref(), &sim, 5)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no run recorded"
+    );
+    assert!(
+        operator_lines(t, &sim)
+            .await
+            .iter()
+            .any(|a| a.contains("console user ops: started a dry-run of a full sync")),
+    );
+    let (status, _) = c
+        .page(
+            &ops,
+            &format!("/console/tenants/{sim}/dry-runs/000000000000"),
+        )
+        .await;
+    assert_eq!(status, 404, "an unknown dry-run");
+    c.stop.cancel();
+}

@@ -37,7 +37,7 @@ pub use contact::{BusinessCache, ContactSettings, ONBOARDING_WINDOW_HOURS};
 pub use cx::Options;
 pub use error::SyncError;
 pub use report::{Report, ReportLine, is_write};
-pub use sweep::{Progress, Quiet, SweepReport};
+pub use sweep::{PlanSink, PlanSummary, Progress, Quiet, SweepReport};
 
 /// The ports the engine calls.
 #[derive(Clone)]

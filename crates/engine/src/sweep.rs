@@ -424,3 +424,118 @@ impl Engine {
         Ok(changed)
     }
 }
+
+/// Where a planned full sync sends each contact's plan as it is made.
+#[async_trait::async_trait]
+pub trait PlanSink: Send + Sync {
+    /// The plan for one contact: what it would write, or why it could not be planned.
+    async fn planned(&self, contact: &GhlContactId, plan: Result<crate::Report, SyncError>);
+}
+
+/// What planning a full sync found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PlanSummary {
+    /// Contacts planned (each selected one, and each linked one the search no longer returns).
+    pub contacts: u64,
+    /// Of those, the ones with writes planned.
+    pub with_writes: u64,
+    /// Writes planned in all.
+    pub writes: u64,
+    /// Contacts that could not be planned.
+    pub failed: u64,
+}
+
+impl Engine {
+    /// What a full sync would write, contact by contact, without writing or queueing
+    /// anything and without recording a run: every contact a full sync would take is
+    /// planned as a dry run in this task, one after the other, its audit entries carrying
+    /// the message id `{message_prefix}{contact}`; each plan goes to `sink` as it is made.
+    /// Unlike [`Self::sweep`] it plans unchanged contacts too (their plan is empty). `Err`
+    /// when the listing itself fails.
+    pub async fn plan_full(
+        &self,
+        scope: &Scope,
+        message_prefix: &str,
+        sink: &dyn PlanSink,
+    ) -> Result<PlanSummary, SyncError> {
+        let tenant = &scope.tenant;
+        refuse_unready(tenant)?;
+        let tag = match &tenant.settings.selector {
+            Selector::Tag { tag } => Some(tag.clone()),
+            _ => None,
+        };
+        let ctx = tenant.settings.normalise_ctx();
+        let bulk = scope.bulk();
+        let mut summary = PlanSummary::default();
+        let mut seen = HashSet::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .ports
+                .ghl
+                .list_contacts(
+                    &bulk,
+                    ListingMode::Search,
+                    &ContactSearch {
+                        updated_since: None,
+                        tag: tag.clone(),
+                        page_limit: self.settings.page_size,
+                        after: cursor.clone(),
+                    },
+                )
+                .await
+                .map_err(SyncError::ghl("search contacts"))?;
+            for c in page.contacts {
+                seen.insert(c.id.clone());
+                if tenant
+                    .settings
+                    .selector
+                    .matches(&c.contact.normalised(&ctx))
+                {
+                    self.plan_one(scope, message_prefix, &c.id, sink, &mut summary)
+                        .await;
+                }
+            }
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        for id in self.unseen_linked(scope, &seen).await? {
+            self.plan_one(scope, message_prefix, &id, sink, &mut summary)
+                .await;
+        }
+        Ok(summary)
+    }
+
+    async fn plan_one(
+        &self,
+        scope: &Scope,
+        message_prefix: &str,
+        id: &GhlContactId,
+        sink: &dyn PlanSink,
+        summary: &mut PlanSummary,
+    ) {
+        let plan = self
+            .sync_contact(
+                scope.clone(),
+                id,
+                crate::Options {
+                    dry_run: true,
+                    message_id: Some(format!("{message_prefix}{id}")),
+                    ..crate::Options::default()
+                },
+            )
+            .await;
+        summary.contacts += 1;
+        match &plan {
+            Ok(report) if report.writes() > 0 => {
+                summary.with_writes += 1;
+                summary.writes += report.writes() as u64;
+            }
+            Ok(_) => {}
+            Err(_) => summary.failed += 1,
+        }
+        sink.planned(id, plan).await;
+    }
+}

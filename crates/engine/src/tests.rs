@@ -306,6 +306,31 @@ impl AuditLog for FakeAudit {
     async fn query(&self, _q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(vec![])
     }
+    async fn by_message_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self
+            .entries
+            .lock()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                &e.tenant == tenant
+                    && e.message_id
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(prefix))
+            })
+            .take(limit as usize)
+            .map(|(i, e)| AuditRecord {
+                id: i as i64 + 1,
+                entry: e.clone(),
+            })
+            .collect())
+    }
     async fn failures_since(
         &self,
         _since: DateTime<Utc>,

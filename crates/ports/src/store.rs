@@ -645,6 +645,16 @@ pub trait AuditLog: Send + Sync {
     /// Newest first.
     async fn query(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 
+    /// The tenant's entries whose message id starts with `prefix` (the plan of a console
+    /// dry-run, whose messages share one), oldest first, at most `limit`. No error cases
+    /// beyond the module's (`Unavailable`, `Corrupt`, `Unknown`).
+    async fn by_message_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
     /// The `failed` entries of every tenant timed at or after `since` (dry runs included),
     /// counted per tenant and cause ([`crate::failure::error_class`] of the reason): writes
     /// that failed for good inside a message that was otherwise handled. In tenant order,

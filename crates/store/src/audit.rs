@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait as _, LikeExpr};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use domain::TenantId;
@@ -71,6 +72,45 @@ impl AuditLog for Store {
             .collect()
     }
 
+    async fn by_message_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        // LIKE with the pattern's own wildcards escaped, so the prefix is taken literally.
+        let escaped: String = prefix
+            .chars()
+            .flat_map(|c| match c {
+                '\\' | '%' | '_' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        Entity::find()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(
+                Expr::col(Column::MessageId)
+                    .like(LikeExpr::new(format!("{escaped}%")).escape('\\')),
+            )
+            .order_by_asc(Column::Id)
+            .limit(u64::from(limit))
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("query audit log by message", e))?
+            .into_iter()
+            .map(mapping::audit)
+            // SQLite's LIKE ignores ASCII case: keep the exact prefix only.
+            .filter(|r| {
+                r.as_ref().map_or(true, |r| {
+                    r.entry
+                        .message_id
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(prefix))
+                })
+            })
+            .collect()
+    }
+
     async fn failures_since(&self, since: DateTime<Utc>) -> Result<Vec<FailureCount>, StoreError> {
         // Counted by the database per exact reason, then merged per cause here: the cause is
         // computed from the text.
@@ -105,7 +145,7 @@ impl AuditLog for Store {
                     last_at,
                 });
             entry.count += count;
-            entry.last_at = entry.last_at.max(last_at);
+            entry.last_at = Ord::max(entry.last_at, last_at);
         }
         let mut out: Vec<FailureCount> = counts.into_values().collect();
         out.sort_by(|a, b| {

@@ -14,6 +14,7 @@ pub mod auth;
 mod connect;
 mod contact;
 mod pages;
+mod plan;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -109,6 +110,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/console/connect/map", post(connect::map))
         .route("/console/tenants/{id}", get(tenant_page))
         .route("/console/tenants/{id}/{action}", post(act))
+        .route("/console/tenants/{id}/dry-run-full", post(plan::start))
+        .route("/console/tenants/{id}/dry-runs/{job}", get(plan::page))
         .route("/console/tenants/{id}/contacts", get(contacts_page))
         .route(
             "/console/tenants/{id}/contacts/{contact}",

@@ -26,11 +26,23 @@ form.inline{display:inline}button{cursor:pointer}pre{white-space:pre-wrap;margin
 ";
 
 fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> String {
+    page_refreshed(title, who, body, None)
+}
+
+/// A page that reloads itself every `refresh` seconds while something runs (no script: the
+/// browser's own refresh).
+fn page_refreshed(
+    title: &str,
+    who: Option<(&Who, &str)>,
+    body: Markup,
+    refresh: Option<u32>,
+) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
+                @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
                 title { (title) " · ghl-ekyte-sync console" }
                 style { (maud::PreEscaped(CSS)) }
             }
@@ -206,6 +218,7 @@ pub struct TenantView<'a> {
 
 pub fn tenant(who: &Who, csrf: &str, v: &TenantView<'_>, now: DateTime<Utc>) -> String {
     let (tenant, row, runs) = (v.tenant, v.row, v.runs);
+    let running = runs.iter().any(|r| r.status == RunStatus::Running);
     let id = tenant.id.as_str();
     let action = |name: &str| format!("/console/tenants/{id}/{name}");
     let waiting: u64 = v.groups.iter().map(|g| g.count).sum();
@@ -219,10 +232,11 @@ pub fn tenant(who: &Who, csrf: &str, v: &TenantView<'_>, now: DateTime<Utc>) -> 
         }
         format!("/console/tenants/{id}?{}#dead-letters", q.finish())
     };
-    page(
+    page_refreshed(
         &format!("Tenant {id}"),
         Some((who, csrf)),
         html! {
+            @if running { p.muted #live { "A sync is running: this page refreshes every 5 seconds." } }
             p {
                 (tenant.name) " · GHL location " (tenant.location_id) " · eKyte company "
                 (tenant.ekyte_company_id) " · " strong { (tenant.state()) } " · install "
@@ -265,6 +279,10 @@ pub fn tenant(who: &Who, csrf: &str, v: &TenantView<'_>, now: DateTime<Utc>) -> 
                             button type="submit" { (label) }
                         }
                         " "
+                    }
+                    form.inline method="post" action=(action("dry-run-full")) {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Dry-run a full sync" }
                     }
                 }
             }
@@ -350,6 +368,7 @@ pub fn tenant(who: &Who, csrf: &str, v: &TenantView<'_>, now: DateTime<Utc>) -> 
                 p { a #older-letters href=(page_link(Some(next), v.class)) { "Older dead letters →" } }
             }
         },
+        running.then_some(5),
     )
 }
 
@@ -569,5 +588,71 @@ pub fn connect(who: &Who, csrf: &str, v: &super::connect::ConnectView) -> String
                 }
             }
         },
+    )
+}
+
+/// One contact's plan in a dry-run of a full sync.
+pub struct PlannedContact {
+    pub contact: String,
+    pub lines: Vec<ports::store::AuditEntry>,
+    /// Why it could not be planned.
+    pub failure: Option<String>,
+}
+
+/// What the dry-run page shows.
+pub struct PlanView<'a> {
+    pub tenant: &'a Tenant,
+    pub job: &'a str,
+    pub started: Option<(DateTime<Utc>, String)>,
+    /// The closing line: how it ended.
+    pub finished: Option<String>,
+    /// Contacts with writes planned, or that could not be planned, in planning order.
+    pub contacts: Vec<PlannedContact>,
+    /// Contacts planned so far.
+    pub planned: usize,
+    /// No end after this long: the process running it stopped.
+    pub abandoned: bool,
+}
+
+pub fn plan(who: &Who, csrf: &str, v: &PlanView<'_>) -> String {
+    let id = v.tenant.id.as_str();
+    let running = v.finished.is_none() && !v.abandoned;
+    page_refreshed(
+        &format!("Dry-run of a full sync · {id}"),
+        Some((who, csrf)),
+        html! {
+            p { a href={ "/console/tenants/" (id) } { "← tenant " (id) } }
+            @if let Some((at, by)) = &v.started { p { "Dry-run " code { (v.job) } " started " (when(*at)) " by " (by) "." } }
+            p #plan-status {
+                @if let Some(f) = &v.finished { strong { (f) } " Nothing was written on either side." }
+                @else if v.abandoned { span.bad { "It did not finish: the service that ran it stopped. Start another." } }
+                @else { "Planning… " (v.planned) " contact(s) so far; this page refreshes every 2 seconds." }
+            }
+            table #plan {
+                thead { tr { th { "contact" } th { "side" } th { "record" } th { "would" } th { "fields" } th { "why" } } }
+                tbody {
+                    @if v.contacts.is_empty() { tr { td colspan="6" .muted { "no write planned yet" } } }
+                    @for c in &v.contacts {
+                        @if let Some(f) = &c.failure {
+                            tr.bad data-contact=(c.contact) {
+                                td { a href={ "/console/tenants/" (id) "/contacts/" (c.contact) } { (c.contact) } }
+                                td colspan="5" { "could not be planned: " (f) }
+                            }
+                        }
+                        @for (i, l) in c.lines.iter().enumerate() {
+                            tr.planned data-contact=(c.contact) {
+                                td { @if i == 0 { a href={ "/console/tenants/" (id) "/contacts/" (c.contact) } { (c.contact) } } }
+                                td { (l.target.map(|s| s.to_string()).unwrap_or_default()) }
+                                td { (l.kind.to_string()) " " span.muted { (l.ghl_id.as_deref().or(l.ekyte_id.as_deref()).unwrap_or("new")) } }
+                                td { (l.action.as_str()) }
+                                td { (l.fields.join(", ")) }
+                                td { (l.reason.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        running.then_some(2),
     )
 }

@@ -7,7 +7,8 @@ use crate::support::{on_both, tid, with_tenants};
 
 on_both!(
     append_and_query_newest_first,
-    failures_since_per_tenant_and_cause
+    failures_since_per_tenant_and_cause,
+    by_message_prefix_takes_the_prefix_literally,
 );
 
 fn entry(tenant: &str, contact: Option<&str>, n: u32) -> AuditEntry {
@@ -146,6 +147,63 @@ async fn failures_since_per_tenant_and_cause(b: TestBackend) {
     assert!(
         store
             .failures_since(Utc::now() + chrono::Duration::minutes(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A dry-run's entries share a message-id prefix: they are read oldest first, of one tenant,
+/// and the prefix's `_` and `%` match only themselves.
+async fn by_message_prefix_takes_the_prefix_literally(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let with_id = |tenant: &str, n: u32, id: &str| AuditEntry {
+        message_id: Some(id.to_owned()),
+        ..entry(tenant, Some("c1"), n)
+    };
+    store
+        .append(&[
+            with_id("acme", 1, "dry_1:c1"),
+            with_id("acme", 2, "dryX1:c2"),
+            with_id("acme", 3, "dry_1:c3"),
+            with_id("other", 4, "dry_1:c4"),
+            with_id("acme", 5, "dry%1:c5"),
+            with_id("acme", 6, "dry_1"),
+            with_id("acme", 7, "xdry_1:c7"),
+        ])
+        .await
+        .unwrap();
+    let ids = |records: Vec<ports::store::AuditRecord>| -> Vec<String> {
+        records
+            .into_iter()
+            .map(|r| r.entry.message_id.unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ids(store
+            .by_message_prefix(&tid("acme"), "dry_1", 10)
+            .await
+            .unwrap()),
+        ["dry_1:c1", "dry_1:c3", "dry_1"]
+    );
+    assert_eq!(
+        ids(store
+            .by_message_prefix(&tid("acme"), "dry_1:", 1)
+            .await
+            .unwrap()),
+        ["dry_1:c1"],
+        "at most the limit, oldest first"
+    );
+    assert_eq!(
+        ids(store
+            .by_message_prefix(&tid("acme"), "dry%", 10)
+            .await
+            .unwrap()),
+        ["dry%1:c5"]
+    );
+    assert!(
+        store
+            .by_message_prefix(&tid("acme"), "nothing", 10)
             .await
             .unwrap()
             .is_empty()
