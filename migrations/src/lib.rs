@@ -25,6 +25,7 @@ mod m20260101_000001_initial;
 mod m20261204_000001_tenant_install;
 mod m20261204_000002_ghl_agencies;
 mod m20261206_000001_pending_locations;
+mod m20261206_000002_observations;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_tenant_install::Migration),
             Box::new(m20261204_000002_ghl_agencies::Migration),
             Box::new(m20261206_000001_pending_locations::Migration),
+            Box::new(m20261206_000002_observations::Migration),
         ]
     }
 }

@@ -942,3 +942,69 @@ async fn a_dry_run_of_a_full_sync_lists_each_contacts_writes_and_writes_nothing(
     assert_eq!(status, 404, "an unknown dry-run");
     c.stop.cancel();
 }
+
+/// What the workers observed reaches the tenants page through the store: the location's GHL
+/// rate budget from the last answer's headers, and how long the tenant's messages waited in
+/// the queue; the queues' depths head the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_page_shows_the_rate_budget_and_queue_waits_the_workers_saw() {
+    let mut spec = AppSpec::new("consoleobserve");
+    spec.world.contacts = 3;
+    spec.world.onboarding = false;
+    let c = Console::start_configured(spec, |config, _| {
+        config.worker.observe_every = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let sim = c.t.tenant.id.clone();
+    let ops = c.session("ops").await;
+    let (_, html) = c.page(&ops, "/console/tenants").await;
+    assert!(
+        html.contains("Waiting in the queues now (all tenants): real-time 0"),
+        "{html}"
+    );
+    assert!(html.contains("no GHL answer seen"));
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        c.deployed
+            .worker("console-observe".into())
+            .run(shutdown.clone()),
+    );
+    assert_eq!(
+        c.post(
+            &ops,
+            &format!("/console/tenants/{sim}/sync"),
+            &[("csrf", &csrf(&html)), ("mode", "full")]
+        )
+        .await,
+        303
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let row = loop {
+        let (_, html) = c.page(&ops, "/console/tenants").await;
+        let at = html.find(&format!("<tr data-tenant=\"{sim}\"")).unwrap();
+        let row = html[at..at + html[at..].find("</tr>").unwrap()].to_owned();
+        if row.contains(" per 1 s") && row.contains(" taken, waited up to ") {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no observation reached the page: {row}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // The simulator's limit here: 1,000 per second, and its daily limit.
+    assert!(row.contains("of 1000 per 1 s"), "{row}");
+    assert!(row.contains(" today"), "{row}");
+    let rates = ports::store::Observations::rates(c.t.app.store.as_ref())
+        .await
+        .unwrap();
+    assert!(
+        rates
+            .iter()
+            .any(|r| r.resource == c.t.tenant.location_id.as_str() && r.remaining.is_some()),
+        "{rates:?}"
+    );
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+    c.stop.cancel();
+}

@@ -350,6 +350,10 @@ pub struct SyncConfig {
 pub struct WorkerConfig {
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How often a worker writes what it observed (GHL rate budgets, queue waits) for the
+    /// console.
+    #[serde(with = "humantime_serde")]
+    pub observe_every: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod ingress;
 pub mod metrics;
 pub mod oauth_state;
+pub mod observe;
 pub mod operator;
 pub mod queue;
 pub mod scheduler;

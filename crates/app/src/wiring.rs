@@ -235,6 +235,12 @@ impl App {
             consumer_tag,
             drain_timeout: self.config.worker.drain_timeout,
             stats: Arc::default(),
+            observer: Some(Arc::new(crate::observe::Observer::new(
+                self.store.clone(),
+                self.ghl.budgets(),
+                self.clock.clone(),
+                self.config.worker.observe_every,
+            ))),
         }
     }
 
@@ -337,6 +343,8 @@ impl App {
                 agencies: self.store.clone(),
                 ekyte: ekyte_config(&self.config),
             }),
+            observations: self.store.clone(),
+            broker: self.broker.clone(),
         }
     }
 

@@ -100,6 +100,8 @@ pub struct Worker {
     pub consumer_tag: String,
     pub drain_timeout: Duration,
     pub stats: Arc<WorkerStats>,
+    /// Records queue waits and GHL budgets for the console (reported while running).
+    pub observer: Option<Arc<crate::observe::Observer>>,
 }
 
 /// How one message was settled.
@@ -134,6 +136,10 @@ impl Worker {
             .await
             .map_err(|e| anyhow::anyhow!(e).context("cannot start consuming"))?;
         tracing::info!(consumer_tag = %self.consumer_tag, prefetch = self.prefetch, "worker consuming");
+        let reporting = self
+            .observer
+            .clone()
+            .map(|o| tokio::spawn(o.run(shutdown.clone())));
         let me = Arc::new(self);
         let mut lanes = JoinSet::new();
         for rx in [consumers.realtime, consumers.bulk] {
@@ -143,6 +149,11 @@ impl Worker {
             if let Err(e) = r {
                 tracing::error!(error = %e, "a worker lane panicked");
             }
+        }
+        if let Some(r) = reporting
+            && let Err(e) = r.await
+        {
+            tracing::error!(error = %e, "the worker's observer panicked");
         }
         me.broker.close().await;
         tracing::info!("worker stopped");
@@ -219,6 +230,9 @@ impl Worker {
             }
         };
         let kind = env.kind();
+        if let Some(o) = &self.observer {
+            o.took(env);
+        }
         let span = tracing::info_span!(
             "message",
             otel.name = %format!("process {kind}"),

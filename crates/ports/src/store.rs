@@ -832,6 +832,57 @@ pub trait DeadLetterStore: Send + Sync {
     async fn mark_replayed(&self, id: i64) -> Result<(), StoreError>;
 }
 
+// ------------------------------------------------------------------------------ observations
+
+/// A location's (or company's) GHL rate budget as a worker last saw it: the five headers of
+/// GHL's last answer (API.md §8), less what that worker sent since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateObservation {
+    /// The location (or company) id the budget is kept for.
+    pub resource: String,
+    /// The burst limit and its window.
+    pub max: u32,
+    pub interval_ms: u64,
+    /// Requests left in the window; `None` before a header said.
+    pub remaining: Option<u32>,
+    pub daily_limit: u64,
+    pub daily_remaining: Option<u64>,
+    /// 429s that worker received since it started.
+    pub throttled: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// How long a tenant's messages waited in the queue before a worker took them, over one
+/// reporting period of that worker (first deliveries only: a retry waits on purpose).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueObservation {
+    pub tenant: TenantId,
+    /// Messages taken in the period.
+    pub taken: u64,
+    /// The longest and the last wait, in milliseconds.
+    pub longest_wait_ms: u64,
+    pub last_wait_ms: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// What the workers observe and the console shows, kept in the store so that every
+/// replica's observations reach the console's process. Each report replaces the previous
+/// one of its subject. No error cases beyond the module's (`Unavailable`, `Corrupt`,
+/// `Unknown`).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Observations: Send + Sync {
+    async fn note_rates(&self, seen: &[RateObservation]) -> Result<(), StoreError>;
+
+    /// The latest observation of each resource.
+    async fn rates(&self) -> Result<Vec<RateObservation>, StoreError>;
+
+    async fn note_queue(&self, seen: &[QueueObservation]) -> Result<(), StoreError>;
+
+    /// The latest observation of each tenant.
+    async fn queue_waits(&self) -> Result<Vec<QueueObservation>, StoreError>;
+}
+
 // ------------------------------------------------------------------------------ locks
 
 /// Holds a per-contact lock until dropped (or released). Implementations release on drop too,

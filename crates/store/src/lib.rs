@@ -39,6 +39,7 @@ mod inbox;
 mod links;
 mod locks;
 mod mapping;
+mod observations;
 mod runs;
 mod tenants;
 

@@ -13,7 +13,8 @@ use sea_orm_migration::sea_orm::{
 use store::test_support::{TestBackend, TestDb};
 use tokio::sync::Barrier;
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
+    "observations",
     "tenants",
     "credential_refresh_failures",
     "ghl_agencies",

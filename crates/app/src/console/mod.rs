@@ -62,6 +62,10 @@ pub struct ConsoleState {
     pub install_link: InstallLink,
     /// Maps a pending location to an eKyte company (the same use case as `tenants map`).
     pub mapper: Arc<crate::admin::Mapper>,
+    /// What the workers observed: GHL rate budgets and queue waits.
+    pub observations: Arc<dyn ports::store::Observations>,
+    /// The queues' depths now.
+    pub broker: Arc<dyn crate::queue::Broker>,
 }
 
 /// Makes the link that starts an install for a tenant's location or an agency.
@@ -320,6 +324,48 @@ pub struct TenantLine {
     pub dead_letters: u64,
     pub last_runs: BTreeMap<&'static str, ports::store::SyncRun>,
     pub ekyte: EkyteKey,
+    /// The location's GHL rate budget as a worker last saw it.
+    pub rate: Option<ports::store::RateObservation>,
+    /// How long its messages waited in the queue, as a worker last reported.
+    pub waits: Option<ports::store::QueueObservation>,
+}
+
+/// A daily budget with less than this share left is a problem.
+const DAILY_LOW: f64 = 0.05;
+/// Messages that waited longer than this are a problem, when reported this recently.
+const LONG_WAIT: chrono::Duration = chrono::Duration::minutes(5);
+const RECENT_REPORT: chrono::Duration = chrono::Duration::minutes(15);
+
+/// What the observations say is wrong.
+fn observed_problems(
+    rate: Option<&ports::store::RateObservation>,
+    waits: Option<&ports::store::QueueObservation>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(r) = rate
+        && let Some(left) = r.daily_remaining
+        && r.daily_limit > 0
+        && (left as f64) < r.daily_limit as f64 * DAILY_LOW
+    {
+        problems.push(format!(
+            "GHL daily budget nearly spent: {left} of {} left (seen {})",
+            r.daily_limit,
+            operator::when(r.at)
+        ));
+    }
+    if let Some(w) = waits
+        && now - w.at < RECENT_REPORT
+        && chrono::Duration::milliseconds(i64::try_from(w.longest_wait_ms).unwrap_or(i64::MAX))
+            > LONG_WAIT
+    {
+        problems.push(format!(
+            "messages waited up to {} in the queue (reported {})",
+            humantime::format_duration(std::time::Duration::from_secs(w.longest_wait_ms / 1000)),
+            operator::when(w.at)
+        ));
+    }
+    problems
 }
 
 /// A tenant's eKyte credentials as the console shows them: never their values.
@@ -412,6 +458,20 @@ pub async fn tenant_lines(
         .await?
         .into_iter()
         .collect();
+    let rates: BTreeMap<String, ports::store::RateObservation> = s
+        .observations
+        .rates()
+        .await?
+        .into_iter()
+        .map(|r| (r.resource.clone(), r))
+        .collect();
+    let mut waits: BTreeMap<TenantId, ports::store::QueueObservation> = s
+        .observations
+        .queue_waits()
+        .await?
+        .into_iter()
+        .map(|w| (w.tenant.clone(), w))
+        .collect();
     let mut ekyte_failures: BTreeMap<TenantId, ports::store::RefreshFailure> = s
         .credentials
         .refresh_failures(Provider::Ekyte)
@@ -481,6 +541,9 @@ pub async fn tenant_lines(
             }
         }
         problems.extend(ekyte.problem());
+        let rate = rates.get(t.location_id.as_str()).cloned();
+        let wait = waits.remove(&t.id);
+        problems.extend(observed_problems(rate.as_ref(), wait.as_ref(), now));
         if dead_letters > 0 {
             problems.push(format!("{dead_letters} dead letter(s)"));
         }
@@ -496,6 +559,8 @@ pub async fn tenant_lines(
             dead_letters,
             last_runs,
             ekyte,
+            rate,
+            waits: wait,
         });
     }
     if who.tenants.is_none() {
@@ -507,6 +572,8 @@ pub async fn tenant_lines(
                 dead_letters: 0,
                 last_runs: BTreeMap::new(),
                 ekyte: EkyteKey::default(),
+                rate: None,
+                waits: None,
             });
         }
     }
@@ -538,10 +605,11 @@ async fn tenants_page(
         Ok(w) => w,
         Err(r) => return *r,
     };
+    let depths = s.broker.depths().await.map_err(|e| e.to_string());
     match tenant_lines(&s, &who, &filter).await {
         Ok(lines) => html(
             StatusCode::OK,
-            pages::tenants(&who, &s.gate.csrf_token(&who), &lines, &filter),
+            pages::tenants(&who, &s.gate.csrf_token(&who), &lines, &filter, &depths),
         ),
         Err(e) => store_failed(&e),
     }
@@ -1032,6 +1100,39 @@ mod tests {
     use ports::store::RunKind;
 
     use super::Schedule;
+
+    #[test]
+    fn a_nearly_spent_daily_budget_and_a_long_recent_wait_are_problems() {
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let rate = |left: u64| ports::store::RateObservation {
+            resource: "loc".into(),
+            max: 100,
+            interval_ms: 10_000,
+            remaining: Some(50),
+            daily_limit: 200_000,
+            daily_remaining: Some(left),
+            throttled: 0,
+            at: now,
+        };
+        let wait = |ms: u64, minutes_ago: i64| ports::store::QueueObservation {
+            tenant: domain::TenantId::parse("acme").unwrap(),
+            taken: 3,
+            longest_wait_ms: ms,
+            last_wait_ms: ms,
+            at: now - chrono::Duration::minutes(minutes_ago),
+        };
+        assert!(super::observed_problems(Some(&rate(10_000)), None, now).is_empty());
+        let low = super::observed_problems(Some(&rate(9_999)), None, now);
+        assert_eq!(low.len(), 1);
+        assert!(low[0].contains("9999 of 200000 left"), "{low:?}");
+        let long = super::observed_problems(None, Some(&wait(301_000, 1)), now);
+        assert!(long[0].contains("waited up to 5m 1s"), "{long:?}");
+        assert!(super::observed_problems(None, Some(&wait(299_000, 1)), now).is_empty());
+        assert!(
+            super::observed_problems(None, Some(&wait(3_600_000, 16)), now).is_empty(),
+            "an old report is no longer news"
+        );
+    }
 
     #[test]
     fn a_run_is_late_after_twice_its_interval() {

@@ -153,12 +153,56 @@ fn run_cell(run: Option<&SyncRun>) -> Markup {
     }
 }
 
-pub fn tenants(who: &Who, csrf: &str, lines: &[TenantLine], filter: &TenantFilter) -> String {
+fn rate_cell(r: Option<&ports::store::RateObservation>) -> Markup {
+    html! {
+        @match r {
+            None => span.muted { "no GHL answer seen" },
+            Some(r) => {
+                @match r.remaining {
+                    Some(left) => { (left) " of " (r.max) " per " (r.interval_ms / 1000) " s" },
+                    None => { "? of " (r.max) " per " (r.interval_ms / 1000) " s" },
+                }
+                br;
+                @match r.daily_remaining {
+                    Some(left) => { (left) " of " (r.daily_limit) " today" },
+                    None => span.muted { "daily: not reported" },
+                }
+                br; span.muted { "seen " (when(r.at)) }
+            }
+        }
+    }
+}
+
+fn wait_cell(w: Option<&ports::store::QueueObservation>) -> Markup {
+    html! {
+        @match w {
+            None => span.muted { "nothing taken lately" },
+            Some(w) => {
+                (w.taken) " taken, waited up to " (humantime::format_duration(std::time::Duration::from_millis(w.longest_wait_ms - w.longest_wait_ms % 1000)))
+                br; span.muted { "reported " (when(w.at)) }
+            }
+        }
+    }
+}
+
+pub fn tenants(
+    who: &Who,
+    csrf: &str,
+    lines: &[TenantLine],
+    filter: &TenantFilter,
+    depths: &Result<crate::queue::Depths, String>,
+) -> String {
     let now = Utc::now();
     page(
         "Tenants",
         Some((who, csrf)),
         html! {
+            p #queues {
+                @match depths {
+                    Ok(d) => { "Waiting in the queues now (all tenants): real-time " (d.realtime) " · bulk " (d.bulk) " · delayed retries " (d.delayed) " · dead " (d.dead) }
+                    Err(e) => span.bad { "The queues' depths are unavailable: " (e) }
+                }
+            }
             form.filters method="get" action="/console/tenants" {
                 label { input type="checkbox" name="unhealthy" value="1" checked[filter.unhealthy.is_some()]; " unhealthy only" } " "
                 label { "install " select name="kind" {
@@ -172,7 +216,8 @@ pub fn tenants(who: &Who, csrf: &str, lines: &[TenantLine], filter: &TenantFilte
             table #tenants {
                 thead { tr {
                     th { "tenant" } th { "health" } th { "state" } th { "install" } th { "GHL token" }
-                    th { "eKyte company" } th { "eKyte keys" } th { "dead letters" } th { "last full sync" }
+                    th { "eKyte company" } th { "eKyte keys" } th { "GHL rate budget left" } th { "queue wait" }
+                    th { "dead letters" } th { "last full sync" }
                     th { "last incremental" } th { "last poll" }
                 } }
                 tbody {
@@ -188,6 +233,8 @@ pub fn tenants(who: &Who, csrf: &str, lines: &[TenantLine], filter: &TenantFilte
                             td { (token(&l.row, now)) }
                             td { @match l.row.ekyte_company { Some(c) => (c), None => span.muted { "not mapped" } } }
                             td { (ekyte_keys(&l.ekyte, l.row.state == "pending")) }
+                            td { (rate_cell(l.rate.as_ref())) }
+                            td { (wait_cell(l.waits.as_ref())) }
                             td { (l.dead_letters) }
                             td { (run_cell(l.last_runs.get("full"))) }
                             td { (run_cell(l.last_runs.get("incremental"))) }

@@ -18,6 +18,7 @@ mod health;
 mod inbox;
 mod links;
 mod locks;
+mod observations;
 mod runs;
 mod support;
 mod tenants;
