@@ -26,6 +26,7 @@ mod m20261204_000001_tenant_install;
 mod m20261204_000002_ghl_agencies;
 mod m20261206_000001_pending_locations;
 mod m20261206_000002_observations;
+mod m20261206_000003_audit_calls;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000002_ghl_agencies::Migration),
             Box::new(m20261206_000001_pending_locations::Migration),
             Box::new(m20261206_000002_observations::Migration),
+            Box::new(m20261206_000003_audit_calls::Migration),
         ]
     }
 }

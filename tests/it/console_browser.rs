@@ -433,6 +433,89 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
         history.contains("(dry-run)"),
         "the dry-run is in the history too: {history}"
     );
+    assert!(history.contains("console dry-run"), "its cause: {history}");
+    // The calls the sync made, once for its message: both sides were read and written.
+    let calls: Vec<String> = {
+        let mut out = Vec::new();
+        for cell in b
+            .client
+            .find_all(Locator::Css("table#history td.calls"))
+            .await
+            .unwrap()
+        {
+            let text = cell.text().await.unwrap();
+            if !text.is_empty() {
+                out.push(text);
+            }
+        }
+        out
+    };
+    let newest = calls.first().expect("the sync's calls");
+    let count = |side: &str| -> u32 {
+        newest
+            .split(" · ")
+            .find_map(|p| p.strip_prefix(side))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{side} calls in {newest:?}"))
+    };
+    assert!(count("GHL ") >= 1 && count("eKyte ") >= 1, "{newest}");
+    // The contact opens in GHL.
+    let out = b
+        .client
+        .find(Locator::Css("a.out"))
+        .await
+        .expect("a link into GHL");
+    assert!(
+        out.attr("href")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .ends_with(&format!("/contacts/detail/{contact}")),
+    );
+    b.screenshot("contact-history").await;
+
+    // A dry-run of the whole full sync, from the tenant's page: one more contact was edited
+    // in GHL meanwhile (no webhook reaches the app here).
+    let edited = t.world.contacts[1].clone();
+    ghl.act_update_contact(&edited, json!({"lastName": "EditedForThePlan"}))
+        .expect("edit in GHL");
+    b.client
+        .goto(&format!("{}/console/tenants/{}", c.base, t.tenant.id))
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("form[action$='/dry-run-full'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = b
+        .client
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::XPath(
+            "//p[@id='plan-status'][contains(., 'finished:')]",
+        ))
+        .await
+        .expect("the dry-run ends, the page refreshing itself")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains("Nothing was written on either side."),
+        "{status}"
+    );
+    assert!(status.contains("1 with writes"), "{status}");
+    b.client
+        .find(Locator::Css(&format!(
+            "tr.planned[data-contact='{edited}']"
+        )))
+        .await
+        .expect("the edited contact's planned write");
+    b.screenshot("full-dry-run").await;
     worker.stop().await;
     b.client.close().await.unwrap();
     c.stop.cancel();

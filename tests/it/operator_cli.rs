@@ -233,6 +233,7 @@ async fn seed(t: &TestApp) -> Vec<i64> {
             reason: Some(format!("{FORBIDDEN}: the token lacks tasks.write")),
             message_id: Some("op-msg-8".into()),
             dry_run: false,
+            calls: None,
         }],
     )
     .await

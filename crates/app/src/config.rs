@@ -46,6 +46,12 @@ pub struct ConsoleConfig {
     pub trusted_header: String,
     #[serde(default)]
     pub accounts: Vec<ConsoleAccount>,
+    /// Deep links from a contact's page (placeholders `{location}`, `{contact}`).
+    pub ghl_contact_url: String,
+    /// Placeholders `{company}`, `{workspace}`.
+    pub ekyte_workspace_url: String,
+    /// Placeholders `{company}`, `{task}`.
+    pub ekyte_task_url: String,
 }
 
 /// One console user.
@@ -165,6 +171,28 @@ pub struct AgencyRule {
 
 impl ConsoleConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        for (key, template) in [
+            ("console.ghl_contact_url", &self.ghl_contact_url),
+            ("console.ekyte_workspace_url", &self.ekyte_workspace_url),
+            ("console.ekyte_task_url", &self.ekyte_task_url),
+        ] {
+            let filled = [
+                "{location}",
+                "{contact}",
+                "{company}",
+                "{workspace}",
+                "{task}",
+            ]
+            .iter()
+            .fold(template.clone(), |t, p| t.replace(p, "x"));
+            let ok = url::Url::parse(&filled).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(invalid(
+                    key,
+                    format!("{template:?} is not an http(s) URL (placeholders aside)"),
+                ));
+            }
+        }
         const KEY: &str = "console.accounts";
         if self.enabled && self.accounts.is_empty() {
             return Err(invalid(
@@ -950,6 +978,17 @@ mod tests {
             assert!(
                 !err.contains("c2hvcnQ="),
                 "the value must not be echoed: {err}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GES_CONSOLE__EKYTE_TASK_URL", "app.ekyte.com/{task}");
+            let err = Config::from_figment(Config::figment(None))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("console.ekyte_task_url") && err.contains("http(s) URL"),
+                "{err}"
             );
             Ok(())
         });

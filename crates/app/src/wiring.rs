@@ -345,6 +345,7 @@ impl App {
             }),
             observations: self.store.clone(),
             broker: self.broker.clone(),
+            deep_links: crate::console::DeepLinks::new(&self.config.console),
         }
     }
 

@@ -14,7 +14,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use domain::TenantId;
 use ports::ApiError;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -34,21 +33,24 @@ pub(crate) struct Calls {
     made: AtomicU32,
     limit: Option<u32>,
     tenant: String,
+    /// The scope's meter: every request sent counts there too.
+    meter: std::sync::Arc<ports::CallMeter>,
 }
 
 impl Calls {
-    pub fn unbounded(tenant: &TenantId) -> Self {
+    pub fn unbounded(scope: &ports::Scope) -> Self {
         Self {
             made: AtomicU32::new(0),
             limit: None,
-            tenant: tenant.to_string(),
+            tenant: scope.tenant.id.to_string(),
+            meter: scope.calls.clone(),
         }
     }
 
-    pub fn bounded(tenant: &TenantId, limit: u32) -> Self {
+    pub fn bounded(scope: &ports::Scope, limit: u32) -> Self {
         Self {
             limit: Some(limit),
-            ..Self::unbounded(tenant)
+            ..Self::unbounded(scope)
         }
     }
 
@@ -63,7 +65,10 @@ impl Calls {
                 self.made.fetch_sub(1, Ordering::Relaxed);
                 Err(ApiError::Unknown(anyhow::Error::new(BudgetSpent(limit))))
             }
-            _ => Ok(()),
+            _ => {
+                self.meter.ekyte();
+                Ok(())
+            }
         }
     }
 }

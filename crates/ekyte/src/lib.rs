@@ -203,7 +203,7 @@ impl EkyteAdapter {
     pub async fn list_users(&self, scope: &Scope) -> Result<Vec<EkyteUser>, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let rows: Vec<UserDto> = self
             .inner
             .http
@@ -227,7 +227,7 @@ impl EkyteAdapter {
     pub async fn list_task_types(&self, scope: &Scope) -> Result<Vec<EkyteTaskType>, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let rows: Vec<TaskTypeDto> = self
             .inner
             .http
@@ -257,7 +257,7 @@ impl EkyteAdapter {
             .mcp
             .identity(
                 &self.inner.http,
-                &Calls::unbounded(&scope.tenant.id),
+                &Calls::unbounded(scope),
                 &scope.tenant.id,
                 token,
             )
@@ -272,7 +272,7 @@ impl EkyteAdapter {
     pub async fn healthcheck(&self, scope: &Scope) -> Result<Health, ApiError> {
         let inner = &self.inner;
         let creds = inner.creds(scope).await?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let mut problems = Vec::new();
         let auth = inner
             .http
@@ -851,7 +851,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
         self.inner
-            .workspaces(&Calls::unbounded(&scope.tenant.id), &creds)
+            .workspaces(&Calls::unbounded(scope), &creds)
             .await
     }
 
@@ -864,7 +864,7 @@ impl EkyteApi for EkyteAdapter {
     ) -> Result<Workspace, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         // The BI API has no by-id read (API.md §3.2): list and pick. Its `name` filter (§3.2)
         // narrows the listing to a page or so when the caller knows the name; a workspace
         // renamed since is not among those rows, and the whole listing finds it.
@@ -907,7 +907,7 @@ impl EkyteApi for EkyteAdapter {
             });
         }
         let inner = &self.inner;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let body = serde_json::to_value(NewWorkspaceBody {
             name: name.to_owned(),
             external_id: external.to_string(),
@@ -951,7 +951,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
         self.inner
-            .find_by_external(&Calls::unbounded(&scope.tenant.id), scope, &creds, external)
+            .find_by_external(&Calls::unbounded(scope), scope, &creds, external)
             .await
     }
 
@@ -996,7 +996,7 @@ impl EkyteApi for EkyteAdapter {
         creds.require(EkyteOp::Read)?;
         self.inner
             .tasks(
-                &Calls::unbounded(&scope.tenant.id),
+                &Calls::unbounded(scope),
                 scope,
                 &creds,
                 workspace,
@@ -1010,7 +1010,7 @@ impl EkyteApi for EkyteAdapter {
         let inner = &self.inner;
         let creds = inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let tz = mapping::zone(&scope.tenant)?;
         // The BI API reads tasks by filter only (API.md §3.2). With an MCP token, find the
         // task's workspace first and list just that one; MCP sees only what its owner may
@@ -1094,7 +1094,7 @@ impl EkyteApi for EkyteAdapter {
             user_email: email.clone(),
         })
         .map_err(|e| ApiError::Unknown(e.into()))?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let path = inner.config.automation.write_path("tasks");
         let day = mapping::local_day(due, tz);
         let (calls, creds, title, email, day) = (&calls, &creds, &title, &email, &day);
@@ -1194,7 +1194,7 @@ impl EkyteApi for EkyteAdapter {
                 messages: vec!["an eKyte comment needs a text".into()],
             });
         }
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let identity = inner
             .mcp
             .identity(&inner.http, &calls, &scope.tenant.id, token)
@@ -1294,7 +1294,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
         self.inner
-            .boards(&Calls::unbounded(&scope.tenant.id), &creds, workspace)
+            .boards(&Calls::unbounded(scope), &creds, workspace)
             .await
     }
 
@@ -1319,7 +1319,7 @@ impl EkyteApi for EkyteAdapter {
             workspace_id: workspace.get(),
         })
         .map_err(|e| ApiError::Unknown(e.into()))?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let path = inner.config.automation.write_path("boards");
         let (calls, creds) = (&calls, &creds);
         let post = || -> Fut<'_, Value> {
@@ -1367,7 +1367,7 @@ impl EkyteApi for EkyteAdapter {
             content: note.html.clone(),
         })
         .map_err(|e| ApiError::Unknown(e.into()))?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let path = inner.config.automation.write_path("notes");
         let (calls, creds) = (&calls, &creds);
         let post = || -> Fut<'_, Value> {
@@ -1411,7 +1411,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         let token = creds.token(EkyteOp::ReadNote)?;
         self.inner
-            .board_notes(&Calls::unbounded(&scope.tenant.id), scope, token, board)
+            .board_notes(&Calls::unbounded(scope), scope, token, board)
             .await?
             .into_iter()
             .map(|n| {
@@ -1433,7 +1433,7 @@ impl EkyteApi for EkyteAdapter {
         let inner = &self.inner;
         let creds = inner.creds(scope).await?;
         let token = creds.token(EkyteOp::UpdateNote)?;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let args = json!({ "noteId": id.get(), "title": note.title, "content": note.html });
         inner
             .update_tool(
@@ -1472,7 +1472,7 @@ impl EkyteAdapter {
         fields: Value,
     ) -> Result<(), ApiError> {
         let inner = &self.inner;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         let mut args = json!({ "workspaceId": id.get() });
         if let (Some(a), Value::Object(f)) = (args.as_object_mut(), fields) {
             a.extend(f);
@@ -1505,7 +1505,7 @@ impl EkyteAdapter {
         args: Value,
     ) -> Result<(), ApiError> {
         let inner = &self.inner;
-        let calls = Calls::unbounded(&scope.tenant.id);
+        let calls = Calls::unbounded(scope);
         inner
             .update_tool(
                 &calls,

@@ -515,7 +515,7 @@ impl EkyteChangeSource for EkytePoller {
             .start_or_resume(tenant, RunKind::Poll, None)
             .await
             .map_err(|e| from_store(e, "starting the poll run"))?;
-        let calls = Calls::bounded(&scope.tenant.id, self.adapter.config().poll.max_calls);
+        let calls = Calls::bounded(scope, self.adapter.config().poll.max_calls);
         let mut tally = Tally::default();
         match self.scan(scope, run.id, &calls, &mut tally).await {
             Ok(()) => {

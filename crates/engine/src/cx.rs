@@ -85,6 +85,7 @@ impl Cx {
             reason: n.reason,
             message_id: self.opts.message_id.clone(),
             dry_run: self.opts.dry_run,
+            calls: None,
         });
     }
 

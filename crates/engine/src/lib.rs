@@ -189,8 +189,26 @@ impl Engine {
             &'c mut cx::Cx,
         ) -> futures::future::BoxFuture<'c, Result<(), SyncError>>,
     {
+        let scope = scope.counted();
+        let meter = scope.calls.clone();
         let mut cx = self.cx(scope, opts);
         let result = f(self, &mut cx).await;
+        let (ghl, ekyte) = meter.counts();
+        if ghl + ekyte > 0 {
+            // A message that only read is in the history too, with what it read.
+            if cx.entries.is_empty() && result.is_ok() {
+                cx.skip(
+                    domain::EntityKind::Contact,
+                    None,
+                    None,
+                    "read only: nothing to write",
+                );
+            }
+            let calls = ports::store::ApiCalls { ghl, ekyte };
+            for e in &mut cx.entries {
+                e.calls = Some(calls);
+            }
+        }
         let flushed = self.flush(&cx).await;
         result?;
         flushed?;

@@ -213,6 +213,7 @@ impl Inner {
         key: &BudgetKey,
         token: &AccessToken,
     ) -> Result<Answer, CallError> {
+        scope.calls.ghl();
         Box::pin(self.transport.send(
             req,
             Some(&token.secret),

@@ -16,4 +16,4 @@ pub mod store;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{ApiError, BoxError, Classify, Disposition, QueueError, StoreError};
-pub use scope::{Priority, Scope};
+pub use scope::{CallMeter, Priority, Scope};

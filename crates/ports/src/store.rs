@@ -574,6 +574,17 @@ pub struct AuditEntry {
     pub reason: Option<String>,
     pub message_id: Option<String>,
     pub dry_run: bool,
+    /// The API calls the message that wrote the entry made, on each side (every entry of one
+    /// message carries the same counts); `None` when not counted.
+    #[serde(default)]
+    pub calls: Option<ApiCalls>,
+}
+
+/// API calls made on each side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiCalls {
+    pub ghl: u32,
+    pub ekyte: u32,
 }
 
 impl AuditEntry {
@@ -606,6 +617,7 @@ impl AuditEntry {
             reason: Some(reason),
             message_id,
             dry_run: false,
+            calls: None,
         }
     }
 }

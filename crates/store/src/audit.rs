@@ -35,6 +35,12 @@ fn row(entry: &AuditEntry) -> Result<audit_log::ActiveModel, StoreError> {
         reason: Set(entry.reason.clone()),
         message_id: Set(entry.message_id.clone()),
         dry_run: Set(entry.dry_run),
+        ghl_calls: Set(entry
+            .calls
+            .map(|c| i32::try_from(c.ghl).unwrap_or(i32::MAX))),
+        ekyte_calls: Set(entry
+            .calls
+            .map(|c| i32::try_from(c.ekyte).unwrap_or(i32::MAX))),
     })
 }
 

@@ -170,6 +170,8 @@ pub(crate) mod audit_log {
         pub reason: Option<String>,
         pub message_id: Option<String>,
         pub dry_run: bool,
+        pub ghl_calls: Option<i32>,
+        pub ekyte_calls: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

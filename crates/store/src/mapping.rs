@@ -186,6 +186,17 @@ pub(crate) fn audit(row: audit_log::Model) -> Result<AuditRecord, StoreError> {
             reason: row.reason,
             message_id: row.message_id,
             dry_run: row.dry_run,
+            calls: match (row.ghl_calls, row.ekyte_calls) {
+                (None, None) => None,
+                (g, e) => Some(ports::store::ApiCalls {
+                    ghl: g.map_or(Ok(0), |n| {
+                        u32::try_from(n).map_err(|e| crate::error::bad_value(T, "ghl_calls", e))
+                    })?,
+                    ekyte: e.map_or(Ok(0), |n| {
+                        u32::try_from(n).map_err(|e| crate::error::bad_value(T, "ekyte_calls", e))
+                    })?,
+                }),
+            },
         },
     })
 }

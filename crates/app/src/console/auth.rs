@@ -252,6 +252,9 @@ mod tests {
                 role: ConsoleRole::Viewer,
                 tenants: vec!["acme".into()],
             }],
+            ghl_contact_url: String::new(),
+            ekyte_workspace_url: String::new(),
+            ekyte_task_url: String::new(),
         };
         Gate::new(&config, b"a key of the deployment")
     }

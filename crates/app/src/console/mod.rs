@@ -66,6 +66,56 @@ pub struct ConsoleState {
     pub observations: Arc<dyn ports::store::Observations>,
     /// The queues' depths now.
     pub broker: Arc<dyn crate::queue::Broker>,
+    /// Where records open in GHL and in eKyte.
+    pub deep_links: DeepLinks,
+}
+
+/// Links that open a record in its vendor's web app (`console.*_url` templates).
+#[derive(Debug, Clone, Default)]
+pub struct DeepLinks {
+    pub ghl_contact: String,
+    pub ekyte_workspace: String,
+    pub ekyte_task: String,
+}
+
+impl DeepLinks {
+    pub fn new(c: &crate::config::ConsoleConfig) -> Self {
+        Self {
+            ghl_contact: c.ghl_contact_url.clone(),
+            ekyte_workspace: c.ekyte_workspace_url.clone(),
+            ekyte_task: c.ekyte_task_url.clone(),
+        }
+    }
+
+    fn fill(template: &str, values: &[(&str, &str)]) -> Option<String> {
+        if template.is_empty() {
+            return None;
+        }
+        Some(values.iter().fold(template.to_owned(), |t, (k, v)| {
+            t.replace(
+                &format!("{{{k}}}"),
+                &url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>(),
+            )
+        }))
+    }
+
+    pub fn ghl_contact(&self, location: &str, contact: &str) -> Option<String> {
+        Self::fill(
+            &self.ghl_contact,
+            &[("location", location), ("contact", contact)],
+        )
+    }
+
+    pub fn ekyte_workspace(&self, company: &str, workspace: &str) -> Option<String> {
+        Self::fill(
+            &self.ekyte_workspace,
+            &[("company", company), ("workspace", workspace)],
+        )
+    }
+
+    pub fn ekyte_task(&self, company: &str, task: &str) -> Option<String> {
+        Self::fill(&self.ekyte_task, &[("company", company), ("task", task)])
+    }
 }
 
 /// Makes the link that starts an install for a tenant's location or an agency.
@@ -1002,7 +1052,7 @@ async fn contact_page(
     match contact::view(&s, tenant, &ghl_id).await {
         Ok(view) => html(
             StatusCode::OK,
-            pages::contact(&who, &s.gate.csrf_token(&who), &view, None),
+            pages::contact(&who, &s.gate.csrf_token(&who), &view, None, &s.deep_links),
         ),
         Err(e) => store_failed(&e),
     }
@@ -1080,7 +1130,13 @@ async fn contact_action(
             match contact::view(&s, tenant, &ghl_id).await {
                 Ok(view) => html(
                     StatusCode::OK,
-                    pages::contact(&who, &s.gate.csrf_token(&who), &view, Some(&planned)),
+                    pages::contact(
+                        &who,
+                        &s.gate.csrf_token(&who),
+                        &view,
+                        Some(&planned),
+                        &s.deep_links,
+                    ),
                 ),
                 Err(e) => store_failed(&e),
             }

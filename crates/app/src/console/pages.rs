@@ -463,17 +463,36 @@ pub fn contact(
     csrf: &str,
     v: &ContactView,
     planned: Option<&Result<engine::Report, String>>,
+    deep: &super::DeepLinks,
 ) -> String {
     let id = v.tenant.id.as_str();
+    let location = v.tenant.location_id.as_str();
+    let company = v.tenant.ekyte_company_id.to_string();
+    let ghl_link = deep.ghl_contact(location, &v.ghl_id);
+    let out = |href: Option<String>, text: &str| {
+        html! {
+            @match href {
+                Some(h) => a.out href=(h) target="_blank" rel="noopener noreferrer" { (text) " ↗" },
+                None => (text),
+            }
+        }
+    };
     let base = format!("/console/tenants/{id}/contacts/{}", v.ghl_id);
     page(
         &format!("Contact {}", v.ghl_id),
         Some((who, csrf)),
         html! {
             p {
-                "Tenant " a href={ "/console/tenants/" (id) } { (id) } " · GHL contact " (v.ghl_id)
+                "Tenant " a href={ "/console/tenants/" (id) } { (id) } " · GHL contact " (out(ghl_link.clone(), &v.ghl_id))
                 @match &v.link {
-                    Some(l) => { " ↔ eKyte workspace " (l.ekyte_id.as_deref().unwrap_or("not created")) " (" (format!("{:?}", l.state).to_lowercase()) ", last agreed " (when(l.updated_at)) ")" },
+                    Some(l) => {
+                        " ↔ eKyte workspace "
+                        @match l.ekyte_id.as_deref() {
+                            Some(w) => (out(deep.ekyte_workspace(&company, w), w)),
+                            None => "not created",
+                        }
+                        " (" (format!("{:?}", l.state).to_lowercase()) ", last agreed " (when(l.updated_at)) ")"
+                    },
                     None => { " · " span.bad { "not linked to eKyte" } },
                 }
             }
@@ -495,7 +514,7 @@ pub fn contact(
                     h2 { "Dry-run: what a sync would do now (nothing was written)" }
                     @match planned {
                         Err(e) => p.bad { (e) },
-                        Ok(report) if report.lines.is_empty() => p.ok { "Nothing to write: both sides agree." },
+                        Ok(report) if report.writes() == 0 => p.ok { "Nothing to write: both sides agree." },
                         Ok(report) => table {
                             thead { tr { th { "action" } th { "on" } th { "record" } th { "fields" } th { "why" } } }
                             tbody { @for l in &report.lines {
@@ -529,8 +548,16 @@ pub fn contact(
                     @for l in &v.children {
                         tr {
                             td { (format!("{:?}", l.kind)) }
-                            td { (l.ghl_id.as_deref().unwrap_or("—")) }
-                            td { (l.ekyte_id.as_deref().unwrap_or("—")) }
+                            td { @match l.ghl_id.as_deref() {
+                                // GHL shows a contact's tasks and notes on the contact's page.
+                                Some(g) => (out(ghl_link.clone(), g)),
+                                None => "—",
+                            } }
+                            td { @match l.ekyte_id.as_deref() {
+                                Some(e) if l.kind == domain::EntityKind::Task => (out(deep.ekyte_task(&company, e), e)),
+                                Some(e) => (out(v.link.as_ref().and_then(|c| c.ekyte_id.as_deref()).and_then(|w| deep.ekyte_workspace(&company, w)), e)),
+                                None => "—",
+                            } }
                             td { (format!("{:?}", l.state).to_lowercase()) }
                             td { (when(l.updated_at)) }
                         }
@@ -539,10 +566,10 @@ pub fn contact(
             }
             h2 { "History" }
             table #history {
-                thead { tr { th { "when" } th { "action" } th { "on" } th { "record" } th { "fields" } th { "why" } th { "cause" } } }
+                thead { tr { th { "when" } th { "action" } th { "on" } th { "record" } th { "fields" } th { "why" } th { "cause" } th { "calls" } } }
                 tbody {
-                    @if v.history.is_empty() { tr { td colspan="7" .muted { "nothing recorded" } } }
-                    @for r in &v.history {
+                    @if v.history.is_empty() { tr { td colspan="8" .muted { "nothing recorded" } } }
+                    @for (i, r) in v.history.iter().enumerate() {
                         tr.history {
                             td { (when(r.entry.at)) }
                             td { (r.entry.action.as_str()) @if r.entry.dry_run { " (dry-run)" } }
@@ -550,7 +577,15 @@ pub fn contact(
                             td { (format!("{:?}", r.entry.kind)) " " (r.entry.ghl_id.as_deref().or(r.entry.ekyte_id.as_deref()).unwrap_or("")) }
                             td { (r.entry.fields.join(", ")) }
                             td { (r.entry.reason.as_deref().unwrap_or("")) }
-                            td.muted { (r.entry.message_id.as_deref().unwrap_or("")) }
+                            td.muted { (cause(r.entry.message_id.as_deref())) br; (r.entry.message_id.as_deref().unwrap_or("")) }
+                            td.calls {
+                                // Once per message: its lines are together, newest first.
+                                @if let Some(c) = r.entry.calls {
+                                    @if i == 0 || v.history[i - 1].entry.message_id != r.entry.message_id {
+                                        "GHL " (c.ghl) " · eKyte " (c.ekyte)
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -678,7 +713,11 @@ pub fn plan(who: &Who, csrf: &str, v: &PlanView<'_>) -> String {
             table #plan {
                 thead { tr { th { "contact" } th { "side" } th { "record" } th { "would" } th { "fields" } th { "why" } } }
                 tbody {
-                    @if v.contacts.is_empty() { tr { td colspan="6" .muted { "no write planned yet" } } }
+                    @if v.contacts.is_empty() {
+                        tr { td colspan="6" .muted {
+                            @if running { "no write planned yet" } @else { "none: a full sync would write nothing now" }
+                        } }
+                    }
                     @for c in &v.contacts {
                         @if let Some(f) = &c.failure {
                             tr.bad data-contact=(c.contact) {
@@ -702,4 +741,24 @@ pub fn plan(who: &Who, csrf: &str, v: &PlanView<'_>) -> String {
         },
         running.then_some(2),
     )
+}
+
+/// What a message id says about why the work was done (the ids each source gives its
+/// messages: a webhook's is GHL's `webhookId`, the others start with their source).
+fn cause(message_id: Option<&str>) -> &'static str {
+    let Some(id) = message_id else {
+        return "";
+    };
+    let Some((source, _)) = id.split_once(':') else {
+        return "GHL webhook";
+    };
+    match source {
+        "sync" => "full or incremental sync",
+        "unseen" => "full sync (gone from GHL's search)",
+        "ekyte" | "poll" => "eKyte poll",
+        "console" => "console action",
+        "console-dry-run" => "console dry-run",
+        "cli" => "CLI",
+        _ => "message",
+    }
 }

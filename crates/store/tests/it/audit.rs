@@ -31,6 +31,7 @@ fn entry(tenant: &str, contact: Option<&str>, n: u32) -> AuditEntry {
         reason: (n == 3).then(|| "both sides changed".into()),
         message_id: Some(format!("m{n}")),
         dry_run: n == 4,
+        calls: (n == 5).then_some(ports::store::ApiCalls { ghl: 2, ekyte: 3 }),
     }
 }
 
