@@ -500,12 +500,33 @@ async fn the_demo_leaves_its_console_up_until_told_to_stop() {
         .to_owned();
     let page = http
         .get(format!("{base}/console/tenants"))
-        .header(COOKIE, cookie)
+        .header(COOKIE, &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("data-tenant="));
+    // Connect works in the demo too: its consent page is the GHL simulator's.
+    let connect = http
+        .get(format!("{base}/console/connect"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let link = connect
+        .split("id=\"connect-agency\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a Connect GHL link")
+        .replace("&amp;", "&");
+    assert!(link.starts_with("http://127.0.0.1:"), "{link}");
+    assert!(link.contains("/v2/oauth/chooselocation?"), "{link}");
+    let consent = http.get(&link).send().await.unwrap();
+    assert_eq!(consent.status(), 200, "the simulator's consent page");
+    assert!(consent.text().await.unwrap().contains("form id=\"agency\""));
     let pid = child.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -1,7 +1,8 @@
 //! Benchmark 7: the operator console's tenants page for many tenants, over HTTP on loopback,
-//! on SQLite and on PostgreSQL. Each tenant has a GHL token, a full, an incremental and a
-//! poll run; every tenth has a dead letter. The report gives the page's time to the last byte
-//! (median, p95, max of `--requests` loads after one warm-up) and its size.
+//! on SQLite and on PostgreSQL. Each tenant has a GHL token, eKyte keys, a full, an
+//! incremental and a poll run, a rate budget and a queue wait observed; every tenth has a dead
+//! letter. The report gives the page's time to the last byte (median, p95, max of
+//! `--requests` loads after one warm-up) and its size.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +17,9 @@ use app::queue::memory::MemoryBroker;
 use app::wiring::{self, App};
 use domain::{EkyteCompanyId, LocationId, Tenant, TenantId, TenantSettings};
 use ports::store::{
-    CredentialSecret, CredentialStore, DeadLetterStore, NewCredential, NewDeadLetter, Provider,
-    RunCounts, RunKind, RunStatus, RunStore, TenantStore,
+    CredentialSecret, CredentialStore, DeadLetterStore, NewCredential, NewDeadLetter, Observations,
+    Provider, QueueObservation, RateObservation, RunCounts, RunKind, RunStatus, RunStore,
+    TenantStore,
 };
 use store::test_support::{TestBackend, TestDb};
 
@@ -59,6 +61,45 @@ async fn seed(app: &App, n: usize) -> anyhow::Result<()> {
                 },
                 expires_at: None,
             },
+        )
+        .await?;
+        CredentialStore::put(
+            store,
+            &tenant.id,
+            Provider::Ekyte,
+            &NewCredential {
+                secret: CredentialSecret::Ekyte {
+                    api_key: SecretString::from(format!("ekyte-key-{i}")),
+                    mcp_token: (i % 2 == 0).then(|| SecretString::from(format!("mcp-{i}"))),
+                },
+                expires_at: None,
+            },
+        )
+        .await?;
+        let now = chrono::Utc::now();
+        Observations::note_rates(
+            store,
+            &[RateObservation {
+                resource: tenant.location_id.to_string(),
+                max: 100,
+                interval_ms: 10_000,
+                remaining: Some(60),
+                daily_limit: 200_000,
+                daily_remaining: Some(150_000 - i as u64),
+                throttled: 0,
+                at: now,
+            }],
+        )
+        .await?;
+        Observations::note_queue(
+            store,
+            &[QueueObservation {
+                tenant: tenant.id.clone(),
+                taken: 20,
+                longest_wait_ms: 1_500,
+                last_wait_ms: 40,
+                at: now,
+            }],
         )
         .await?;
         for kind in [RunKind::Full, RunKind::Incremental, RunKind::Poll] {

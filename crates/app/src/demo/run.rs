@@ -267,6 +267,21 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
             tenants: Vec::new(),
         }];
     }
+    // The ingress listens before the app is built: the console's Connect page needs the
+    // callback's address, which the simulator's consent page sends the browser back to.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    if args.console {
+        let client = sandbox::ghl::OAuthClientSpec::default();
+        world
+            .ghl
+            .register_oauth_client(client.clone())
+            .map_err(|e| anyhow::anyhow!("registering the demo's Marketplace app: {e:?}"))?;
+        cfg.ghl.client_id = client.client_id;
+        cfg.ghl.client_secret = SecretString::from(client.client_secret);
+        cfg.ghl.marketplace_base = url::Url::parse(&world.ghl.base_url())?;
+        cfg.ghl.redirect_uri = url::Url::parse(&format!("http://{addr}/oauth/callback"))?;
+    }
     let (demo_broker, queue) = pick_broker(&cfg, args.queue).await?;
     let broker = demo_broker.broker();
     eprintln!("queue: {queue}");
@@ -296,8 +311,6 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     ));
     let stats = worker.stats.clone();
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
     let ingress_task = tokio::spawn(crate::ingress::serve(
         listener,
         app.ingress()?,
