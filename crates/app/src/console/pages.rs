@@ -22,7 +22,7 @@ th{background:#eef0f4}.ok{color:#137333}.bad{color:#b3261e;font-weight:600}
 .badge{display:inline-block;border-radius:.8em;padding:0 .6em;color:#fff}
 .badge.ok{background:#137333}.badge.bad{background:#b3261e}
 form.inline{display:inline}button{cursor:pointer}pre{white-space:pre-wrap;margin:0}
-.filters{margin-bottom:1em}.muted{color:#667}
+.filters{margin-bottom:1em}.muted{color:#667}#replay-since{margin:.6em 0}
 ";
 
 fn page(title: &str, who: Option<(&Who, &str)>, body: Markup) -> String {
