@@ -244,6 +244,10 @@ async fn every_console_route_needs_a_session() {
         "/console".to_owned(),
         "/console/tenants".to_owned(),
         format!("/console/tenants/{sim}"),
+        "/console/connect".to_owned(),
+        format!("/console/tenants/{sim}/contacts?q=a"),
+        format!("/console/tenants/{sim}/contacts/someContact1"),
+        format!("/console/tenants/{sim}/dry-runs/0123456789ab"),
     ] {
         let url = format!("{}{path}", c.base);
         if path != "/console" {
@@ -263,6 +267,11 @@ async fn every_console_route_needs_a_session() {
     for path in [
         format!("/console/tenants/{sim}/pause"),
         format!("/console/tenants/{sim}/sync"),
+        format!("/console/tenants/{sim}/replay-group"),
+        format!("/console/tenants/{sim}/refresh-token"),
+        format!("/console/tenants/{sim}/dry-run-full"),
+        format!("/console/tenants/{sim}/contacts/someContact1/sync"),
+        "/console/connect/map".to_owned(),
         "/console/logout".to_owned(),
     ] {
         let r = c
@@ -354,6 +363,30 @@ async fn an_account_limited_to_one_tenant_sees_and_acts_on_it_alone() {
         .await,
         403
     );
+    // Nor any other of tenant other's pages or actions; nor may it add tenants.
+    for path in [
+        "/console/tenants/other/contacts?q=a",
+        "/console/tenants/other/contacts/someContact1",
+        "/console/tenants/other/dry-runs/0123456789ab",
+    ] {
+        assert_eq!(c.page(&limited, path).await.0, 403, "{path}");
+    }
+    for path in [
+        "/console/tenants/other/dry-run-full",
+        "/console/tenants/other/refresh-token",
+        "/console/tenants/other/replay-group",
+        "/console/tenants/other/contacts/someContact1/sync",
+        "/console/connect/map",
+    ] {
+        assert_eq!(
+            c.post(&limited, path, &[("csrf", &token)]).await,
+            403,
+            "{path}"
+        );
+    }
+    let (_, connect) = c.page(&limited, "/console/connect").await;
+    assert!(!connect.contains("connect-agency"), "no agency install");
+    assert!(!connect.contains("data-tenant=\"other\""), "{connect}");
     let other = domain::TenantId::parse("other").unwrap();
     assert!(
         TenantStore::get(c.t.app.store.as_ref(), &other)
@@ -373,13 +406,38 @@ async fn no_page_shows_a_stored_token() {
     let c = Console::start("consolesecret").await;
     plant_token(&c.t, chrono::Utc::now() + chrono::Duration::hours(20)).await;
     let ops = c.session("ops").await;
+    // eKyte keys of "other" too: neither is shown anywhere.
+    const PLANTED_KEY: &str = "planted-ekyte-key-77a1";
+    CredentialStore::put(
+        c.t.app.store.as_ref(),
+        &domain::TenantId::parse("other").unwrap(),
+        Provider::Ekyte,
+        &NewCredential {
+            secret: CredentialSecret::Ekyte {
+                api_key: secrecy::SecretString::from(PLANTED_KEY.to_owned()),
+                mcp_token: Some(secrecy::SecretString::from(format!("{PLANTED_KEY}-mcp"))),
+            },
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
     for path in ["/console/tenants", "/console/tenants/other"] {
         let (status, html) = c.page(&ops, path).await;
         assert_eq!(status, 200, "{path}");
         assert!(!html.contains(PLANTED), "{path} shows the token");
+        assert!(!html.contains(PLANTED_KEY), "{path} shows the eKyte key");
         assert!(
             html.contains("expires 20"),
             "{path} shows the expiry: {html}"
+        );
+    }
+    for path in ["/console/connect", "/console/tenants/other/contacts?q=x"] {
+        let (status, html) = c.page(&ops, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !html.contains(PLANTED) && !html.contains(PLANTED_KEY),
+            "{path} shows a secret"
         );
     }
     c.stop.cancel();

@@ -634,8 +634,7 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
         .await
         .unwrap();
     let section = format!("section.pending[data-location='{new_location}']");
-    let form = b
-        .client
+    b.client
         .wait()
         .at_most(DEADLINE)
         .for_element(Locator::Css(&format!("{section} form.map")))
@@ -651,21 +650,35 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
         input.send_keys(&value).await.unwrap();
     };
     let company = t.tenant.ekyte_company_id.to_string();
+    // The form for this eKyte company, with tenant sim's settings, and `key` if any.
+    let submit = |key: Option<&'static str>| {
+        let (b, section, company) = (&b, section.clone(), company.clone());
+        async move {
+            let form = b
+                .client
+                .find(Locator::Css(&format!("{section} form.map")))
+                .await
+                .expect("the mapping form");
+            fill(form.clone(), "ekyte_company", company).await;
+            if let Some(key) = key {
+                fill(form.clone(), "api_key", key.to_owned()).await;
+            }
+            form.find(Locator::Css("select[name=like] option[value='sim']"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            form.find(Locator::Css("button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+    };
     // A wrong key: eKyte's check refuses it and nothing is saved.
-    fill(form.clone(), "ekyte_company", company.clone()).await;
-    fill(form.clone(), "api_key", "not-the-key".into()).await;
-    form.find(Locator::Css("select[name=like] option[value='sim']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(Some("not-the-key")).await;
     let refused = b
         .client
         .wait()
@@ -688,24 +701,7 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
         "still pending"
     );
     // No key: the keys of tenant sim, on the same eKyte company, pass the check.
-    let form = b
-        .client
-        .find(Locator::Css(&format!("{section} form.map")))
-        .await
-        .unwrap();
-    fill(form.clone(), "ekyte_company", company.clone()).await;
-    form.find(Locator::Css("select[name=like] option[value='sim']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    form.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(None).await;
     let id = domain::TenantId::parse(format!("loc-{}", new_location.to_lowercase())).unwrap();
     b.client
         .wait()

@@ -141,20 +141,8 @@ impl Engine {
         let result: Result<(), SyncError> = async {
             loop {
                 let page = self
-                    .ports
-                    .ghl
-                    .list_contacts(
-                        &bulk,
-                        ListingMode::Search,
-                        &ContactSearch {
-                            updated_since: run.since,
-                            tag: tag.clone(),
-                            page_limit: self.settings.page_size,
-                            after: cursor.clone(),
-                        },
-                    )
-                    .await
-                    .map_err(SyncError::ghl("search contacts"))?;
+                    .search_page(&bulk, run.since, tag.clone(), cursor.clone())
+                    .await?;
                 counts.api_calls += 1;
                 counts.pages += 1;
                 let mut candidates: Vec<(GhlContact, bool)> = Vec::new();
@@ -262,6 +250,30 @@ impl Engine {
         report.enqueued = counts.enqueued;
         report.api_calls = counts.api_calls;
         Ok(report)
+    }
+
+    /// One page of GHL's contact search, as a sweep reads it.
+    async fn search_page(
+        &self,
+        bulk: &Scope,
+        updated_since: Option<chrono::DateTime<chrono::Utc>>,
+        tag: Option<String>,
+        after: Option<ports::ghl::SearchCursor>,
+    ) -> Result<ports::ghl::ContactPage, SyncError> {
+        self.ports
+            .ghl
+            .list_contacts(
+                bulk,
+                ListingMode::Search,
+                &ContactSearch {
+                    updated_since,
+                    tag,
+                    page_limit: self.settings.page_size,
+                    after,
+                },
+            )
+            .await
+            .map_err(SyncError::ghl("search contacts"))
     }
 
     async fn enqueue_sync(
@@ -471,20 +483,8 @@ impl Engine {
         let mut cursor = None;
         loop {
             let page = self
-                .ports
-                .ghl
-                .list_contacts(
-                    &bulk,
-                    ListingMode::Search,
-                    &ContactSearch {
-                        updated_since: None,
-                        tag: tag.clone(),
-                        page_limit: self.settings.page_size,
-                        after: cursor.clone(),
-                    },
-                )
-                .await
-                .map_err(SyncError::ghl("search contacts"))?;
+                .search_page(&bulk, None, tag.clone(), cursor.clone())
+                .await?;
             for c in page.contacts {
                 seen.insert(c.id.clone());
                 if tenant

@@ -222,6 +222,12 @@ async fn one_backend(backend: TestBackend, args: &ConsoleArgs) -> anyhow::Result
     for _ in 0..args.requests {
         times.push(load().await?.0);
     }
+    // Which load was the slowest (0 = the first after the warm-up).
+    let slowest = times
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, t)| **t)
+        .map_or(0, |(i, _)| i);
     times.sort();
     stop.cancel();
     let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
@@ -233,6 +239,7 @@ async fn one_backend(backend: TestBackend, args: &ConsoleArgs) -> anyhow::Result
         "median_ms": ms(at(0.5)),
         "p95_ms": ms(at(0.95)),
         "max_ms": ms(*times.last().unwrap_or(&Duration::ZERO)),
+        "slowest_load": slowest,
     }))
 }
 

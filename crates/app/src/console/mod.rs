@@ -727,12 +727,8 @@ async fn tenant_page(
     Path(id): Path<String>,
     Query(q): Query<LetterQuery>,
 ) -> Response {
-    let who = match who(&s, &headers) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
-    let tenant = match visible_tenant(&s, &who, &id).await {
-        Ok(t) => t,
+    let (who, tenant) = match seen_tenant(&s, &headers, &id).await {
+        Ok(found) => found,
         Err(r) => return *r,
     };
     let id = tenant.id.clone();
@@ -980,6 +976,17 @@ async fn visible_tenant(
     }
 }
 
+/// The signed-in user and the tenant a page names, when the user may see it.
+async fn seen_tenant(
+    s: &ConsoleState,
+    headers: &HeaderMap,
+    raw: &str,
+) -> Result<(Who, domain::Tenant), Box<Response>> {
+    let who = who(s, headers)?;
+    let tenant = visible_tenant(s, &who, raw).await?;
+    Ok((who, tenant))
+}
+
 /// The tenant and the GHL contact a contact route names, when the user may see the tenant.
 async fn visible_contact(
     s: &ConsoleState,
@@ -1009,12 +1016,8 @@ async fn contacts_page(
     Path(id): Path<String>,
     Query(q): Query<SearchQuery>,
 ) -> Response {
-    let who = match who(&s, &headers) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
-    let tenant = match visible_tenant(&s, &who, &id).await {
-        Ok(t) => t,
+    let (who, tenant) = match seen_tenant(&s, &headers, &id).await {
+        Ok(found) => found,
         Err(r) => return *r,
     };
     match contact::find(&s, &tenant.id, &q.q).await {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use domain::{EntityKind, GhlContactId, TenantId};
 use ports::store::{AuditAction, AuditEntry, AuditLog};
 
-use super::{ConsoleState, html, operator, pages, store_failed, visible_tenant, who};
+use super::{ConsoleState, html, operator, pages, seen_tenant, store_failed, visible_tenant};
 
 /// How long a dry-run may go without its end line before the page calls it abandoned.
 const ABANDONED_AFTER: chrono::Duration = chrono::Duration::hours(6);
@@ -134,12 +134,8 @@ pub async fn page(
     headers: HeaderMap,
     Path((id, job)): Path<(String, String)>,
 ) -> Response {
-    let who = match who(&s, &headers) {
-        Ok(w) => w,
-        Err(r) => return *r,
-    };
-    let tenant = match visible_tenant(&s, &who, &id).await {
-        Ok(t) => t,
+    let (who, tenant) = match seen_tenant(&s, &headers, &id).await {
+        Ok(found) => found,
         Err(r) => return *r,
     };
     let not_found = || {
