@@ -114,12 +114,31 @@ impl Engine {
                 })
             }
         };
-        let run = self
-            .ports
-            .runs
-            .start_or_resume(&tenant.id, kind, since)
-            .await
-            .map_err(SyncError::store("start run"))?;
+        // A dry run records no run: it writes nothing, so it must neither move the next
+        // incremental sync's lower bound nor resume (and advance) a real run's cursor. Its
+        // messages carry a run id of their own, below zero.
+        let run = if dry_run {
+            let now = self.ports.clock.now();
+            ports::store::SyncRun {
+                id: -now.timestamp_micros(),
+                tenant: tenant.id.clone(),
+                kind,
+                status: RunStatus::Running,
+                cursor: None,
+                since,
+                counts: RunCounts::default(),
+                error: None,
+                started_at: now,
+                updated_at: now,
+                finished_at: None,
+            }
+        } else {
+            self.ports
+                .runs
+                .start_or_resume(&tenant.id, kind, since)
+                .await
+                .map_err(SyncError::store("start run"))?
+        };
         let resumed = run.cursor.is_some() || run.counts.pages > 0;
         let mut counts = run.counts;
         let mut report = SweepReport {
@@ -215,11 +234,13 @@ impl Engine {
                     }
                 }
                 cursor = page.next;
-                self.ports
-                    .runs
-                    .checkpoint(run.id, cursor.as_ref().map(|c| c.0.clone()), counts)
-                    .await
-                    .map_err(SyncError::store("checkpoint run"))?;
+                if !dry_run {
+                    self.ports
+                        .runs
+                        .checkpoint(run.id, cursor.as_ref().map(|c| c.0.clone()), counts)
+                        .await
+                        .map_err(SyncError::store("checkpoint run"))?;
+                }
                 progress.page(counts.seen, page.total, counts.enqueued);
                 if cursor.is_none() {
                     return Ok(());
@@ -233,10 +254,11 @@ impl Engine {
         };
         // A failed run stays resumable only if it is left running; mark it failed only for
         // errors a retry cannot fix.
-        let finish = !matches!(
-            &result,
-            Err(e) if matches!(ports::Classify::disposition(e), ports::Disposition::Retry { .. })
-        );
+        let finish = !dry_run
+            && !matches!(
+                &result,
+                Err(e) if matches!(ports::Classify::disposition(e), ports::Disposition::Retry { .. })
+            );
         if finish {
             self.ports
                 .runs

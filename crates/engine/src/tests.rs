@@ -1398,3 +1398,53 @@ async fn a_claim_of_another_message_in_this_process_is_waited_for_not_taken() {
     assert_eq!(link.state, LinkState::Linked);
     assert_eq!(link.ekyte_id.as_deref(), Some("31"));
 }
+
+/// A dry-run sweep (`sync full --dry-run`) queues its contact syncs as dry runs and records
+/// no run (the run store, a mock with no expectations, would panic on any call): it must not
+/// move the next incremental sync's lower bound, nor resume a real run.
+#[tokio::test]
+async fn a_dry_run_sweep_records_no_run() {
+    let w = World::new();
+    let mut ghl = MockGhlApi::new();
+    ghl.expect_list_contacts().returning(|_, _, _| {
+        Ok(ports::ghl::ContactPage {
+            contacts: vec![GhlContact {
+                id: cid(),
+                location: LocationId::parse("loc1").unwrap(),
+                contact: contact(),
+                date_added: None,
+            }],
+            total: Some(1),
+            next: None,
+        })
+    });
+    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
+    let mut publisher = MockPublisher::new();
+    let sent = published.clone();
+    publisher.expect_publish().returning(move |env| {
+        sent.lock().unwrap().push(env.clone());
+        Ok(())
+    });
+    let engine = w.engine_with(
+        ghl,
+        MockEkyteApi::new(),
+        MockEkyteChangeSource::new(),
+        publisher,
+    );
+    let report = engine
+        .sweep(
+            &w.scope(),
+            ports::queue::SyncMode::Full,
+            true,
+            &crate::Quiet,
+        )
+        .await
+        .unwrap();
+    assert!(report.run_id < 0, "a run id of its own: {}", report.run_id);
+    let sent = published.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(matches!(
+        &sent[0].payload,
+        ports::queue::Payload::SyncContact { dry_run: true, .. }
+    ));
+}

@@ -12,27 +12,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use domain::{EkyteCompanyId, EkyteTaskTypeId, LocationId, TenantId, TenantSettings};
-use ports::store::{AuditEntry, PendingLocation};
+use ports::store::AuditEntry;
 
+use super::pages::ConnectView;
 use super::{ConsoleState, Who, forbidden, html, operator, pages, store_failed, who};
 use crate::admin::MapRequest;
 use crate::oauth_state::InstallFor;
-
-/// What the Connect page shows.
-pub struct ConnectView {
-    /// The agency install's link; `None` without `ghl.client_id` and `ghl.redirect_uri`, or
-    /// for an account limited to some tenants.
-    pub agency_link: Option<String>,
-    /// Each visible tenant with its own install link.
-    pub tenant_links: Vec<(domain::Tenant, Option<String>)>,
-    /// Why no link can be made, when none can.
-    pub links_missing: bool,
-    pub pending: Vec<PendingLocation>,
-    /// The tenants whose settings a mapping may copy.
-    pub templates: Vec<TenantId>,
-    /// A refused mapping: the location and why.
-    pub refused: Option<(String, String)>,
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ConnectQuery {
@@ -65,7 +50,10 @@ async fn view(
             (t.clone(), l)
         })
         .collect();
-    let agency_link = (acts && all).then(|| link(&InstallFor::Agency)).flatten();
+    // `None` when the Marketplace app is not configured.
+    let agency = acts.then(|| link(&InstallFor::Agency)).flatten();
+    let links_missing = acts && agency.is_none();
+    let agency_link = agency.filter(|_| all);
     let pending = if all {
         s.agencies
             .pending_locations()
@@ -77,7 +65,7 @@ async fn view(
         Vec::new()
     };
     Ok(ConnectView {
-        links_missing: acts && link(&InstallFor::Agency).is_none(),
+        links_missing,
         agency_link,
         templates: tenants.iter().map(|t| t.id.clone()).collect(),
         tenant_links,

@@ -594,7 +594,23 @@ pub fn contact(
     )
 }
 
-pub fn connect(who: &Who, csrf: &str, v: &super::connect::ConnectView) -> String {
+/// What the Connect page shows.
+pub struct ConnectView {
+    /// The agency install's link; `None` without `ghl.client_id` and `ghl.redirect_uri`, or
+    /// for an account limited to some tenants.
+    pub agency_link: Option<String>,
+    /// Each visible tenant with its own install link.
+    pub tenant_links: Vec<(domain::Tenant, Option<String>)>,
+    /// Why no link can be made, when none can.
+    pub links_missing: bool,
+    pub pending: Vec<ports::store::PendingLocation>,
+    /// The tenants whose settings a mapping may copy.
+    pub templates: Vec<domain::TenantId>,
+    /// A refused mapping: the location and why.
+    pub refused: Option<(String, String)>,
+}
+
+pub fn connect(who: &Who, csrf: &str, v: &ConnectView) -> String {
     page(
         "Connect",
         Some((who, csrf)),
