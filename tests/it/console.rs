@@ -227,6 +227,16 @@ pub(crate) async fn dead_letter(t: &TestApp, message_id: &str, chain: &[&str]) -
     .unwrap()
 }
 
+/// Requests the GHL simulator answered that could write: neither a GET nor a search.
+pub(crate) fn ghl_writes(ghl: &sandbox::ghl::GhlSandbox) -> u64 {
+    ghl.counter_snapshot()
+        .routes
+        .iter()
+        .filter(|(route, _)| !route.starts_with("GET ") && !route.ends_with("/search"))
+        .flat_map(|(_, by_status)| by_status.values())
+        .sum()
+}
+
 /// The CSRF token in a page's forms.
 fn csrf(html: &str) -> String {
     let at = html
@@ -930,15 +940,7 @@ async fn a_dry_run_of_a_full_sync_lists_each_contacts_writes_and_writes_nothing(
     let sim = t.tenant.id.clone();
     let company = t.world.company.company_id;
     let ghl = &t.world.ghl;
-    let ghl_writes = || -> u64 {
-        ghl.counter_snapshot()
-            .routes
-            .iter()
-            .filter(|(route, _)| !route.starts_with("GET ") && !route.ends_with("/search"))
-            .flat_map(|(_, by_status)| by_status.values())
-            .sum()
-    };
-    let writes_before = ghl_writes();
+    let writes_before = ghl_writes(ghl);
     let workspaces_before = t.world.ekyte.dump(company).unwrap().workspaces.len();
     let ops = c.session("ops").await;
     let (_, html) = c.page(&ops, &format!("/console/tenants/{sim}")).await;
@@ -991,7 +993,7 @@ async fn a_dry_run_of_a_full_sync_lists_each_contacts_writes_and_writes_nothing(
         page.contains("create"),
         "a workspace would be created: {page}"
     );
-    assert_eq!(ghl_writes(), writes_before, "GHL untouched");
+    assert_eq!(ghl_writes(ghl), writes_before, "GHL untouched");
     assert_eq!(
         t.world.ekyte.dump(company).unwrap().workspaces.len(),
         workspaces_before,

@@ -87,6 +87,17 @@ impl Browser {
         }
     }
 
+    /// The element `locator` finds, once the page shows it (at most [`DEADLINE`]); `what`
+    /// names it when it never comes.
+    async fn wait_for(&self, locator: Locator<'_>, what: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(locator)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
     /// Save what the browser shows as `<name>.png`, when screenshots are asked for.
     async fn screenshot(&self, name: &str) {
         let Some(dir) = std::env::var_os("E2E_CONSOLE_SCREENSHOTS") else {
@@ -105,12 +116,11 @@ impl Browser {
             .unwrap();
         // Not signed in: the browser lands on the login page.
         let form = self
-            .client
-            .wait()
-            .at_most(DEADLINE)
-            .for_element(Locator::Css("form[action='/console/login']"))
-            .await
-            .expect("the login page");
+            .wait_for(
+                Locator::Css("form[action='/console/login']"),
+                "the login page",
+            )
+            .await;
         self.screenshot("login").await;
         form.find(Locator::Css("input[name=user]"))
             .await
@@ -130,12 +140,11 @@ impl Browser {
             .click()
             .await
             .unwrap();
-        self.client
-            .wait()
-            .at_most(DEADLINE)
-            .for_element(Locator::Css("table#tenants"))
-            .await
-            .expect("the tenants page after logging in");
+        self.wait_for(
+            Locator::Css("table#tenants"),
+            "the tenants page after logging in",
+        )
+        .await;
     }
 }
 
@@ -214,12 +223,11 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
         .await
         .unwrap();
     let line = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css(&format!("tr[data-dead-letter='{letter}']")))
-        .await
-        .expect("the dead letter");
+        .wait_for(
+            Locator::Css(&format!("tr[data-dead-letter='{letter}']")),
+            "the dead letter",
+        )
+        .await;
     assert!(
         line.text()
             .await
@@ -235,14 +243,13 @@ async fn an_operator_logs_in_sees_what_needs_attention_and_replays_a_dead_letter
         .unwrap();
     // The page after the POST: the same table, without the letter. (Waiting for the table
     // alone could find the old page's before the browser moved on.)
-    b.client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::XPath(&format!(
+    b.wait_for(
+        Locator::XPath(&format!(
             "//table[@id='dead-letter-list'][not(.//tr[@data-dead-letter='{letter}'])]"
-        )))
-        .await
-        .expect("the replayed letter left the list");
+        )),
+        "the replayed letter left the list",
+    )
+    .await;
     assert!(
         DeadLetterStore::get(store.as_ref(), letter)
             .await
@@ -323,21 +330,16 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
         .await
         .unwrap();
     let find = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("input[name=q]"))
-        .await
-        .unwrap();
+        .wait_for(Locator::Css("input[name=q]"), "the contact search box")
+        .await;
     find.send_keys(&email).await.unwrap();
     find.send_keys("\u{E007}").await.unwrap(); // Enter
     let name_row = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("tr[data-field='name']"))
-        .await
-        .expect("the contact page, found by email");
+        .wait_for(
+            Locator::Css("tr[data-field='name']"),
+            "the contact page, found by email",
+        )
+        .await;
     let text = name_row.text().await.unwrap();
     assert!(text.contains("Changed InGhl"), "GHL now: {text}");
     assert!(text.contains("Renamed In Ekyte"), "eKyte now: {text}");
@@ -349,14 +351,7 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
     b.screenshot("contact").await;
 
     // Dry-run: the planned writes, and nothing written.
-    let writes = |snap: &sandbox::common::CounterSnapshot| -> u64 {
-        snap.routes
-            .iter()
-            .filter(|(route, _)| !route.starts_with("GET ") && !route.ends_with("/search"))
-            .flat_map(|(_, by_status)| by_status.values())
-            .sum()
-    };
-    let writes_before = writes(&ghl.counter_snapshot());
+    let writes_before = crate::console::ghl_writes(ghl);
     b.client
         .find(Locator::Css("form[action$='/dry-run'] button"))
         .await
@@ -365,12 +360,8 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
         .await
         .unwrap();
     let planned = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("#dry-run"))
-        .await
-        .expect("the dry-run's plan");
+        .wait_for(Locator::Css("#dry-run"), "the dry-run's plan")
+        .await;
     let plan = planned.text().await.unwrap();
     assert!(plan.contains("nothing was written"), "{plan}");
     assert!(
@@ -390,7 +381,7 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
     assert_eq!(after.name, "Renamed In Ekyte", "eKyte untouched");
     // GHL: reads only (every request the dry-run made was a GET or the search POST).
     assert_eq!(
-        writes(&ghl.counter_snapshot()),
+        crate::console::ghl_writes(ghl),
         writes_before,
         "GHL untouched"
     );
@@ -417,12 +408,8 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
         .await
         .unwrap();
     let history = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("table#history"))
+        .wait_for(Locator::Css("table#history"), "the contact's history")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -481,24 +468,20 @@ async fn a_contact_edited_on_both_sides_shows_both_its_plan_and_its_history() {
         .goto(&format!("{}/console/tenants/{}", c.base, t.tenant.id))
         .await
         .unwrap();
-    b.client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("form[action$='/dry-run-full'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.wait_for(
+        Locator::Css("form[action$='/dry-run-full'] button"),
+        "the Dry-run a full sync button",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
     let status = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::XPath(
-            "//p[@id='plan-status'][contains(., 'finished:')]",
-        ))
+        .wait_for(
+            Locator::XPath("//p[@id='plan-status'][contains(., 'finished:')]"),
+            "the dry-run ends, the page refreshing itself",
+        )
         .await
-        .expect("the dry-run ends, the page refreshing itself")
         .text()
         .await
         .unwrap();
@@ -569,23 +552,18 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
         .goto(&format!("{}/console/connect", c.base))
         .await
         .unwrap();
-    b.client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("a#connect-agency"))
-        .await
-        .expect("the Connect GHL link for an agency")
-        .click()
-        .await
-        .unwrap();
+    b.wait_for(
+        Locator::Css("a#connect-agency"),
+        "the Connect GHL link for an agency",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
     // GHL's consent page (the simulator's): only the new sub-account is approved.
     let agency = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("form#agency"))
-        .await
-        .expect("the simulator's consent page");
+        .wait_for(Locator::Css("form#agency"), "the simulator's consent page")
+        .await;
     assert!(
         b.client
             .find(Locator::Css("code#scopes"))
@@ -615,12 +593,8 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
         .unwrap();
     // The callback's page: the location is pending, with a way on to the console.
     let outcome = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("pre#outcome"))
+        .wait_for(Locator::Css("pre#outcome"), "the callback's page")
         .await
-        .expect("the callback's page")
         .text()
         .await
         .unwrap();
@@ -634,12 +608,11 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
         .await
         .unwrap();
     let section = format!("section.pending[data-location='{new_location}']");
-    b.client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css(&format!("{section} form.map")))
-        .await
-        .expect("the pending location's mapping form");
+    b.wait_for(
+        Locator::Css(&format!("{section} form.map")),
+        "the pending location's mapping form",
+    )
+    .await;
     b.screenshot("connect-map").await;
     let fill = |form: fantoccini::elements::Element, name: &'static str, value: String| async move {
         let input = form
@@ -680,12 +653,8 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
     // A wrong key: eKyte's check refuses it and nothing is saved.
     submit(Some("not-the-key")).await;
     let refused = b
-        .client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css(&format!("{section} p.bad")))
+        .wait_for(Locator::Css(&format!("{section} p.bad")), "the refusal")
         .await
-        .expect("the refusal")
         .text()
         .await
         .unwrap();
@@ -703,12 +672,8 @@ async fn an_operator_connects_an_agency_and_maps_its_new_location() {
     // No key: the keys of tenant sim, on the same eKyte company, pass the check.
     submit(None).await;
     let id = domain::TenantId::parse(format!("loc-{}", new_location.to_lowercase())).unwrap();
-    b.client
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css("p#actions"))
-        .await
-        .expect("the new tenant's page");
+    b.wait_for(Locator::Css("p#actions"), "the new tenant's page")
+        .await;
     assert!(
         b.client
             .current_url()
