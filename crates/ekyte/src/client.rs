@@ -11,6 +11,7 @@
 //!   routes are logged by template, reqwest errors are stripped of their URL, and text taken
 //!   from a response is scrubbed of the request's secrets.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::{ConfigError, EkyteConfig, RetryConfig};
+use crate::creds::CredsCache;
 use crate::dto::{AutomationErrorDto, Envelope};
 use crate::error::{BudgetSpent, scrub};
 
@@ -108,10 +110,12 @@ pub(crate) struct Http {
     base: Url,
     retry: RetryConfig,
     max_pages: u32,
+    /// Forgets a tenant's credentials when eKyte refuses them.
+    creds: Arc<CredsCache>,
 }
 
 impl Http {
-    pub fn new(config: &EkyteConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: &EkyteConfig, creds: Arc<CredsCache>) -> Result<Self, ConfigError> {
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
@@ -126,7 +130,14 @@ impl Http {
             base: config.base()?,
             retry: config.retry.clone(),
             max_pages: config.max_pages,
+            creds,
         })
+    }
+
+    /// Forget `tenant`'s cached credentials: eKyte refused them, so the next operation reads
+    /// the store again.
+    pub fn forget_credentials(&self, tenant: &str) {
+        self.creds.forget(tenant);
     }
 
     /// `base_url` + a relative path.
@@ -227,6 +238,10 @@ impl Http {
             }
         };
         count(calls, &req.route, status.as_str());
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // The next operation reads the store again: the key may have been replaced.
+            self.forget_credentials(&calls.tenant);
+        }
         tracing::debug!(route = %req.route, status = status.as_u16(), elapsed = ?started.elapsed(), "eKyte request");
         if status == StatusCode::TOO_MANY_REQUESTS {
             let after = headers

@@ -23,6 +23,7 @@
 
 mod client;
 pub mod config;
+mod creds;
 mod dto;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -48,6 +49,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::client::{Calls, Http};
+use crate::creds::{Creds, CredsCache};
 use crate::dto::{
     BoardDto, CommentDto, DetailedBoardDto, Envelope, NewBoardBody, NewNoteBody, NewTaskBody,
     NewWorkspaceBody, TaskDto, TaskTypeDto, UserDto, WorkspaceDto,
@@ -108,13 +110,8 @@ pub(crate) struct Inner {
     pub(crate) http: Http,
     mcp: Mcp,
     credentials: Arc<dyn CredentialStore>,
-}
-
-/// A tenant's eKyte credentials for one operation.
-pub(crate) struct Creds {
-    pub api_key: SecretString,
-    pub mcp_token: Option<SecretString>,
-    pub company: String,
+    /// Shared with `http`, which forgets a tenant's entry when eKyte refuses it.
+    creds_cache: Arc<CredsCache>,
 }
 
 impl Creds {
@@ -168,7 +165,8 @@ impl EkyteAdapter {
         credentials: Arc<dyn CredentialStore>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let http = Http::new(&config)?;
+        let creds_cache = Arc::new(CredsCache::default());
+        let http = Http::new(&config, Arc::clone(&creds_cache))?;
         let mcp = Mcp::new(&config);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -176,6 +174,7 @@ impl EkyteAdapter {
                 http,
                 mcp,
                 credentials,
+                creds_cache,
             }),
         })
     }
@@ -271,6 +270,8 @@ impl EkyteAdapter {
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id))]
     pub async fn healthcheck(&self, scope: &Scope) -> Result<Health, ApiError> {
         let inner = &self.inner;
+        // A check looks at what is stored now (a key may have just been replaced).
+        inner.creds_cache.forget(scope.tenant.id.as_str());
         let creds = inner.creds(scope).await?;
         let calls = Calls::unbounded(scope);
         let mut problems = Vec::new();
@@ -394,7 +395,19 @@ fn bad_id(what: &str, e: domain::IdError) -> ApiError {
 }
 
 impl Inner {
+    /// The tenant's credentials, from memory when read within the cache's TTL (`creds.rs`).
     pub(crate) async fn creds(&self, scope: &Scope) -> Result<Creds, ApiError> {
+        let company = scope.tenant.ekyte_company_id.to_string();
+        if let Some(creds) = self.creds_cache.get(scope.tenant.id.as_str(), &company) {
+            return Ok(creds);
+        }
+        let creds = self.read_creds(scope).await?;
+        self.creds_cache.put(scope.tenant.id.as_str(), &creds);
+        Ok(creds)
+    }
+
+    /// The tenant's credentials as the store holds them now.
+    pub(crate) async fn read_creds(&self, scope: &Scope) -> Result<Creds, ApiError> {
         let tenant = &scope.tenant.id;
         let cred = self
             .credentials

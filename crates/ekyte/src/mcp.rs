@@ -175,6 +175,8 @@ impl Mcp {
         match &*guard {
             Slot::Ready(s) if s.digest == digest => return Ok(s.clone()),
             Slot::Refused { digest: d, message } if *d == digest => {
+                // The next operation reads the store again: the token may be corrected.
+                http.forget_credentials(tenant.as_str());
                 return Err(ApiError::Unauthorized {
                     message: message.clone(),
                 });
@@ -197,6 +199,7 @@ impl Mcp {
                      Configurações → Token de Acesso para MCP), not the whole URL"
                 );
                 tracing::warn!(tenant = %tenant, "eKyte MCP token is anonymous; refusing to write");
+                http.forget_credentials(tenant.as_str());
                 *guard = Slot::Refused {
                     digest,
                     message: message.clone(),

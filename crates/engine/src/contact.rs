@@ -643,6 +643,15 @@ impl ContactSync<'_> {
         Ok(())
     }
 
+    /// Whether this run created the workspace `ws` (for the contact or its business): then
+    /// it holds nothing yet that this run did not write.
+    fn created_here(&self, cx: &Cx, ws: EkyteWorkspaceId) -> bool {
+        let ws = ws.to_string();
+        [EntityKind::Contact, EntityKind::Business]
+            .into_iter()
+            .any(|kind| cx.created_here(kind, Side::Ekyte, &ws))
+    }
+
     /// The workspace's board for GHL notes and the profile note, created once.
     async fn board(
         &self,
@@ -674,6 +683,9 @@ impl ContactSync<'_> {
             ghl_parent: None,
             ekyte_parent: Some(ws.to_string()),
         };
+        // Whether a board of this title may exist already: not when the claim is new and the
+        // workspace was created by this very run (nobody else can have added the board).
+        let mut may_exist = true;
         let held = match self
             .ports
             .links
@@ -681,7 +693,11 @@ impl ContactSync<'_> {
             .await
             .map_err(SyncError::store("claim board"))?
         {
-            Claim::Claimed(l) | Claim::TakenOver(l) => l,
+            Claim::Claimed(l) => {
+                may_exist = !self.created_here(cx, ws);
+                l
+            }
+            Claim::TakenOver(l) => l,
             Claim::AlreadyLinked(l) => {
                 return l.ekyte_id.as_deref().map(parse).unwrap_or_else(|| {
                     Err(SyncError::Config("board link without board id".into()))
@@ -706,16 +722,20 @@ impl ContactSync<'_> {
             }
         };
         let title = tenant.settings.ekyte.board_title.clone();
-        // Boards are few per workspace: look before creating, always.
-        let existing = self
-            .ports
-            .ekyte
-            .list_boards(&cx.scope, ws)
-            .await
-            .map_err(SyncError::ekyte("list boards"))?
-            .into_iter()
-            .find(|b| b.title == title)
-            .map(|b| b.id);
+        // Look before creating, unless the workspace is brand new: the listing is every
+        // board of the company, so a listing per new contact made a first sync O(N²).
+        let existing = if may_exist {
+            self.ports
+                .ekyte
+                .list_boards(&cx.scope, ws)
+                .await
+                .map_err(SyncError::ekyte("list boards"))?
+                .into_iter()
+                .find(|b| b.title == title)
+                .map(|b| b.id)
+        } else {
+            None
+        };
         let board = match existing {
             Some(b) => b,
             None => {
@@ -974,7 +994,8 @@ impl ContactSync<'_> {
             .filter_map(|l| l.ghl_id.clone().map(|g| (g, l.clone())))
             .collect();
         let mut ekyte_tasks: BTreeMap<String, EkyteTask> = BTreeMap::new();
-        if let Some(ws) = ws {
+        // A workspace this run created holds no task yet: nothing to list.
+        if let Some(ws) = ws.filter(|ws| !self.created_here(cx, *ws)) {
             for t in self
                 .ports
                 .ekyte

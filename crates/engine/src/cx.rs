@@ -89,6 +89,20 @@ impl Cx {
         });
     }
 
+    /// Whether this run created the record `id` on `target` (an audited create).
+    pub fn created_here(&self, kind: EntityKind, target: Side, id: &str) -> bool {
+        !self.opts.dry_run
+            && self.entries.iter().any(|e| {
+                e.kind == kind
+                    && e.target == Some(target)
+                    && e.action == AuditAction::Create
+                    && match target {
+                        Side::Ekyte => e.ekyte_id.as_deref() == Some(id),
+                        Side::Ghl => e.ghl_id.as_deref() == Some(id),
+                    }
+            })
+    }
+
     /// A skip with a reason.
     pub fn skip(
         &mut self,

@@ -16,10 +16,21 @@ use ports::StoreError;
 
 use crate::error::unavailable;
 
+/// A pooled connection idle at least this long is pinged before use.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(30);
+
+/// The most connections a SQLite pool opens, whatever `max_connections` says: SQLite runs one
+/// writer at a time, and on SQLite no lock pins a connection (they are in-process), so more
+/// connections only add busy-waits and page-cache misses. Measured (`bench calls`, 1,000
+/// contacts): 2 and 4 connections alike; 40 cost 10-20% more CPU and 10 MiB more memory; 1
+/// made the first sync 10-25% slower (docs/performance.md).
+pub const SQLITE_POOL: u32 = 4;
+
 /// Tuning knobs; the defaults suit the service.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Pool size. Default 16 on PostgreSQL, 4 on SQLite. Each held contact lock and each
+    /// Pool size. Default 16 on PostgreSQL, 4 on SQLite (and at most [`SQLITE_POOL`] there).
+    /// Each held contact lock and each
     /// in-flight token refresh pins one PostgreSQL connection, so size this above the
     /// worker's concurrency.
     pub max_connections: Option<u32>,
@@ -89,6 +100,10 @@ pub(crate) async fn connect(
     let backend = backend_of(url)?;
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.acquire_timeout(options.acquire_timeout)
+        // A connection in use is known to work; one idle for a while (the database may have
+        // restarted meanwhile) is checked before it is handed out. Checking every checkout
+        // cost a round trip per statement.
+        .test_before_acquire_if_idle_for(IDLE_CHECK_AFTER)
         .connect_timeout(options.connect_timeout)
         .sqlx_logging(options.log_statements);
     match backend {
@@ -99,7 +114,10 @@ pub(crate) async fn connect(
             let max = if path.is_none() {
                 1
             } else {
-                options.max_connections.unwrap_or(4)
+                options
+                    .max_connections
+                    .unwrap_or(SQLITE_POOL)
+                    .min(SQLITE_POOL)
             };
             if let Some(parent) = path
                 .map(std::path::Path::new)

@@ -47,6 +47,7 @@ mod tenants;
 pub mod test_support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -74,6 +75,8 @@ struct Inner {
     backend: DbBackend,
     keyring: Keyring,
     local: LocalLocks,
+    /// Statements sent to the database since connecting (see [`Store::statements`]).
+    statements: Arc<AtomicU64>,
 }
 
 /// In-process locks, used on SQLite only (one process owns the file).
@@ -107,14 +110,20 @@ impl Store {
         keyring: Keyring,
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
-        let (db, backend) = config::connect(url, &options).await?;
+        let (mut db, backend) = config::connect(url, &options).await?;
         tracing::info!(backend = ?backend, url = %redact_url(url), "store connected");
+        let statements = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&statements);
+        db.set_metric_callback(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 backend,
                 keyring,
                 local: LocalLocks::default(),
+                statements,
             }),
         })
     }
@@ -159,6 +168,19 @@ impl Store {
     /// Which backend the URL chose.
     pub fn is_postgres(&self) -> bool {
         self.inner.backend == DbBackend::Postgres
+    }
+
+    /// Statements this store sent to the database since it connected: every statement of
+    /// every query, inside transactions too, plus the `BEGIN` and the end of each
+    /// transaction. Connection checks of the pool are not statements of ours and are not
+    /// counted. For the benchmarks and the `store_statements_total` metric.
+    pub fn statements(&self) -> u64 {
+        self.inner.statements.load(Ordering::Relaxed)
+    }
+
+    /// Count statements the metric callback does not see (a transaction's begin and end).
+    pub(crate) fn count_statements(&self, n: u64) {
+        self.inner.statements.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TryInsertResult,
 };
 
 use domain::{EntityKind, Side, TenantId};
@@ -207,24 +207,30 @@ impl LinkStore for Store {
                 created_at: Set(at),
                 updated_at: Set(at),
             };
+            // One statement when the claim is new: the row comes back from the insert.
             let inserted = Entity::insert(row)
-                .on_conflict(
-                    OnConflict::columns([Column::TenantId, Column::Kind, column])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(self.db())
-                .await
-                .map_err(|e| db_err("claim link", e))?;
-            let Some(link) = self.link_by(&key.tenant, key.kind, column, &key.id).await? else {
-                // Released between our insert attempt and the read: go again.
-                continue;
+                .on_conflict_do_nothing_on([Column::TenantId, Column::Kind, column])
+                .exec_with_returning(self.db())
+                .await;
+            let (inserted, link) = match inserted {
+                Ok(TryInsertResult::Inserted(model)) => (true, mapping::link(model)?),
+                // The row exists (`DO NOTHING` returns no row; sea-orm reports that as "not
+                // found" or "not inserted" depending on the path): read it.
+                Ok(TryInsertResult::Empty | TryInsertResult::Conflicted)
+                | Err(DbErr::RecordNotFound(_) | DbErr::RecordNotInserted) => {
+                    match self.link_by(&key.tenant, key.kind, column, &key.id).await? {
+                        Some(link) => (false, link),
+                        // Released between our insert attempt and the read: go again.
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(db_err("claim link", e)),
             };
             if link.state != LinkState::Claimed {
                 return Ok(Claim::AlreadyLinked(link));
             }
             let ours = link.claimed_by.as_deref() == Some(owner);
-            if inserted == 1 && ours {
+            if inserted && ours {
                 return Ok(Claim::Claimed(link));
             }
             if !ours && !stale(&link, stale_after) {
@@ -264,61 +270,44 @@ impl LinkStore for Store {
         expected_version: i64,
         update: &LinkUpdate,
     ) -> Result<Link, StoreError> {
-        let current = self
-            .link_by_id(link_id)
-            .await?
-            .ok_or_else(|| not_found(link_id))?;
-        let version_conflict = || StoreError::Conflict {
-            message: format!(
-                "link {link_id} changed: expected version {expected_version}, found a newer one"
-            ),
-        };
-        if current.version != expected_version {
-            return Err(version_conflict());
-        }
+        // One statement: a compare-and-set on the version that returns the row it wrote.
+        // Ids and parents left `None` are not assigned, so they keep their stored value.
         let at = now();
-        let claimed = update.state == LinkState::Claimed;
-        let next = Link {
-            ghl_id: update.ghl_id.clone().or(current.ghl_id.clone()),
-            ekyte_id: update.ekyte_id.clone().or(current.ekyte_id.clone()),
-            ghl_parent: update.ghl_parent.clone().or(current.ghl_parent.clone()),
-            ekyte_parent: update.ekyte_parent.clone().or(current.ekyte_parent.clone()),
-            state: update.state,
-            base: update.base.clone(),
-            ghl_fp: update.ghl_fp,
-            ekyte_fp: update.ekyte_fp,
-            version: expected_version + 1,
-            claimed_by: if claimed {
-                current.claimed_by.clone()
-            } else {
-                None
-            },
-            claimed_at: if claimed { current.claimed_at } else { None },
-            updated_at: at,
-            ..current
-        };
-        let res = Entity::update_many()
-            .col_expr(Column::GhlId, Expr::value(next.ghl_id.clone()))
-            .col_expr(Column::EkyteId, Expr::value(next.ekyte_id.clone()))
-            .col_expr(Column::GhlParent, Expr::value(next.ghl_parent.clone()))
-            .col_expr(Column::EkyteParent, Expr::value(next.ekyte_parent.clone()))
-            .col_expr(Column::State, Expr::value(link_state_str(next.state)))
-            .col_expr(Column::Base, Expr::value(json("link base", &next.base)?))
+        let mut write = Entity::update_many()
+            .col_expr(Column::State, Expr::value(link_state_str(update.state)))
+            .col_expr(Column::Base, Expr::value(json("link base", &update.base)?))
             .col_expr(
                 Column::GhlFp,
-                Expr::value(next.ghl_fp.map(|f| f.to_string())),
+                Expr::value(update.ghl_fp.map(|f| f.to_string())),
             )
             .col_expr(
                 Column::EkyteFp,
-                Expr::value(next.ekyte_fp.map(|f| f.to_string())),
+                Expr::value(update.ekyte_fp.map(|f| f.to_string())),
             )
-            .col_expr(Column::Version, Expr::value(next.version))
-            .col_expr(Column::ClaimedBy, Expr::value(next.claimed_by.clone()))
-            .col_expr(Column::ClaimedAt, Expr::value(next.claimed_at))
-            .col_expr(Column::UpdatedAt, Expr::value(at))
+            .col_expr(Column::Version, Expr::value(expected_version + 1))
+            .col_expr(Column::UpdatedAt, Expr::value(at));
+        for (column, value) in [
+            (Column::GhlId, &update.ghl_id),
+            (Column::EkyteId, &update.ekyte_id),
+            (Column::GhlParent, &update.ghl_parent),
+            (Column::EkyteParent, &update.ekyte_parent),
+        ] {
+            if let Some(value) = value {
+                write = write.col_expr(column, Expr::value(value.clone()));
+            }
+        }
+        if update.state != LinkState::Claimed {
+            write = write
+                .col_expr(Column::ClaimedBy, Expr::value(Option::<String>::None))
+                .col_expr(
+                    Column::ClaimedAt,
+                    Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+                );
+        }
+        let written = write
             .filter(Column::Id.eq(link_id))
             .filter(Column::Version.eq(expected_version))
-            .exec(self.db())
+            .exec_with_returning(self.db())
             .await
             .map_err(|e| match db_err("complete link", e) {
                 StoreError::Conflict { .. } => StoreError::Conflict {
@@ -328,14 +317,19 @@ impl LinkStore for Store {
                 },
                 other => other,
             })?;
-        if res.rows_affected == 0 {
-            // Deleted (released) or changed between our read and our write.
-            return match self.link_by_id(link_id).await? {
+        match written.into_iter().next() {
+            Some(model) => mapping::link(model),
+            // Deleted (released), or another version than the one expected.
+            None => match self.link_by_id(link_id).await? {
                 None => Err(not_found(link_id)),
-                Some(_) => Err(version_conflict()),
-            };
+                Some(current) => Err(StoreError::Conflict {
+                    message: format!(
+                        "link {link_id} changed: expected version {expected_version}, found {}",
+                        current.version
+                    ),
+                }),
+            },
         }
-        Ok(next)
     }
 
     async fn release(&self, link_id: i64) -> Result<(), StoreError> {

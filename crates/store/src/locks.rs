@@ -150,6 +150,8 @@ impl Store {
             .await
             .map_err(|_| timed_out(key, wait))?
             .map_err(|e| db_err("begin a contact lock transaction", e))?;
+        // BEGIN, and the ROLLBACK that releases the lock.
+        self.count_statements(2);
         let remaining = wait.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             return Err(timed_out(key, wait));

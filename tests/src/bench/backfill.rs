@@ -24,6 +24,8 @@ pub struct BackfillArgs {
     pub data: Data,
     pub rate: RateLimit,
     pub queue: QueueKind,
+    /// The store's backend (`--store sqlite|postgres`).
+    pub store: store::test_support::TestBackend,
     /// Deliver GHL's webhooks to the service's ingress during the backfill (what a real
     /// installation does: the onboarding tasks it creates come back as `TaskCreate`).
     pub webhooks: bool,
@@ -74,6 +76,7 @@ pub async fn ours(args: &BackfillArgs) -> anyhow::Result<(Run, Value, World)> {
         &spec,
         &RigOptions {
             queue: args.queue,
+            store: args.store,
             ingress: args.webhooks,
             webhooks_to_ingress: args.webhooks,
             prefetch: args.prefetch,
@@ -153,6 +156,7 @@ pub async fn run(args: &BackfillArgs) -> anyhow::Result<Value> {
     );
     let mut report = json!({
         "benchmark": "backfill",
+        "store": args.store.to_string(),
         "machine": machine,
         "data": args.data,
         "rate_limit": args.rate,

@@ -20,18 +20,22 @@ pub struct CallsArgs {
     pub data: Data,
     pub rate: RateLimit,
     pub queue: QueueKind,
+    /// The store's backend (`--store sqlite|postgres`).
+    pub store: store::test_support::TestBackend,
     pub webhooks: bool,
 }
 
 fn phase(world: &World, contacts: usize, wall: Duration) -> Value {
     let t = Traffic::of(world);
     json!({
+        "contacts": contacts,
         "wall_s": secs(wall),
         "ghl_calls": t.ghl_calls,
         "ghl_calls_per_contact": t.per_contact(contacts),
         "ghl_routes": t.ghl_routes,
         "rate_limited_earned": t.rate_limited_earned,
         "ekyte_calls": t.ekyte_calls,
+        "ekyte_routes": t.ekyte_routes,
     })
 }
 
@@ -45,6 +49,7 @@ pub async fn run(args: &CallsArgs) -> anyhow::Result<Value> {
         &spec,
         &RigOptions {
             queue: args.queue,
+            store: args.store,
             ingress: args.webhooks,
             webhooks_to_ingress: args.webhooks,
             ..RigOptions::default()
@@ -60,10 +65,16 @@ pub async fn run(args: &CallsArgs) -> anyhow::Result<Value> {
     ] {
         eprintln!("calls: {name}");
         reset_counters(&world);
+        let statements_before = rig.statements();
         let t0 = Instant::now();
         rig.enqueue(job).await?;
         let end = rig.quiet(&world, deadline).await?;
-        phases.insert(name.into(), phase(&world, n, end - t0));
+        let statements = rig.statements() - statements_before;
+        let mut figures = phase(&world, n, end - t0);
+        figures["store_statements"] = json!(statements);
+        figures["store_statements_per_contact"] =
+            json!(super::round3(statements as f64 / n.max(1) as f64));
+        phases.insert(name.into(), figures);
     }
     let verdict = app::demo::verify::verify(&world)?;
     rig.stop().await;
@@ -81,6 +92,7 @@ pub async fn run(args: &CallsArgs) -> anyhow::Result<Value> {
     let baseline = phase(&world, n, t0.elapsed());
     Ok(json!({
         "benchmark": "calls",
+        "store": args.store.to_string(),
         "machine": Machine::read(),
         "load": { "before": load_before, "after": Load::now() },
         "data": args.data,

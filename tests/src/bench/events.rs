@@ -23,6 +23,8 @@ pub struct EventsArgs {
     pub edits: usize,
     pub rate: RateLimit,
     pub queue: QueueKind,
+    /// The store's backend (`--store sqlite|postgres`).
+    pub store: store::test_support::TestBackend,
     pub baseline: bool,
 }
 
@@ -62,6 +64,7 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<Value> {
         &spec,
         &RigOptions {
             queue: args.queue,
+            store: args.store,
             ingress: true,
             webhooks_to_ingress: true,
             ..RigOptions::default()
@@ -72,12 +75,14 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<Value> {
     rig.quiet(&world, deadline).await?;
     eprintln!("events: {} edits in GHL (service)", args.edits);
     reset_counters(&world);
+    let statements_before = rig.statements();
     let before = Load::now();
     let t0 = Instant::now();
     let done = world.ghl_edits(args.edits)?;
     let end = rig.quiet(&world, deadline).await?;
+    let statements = rig.statements() - statements_before;
     let webhooks = world.ghl.counter_snapshot().event("webhooks_sent");
-    let ours = figures(
+    let mut ours = figures(
         &world,
         end - t0,
         webhooks,
@@ -87,12 +92,17 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<Value> {
             after: Load::now(),
         },
     );
+    // The ingress's statements and the worker's, every webhook of the edits included.
+    ours["store_statements"] = json!(statements);
+    ours["store_statements_per_webhook"] =
+        json!(round3(statements as f64 / webhooks.max(1) as f64));
     let verdict = app::demo::verify::verify(&world)?;
     rig.stop().await;
     drop(world);
 
     let mut report = json!({
         "benchmark": "events",
+        "store": args.store.to_string(),
         "machine": Machine::read(),
         "data": args.data,
         "rate_limit": args.rate,

@@ -29,6 +29,8 @@ pub struct IngressArgs {
     pub requests: usize,
     pub concurrency: usize,
     pub queue: QueueKind,
+    /// The store's backend (`--store sqlite|postgres`).
+    pub store: store::test_support::TestBackend,
 }
 
 struct Signed {
@@ -141,6 +143,7 @@ pub async fn run(args: &IngressArgs) -> anyhow::Result<Value> {
         &spec,
         &RigOptions {
             queue: args.queue,
+            store: args.store,
             worker: false,
             ingress: true,
             webhook_key: Some(pem),
@@ -178,6 +181,7 @@ pub async fn run(args: &IngressArgs) -> anyhow::Result<Value> {
         let depths = rig.app.broker.depths().await?;
         anyhow::Ok(json!({
             "benchmark": "ingress",
+        "store": args.store.to_string(),
             "machine": Machine::read(),
             "load": { "before": load_before, "after": load_after },
             "queue": args.queue,

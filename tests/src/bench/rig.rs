@@ -1,6 +1,8 @@
-//! The service as the benchmarks run it: the real composition root (`App::build`), a SQLite
-//! store in a temporary folder, the in-process queue or RabbitMQ with its own queue prefix,
-//! the worker, and optionally the webhook ingress — all pointed at a simulated [`World`].
+//! The service as the benchmarks run it: the real composition root (`App::build`), a store of
+//! its own (a SQLite file in a temporary folder, or a fresh PostgreSQL database on
+//! `TEST_DATABASE_URL`'s server, dropped at the end), the in-process queue or RabbitMQ with
+//! its own queue prefix, the worker, and optionally the webhook ingress — all pointed at a
+//! simulated [`World`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +24,16 @@ use app::wiring::{self, App};
 use app::worker::WorkerStats;
 use domain::TenantId;
 use ports::queue::Envelope;
+use store::test_support::{TestBackend, TestDb};
+
+/// `--store sqlite|postgres`.
+pub fn parse_store(raw: &str) -> anyhow::Result<TestBackend> {
+    match raw {
+        "sqlite" => Ok(TestBackend::Sqlite),
+        "postgres" | "postgresql" | "pg" => Ok(TestBackend::Postgres),
+        other => bail!("--store must be sqlite or postgres, not {other:?}"),
+    }
+}
 
 /// Which broker the service runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,13 +61,13 @@ pub fn base_config() -> anyhow::Result<Config> {
 }
 
 /// The service's configuration for `world`: the simulators' URLs, the rate limit the
-/// simulator enforces (the adapter's budget starts from it and then follows the headers), a
-/// SQLite file, short retry tiers and a queue prefix of its own.
-pub fn config_for(world: &World, spec: &WorldSpec, db: &std::path::Path) -> anyhow::Result<Config> {
+/// simulator enforces (the adapter's budget starts from it and then follows the headers), the
+/// database at `db_url`, short retry tiers and a queue prefix of its own.
+pub fn config_for(world: &World, spec: &WorldSpec, db_url: &str) -> anyhow::Result<Config> {
     let mut cfg = world.configure(base_config()?)?;
     cfg.ghl.rate_max = spec.ghl_rate_max;
     cfg.ghl.rate_interval = Duration::from_millis(spec.ghl_rate_interval_ms);
-    cfg.database.url = SecretString::from(format!("sqlite://{}?mode=rwc", db.display()));
+    cfg.database.url = SecretString::from(db_url.to_owned());
     cfg.queue.retry_delays = vec![
         Duration::from_millis(500),
         Duration::from_secs(1),
@@ -83,6 +95,8 @@ pub async fn delete_amqp_topology(cfg: &Config) {
 #[derive(Debug, Clone)]
 pub struct RigOptions {
     pub queue: QueueKind,
+    /// The store's backend.
+    pub store: TestBackend,
     /// Start the worker now (else call [`Rig::start_worker`] later, e.g. after a backlog).
     pub worker: bool,
     /// Serve the webhook ingress on loopback.
@@ -99,6 +113,7 @@ impl Default for RigOptions {
     fn default() -> Self {
         Self {
             queue: QueueKind::Memory,
+            store: TestBackend::Sqlite,
             worker: true,
             ingress: false,
             webhooks_to_ingress: false,
@@ -115,16 +130,20 @@ pub struct Rig {
     pub ingress: Option<SocketAddr>,
     pub queue: QueueKind,
     pub tenant: TenantId,
+    /// The store's backend, named in every report.
+    pub store_backend: TestBackend,
     shutdown: CancellationToken,
     worker: Option<JoinHandle<()>>,
     ingress_task: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Rig {
     pub async fn start(world: &World, spec: &WorldSpec, opts: &RigOptions) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir().context("a temporary folder for the SQLite store")?;
-        let mut cfg = config_for(world, spec, &dir.path().join("bench.db"))?;
+        let db = TestDb::empty(opts.store)
+            .await
+            .with_context(|| format!("a {} database for the bench", opts.store))?;
+        let mut cfg = config_for(world, spec, db.url())?;
         if let Some(p) = opts.prefetch {
             cfg.queue.prefetch = p;
             cfg.database.max_connections = cfg.database.max_connections.max(2 * u32::from(p) + 2);
@@ -157,10 +176,11 @@ impl Rig {
             ingress: None,
             queue: opts.queue,
             tenant: tenant.id.clone(),
+            store_backend: opts.store,
             shutdown: CancellationToken::new(),
             worker: None,
             ingress_task: None,
-            _dir: dir,
+            _db: db,
         };
         if opts.ingress {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -200,6 +220,11 @@ impl Rig {
                 eprintln!("worker stopped: {e:#}");
             }
         }));
+    }
+
+    /// Statements the service's store has sent since it connected.
+    pub fn statements(&self) -> u64 {
+        self.app.store.statements()
     }
 
     /// Publish a full or incremental sweep of the tenant (what the scheduler does).

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p e2e --bin bench -- backfill [--contacts 10000] [--rate-max 100] [--rate-interval-ms 100]
 //!                                               [--latency-ms 0] [--queue memory|amqp] [--no-webhooks] [--no-baseline]
+//!                                               [--store sqlite|postgres]
 //! cargo run --release -p e2e --bin bench -- calls    [--contacts 1000] [--no-webhooks]
 //! cargo run --release -p e2e --bin bench -- worker   [--contacts 10000] [--queue memory|amqp] [--prefetch 8]
 //! cargo run --release -p e2e --bin bench -- ingress  [--requests 20000] [--concurrency 32]
@@ -11,6 +12,10 @@
 //! cargo run --release -p e2e --bin bench -- rate     [--calls 1000] [--tasks 32] [--rounds 5] [--rate-max 100] [--rate-interval-ms 100]
 //! cargo run --release -p e2e --bin bench -- console  [--tenants 200] [--requests 50]
 //! ```
+//!
+//! `--store` (backfill, calls, events, ingress): the service's store, a SQLite file (the
+//! default) or a fresh PostgreSQL database on `TEST_DATABASE_URL`'s server
+//! (`postgres://postgres@127.0.0.1:5432/postgres` by default), dropped at the end.
 //!
 //! With `RUST_LOG` set (e.g. `RUST_LOG=warn`), the service's log lines go to stderr.
 //!
@@ -31,6 +36,7 @@ use e2e::bench::rate::RateArgs;
 use e2e::bench::rig::QueueKind;
 use e2e::bench::worker::WorkerArgs;
 use e2e::bench::{Data, RateLimit};
+use store::test_support::TestBackend;
 
 const USAGE: &str = "usage: bench <backfill|calls|worker|ingress|events|rate|console> [--option value …] (see the module docs, or docs/performance.md)";
 
@@ -121,6 +127,10 @@ impl Options {
     fn queue(&self, default: &str) -> anyhow::Result<QueueKind> {
         QueueKind::parse(&self.text("queue", default))
     }
+
+    fn store(&self) -> anyhow::Result<TestBackend> {
+        e2e::bench::rig::parse_store(&self.text("store", "sqlite"))
+    }
 }
 
 async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
@@ -130,6 +140,7 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
                 data: o.data(10_000)?,
                 rate: o.rate(100, 100)?,
                 queue: o.queue("memory")?,
+                store: o.store()?,
                 webhooks: !o.flag("no-webhooks"),
                 baseline: !o.flag("no-baseline"),
                 prefetch: o
@@ -146,6 +157,7 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
                 data: o.data(1_000)?,
                 rate: o.rate(100, 100)?,
                 queue: o.queue("memory")?,
+                store: o.store()?,
                 webhooks: !o.flag("no-webhooks"),
             };
             o.finish()?;
@@ -165,6 +177,7 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
                 requests: o.num("requests", 20_000)?,
                 concurrency: o.num("concurrency", 32)?,
                 queue: o.queue("amqp")?,
+                store: o.store()?,
             };
             o.finish()?;
             e2e::bench::ingress::run(&args).await
@@ -175,6 +188,7 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
                 edits: o.num("edits", 1_000)?,
                 rate: o.rate(100, 100)?,
                 queue: o.queue("memory")?,
+                store: o.store()?,
                 baseline: !o.flag("no-baseline"),
             };
             o.finish()?;
