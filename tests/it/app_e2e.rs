@@ -48,6 +48,7 @@ async fn enqueue_contact_syncs(t: &TestApp) -> Vec<String> {
             Payload::SyncContact {
                 contact: GhlContactId::parse(contact).expect("contact id"),
                 dry_run: false,
+                prefetched: None,
             },
             chrono::Utc::now(),
         );

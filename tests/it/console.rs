@@ -209,6 +209,7 @@ pub(crate) async fn dead_letter(t: &TestApp, message_id: &str, chain: &[&str]) -
         ports::queue::Payload::SyncContact {
             contact: domain::GhlContactId::parse("contactToReplay1").unwrap(),
             dry_run: false,
+            prefetched: None,
         },
         chrono::Utc::now(),
     );

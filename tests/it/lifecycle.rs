@@ -383,6 +383,7 @@ async fn after_an_agency_uninstall_the_tenant_is_quiet_not_broken() {
         Payload::SyncContact {
             contact: domain::GhlContactId::parse("someContact1").unwrap(),
             dry_run: false,
+            prefetched: None,
         },
         now,
     );
@@ -618,6 +619,7 @@ async fn the_first_full_sync_onboards_no_existing_contact_and_a_new_one_exactly_
             Payload::SyncContact {
                 contact: domain::GhlContactId::parse(&id).unwrap(),
                 dry_run: false,
+                prefetched: None,
             },
             Utc::now(),
         );

@@ -1236,6 +1236,7 @@ async fn events_signed_for_one_location_never_touch_another_tenant() {
             Payload::SyncContact {
                 contact: GhlContactId::parse(c).unwrap(),
                 dry_run: false,
+                prefetched: None,
             },
             now,
         );

@@ -371,6 +371,18 @@ pub struct SyncConfig {
     pub claim_stale_after: Duration,
     #[serde(with = "humantime_serde")]
     pub inbox_retention: Duration,
+    /// Sweeps read the tasks and appointments of never-synced contacts many contacts per
+    /// call (the location's task search and calendars) instead of once per contact.
+    pub prefetch: bool,
+    /// Read appointments from the location's calendars (`GET /calendars/`, then
+    /// `GET /calendars/events` per calendar) over this window around now; appointments
+    /// outside it are not shown in a profile note made by a sweep. Needs the
+    /// `calendars.readonly` scope; without it, each contact's sync reads its own.
+    pub appointments_from_calendars: bool,
+    #[serde(with = "humantime_serde")]
+    pub appointments_past: Duration,
+    #[serde(with = "humantime_serde")]
+    pub appointments_future: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

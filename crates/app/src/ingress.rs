@@ -4,7 +4,9 @@
 //! confirm). GHL retries a webhook **only on HTTP 429** (API.md §9.5), so every failure to
 //! accept durably — broker down or slow, store down — is answered 429, never 5xx; a bad
 //! signature is 401, a malformed or stale payload 400, a wrong content type 415, a body over
-//! the limit 413, and a duplicate `webhookId` 200 without a second publish.
+//! the limit 413, and a duplicate `webhookId` 200 without a second publish (ids are checked in
+//! memory, [`RecentWebhooks`], and recorded in the store's inbox after the publish; the
+//! worker's inbox catches a duplicate another replica took).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,14 +37,66 @@ use crate::agency::{Agencies, Placed};
 use crate::metrics::Telemetry;
 use crate::oauth_state::{InstallFor, StateSigner};
 
-/// The inbox source of webhook ids (dedupe at the door).
+/// The inbox source of webhook ids (accepted deliveries, recorded after the publish).
 pub const INBOX_WEBHOOKS: &str = "webhook";
+
+/// Webhook ids accepted lately by this process, so a redelivery is answered `duplicate`
+/// without a second publish and without reading the store first (issue 17: one store round
+/// trip per webhook, not two). Bounded: past [`RecentWebhooks::CAPACITY`] ids the oldest are
+/// forgotten. A duplicate this process does not remember (another replica took the first
+/// delivery, or this one restarted) is published again and skipped by the worker's inbox,
+/// which keys messages by the same webhook id.
+#[derive(Default)]
+pub struct RecentWebhooks {
+    ids: std::sync::Mutex<RecentIds>,
+}
+
+#[derive(Default)]
+struct RecentIds {
+    set: std::collections::HashSet<(TenantId, String)>,
+    order: std::collections::VecDeque<(TenantId, String)>,
+}
+
+impl RecentWebhooks {
+    /// About 100 bytes an id: at most ~10 MiB.
+    pub const CAPACITY: usize = 100_000;
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, RecentIds> {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn seen(&self, tenant: &TenantId, webhook_id: &str) -> bool {
+        self.ids()
+            .set
+            .contains(&(tenant.clone(), webhook_id.to_owned()))
+    }
+
+    pub fn remember(&self, tenant: &TenantId, webhook_id: &str) {
+        let key = (tenant.clone(), webhook_id.to_owned());
+        let mut ids = self.ids();
+        if !ids.set.insert(key.clone()) {
+            return;
+        }
+        ids.order.push_back(key);
+        while ids.order.len() > Self::CAPACITY {
+            if let Some(old) = ids.order.pop_front() {
+                ids.set.remove(&old);
+            }
+        }
+    }
+}
 
 /// What the webhook route needs.
 #[derive(Clone)]
 pub struct WebhookState {
     pub verifier: Arc<WebhookVerifier>,
     pub tenants: Arc<dyn TenantStore>,
+    /// Webhook ids this process accepted lately.
+    pub recent: Arc<RecentWebhooks>,
+    /// Where accepted webhook ids are recorded (for the operator and the audit of a
+    /// delivery; the dedupe itself is `recent` and the worker's inbox).
     pub inbox: Arc<dyn Inbox>,
     pub publisher: Arc<dyn Publisher>,
     pub credentials: Arc<dyn CredentialStore>,
@@ -210,14 +264,8 @@ async fn location_event(s: &WebhookState, event: GhlEvent) -> Response {
         Ok(None) => return location_without_tenant(s, &event).await,
         Err(e) => return store_down(&e),
     };
-    match s
-        .inbox
-        .seen(&tenant.id, INBOX_WEBHOOKS, &event.webhook_id)
-        .await
-    {
-        Ok(true) => return answer(StatusCode::OK, "duplicate", "already accepted"),
-        Ok(false) => {}
-        Err(e) => return store_down(&e),
+    if s.recent.seen(&tenant.id, &event.webhook_id) {
+        return answer(StatusCode::OK, "duplicate", "already accepted");
     }
     let response = match &event.kind {
         GhlEventKind::Uninstall { .. } => {
@@ -270,7 +318,9 @@ async fn publish(s: &WebhookState, tenant: &Tenant, event: GhlEvent) -> Response
     answer(StatusCode::OK, "accepted", "accepted")
 }
 
+/// Remember an accepted id: in this process, and in the store's inbox.
 async fn record_id(s: &WebhookState, tenant: &TenantId, webhook_id: &str) {
+    s.recent.remember(tenant, webhook_id);
     if let Err(e) = s.inbox.record(tenant, INBOX_WEBHOOKS, webhook_id).await {
         tracing::warn!(error = %e, "could not record the webhook id; a redelivery will be deduped by the worker");
     }

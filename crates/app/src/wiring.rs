@@ -210,6 +210,15 @@ impl App {
             incremental_overlap: config.sync.incremental_overlap,
             page_size: config.sync.page_size,
             business_ttl: Duration::from_secs(600),
+            prefetch: config.sync.prefetch,
+            appointment_window: config.sync.appointments_from_calendars.then(|| {
+                engine::AppointmentWindow {
+                    past: chrono::Duration::from_std(config.sync.appointments_past)
+                        .unwrap_or(chrono::Duration::MAX),
+                    future: chrono::Duration::from_std(config.sync.appointments_future)
+                        .unwrap_or(chrono::Duration::MAX),
+                }
+            }),
         };
         Ok(Self {
             engine: Arc::new(Engine::new(ports, settings)),
@@ -362,6 +371,7 @@ impl App {
             WebhookState {
                 verifier: Arc::new(verifier),
                 tenants: self.store.clone(),
+                recent: Arc::default(),
                 inbox: self.store.clone(),
                 publisher: self.broker.clone(),
                 credentials: self.store.clone(),

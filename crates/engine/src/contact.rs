@@ -72,6 +72,10 @@ impl BusinessCache {
 pub struct ContactSettings {
     pub lock_wait: Duration,
     pub claim_stale_after: Duration,
+    /// The profile note shows the appointments starting within this window around now,
+    /// however they were read (a sweep reads the calendars over this window; a webhook's
+    /// sync reads the contact's own list), so both ways write the same note.
+    pub appointment_window: Option<crate::sweep::AppointmentWindow>,
 }
 
 pub(crate) struct ContactSync<'a> {
@@ -171,6 +175,10 @@ impl ContactSync<'_> {
             .by_ghl(&tenant.id, EntityKind::Contact, id.as_str())
             .await
             .map_err(SyncError::store("read contact link"))?;
+        if link.is_some() {
+            // Synced (or being synced) since the sweep read its records: read them afresh.
+            cx.opts.prefetched = None;
+        }
         let fetched = match self.ports.ghl.get_contact(&cx.scope, id).await {
             Ok(c) => Some(c),
             Err(e) if e.is_not_found() => None,
@@ -573,6 +581,8 @@ impl ContactSync<'_> {
                 }
             };
             let existing = if look_first {
+                // An earlier attempt may have made tasks a prefetched list does not show.
+                cx.opts.prefetched = None;
                 let tasks = self
                     .ports
                     .ghl
@@ -590,7 +600,11 @@ impl ContactSync<'_> {
             let task_id = match existing {
                 Some(t) => t,
                 None => match self.ports.ghl.create_task(&cx.scope, id, &task).await {
-                    Ok(created) => created.id.to_string(),
+                    Ok(created) => {
+                        let created_id = created.id.to_string();
+                        cx.ghl_created_tasks.push(created);
+                        created_id
+                    }
                     Err(e @ (ApiError::Invalid { .. } | ApiError::Forbidden { .. })) => {
                         self.ports
                             .links
@@ -788,13 +802,34 @@ impl ContactSync<'_> {
         business: Option<&Business>,
         ctx: &domain::NormaliseCtx,
     ) -> Result<(), SyncError> {
-        let appointments: Vec<_> = self
-            .ports
-            .ghl
-            .list_appointments(&cx.scope, id)
-            .await
-            .map_err(SyncError::ghl("list appointments"))?
+        let prefetched = cx.opts.prefetched.as_ref().and_then(|p| {
+            p.appointments.as_ref().map(|a| {
+                a.iter()
+                    .filter(|a| a.contact == *id)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+        });
+        let appointments = match prefetched {
+            Some(list) => list,
+            None => self
+                .ports
+                .ghl
+                .list_appointments(&cx.scope, id)
+                .await
+                .map_err(SyncError::ghl("list appointments"))?,
+        };
+        let window = self
+            .settings
+            .appointment_window
+            .map(|w| (cx.now - w.past, cx.now + w.future));
+        let appointments: Vec<_> = appointments
             .into_iter()
+            .filter(|a| match (window, a.appointment.start) {
+                (None, _) => true,
+                (Some((from, to)), Some(start)) => from <= start && start <= to,
+                (Some(_), None) => false,
+            })
             .map(|a| a.appointment.normalised(ctx))
             .collect();
         let content = NoteContent {
@@ -977,12 +1012,31 @@ impl ContactSync<'_> {
         ctx: &domain::NormaliseCtx,
     ) -> Result<(), SyncError> {
         let tenant = cx.scope.tenant.clone();
-        let ghl_tasks = self
-            .ports
-            .ghl
-            .list_tasks(&cx.scope, id)
-            .await
-            .map_err(SyncError::ghl("list tasks"))?;
+        let prefetched = cx.opts.prefetched.as_ref().and_then(|p| {
+            p.tasks.as_ref().map(|t| {
+                t.iter()
+                    .filter(|t| t.contact == *id)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+        });
+        let ghl_tasks = match prefetched {
+            // Read by the sweep before this run's onboarding tasks existed: add those.
+            Some(mut tasks) => {
+                for t in &cx.ghl_created_tasks {
+                    if !tasks.iter().any(|k| k.id == t.id) {
+                        tasks.push(t.clone());
+                    }
+                }
+                tasks
+            }
+            None => self
+                .ports
+                .ghl
+                .list_tasks(&cx.scope, id)
+                .await
+                .map_err(SyncError::ghl("list tasks"))?,
+        };
         let links = self
             .ports
             .links

@@ -3,8 +3,12 @@
 
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+
 use domain::{EntityKind, GhlContactId, Side};
 use ports::Scope;
+use ports::ghl::GhlTask;
+use ports::queue::Prefetched;
 use ports::store::{AuditAction, AuditEntry};
 
 use crate::report::{Report, ReportLine};
@@ -21,6 +25,9 @@ pub struct Options {
     pub ghl_changed_at: Option<DateTime<Utc>>,
     /// When the eKyte change was observed (eKyte records carry no update time).
     pub ekyte_changed_at: Option<DateTime<Utc>>,
+    /// What the sweep that enqueued a contact's sync already read (used only while the
+    /// contact is still unlinked when its sync runs).
+    pub prefetched: Option<Arc<Prefetched>>,
 }
 
 pub(crate) struct Cx {
@@ -31,6 +38,8 @@ pub(crate) struct Cx {
     pub owner: String,
     pub contact: Option<GhlContactId>,
     pub entries: Vec<AuditEntry>,
+    /// GHL tasks this run created (onboarding), for a task list read before they existed.
+    pub ghl_created_tasks: Vec<GhlTask>,
 }
 
 /// Fields of an audit entry other than the constant ones.
@@ -53,6 +62,7 @@ impl Cx {
             owner,
             contact: None,
             entries: Vec::new(),
+            ghl_created_tasks: Vec::new(),
         }
     }
 

@@ -37,7 +37,7 @@ pub use contact::{BusinessCache, ContactSettings, ONBOARDING_WINDOW_HOURS};
 pub use cx::Options;
 pub use error::SyncError;
 pub use report::{Report, ReportLine, is_write};
-pub use sweep::{PlanSink, PlanSummary, Progress, Quiet, SweepReport};
+pub use sweep::{AppointmentWindow, PlanSink, PlanSummary, Progress, Quiet, SweepReport};
 
 /// The ports the engine calls.
 #[derive(Clone)]
@@ -64,6 +64,12 @@ pub struct Settings {
     pub page_size: u32,
     /// How long a fetched business is reused.
     pub business_ttl: Duration,
+    /// Sweeps read the tasks (and appointments) of never-synced contacts many contacts per
+    /// call, and send them with each contact's message.
+    pub prefetch: bool,
+    /// The calendars' window a sweep reads appointments from; `None`: each contact's sync
+    /// reads its own appointments.
+    pub appointment_window: Option<sweep::AppointmentWindow>,
 }
 
 impl Default for Settings {
@@ -74,6 +80,11 @@ impl Default for Settings {
             incremental_overlap: Duration::from_secs(120),
             page_size: 100,
             business_ttl: Duration::from_secs(600),
+            prefetch: true,
+            appointment_window: Some(sweep::AppointmentWindow {
+                past: chrono::Duration::days(365),
+                future: chrono::Duration::days(365),
+            }),
         }
     }
 }
@@ -109,6 +120,7 @@ impl Engine {
             contact_settings: ContactSettings {
                 lock_wait: settings.lock_wait,
                 claim_stale_after: settings.claim_stale_after,
+                appointment_window: settings.appointment_window,
             },
             businesses: BusinessCache::new(settings.business_ttl),
             owner: format!("worker-{}", uuid::Uuid::new_v4()),
@@ -354,9 +366,14 @@ impl Engine {
         let report = match &env.payload {
             Payload::GhlEvent(ev) => self.ghl_event(scope, ev, opts).await?,
             Payload::EkyteChange(ch) => self.ekyte_change(scope, ch, opts).await?,
-            Payload::SyncContact { contact, dry_run } => {
+            Payload::SyncContact {
+                contact,
+                dry_run,
+                prefetched,
+            } => {
                 let opts = Options {
                     dry_run: *dry_run,
+                    prefetched: prefetched.as_deref().cloned().map(Arc::new),
                     ..opts
                 };
                 self.sync_contact(scope, contact, opts).await?

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 
 use domain::{EntityKind, Fingerprint, GhlContactId, Record, Selector, Side};
 use ports::Scope;
-use ports::ghl::{ContactSearch, GhlContact, ListingMode, TaskSearch};
-use ports::queue::{Envelope, Payload, SyncMode, sweep_message_id};
+use ports::ghl::{ContactSearch, GhlAppointment, GhlContact, GhlTask, ListingMode, TaskSearch};
+use ports::queue::{Envelope, Payload, Prefetched, SyncMode, sweep_message_id};
 use ports::store::{LinkState, RunCounts, RunKind, RunStatus};
 
 use crate::Engine;
@@ -29,6 +29,21 @@ const TASK_SEARCH_CONTACTS: usize = 50;
 const TASK_SEARCH_LIMIT: u32 = 100;
 /// Links read per store call when looking for linked contacts a full sync did not see.
 const LINK_PAGE: u32 = 500;
+
+/// The location's appointments as one sweep read them.
+pub(crate) enum Appointments {
+    NotRead,
+    /// Each contact's sync reads its own.
+    Unavailable,
+    ByContact(HashMap<GhlContactId, Vec<GhlAppointment>>),
+}
+
+/// How far back and ahead a sweep reads the calendars' appointments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppointmentWindow {
+    pub past: chrono::Duration,
+    pub future: chrono::Duration,
+}
 
 /// Progress of a sweep, for a progress bar.
 pub trait Progress: Send + Sync {
@@ -157,6 +172,8 @@ impl Engine {
         // Every contact the search returned, when this run sees them all.
         let mut seen_ids: Option<HashSet<GhlContactId>> =
             (mode == SyncMode::Full && !resumed).then(HashSet::new);
+        // The location's appointments by contact, read once per sweep when first needed.
+        let mut appointments = Appointments::NotRead;
         let result: Result<(), SyncError> = async {
             loop {
                 let page = self
@@ -164,7 +181,8 @@ impl Engine {
                     .await?;
                 counts.api_calls += 1;
                 counts.pages += 1;
-                let mut candidates: Vec<(GhlContact, bool)> = Vec::new();
+                // (contact, changed, unlinked)
+                let mut candidates: Vec<(GhlContact, bool, bool)> = Vec::new();
                 for c in page.contacts {
                     counts.seen += 1;
                     if let Some(seen) = seen_ids.as_mut() {
@@ -191,25 +209,35 @@ impl Engine {
                     };
                     let closed = link.as_ref().is_some_and(|l| l.state == LinkState::Deleted);
                     if !closed {
-                        candidates.push((c, changed));
+                        candidates.push((c, changed, link.is_none()));
                     }
                 }
                 if mode == SyncMode::Full {
                     let unchanged: Vec<GhlContactId> = candidates
                         .iter()
-                        .filter(|(_, changed)| !changed)
-                        .map(|(c, _)| c.id.clone())
+                        .filter(|(_, changed, _)| !changed)
+                        .map(|(c, _, _)| c.id.clone())
                         .collect();
                     let deeper = self
                         .children_changed(&bulk, &unchanged, &mut counts)
                         .await?;
-                    for (c, changed) in candidates.iter_mut() {
+                    for (c, changed, _) in candidates.iter_mut() {
                         if deeper.contains(&c.id) {
                             *changed = true;
                         }
                     }
                 }
-                for (c, changed) in candidates {
+                // Contacts never synced: their tasks and appointments are read here, many
+                // contacts per call, and travel with their message.
+                let unlinked: Vec<GhlContactId> = candidates
+                    .iter()
+                    .filter(|(_, changed, unlinked)| *changed && *unlinked)
+                    .map(|(c, _, _)| c.id.clone())
+                    .collect();
+                let mut prefetched = self
+                    .prefetch(&bulk, &unlinked, &mut appointments, &mut counts)
+                    .await?;
+                for (c, changed, _) in candidates {
                     if !changed {
                         report.unchanged += 1;
                         continue;
@@ -220,6 +248,7 @@ impl Engine {
                         sweep_message_id(run.id, &c.id, false),
                         &c.id,
                         dry_run,
+                        prefetched.remove(&c.id),
                     )
                     .await?;
                 }
@@ -229,8 +258,14 @@ impl Engine {
                     for id in self.unseen_linked(scope, seen).await? {
                         counts.enqueued += 1;
                         report.unseen_linked += 1;
-                        self.enqueue_sync(scope, sweep_message_id(run.id, &id, true), &id, dry_run)
-                            .await?;
+                        self.enqueue_sync(
+                            scope,
+                            sweep_message_id(run.id, &id, true),
+                            &id,
+                            dry_run,
+                            None,
+                        )
+                        .await?;
                     }
                 }
                 cursor = page.next;
@@ -304,6 +339,7 @@ impl Engine {
         message_id: String,
         contact: &GhlContactId,
         dry_run: bool,
+        prefetched: Option<Prefetched>,
     ) -> Result<(), SyncError> {
         let env = Envelope::new(
             message_id,
@@ -311,6 +347,7 @@ impl Engine {
             Payload::SyncContact {
                 contact: contact.clone(),
                 dry_run,
+                prefetched: prefetched.filter(|p| !p.is_empty()).map(Box::new),
             },
             self.ports.clock.now(),
         );
@@ -360,6 +397,121 @@ impl Engine {
         }
     }
 
+    /// The GHL tasks of `contacts` (at most [`TASK_SEARCH_CONTACTS`]), by contact, through
+    /// the location's task search, page by page.
+    async fn search_tasks_of(
+        &self,
+        scope: &Scope,
+        contacts: &[GhlContactId],
+        counts: &mut RunCounts,
+    ) -> Result<HashMap<GhlContactId, Vec<GhlTask>>, SyncError> {
+        let mut tasks_of: HashMap<GhlContactId, Vec<GhlTask>> = HashMap::new();
+        let mut skip = 0;
+        loop {
+            let found = self
+                .ports
+                .ghl
+                .search_tasks(
+                    scope,
+                    &TaskSearch {
+                        contacts: contacts.to_vec(),
+                        completed: None,
+                        skip,
+                        limit: TASK_SEARCH_LIMIT,
+                    },
+                )
+                .await
+                .map_err(SyncError::ghl("search tasks"))?;
+            counts.api_calls += 1;
+            let n = found.len() as u32;
+            for t in found {
+                tasks_of.entry(t.contact.clone()).or_default().push(t);
+            }
+            if n < TASK_SEARCH_LIMIT {
+                return Ok(tasks_of);
+            }
+            skip += TASK_SEARCH_LIMIT;
+        }
+    }
+
+    /// What the syncs of these never-synced contacts would read one contact at a time:
+    /// their tasks (the location's task search, [`TASK_SEARCH_CONTACTS`] contacts a call) and,
+    /// when `sync.appointments_from_calendars` is on, their appointments (the location's
+    /// calendars, read once per sweep).
+    async fn prefetch(
+        &self,
+        scope: &Scope,
+        contacts: &[GhlContactId],
+        appointments: &mut Appointments,
+        counts: &mut RunCounts,
+    ) -> Result<HashMap<GhlContactId, Prefetched>, SyncError> {
+        let mut out: HashMap<GhlContactId, Prefetched> = HashMap::new();
+        if contacts.is_empty() || !self.settings.prefetch {
+            return Ok(out);
+        }
+        for chunk in contacts.chunks(TASK_SEARCH_CONTACTS) {
+            let mut tasks_of = self.search_tasks_of(scope, chunk, counts).await?;
+            for c in chunk {
+                out.entry(c.clone()).or_default().tasks =
+                    Some(tasks_of.remove(c).unwrap_or_default());
+            }
+        }
+        if let Appointments::NotRead = appointments {
+            *appointments = self.calendar_appointments(scope, counts).await?;
+        }
+        if let Appointments::ByContact(by_contact) = appointments {
+            for c in contacts {
+                out.entry(c.clone()).or_default().appointments =
+                    Some(by_contact.remove(c).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every appointment of the location's calendars in the configured window, by contact;
+    /// `Unavailable` when the tenant's token may not list calendars (an install made before
+    /// the app asked for `calendars.readonly`) or the setting is off: then each contact's
+    /// sync reads its own appointments.
+    async fn calendar_appointments(
+        &self,
+        scope: &Scope,
+        counts: &mut RunCounts,
+    ) -> Result<Appointments, SyncError> {
+        let Some(window) = self.settings.appointment_window else {
+            return Ok(Appointments::Unavailable);
+        };
+        let calendars = match self.ports.ghl.list_calendars(scope).await {
+            Ok(c) => c,
+            Err(e @ (ports::ApiError::Forbidden { .. } | ports::ApiError::Unauthorized { .. })) => {
+                tracing::warn!(
+                    tenant = %scope.tenant.id,
+                    error = %e,
+                    "the location's calendars cannot be listed; appointments are read contact by contact"
+                );
+                counts.api_calls += 1;
+                return Ok(Appointments::Unavailable);
+            }
+            Err(e) => return Err(SyncError::ghl("list calendars")(e)),
+        };
+        counts.api_calls += 1;
+        let now = self.ports.clock.now();
+        let (from, to) = (now - window.past, now + window.future);
+        let mut by_contact: HashMap<GhlContactId, Vec<GhlAppointment>> = HashMap::new();
+        for calendar in &calendars {
+            let events = self
+                .ports
+                .ghl
+                .calendar_events(scope, calendar, from, to)
+                .await
+                .map_err(SyncError::ghl("list calendar events"))?;
+            counts.api_calls += 1;
+            for a in events {
+                by_contact.entry(a.contact.clone()).or_default().push(a);
+            }
+        }
+        Ok(Appointments::ByContact(by_contact))
+    }
+
     /// Of these (unchanged) contacts, the ones whose tasks or notes changed in GHL.
     async fn children_changed(
         &self,
@@ -371,37 +523,21 @@ impl Engine {
         let ctx = tenant.settings.normalise_ctx();
         let mut changed = HashSet::new();
         for chunk in contacts.chunks(TASK_SEARCH_CONTACTS) {
-            let mut tasks_of: HashMap<GhlContactId, Vec<(String, Fingerprint)>> = HashMap::new();
-            let mut skip = 0;
-            loop {
-                let found = self
-                    .ports
-                    .ghl
-                    .search_tasks(
-                        scope,
-                        &TaskSearch {
-                            contacts: chunk.to_vec(),
-                            completed: None,
-                            skip,
-                            limit: TASK_SEARCH_LIMIT,
-                        },
-                    )
-                    .await
-                    .map_err(SyncError::ghl("search tasks"))?;
-                counts.api_calls += 1;
-                let n = found.len() as u32;
-                for t in found {
-                    let fp = Fingerprint::of(&t.task.normalised(&ctx).project(Side::Ghl));
-                    tasks_of
-                        .entry(t.contact)
-                        .or_default()
-                        .push((t.id.to_string(), fp));
-                }
-                if n < TASK_SEARCH_LIMIT {
-                    break;
-                }
-                skip += TASK_SEARCH_LIMIT;
-            }
+            let mut tasks_of: HashMap<GhlContactId, Vec<(String, Fingerprint)>> = self
+                .search_tasks_of(scope, chunk, counts)
+                .await?
+                .into_iter()
+                .map(|(c, tasks)| {
+                    let fps = tasks
+                        .into_iter()
+                        .map(|t| {
+                            let fp = Fingerprint::of(&t.task.normalised(&ctx).project(Side::Ghl));
+                            (t.id.to_string(), fp)
+                        })
+                        .collect();
+                    (c, fps)
+                })
+                .collect();
             for c in chunk {
                 let links = self
                     .ports

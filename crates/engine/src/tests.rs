@@ -1017,6 +1017,7 @@ async fn a_handled_message_is_not_handled_twice() {
         ports::queue::Payload::SyncContact {
             contact: cid(),
             dry_run: false,
+            prefetched: None,
         },
         t0(),
     );
@@ -1418,6 +1419,9 @@ async fn a_dry_run_sweep_records_no_run() {
             next: None,
         })
     });
+    // A contact never synced: the sweep reads its tasks and the calendars for its message.
+    ghl.expect_search_tasks().returning(|_, _| Ok(vec![]));
+    ghl.expect_list_calendars().returning(|_| Ok(vec![]));
     let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
     let mut publisher = MockPublisher::new();
     let sent = published.clone();
@@ -1447,4 +1451,133 @@ async fn a_dry_run_sweep_records_no_run() {
         &sent[0].payload,
         ports::queue::Payload::SyncContact { dry_run: true, .. }
     ));
+}
+
+/// A contact a sweep found never synced comes with its tasks and appointments, read many
+/// contacts per call: its sync reads neither again, and still syncs the onboarding task it
+/// creates (which the sweep could not have seen).
+#[tokio::test]
+async fn a_never_synced_contact_syncs_from_what_the_sweep_read() {
+    let mut w = World::new();
+    w.tenant.settings.onboarding_backfill = true;
+    w.tenant.settings.onboarding = vec![domain::OnboardingTemplate {
+        key: "welcome".into(),
+        title: "Welcome call".into(),
+        body: None,
+        due_in_hours: 24,
+    }];
+    let mut ghl = MockGhlApi::new();
+    ghl.expect_get_contact().returning(|_, id| {
+        Ok(GhlContact {
+            id: id.clone(),
+            location: LocationId::parse("loc1").unwrap(),
+            contact: contact(),
+            date_added: None,
+        })
+    });
+    ghl.expect_list_notes().returning(|_, _| Ok(vec![]));
+    ghl.expect_list_tasks().times(0);
+    ghl.expect_list_appointments().times(0);
+    ghl.expect_create_task().times(1).returning(|_, c, t| {
+        Ok(GhlTask {
+            id: GhlTaskId::parse("onb1").unwrap(),
+            contact: c.clone(),
+            task: t.clone(),
+        })
+    });
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::default());
+    ekyte
+        .expect_create_workspace()
+        .times(1)
+        .returning(|_, _, _| Ok(EkyteWorkspaceId::new(WS).unwrap()));
+    // The workspace is new: nothing to look for in it.
+    ekyte.expect_list_boards().times(0);
+    ekyte
+        .expect_create_board()
+        .times(1)
+        .returning(|_, _, _| Ok(domain::EkyteBoardId::new(200).unwrap()));
+    let profiles: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = profiles.clone();
+    ekyte
+        .expect_create_note()
+        .times(1)
+        .returning(move |_, _, content| {
+            seen.lock().unwrap().push(content.html.clone());
+            Ok(domain::EkyteNoteId::new(300).unwrap())
+        });
+    let created: Arc<Mutex<Vec<String>>> = Arc::default();
+    let made = created.clone();
+    ekyte
+        .expect_create_task()
+        .times(2)
+        .returning(move |_, _, t| {
+            let mut made = made.lock().unwrap();
+            made.push(t.title.clone().unwrap_or_default());
+            Ok(EkyteTaskId::new(40 + made.len() as u64).unwrap())
+        });
+    let engine = w.engine(ghl, ekyte);
+    let appointment = ports::ghl::GhlAppointment {
+        id: domain::GhlAppointmentId::parse("ap1").unwrap(),
+        contact: cid(),
+        appointment: domain::Appointment {
+            title: Some("Discovery session".into()),
+            start: Some(t0() + chrono::Duration::days(1)),
+            end: Some(t0() + chrono::Duration::days(1) + chrono::Duration::hours(1)),
+            ..domain::Appointment::default()
+        },
+        date_updated: None,
+    };
+    let prefetched = ports::queue::Prefetched {
+        tasks: Some(vec![ghl_task("g1", task("Kick-off"))]),
+        appointments: Some(vec![appointment]),
+    };
+    engine
+        .sync_contact(
+            w.scope(),
+            &cid(),
+            Options {
+                prefetched: Some(Arc::new(prefetched)),
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut made = created.lock().unwrap().clone();
+    made.sort();
+    assert_eq!(made, ["Kick-off", "Welcome call"]);
+    let profiles = profiles.lock().unwrap();
+    assert!(
+        profiles[0].contains("Discovery session"),
+        "the prefetched appointment is in the profile: {}",
+        profiles[0]
+    );
+}
+
+/// Once the contact is linked (a webhook synced it after the sweep read it), what the sweep
+/// read is stale: the sync reads afresh.
+#[tokio::test]
+async fn a_contact_linked_since_the_sweep_is_read_afresh() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let mut ghl = ghl_reads(contact(), Arc::default());
+    ghl.expect_create_task().times(0);
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::default());
+    ekyte.expect_create_task().times(0);
+    let engine = w.engine(ghl, ekyte);
+    let stale = ports::queue::Prefetched {
+        tasks: Some(vec![ghl_task("g-old", task("Deleted since"))]),
+        appointments: Some(vec![]),
+    };
+    let report = engine
+        .sync_contact(
+            w.scope(),
+            &cid(),
+            Options {
+                prefetched: Some(Arc::new(stale)),
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.writes(), 0, "{report:?}");
 }

@@ -264,6 +264,22 @@ pub(crate) mod routes {
         "calendars/events.readonly",
         Idempotent
     );
+    route!(
+        LIST_CALENDARS,
+        GET,
+        "GET /calendars/",
+        CAL,
+        "calendars.readonly",
+        Idempotent
+    );
+    route!(
+        CALENDAR_EVENTS,
+        GET,
+        "GET /calendars/events",
+        CAL,
+        "calendars/events.readonly",
+        Idempotent
+    );
     // Adding or removing a set of tags twice is the same as once.
     route!(
         ADD_TAGS,

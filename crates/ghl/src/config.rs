@@ -79,6 +79,8 @@ pub fn default_scopes() -> Vec<String> {
         "locations/customFields.readonly",
         "locations/tags.readonly",
         "calendars/events.readonly",
+        // A sweep reads appointments per calendar (`GET /calendars/`).
+        "calendars.readonly",
         "users.readonly",
         // Agency installs: list the installed locations, mint location tokens
         // (`POST /oauth/locationToken` requires `oauth.write`).

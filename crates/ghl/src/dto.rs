@@ -299,6 +299,19 @@ pub(crate) struct EventEnvelope {
     pub event: AppointmentDto,
 }
 
+/// `GET /calendars/` ([CAL2] `CalendarsGetSuccessfulResponseDTO`): only the ids are used.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CalendarsAnswer {
+    #[serde(default, deserialize_with = "list")]
+    pub calendars: Vec<CalendarDto>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CalendarDto {
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
 // ------------------------------------------------------------------------------- businesses
 
 /// `BusinessDto` (\[B2\], API.md §4.6).

@@ -58,7 +58,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use domain::{
     Contact, FieldChange, GhlAppointmentId, GhlBusinessId, GhlContactId, GhlNoteId, GhlTaskId,
     Note, Task, TenantId,
@@ -76,9 +76,9 @@ pub use crate::budget::{BudgetSnapshot, RateBudgets, RateHeaders};
 use crate::client::{Answer, ApiRequest, Safety, Transport, backoff, routes};
 pub use crate::config::{GhlAdapterConfig, RateConfig, RetryPolicy, default_scopes};
 use crate::dto::{
-    BusinessEnvelope, ContactEnvelope, DeleteAnswer, DuplicateAnswer, EventEnvelope, EventsAnswer,
-    ListAnswer, NoteEnvelope, NotesAnswer, SearchAnswer, TagsAnswer, TaskEnvelope, TasksAnswer,
-    UpdateAnswer, UpsertAnswer,
+    BusinessEnvelope, CalendarsAnswer, ContactEnvelope, DeleteAnswer, DuplicateAnswer,
+    EventEnvelope, EventsAnswer, ListAnswer, NoteEnvelope, NotesAnswer, SearchAnswer, TagsAnswer,
+    TaskEnvelope, TasksAnswer, UpdateAnswer, UpsertAnswer,
 };
 use crate::error::CallError;
 pub use crate::error::ConfigError;
@@ -111,6 +111,9 @@ struct Inner {
     tokens: TokenManager,
     oauth: Arc<OAuthClient>,
     app: String,
+    /// The widest `GET /calendars/events` range GHL accepted after refusing a wider one:
+    /// later reads ask for ranges this wide at once instead of halving again.
+    calendar_span: std::sync::Mutex<Option<chrono::Duration>>,
 }
 
 fn invalid(messages: Vec<String>) -> ApiError {
@@ -137,6 +140,7 @@ impl GhlAdapter {
                 transport,
                 oauth,
                 app: config.budget_app().to_owned(),
+                calendar_span: std::sync::Mutex::default(),
             }),
         })
     }
@@ -863,6 +867,84 @@ impl GhlApi for GhlAdapter {
             mapping::appointment(a, Some(contact))
         })
         .map_err(|e| unreadable(answer.route, e))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id))]
+    async fn list_calendars(&self, scope: &Scope) -> Result<Vec<String>, ApiError> {
+        let req = ApiRequest::new(&routes::LIST_CALENDARS, "/calendars/")
+            .query("locationId", scope.tenant.location_id.as_str());
+        let answer = self.inner.call(scope, &req).await?;
+        let list: CalendarsAnswer = answer.decode()?;
+        Ok(list
+            .calendars
+            .into_iter()
+            .filter_map(|c| c.id.filter(|id| !id.trim().is_empty()))
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, calendar = %calendar))]
+    async fn calendar_events(
+        &self,
+        scope: &Scope,
+        calendar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<GhlAppointment>, ApiError> {
+        // Read in consecutive ranges. A range GHL refuses (400/422: too wide, by a limit the
+        // documents do not state) is asked again half as wide, down to a day; the width that
+        // then passes is used for the rest, and remembered for the next reads.
+        let lock = || {
+            self.inner
+                .calendar_span
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let mut span = *lock();
+        let mut narrowed = false;
+        let mut at = from;
+        let mut out = Vec::new();
+        loop {
+            let end = match span {
+                Some(s) if to - at > s => at + s,
+                _ => to,
+            };
+            let req = ApiRequest::new(&routes::CALENDAR_EVENTS, "/calendars/events")
+                .query("locationId", scope.tenant.location_id.as_str())
+                .query("calendarId", calendar)
+                .query("startTime", at.timestamp_millis().to_string())
+                .query("endTime", end.timestamp_millis().to_string());
+            let answer = match self.inner.call(scope, &req).await.map_err(ApiError::from) {
+                Ok(a) => a,
+                Err(ApiError::Invalid { .. }) if end - at > chrono::Duration::days(1) => {
+                    tracing::debug!(%calendar, %at, %end, "GHL refused the range; asking for half of it");
+                    span = Some((end - at) / 2);
+                    narrowed = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if narrowed {
+                *lock() = span;
+                narrowed = false;
+            }
+            let list: EventsAnswer = answer.decode()?;
+            for dto in list.events {
+                // Blocked slots and events without a contact are not a contact's appointments.
+                if dto
+                    .contact_id
+                    .as_deref()
+                    .is_none_or(|c| c.trim().is_empty())
+                {
+                    continue;
+                }
+                out.push(mapping::appointment(dto, None).map_err(|e| unreadable(answer.route, e))?);
+            }
+            if end >= to {
+                break;
+            }
+            at = end + chrono::Duration::milliseconds(1);
+        }
+        Ok(out)
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, contact_id = %contact))]

@@ -35,7 +35,7 @@ pub struct GhlContact {
     pub date_added: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GhlTask {
     pub id: GhlTaskId,
     pub contact: GhlContactId,
@@ -51,7 +51,7 @@ pub struct GhlNote {
     pub user_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GhlAppointment {
     pub id: GhlAppointmentId,
     pub contact: GhlContactId,
@@ -309,6 +309,22 @@ pub trait GhlApi: Send + Sync {
         &self,
         scope: &Scope,
         contact: &GhlContactId,
+    ) -> Result<Vec<GhlAppointment>, ApiError>;
+
+    /// `GET /calendars/?locationId=` (scope `calendars.readonly`): the ids of the location's
+    /// calendars. `Forbidden` when the token lacks the scope (an install older than it).
+    async fn list_calendars(&self, scope: &Scope) -> Result<Vec<String>, ApiError>;
+
+    /// `GET /calendars/events?locationId&calendarId&startTime&endTime` (scope
+    /// `calendars/events.readonly`): the appointments of one calendar starting within
+    /// `from..=to`, each with its contact (events without a contact are left out). A range
+    /// GHL refuses as too wide is read in parts.
+    async fn calendar_events(
+        &self,
+        scope: &Scope,
+        calendar: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     ) -> Result<Vec<GhlAppointment>, ApiError>;
 
     /// `POST /contacts/:id/tags`; returns the contact's tags after the call.

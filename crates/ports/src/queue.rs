@@ -11,7 +11,27 @@ use domain::{GhlContactId, TenantId};
 
 use crate::ekyte::EkyteChange;
 use crate::error::QueueError;
-use crate::ghl::GhlEvent;
+use crate::ghl::{GhlAppointment, GhlEvent, GhlTask};
+
+/// What a sweep already read, many contacts per call, for a contact it enqueues, so the
+/// contact's sync does not read it again (issue 17). Only for a contact the sweep found
+/// without a link: the sync uses it only if the contact is still unlinked when it runs (a
+/// record read earlier must not be taken for a change of a record synced since).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefetched {
+    /// Every GHL task of the contact, from the location's task search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<GhlTask>>,
+    /// The contact's appointments, from the location's calendars over the configured window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appointments: Option<Vec<GhlAppointment>>,
+}
+
+impl Prefetched {
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_none() && self.appointments.is_none()
+    }
+}
 
 /// The message id of a sweep's `sync.contact` for one contact: `sync:{run}:{contact}`, or
 /// `unseen:{run}:{contact}` for a linked contact the sweep's search no longer returned. The
@@ -67,6 +87,9 @@ pub enum Payload {
         contact: GhlContactId,
         #[serde(default)]
         dry_run: bool,
+        /// What the sweep that enqueued it already read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefetched: Option<Box<Prefetched>>,
     },
     /// Page through contacts from a checkpoint and enqueue `sync.contact` for changed ones.
     #[serde(rename = "sync.full")]
@@ -183,6 +206,7 @@ mod tests {
             Payload::SyncContact {
                 contact: GhlContactId::parse("c1").unwrap(),
                 dry_run: false,
+                prefetched: None,
             },
             chrono::Utc::now(),
         );

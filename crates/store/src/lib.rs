@@ -77,6 +77,8 @@ struct Inner {
     local: LocalLocks,
     /// Statements sent to the database since connecting (see [`Store::statements`]).
     statements: Arc<AtomicU64>,
+    /// Tenants read lately (`tenants.rs`).
+    tenants: tenants::TenantCache,
 }
 
 /// In-process locks, used on SQLite only (one process owns the file).
@@ -124,6 +126,7 @@ impl Store {
                 keyring,
                 local: LocalLocks::default(),
                 statements,
+                tenants: tenants::TenantCache::default(),
             }),
         })
     }
@@ -193,6 +196,10 @@ impl Store {
 
     pub(crate) fn keyring(&self) -> &Keyring {
         &self.inner.keyring
+    }
+
+    pub(crate) fn tenant_cache(&self) -> &tenants::TenantCache {
+        &self.inner.tenants
     }
 
     fn local(&self) -> &LocalLocks {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
 use sha2::{Digest, Sha256};
 use tokio::sync::OwnedMutexGuard;
 
@@ -158,14 +158,12 @@ impl Store {
         }
         // `0` would mean "wait forever".
         let millis = remaining.as_millis().clamp(1, i64::MAX as u128);
-        txn.execute_unprepared(&format!("SET LOCAL lock_timeout = '{millis}ms'"))
-            .await
-            .map_err(|e| db_err("set the contact lock timeout", e))?;
-        let acquire = txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [lock_key.into()],
-        ));
+        // Both in one round trip (the simple query protocol takes several statements); both
+        // values are integers formatted here, nothing from outside.
+        let sql = format!(
+            "SET LOCAL lock_timeout = '{millis}ms'; SELECT pg_advisory_xact_lock({lock_key})"
+        );
+        let acquire = txn.execute_unprepared(&sql);
         // The server gives up at `lock_timeout`; the margin covers the round trip.
         match tokio::time::timeout(remaining + Duration::from_millis(500), acquire).await {
             Err(_) => Err(timed_out(key, wait)),

@@ -13,7 +13,7 @@ use app::scheduler::Job;
 use super::baseline::Plain;
 use super::machine::{Load, Machine};
 use super::rig::{QueueKind, Rig, RigOptions};
-use super::{Data, RateLimit, Traffic, reset_counters, secs};
+use super::{Data, RateLimit, Traffic, reset_counters, round3, secs};
 
 #[derive(Debug, Clone)]
 pub struct CallsArgs {
@@ -32,6 +32,9 @@ fn phase(world: &World, contacts: usize, wall: Duration) -> Value {
         "wall_s": secs(wall),
         "ghl_calls": t.ghl_calls,
         "ghl_calls_per_contact": t.per_contact(contacts),
+        "ghl_reads_per_contact": round3(t.ghl_reads() as f64 / contacts.max(1) as f64),
+        "ghl_writes_per_contact": round3(t.ghl_writes() as f64 / contacts.max(1) as f64),
+        "ekyte_calls_per_contact": round3(t.ekyte_calls as f64 / contacts.max(1) as f64),
         "ghl_routes": t.ghl_routes,
         "rate_limited_earned": t.rate_limited_earned,
         "ekyte_calls": t.ekyte_calls,
@@ -73,7 +76,7 @@ pub async fn run(args: &CallsArgs) -> anyhow::Result<Value> {
         let mut figures = phase(&world, n, end - t0);
         figures["store_statements"] = json!(statements);
         figures["store_statements_per_contact"] =
-            json!(super::round3(statements as f64 / n.max(1) as f64));
+            json!(round3(statements as f64 / n.max(1) as f64));
         phases.insert(name.into(), figures);
     }
     let verdict = app::demo::verify::verify(&world)?;

@@ -148,6 +148,25 @@ impl Traffic {
         out.insert("total".into(), round3(self.ghl_calls as f64 / n));
         out
     }
+
+    /// GHL writes (every POST, PUT and DELETE but the two searches, which read), and the
+    /// reads: the rest.
+    pub fn ghl_writes(&self) -> u64 {
+        self.ghl_routes
+            .iter()
+            .filter(|(route, _)| {
+                let write = ["POST ", "PUT ", "DELETE "]
+                    .iter()
+                    .any(|m| route.starts_with(m));
+                write && !route.ends_with("/search")
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn ghl_reads(&self) -> u64 {
+        self.ghl_calls - self.ghl_writes()
+    }
 }
 
 fn routes(s: &CounterSnapshot) -> BTreeMap<String, u64> {

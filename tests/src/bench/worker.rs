@@ -210,6 +210,7 @@ pub async fn child() -> anyhow::Result<Value> {
                     Payload::SyncContact {
                         contact: c.clone(),
                         dry_run: false,
+                        prefetched: None,
                     },
                     app.clock.now(),
                 );

@@ -1085,6 +1085,7 @@ async fn contact_action(
                 Payload::SyncContact {
                     contact: ghl_id.clone(),
                     dry_run: false,
+                    prefetched: None,
                 },
                 now,
             );

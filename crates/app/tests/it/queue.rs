@@ -58,6 +58,7 @@ fn envelope(id: &str, lane: Lane) -> Envelope {
         Payload::SyncContact {
             contact: GhlContactId::parse("contact-1").unwrap(),
             dry_run: false,
+            prefetched: None,
         },
         chrono::Utc::now(),
     );

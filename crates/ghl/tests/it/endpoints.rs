@@ -617,3 +617,93 @@ async fn forbidden_names_the_missing_scope() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A sweep reads a location's appointments per calendar over a wide window. The simulator,
+/// like the reading of [CAL2] that breaks a careless client, refuses ranges over 31 days: the
+/// adapter narrows the range until it passes, reads the window range by range, and starts
+/// its next read at the width it learnt. What it reads is what the contact's own listing
+/// shows.
+#[tokio::test]
+async fn calendar_events_cover_a_wide_window_in_ranges_the_api_accepts() {
+    let w = World::start().await;
+    let s = w.scope();
+    let ana = w
+        .ghl
+        .seed_contacts(
+            LOCATION,
+            &[json!({"firstName": "Ana", "email": "ana@cal.test"})],
+        )
+        .unwrap()
+        .remove(0);
+    let now = Utc::now();
+    let at = |days: i64| (now + chrono::Duration::days(days)).to_rfc3339();
+    w.ghl
+        .seed_appointments(&[
+            json!({"contactId": ana, "calendarId": "calMain", "title": "Past", "startTime": at(-300), "endTime": at(-300)}),
+            json!({"contactId": ana, "calendarId": "calMain", "title": "Soon", "startTime": at(1), "endTime": at(1)}),
+            json!({"contactId": ana, "calendarId": "calMain", "title": "Later", "startTime": at(200), "endTime": at(200)}),
+            json!({"contactId": ana, "calendarId": "calOther", "title": "Elsewhere", "startTime": at(2), "endTime": at(2)}),
+            json!({"contactId": ana, "calendarId": "calMain", "title": "Too old", "startTime": at(-400), "endTime": at(-400)}),
+        ])
+        .unwrap();
+    let ana = GhlContactId::parse(ana).unwrap();
+
+    let mut calendars = w.adapter.list_calendars(&s).await.unwrap();
+    calendars.sort();
+    assert_eq!(calendars, ["calMain", "calOther"]);
+
+    let (from, to) = (
+        now - chrono::Duration::days(365),
+        now + chrono::Duration::days(365),
+    );
+    let before = w.ghl.counter_snapshot();
+    let got = w
+        .adapter
+        .calendar_events(&s, "calMain", from, to)
+        .await
+        .unwrap();
+    let first_read = w
+        .ghl
+        .counter_snapshot()
+        .route_total("GET", "/calendars/events")
+        - before.route_total("GET", "/calendars/events");
+    let mut titles: Vec<_> = got
+        .iter()
+        .map(|a| a.appointment.title.clone().unwrap_or_default())
+        .collect();
+    titles.sort();
+    assert_eq!(
+        titles,
+        ["Later", "Past", "Soon"],
+        "the window, this calendar only"
+    );
+    assert!(got.iter().all(|a| a.contact == ana));
+    // Each reads as the contact's own listing reads it.
+    let own = w.adapter.list_appointments(&s, &ana).await.unwrap();
+    for a in &got {
+        let same = own
+            .iter()
+            .find(|o| o.id == a.id)
+            .expect("in the contact's listing");
+        assert_eq!(same.appointment, a.appointment);
+    }
+    // 730 days in ranges of at most 31: at least 24 reads; the second read wastes none on
+    // ranges the API refuses.
+    assert!(first_read >= 24, "{first_read} reads");
+    let before = w.ghl.counter_snapshot();
+    let again = w
+        .adapter
+        .calendar_events(&s, "calMain", from, to)
+        .await
+        .unwrap();
+    let second_read = w
+        .ghl
+        .counter_snapshot()
+        .route_total("GET", "/calendars/events")
+        - before.route_total("GET", "/calendars/events");
+    assert_eq!(again.len(), 3);
+    assert!(
+        second_read < first_read,
+        "learnt width not used: {second_read} reads after {first_read}"
+    );
+}

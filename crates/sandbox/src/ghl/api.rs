@@ -66,6 +66,8 @@ fn route_spec(method: &str, route: &str) -> RouteSpec {
         ("oauth.write", VERSION_2021_07_28)
     } else if route == "/oauth/installedLocations" {
         ("oauth.readonly", VERSION_2021_07_28)
+    } else if route == "/calendars/" {
+        ("calendars.readonly", VERSION_2021_04_15)
     } else if route.starts_with("/calendars/") {
         ("calendars/events.readonly", VERSION_2021_04_15)
     } else if route.starts_with("/businesses") {
@@ -158,6 +160,8 @@ pub fn router(core: Shared) -> Router {
             "/calendars/events/appointments/{eventId}",
             get(related::get_appointment),
         )
+        .route("/calendars/", get(related::list_calendars))
+        .route("/calendars/events", get(related::calendar_events))
         .route(
             "/locations/{locationId}/tasks/search",
             post(related::search_location_tasks),
@@ -425,6 +429,15 @@ mod tests {
         assert_eq!(
             route_spec("GET", "/calendars/events/appointments/{eventId}").version,
             Some(VERSION_2021_04_15)
+        );
+        // Listing calendars and reading their events need different scopes ([CAL2]).
+        assert_eq!(
+            route_spec("GET", "/calendars/").scope,
+            Some("calendars.readonly")
+        );
+        assert_eq!(
+            route_spec("GET", "/calendars/events").scope,
+            Some("calendars/events.readonly")
         );
         assert_eq!(
             route_spec("POST", "/businesses/").scope,

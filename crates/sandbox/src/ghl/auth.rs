@@ -191,6 +191,7 @@ fn scope_string(scopes: &Option<BTreeSet<String>>) -> String {
             "locations/customFields.readonly",
             "locations/tasks.readonly",
             "calendars/events.readonly",
+            "calendars.readonly",
             "oauth.readonly",
             "oauth.write",
         ]

@@ -43,6 +43,10 @@ pub struct GhlConfig {
     /// GHL shows tags in lower case; the simulator stores them lower-cased (assumption, see
     /// README). Set to false to keep the case a client sent.
     pub lowercase_tags: bool,
+    /// `GET /calendars/events` refuses (422) a range wider than this many days. [CAL2] states
+    /// no limit; the default is the reading that breaks a client asking for years at once.
+    /// 0 = no limit.
+    pub calendar_events_max_days: u32,
 }
 
 impl Default for GhlConfig {
@@ -62,6 +66,7 @@ impl Default for GhlConfig {
             write_faults: WriteFaults::default(),
             search_index_lag_ms: 0,
             lowercase_tags: true,
+            calendar_events_max_days: 31,
         }
     }
 }

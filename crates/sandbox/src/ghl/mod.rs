@@ -103,7 +103,8 @@ impl GhlSandbox {
             Store::new(
                 config.lowercase_tags,
                 Duration::from_millis(config.search_index_lag_ms),
-            ),
+            )
+            .with_calendar_events_max_days(config.calendar_events_max_days),
             AuthRegistry::new(config.oauth.clone()),
             RateLimiter::new(config.rate_limit.clone()),
             counters,

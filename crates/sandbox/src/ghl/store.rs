@@ -185,6 +185,8 @@ pub struct Store {
     business_loc: HashMap<String, String>,
     lowercase_tags: bool,
     search_lag: Duration,
+    /// `GET /calendars/events`: the widest range served, in days (0 = any).
+    calendar_events_max_days: u32,
     /// Which app is installed on which location, and the company-wide installs.
     pub installs: Installs,
     location_seq: u64,
@@ -201,7 +203,13 @@ impl Store {
             business_loc: HashMap::new(),
             lowercase_tags,
             search_lag,
+            calendar_events_max_days: 0,
         }
+    }
+
+    pub fn with_calendar_events_max_days(mut self, days: u32) -> Self {
+        self.calendar_events_max_days = days;
+        self
     }
 
     // ---------------------------------------------------------------- locations
@@ -919,6 +927,43 @@ impl Store {
             .appointments
             .values()
             .filter(|a| a.contact_id == contact_id)
+            .collect();
+        v.sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.id.cmp(&b.id)));
+        Ok((v, loc.tz()))
+    }
+
+    /// The location's calendars: every calendar an appointment was booked in, by id.
+    pub fn calendars(&self, location_id: &str) -> ApiResult<Vec<String>> {
+        let loc = self.location(location_id)?;
+        let ids: std::collections::BTreeSet<&String> =
+            loc.appointments.values().map(|a| &a.calendar_id).collect();
+        Ok(ids.into_iter().cloned().collect())
+    }
+
+    /// `GET /calendars/events`: one calendar's appointments starting within `from..=to`.
+    pub fn calendar_events(
+        &self,
+        location_id: &str,
+        calendar_id: &str,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<(Vec<&Appointment>, chrono_tz::Tz)> {
+        if to < from {
+            return Err(ApiError::unprocessable(vec![
+                "endTime must be after startTime".to_owned(),
+            ]));
+        }
+        let max = self.calendar_events_max_days;
+        if max > 0 && to - from > chrono::Duration::days(i64::from(max)) {
+            return Err(ApiError::unprocessable(vec![format!(
+                "the range between startTime and endTime must not exceed {max} days"
+            )]));
+        }
+        let loc = self.location(location_id)?;
+        let mut v: Vec<&Appointment> = loc
+            .appointments
+            .values()
+            .filter(|a| a.calendar_id == calendar_id && a.start_time >= from && a.start_time <= to)
             .collect();
         v.sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.id.cmp(&b.id)));
         Ok((v, loc.tz()))

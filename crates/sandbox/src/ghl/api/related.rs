@@ -211,6 +211,67 @@ pub async fn get_appointment(
     })())
 }
 
+/// `GET /calendars/?locationId` (Version 2021-04-15, scope `calendars.readonly`) →
+/// `{calendars}` ([CAL2] `CalendarDTO`, the fields the simulator knows).
+pub async fn list_calendars(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    unit_result((|| {
+        let loc_id = super::required_query(&q, "locationId")?.to_owned();
+        ctx.require_location(&loc_id)?;
+        let store = core.store();
+        let calendars: Vec<Value> = store
+            .calendars(&loc_id)?
+            .into_iter()
+            .map(|id| json!({"id": id, "locationId": loc_id, "name": id, "isActive": true}))
+            .collect();
+        Ok(ok(json!({"calendars": calendars})))
+    })())
+}
+
+/// `GET /calendars/events?locationId&calendarId&startTime&endTime` (Version 2021-04-15, scope
+/// `calendars/events.readonly`) → `{events}` ([CAL2] `CalendarEventDTO`). Times are epoch
+/// milliseconds as strings; one of `calendarId`, `userId`, `groupId` is required (the
+/// simulator serves `calendarId`). Events whose start falls in the range are returned (the
+/// documents do not say whether an event overlapping the start counts: it does not here).
+pub async fn calendar_events(
+    State(core): State<Shared>,
+    Extension(ctx): Extension<AuthCtx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    unit_result((|| {
+        let loc_id = super::required_query(&q, "locationId")?.to_owned();
+        let millis = |name: &str| -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+            let raw = super::required_query(&q, name)?;
+            raw.parse::<i64>()
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .ok_or_else(|| {
+                    ApiError::unprocessable(vec![format!("{name} must be a time in milliseconds")])
+                })
+        };
+        let (from, to) = (millis("startTime")?, millis("endTime")?);
+        let Some(calendar) = q.get("calendarId").filter(|c| !c.is_empty()) else {
+            return Err(if q.contains_key("userId") || q.contains_key("groupId") {
+                ApiError::unprocessable(vec![
+                    "the simulator serves calendar events by calendarId only".to_owned(),
+                ])
+            } else {
+                ApiError::unprocessable(vec![
+                    "Either of calendarId, userId or groupId is required".to_owned(),
+                ])
+            });
+        };
+        ctx.require_location(&loc_id)?;
+        let store = core.store();
+        let (list, tz) = store.calendar_events(&loc_id, calendar, from, to)?;
+        let events: Vec<Value> = list.iter().map(|a| a.to_calendar_json(tz)).collect();
+        Ok(ok(json!({"events": events})))
+    })())
+}
+
 /// `POST /locations/{locationId}/tasks/search` ([LOC2] `TaskSearchParamsDto`) → `{tasks}`.
 /// The spec types `tasks` as an array of arrays; the simulator answers task objects
 /// (assumption: the spec's item type is a generator slip).
