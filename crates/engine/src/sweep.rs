@@ -183,6 +183,17 @@ impl Engine {
                 counts.pages += 1;
                 // (contact, changed, unlinked)
                 let mut candidates: Vec<(GhlContact, bool, bool)> = Vec::new();
+                // The page's contact links, in one read.
+                let ids: Vec<String> = page.contacts.iter().map(|c| c.id.to_string()).collect();
+                let mut links: HashMap<String, ports::store::Link> = self
+                    .ports
+                    .links
+                    .by_ghl_ids(&tenant.id, EntityKind::Contact, &ids)
+                    .await
+                    .map_err(SyncError::store("read contact links"))?
+                    .into_iter()
+                    .filter_map(|l| l.ghl_id.clone().map(|g| (g, l)))
+                    .collect();
                 for c in page.contacts {
                     counts.seen += 1;
                     if let Some(seen) = seen_ids.as_mut() {
@@ -193,12 +204,7 @@ impl Engine {
                         report.not_selected += 1;
                         continue;
                     }
-                    let link = self
-                        .ports
-                        .links
-                        .by_ghl(&tenant.id, EntityKind::Contact, c.id.as_str())
-                        .await
-                        .map_err(SyncError::store("read contact link"))?;
+                    let link = links.remove(c.id.as_str());
                     let changed = match &link {
                         None => true,
                         Some(l) if l.state == LinkState::Deleted => false,
@@ -512,6 +518,31 @@ impl Engine {
         Ok(Appointments::ByContact(by_contact))
     }
 
+    /// The links of `kind` under these contacts, by contact, in one read.
+    async fn links_by_parent(
+        &self,
+        tenant: &domain::TenantId,
+        kind: EntityKind,
+        contacts: impl Iterator<Item = &GhlContactId>,
+    ) -> Result<HashMap<String, Vec<ports::store::Link>>, ports::StoreError> {
+        let parents: Vec<String> = contacts.map(ToString::to_string).collect();
+        let mut by_parent: HashMap<String, Vec<ports::store::Link>> = HashMap::new();
+        if parents.is_empty() {
+            return Ok(by_parent);
+        }
+        for l in self
+            .ports
+            .links
+            .by_ghl_parents(tenant, kind, &parents)
+            .await?
+        {
+            if let Some(p) = l.ghl_parent.clone() {
+                by_parent.entry(p).or_default().push(l);
+            }
+        }
+        Ok(by_parent)
+    }
+
     /// Of these (unchanged) contacts, the ones whose tasks or notes changed in GHL.
     async fn children_changed(
         &self,
@@ -538,13 +569,12 @@ impl Engine {
                     (c, fps)
                 })
                 .collect();
+            let mut links_of = self
+                .links_by_parent(&tenant.id, EntityKind::Task, chunk.iter())
+                .await
+                .map_err(SyncError::store("read task links"))?;
             for c in chunk {
-                let links = self
-                    .ports
-                    .links
-                    .by_ghl_parent(&tenant.id, EntityKind::Task, c.as_str())
-                    .await
-                    .map_err(SyncError::store("read task links"))?;
+                let links = links_of.remove(c.as_str()).unwrap_or_default();
                 let linked: HashMap<&str, Option<Fingerprint>> = links
                     .iter()
                     .filter(|l| l.state == LinkState::Linked)
@@ -563,6 +593,10 @@ impl Engine {
         // Notes have no location-wide search: one read per contact not already changed.
         let remaining: Vec<&GhlContactId> =
             contacts.iter().filter(|c| !changed.contains(*c)).collect();
+        let mut note_links = self
+            .links_by_parent(&tenant.id, EntityKind::Note, remaining.iter().copied())
+            .await
+            .map_err(SyncError::store("read note links"))?;
         for c in remaining {
             let notes = self
                 .ports
@@ -571,12 +605,7 @@ impl Engine {
                 .await
                 .map_err(SyncError::ghl("list notes"))?;
             counts.api_calls += 1;
-            let links = self
-                .ports
-                .links
-                .by_ghl_parent(&tenant.id, EntityKind::Note, c.as_str())
-                .await
-                .map_err(SyncError::store("read note links"))?;
+            let links = note_links.remove(c.as_str()).unwrap_or_default();
             let linked: HashMap<&str, Option<Fingerprint>> = links
                 .iter()
                 .filter(|l| l.state == LinkState::Linked)

@@ -197,6 +197,37 @@ pub trait LinkStore: Send + Sync {
         ghl_parent: &str,
     ) -> Result<Vec<Link>, StoreError>;
 
+    /// The links of one kind whose GHL id is among `ghl_ids`, any state, in no given order
+    /// (a sweep reads a page's contacts at once). The default reads them one by one.
+    async fn by_ghl_ids(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_ids: &[String],
+    ) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::new();
+        for id in ghl_ids {
+            out.extend(self.by_ghl(tenant, kind, id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Links of one kind under any of these GHL parents, any state, in no given order (a
+    /// sweep reads the tasks or notes of many contacts at once). The default reads parent by
+    /// parent.
+    async fn by_ghl_parents(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_parents: &[String],
+    ) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::new();
+        for parent in ghl_parents {
+            out.extend(self.by_ghl_parent(tenant, kind, parent).await?);
+        }
+        Ok(out)
+    }
+
     /// Links of one kind under an eKyte parent (the tasks of a workspace…), any state.
     async fn by_ekyte_parent(
         &self,

@@ -152,6 +152,36 @@ impl LinkStore for Store {
         self.links_where(tenant, kind, cond, None).await
     }
 
+    async fn by_ghl_ids(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_ids: &[String],
+    ) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::new();
+        // Bounded IN lists (SQLite's bound-variable limit is far above this).
+        for chunk in ghl_ids.chunks(500) {
+            let cond = Condition::all().add(Column::GhlId.is_in(chunk.iter().map(String::as_str)));
+            out.extend(self.links_where(tenant, kind, cond, None).await?);
+        }
+        Ok(out)
+    }
+
+    async fn by_ghl_parents(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        ghl_parents: &[String],
+    ) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ghl_parents.chunks(500) {
+            let cond =
+                Condition::all().add(Column::GhlParent.is_in(chunk.iter().map(String::as_str)));
+            out.extend(self.links_where(tenant, kind, cond, None).await?);
+        }
+        Ok(out)
+    }
+
     async fn by_ekyte_parent(
         &self,
         tenant: &TenantId,

@@ -19,6 +19,7 @@ on_both!(
     insert_linked_enforces_both_unique_ids,
     complete_checks_version_and_ids,
     parents_and_paging,
+    many_ids_and_parents_in_one_read,
     stored_rows_that_do_not_parse_are_corrupt,
 );
 
@@ -516,4 +517,72 @@ async fn stored_rows_that_do_not_parse_are_corrupt(b: TestBackend) {
         let err = store.by_ghl(&t, EntityKind::Contact, id).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{id}: {err:?}");
     }
+}
+
+/// A sweep reads a page's links at once: the same rows as one read per id or parent, and
+/// none of another kind or tenant.
+async fn many_ids_and_parents_in_one_read(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    for (g, parent) in [("g1", "c1"), ("g2", "c1"), ("g3", "c2"), ("g4", "c3")] {
+        store
+            .insert_linked(
+                &t,
+                EntityKind::Task,
+                &LinkUpdate {
+                    ghl_parent: Some(parent.into()),
+                    ..linked(Some(g), None)
+                },
+            )
+            .await
+            .unwrap();
+    }
+    for (tenant, kind, g) in [
+        (tid("other"), EntityKind::Task, "g1x"),
+        (t.clone(), EntityKind::Note, "n1"),
+    ] {
+        store
+            .insert_linked(
+                &tenant,
+                kind,
+                &LinkUpdate {
+                    ghl_parent: Some("c1".into()),
+                    ..linked(Some(g), None)
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let ghl_ids = |links: Vec<ports::store::Link>| {
+        let mut ids: Vec<String> = links.into_iter().filter_map(|l| l.ghl_id).collect();
+        ids.sort();
+        ids
+    };
+    let wanted: Vec<String> = ["g1", "g3", "missing"].map(String::from).to_vec();
+    assert_eq!(
+        ghl_ids(
+            store
+                .by_ghl_ids(&t, EntityKind::Task, &wanted)
+                .await
+                .unwrap()
+        ),
+        ["g1", "g3"]
+    );
+    let parents: Vec<String> = ["c1", "c2", "c9"].map(String::from).to_vec();
+    assert_eq!(
+        ghl_ids(
+            store
+                .by_ghl_parents(&t, EntityKind::Task, &parents)
+                .await
+                .unwrap()
+        ),
+        ["g1", "g2", "g3"]
+    );
+    assert!(
+        store
+            .by_ghl_ids(&t, EntityKind::Task, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
