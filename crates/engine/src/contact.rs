@@ -679,12 +679,15 @@ impl ContactSync<'_> {
                 SyncError::Config(format!("stored eKyte board id {raw:?} is not valid"))
             })
         };
-        if let Some(l) = self
-            .ports
-            .links
-            .by_ghl(&tenant.id, EntityKind::Board, &key)
-            .await
-            .map_err(SyncError::store("read board link"))?
+        // A workspace this run created has no board link yet: the claim below is the read.
+        let fresh = self.created_here(cx, ws);
+        if !fresh
+            && let Some(l) = self
+                .ports
+                .links
+                .by_ghl(&tenant.id, EntityKind::Board, &key)
+                .await
+                .map_err(SyncError::store("read board link"))?
             && let (LinkState::Linked, Some(b)) = (l.state, l.ekyte_id.as_deref())
         {
             return parse(b);
@@ -708,7 +711,7 @@ impl ContactSync<'_> {
             .map_err(SyncError::store("claim board"))?
         {
             Claim::Claimed(l) => {
-                may_exist = !self.created_here(cx, ws);
+                may_exist = !fresh;
                 l
             }
             Claim::TakenOver(l) => l,
@@ -802,14 +805,11 @@ impl ContactSync<'_> {
         business: Option<&Business>,
         ctx: &domain::NormaliseCtx,
     ) -> Result<(), SyncError> {
-        let prefetched = cx.opts.prefetched.as_ref().and_then(|p| {
-            p.appointments.as_ref().map(|a| {
-                a.iter()
-                    .filter(|a| a.contact == *id)
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-        });
+        let prefetched = cx
+            .opts
+            .prefetched
+            .as_ref()
+            .and_then(|p| p.appointments_of(id));
         let appointments = match prefetched {
             Some(list) => list,
             None => self
@@ -1012,14 +1012,7 @@ impl ContactSync<'_> {
         ctx: &domain::NormaliseCtx,
     ) -> Result<(), SyncError> {
         let tenant = cx.scope.tenant.clone();
-        let prefetched = cx.opts.prefetched.as_ref().and_then(|p| {
-            p.tasks.as_ref().map(|t| {
-                t.iter()
-                    .filter(|t| t.contact == *id)
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-        });
+        let prefetched = cx.opts.prefetched.as_ref().and_then(|p| p.tasks_of(id));
         let ghl_tasks = match prefetched {
             // Read by the sweep before this run's onboarding tasks existed: add those.
             Some(mut tasks) => {
@@ -1048,8 +1041,10 @@ impl ContactSync<'_> {
             .filter_map(|l| l.ghl_id.clone().map(|g| (g, l.clone())))
             .collect();
         let mut ekyte_tasks: BTreeMap<String, EkyteTask> = BTreeMap::new();
-        // A workspace this run created holds no task yet: nothing to list.
-        if let Some(ws) = ws.filter(|ws| !self.created_here(cx, *ws)) {
+        // A workspace this run created holds no task yet, and no task link names it yet:
+        // nothing to list, nothing to read.
+        let fresh = ws.is_some_and(|ws| self.created_here(cx, ws));
+        if let Some(ws) = ws.filter(|_| !fresh) {
             for t in self
                 .ports
                 .ekyte
@@ -1060,7 +1055,7 @@ impl ContactSync<'_> {
                 ekyte_tasks.insert(t.id.to_string(), t);
             }
         }
-        let ekyte_links: HashMap<String, Link> = match ws {
+        let ekyte_links: HashMap<String, Link> = match ws.filter(|_| !fresh) {
             Some(ws) => self
                 .ports
                 .links

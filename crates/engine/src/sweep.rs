@@ -33,7 +33,7 @@ const LINK_PAGE: u32 = 500;
 /// The location's appointments as one sweep read them.
 pub(crate) enum Appointments {
     NotRead,
-    /// Each contact's sync reads its own.
+    /// Each contact's sync reads its own (unreadable, off, or dearer than per contact).
     Unavailable,
     ByContact(HashMap<GhlContactId, Vec<GhlAppointment>>),
 }
@@ -183,6 +183,7 @@ impl Engine {
                 counts.pages += 1;
                 // (contact, changed, unlinked)
                 let mut candidates: Vec<(GhlContact, bool, bool)> = Vec::new();
+                let (page_len, search_total) = (page.contacts.len(), page.total);
                 // The page's contact links, in one read.
                 let ids: Vec<String> = page.contacts.iter().map(|c| c.id.to_string()).collect();
                 let mut links: HashMap<String, ports::store::Link> = self
@@ -240,8 +241,12 @@ impl Engine {
                     .filter(|(_, changed, unlinked)| *changed && *unlinked)
                     .map(|(c, _, _)| c.id.clone())
                     .collect();
+                // How many never-synced contacts this sweep will find, judged by this page.
+                let expected = search_total.map_or(unlinked.len() as u64, |total| {
+                    total * unlinked.len() as u64 / page_len.max(1) as u64
+                });
                 let mut prefetched = self
-                    .prefetch(&bulk, &unlinked, &mut appointments, &mut counts)
+                    .prefetch(&bulk, &unlinked, expected, &mut appointments, &mut counts)
                     .await?;
                 for (c, changed, _) in candidates {
                     if !changed {
@@ -448,6 +453,7 @@ impl Engine {
         &self,
         scope: &Scope,
         contacts: &[GhlContactId],
+        expected: u64,
         appointments: &mut Appointments,
         counts: &mut RunCounts,
     ) -> Result<HashMap<GhlContactId, Prefetched>, SyncError> {
@@ -463,7 +469,7 @@ impl Engine {
             }
         }
         if let Appointments::NotRead = appointments {
-            *appointments = self.calendar_appointments(scope, counts).await?;
+            *appointments = self.calendar_appointments(scope, expected, counts).await?;
         }
         if let Appointments::ByContact(by_contact) = appointments {
             for c in contacts {
@@ -476,16 +482,25 @@ impl Engine {
 
     /// Every appointment of the location's calendars in the configured window, by contact;
     /// `Unavailable` when the tenant's token may not list calendars (an install made before
-    /// the app asked for `calendars.readonly`) or the setting is off: then each contact's
-    /// sync reads its own appointments.
+    /// the app asked for `calendars.readonly`), when the setting is off, or when the
+    /// `expected` never-synced contacts are too few to pay for reading every calendar: then
+    /// each contact's sync reads its own appointments.
     async fn calendar_appointments(
         &self,
         scope: &Scope,
+        expected: u64,
         counts: &mut RunCounts,
     ) -> Result<Appointments, SyncError> {
         let Some(window) = self.settings.appointment_window else {
             return Ok(Appointments::Unavailable);
         };
+        // Reading the calendars costs about one call per calendar and month of the window
+        // (GHL may refuse wider ranges); one read per contact is cheaper for a few contacts
+        // (an incremental sync, a full sync of a location already synced).
+        let months = ((window.past + window.future).num_days() / 31 + 1).max(1) as u64;
+        if expected < months {
+            return Ok(Appointments::Unavailable);
+        }
         let calendars = match self.ports.ghl.list_calendars(scope).await {
             Ok(c) => c,
             Err(e @ (ports::ApiError::Forbidden { .. } | ports::ApiError::Unauthorized { .. })) => {
@@ -500,6 +515,9 @@ impl Engine {
             Err(e) => return Err(SyncError::ghl("list calendars")(e)),
         };
         counts.api_calls += 1;
+        if (calendars.len() as u64) * months >= expected {
+            return Ok(Appointments::Unavailable);
+        }
         let now = self.ports.clock.now();
         let (from, to) = (now - window.past, now + window.future);
         let mut by_contact: HashMap<GhlContactId, Vec<GhlAppointment>> = HashMap::new();

@@ -1581,3 +1581,61 @@ async fn a_contact_linked_since_the_sweep_is_read_afresh() {
         .unwrap();
     assert_eq!(report.writes(), 0, "{report:?}");
 }
+
+/// One new contact in a sweep (an incremental sync, say) is cheaper to read on its own than
+/// every calendar of the location: its tasks come from the task search, its appointments from
+/// its own sync.
+#[tokio::test]
+async fn a_sweep_with_few_new_contacts_leaves_the_calendars_alone() {
+    let w = World::new();
+    let mut ghl = MockGhlApi::new();
+    ghl.expect_list_contacts().returning(|_, _, _| {
+        Ok(ports::ghl::ContactPage {
+            contacts: vec![GhlContact {
+                id: cid(),
+                location: LocationId::parse("loc1").unwrap(),
+                contact: contact(),
+                date_added: None,
+            }],
+            total: Some(1),
+            next: None,
+        })
+    });
+    ghl.expect_search_tasks()
+        .times(1)
+        .returning(|_, _| Ok(vec![ghl_task("g1", task("Kick-off"))]));
+    ghl.expect_list_calendars().times(0);
+    ghl.expect_calendar_events().times(0);
+    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
+    let mut publisher = MockPublisher::new();
+    let sent = published.clone();
+    publisher.expect_publish().returning(move |env| {
+        sent.lock().unwrap().push(env.clone());
+        Ok(())
+    });
+    let engine = w.engine_with(
+        ghl,
+        MockEkyteApi::new(),
+        MockEkyteChangeSource::new(),
+        publisher,
+    );
+    engine
+        .sweep(
+            &w.scope(),
+            ports::queue::SyncMode::Full,
+            true,
+            &crate::Quiet,
+        )
+        .await
+        .unwrap();
+    let sent = published.lock().unwrap().clone();
+    let ports::queue::Payload::SyncContact {
+        prefetched: Some(p),
+        ..
+    } = &sent[0].payload
+    else {
+        panic!("the tasks travel with the message: {sent:?}")
+    };
+    assert_eq!(p.tasks.as_ref().map(Vec::len), Some(1));
+    assert_eq!(p.appointments, None, "read by the contact's own sync");
+}

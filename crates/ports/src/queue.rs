@@ -31,6 +31,29 @@ impl Prefetched {
     pub fn is_empty(&self) -> bool {
         self.tasks.is_none() && self.appointments.is_none()
     }
+
+    /// The tasks read for `contact`, if they were read (never another contact's).
+    pub fn tasks_of(&self, contact: &GhlContactId) -> Option<Vec<GhlTask>> {
+        let tasks = self.tasks.as_ref()?;
+        Some(
+            tasks
+                .iter()
+                .filter(|t| t.contact == *contact)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The appointments read for `contact`, if they were read (never another contact's).
+    pub fn appointments_of(&self, contact: &GhlContactId) -> Option<Vec<GhlAppointment>> {
+        let list = self.appointments.as_ref()?;
+        Some(
+            list.iter()
+                .filter(|a| a.contact == *contact)
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 /// The message id of a sweep's `sync.contact` for one contact: `sync:{run}:{contact}`, or

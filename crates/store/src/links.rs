@@ -86,6 +86,22 @@ impl Store {
             .collect()
     }
 
+    /// Links whose `column` is one of `values`, in statements of at most 500 values.
+    async fn links_in(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        column: Column,
+        values: &[String],
+    ) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in values.chunks(500) {
+            let cond = Condition::all().add(column.is_in(chunk.iter().map(String::as_str)));
+            out.extend(self.links_where(tenant, kind, cond, None).await?);
+        }
+        Ok(out)
+    }
+
     async fn link_by_id(&self, id: i64) -> Result<Option<Link>, StoreError> {
         Entity::find_by_id(id)
             .one(self.db())
@@ -158,13 +174,7 @@ impl LinkStore for Store {
         kind: EntityKind,
         ghl_ids: &[String],
     ) -> Result<Vec<Link>, StoreError> {
-        let mut out = Vec::new();
-        // Bounded IN lists (SQLite's bound-variable limit is far above this).
-        for chunk in ghl_ids.chunks(500) {
-            let cond = Condition::all().add(Column::GhlId.is_in(chunk.iter().map(String::as_str)));
-            out.extend(self.links_where(tenant, kind, cond, None).await?);
-        }
-        Ok(out)
+        self.links_in(tenant, kind, Column::GhlId, ghl_ids).await
     }
 
     async fn by_ghl_parents(
@@ -173,13 +183,8 @@ impl LinkStore for Store {
         kind: EntityKind,
         ghl_parents: &[String],
     ) -> Result<Vec<Link>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in ghl_parents.chunks(500) {
-            let cond =
-                Condition::all().add(Column::GhlParent.is_in(chunk.iter().map(String::as_str)));
-            out.extend(self.links_where(tenant, kind, cond, None).await?);
-        }
-        Ok(out)
+        self.links_in(tenant, kind, Column::GhlParent, ghl_parents)
+            .await
     }
 
     async fn by_ekyte_parent(
