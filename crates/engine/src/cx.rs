@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use domain::{EntityKind, GhlContactId, Side};
@@ -40,6 +41,8 @@ pub(crate) struct Cx {
     pub entries: Vec<AuditEntry>,
     /// GHL tasks this run created (onboarding), for a task list read before they existed.
     pub ghl_created_tasks: Vec<GhlTask>,
+    /// Records this run made (kind, side, id).
+    made: HashSet<(EntityKind, Side, String)>,
 }
 
 /// Fields of an audit entry other than the constant ones.
@@ -63,6 +66,7 @@ impl Cx {
             contact: None,
             entries: Vec::new(),
             ghl_created_tasks: Vec::new(),
+            made: HashSet::new(),
         }
     }
 
@@ -99,18 +103,16 @@ impl Cx {
         });
     }
 
-    /// Whether this run created the record `id` on `target` (an audited create).
+    /// Note that this run made the record `id` on `target` (a create, not a record found
+    /// after an earlier attempt whose outcome was unknown).
+    pub fn made_new(&mut self, kind: EntityKind, target: Side, id: &str) {
+        self.made.insert((kind, target, id.to_owned()));
+    }
+
+    /// Whether this run made the record `id` on `target` (see [`Self::made_new`]): then it
+    /// holds nothing this run did not put there.
     pub fn created_here(&self, kind: EntityKind, target: Side, id: &str) -> bool {
-        !self.opts.dry_run
-            && self.entries.iter().any(|e| {
-                e.kind == kind
-                    && e.target == Some(target)
-                    && e.action == AuditAction::Create
-                    && match target {
-                        Side::Ekyte => e.ekyte_id.as_deref() == Some(id),
-                        Side::Ghl => e.ghl_id.as_deref() == Some(id),
-                    }
-            })
+        !self.opts.dry_run && self.made.contains(&(kind, target, id.to_owned()))
     }
 
     /// A skip with a reason.

@@ -344,6 +344,11 @@ impl Settler<'_> {
                             .await?
                         {
                             Created::New(l, id, how) => {
+                                if how.is_none() {
+                                    // Made now, not found after an earlier attempt: it holds
+                                    // nothing this run did not put there.
+                                    cx.made_new(s.kind, side, &id);
+                                }
                                 ids.set(side, id);
                                 link = Some(l);
                                 created = true;
@@ -459,6 +464,7 @@ impl Settler<'_> {
                                 .await?;
                         }
                         let old = ids.ekyte.clone();
+                        cx.made_new(s.kind, Side::Ekyte, &id);
                         ids.set(Side::Ekyte, id);
                         cx.record(Note {
                             target: Some(Side::Ekyte),
