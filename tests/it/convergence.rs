@@ -49,8 +49,13 @@ impl Broker for Recording {
     async fn declare(&self) -> Result<(), QueueError> {
         self.inner.declare().await
     }
-    async fn consume(&self, tag: &str, prefetch: u16) -> Result<Consumers, QueueError> {
-        self.inner.consume(tag, prefetch).await
+    async fn consume_lanes(
+        &self,
+        tag: &str,
+        realtime: u16,
+        bulk: u16,
+    ) -> Result<Consumers, QueueError> {
+        self.inner.consume_lanes(tag, realtime, bulk).await
     }
     async fn stop_consuming(&self) {
         self.inner.stop_consuming().await
@@ -65,6 +70,9 @@ impl Broker for Recording {
         delay: Duration,
     ) -> Result<(), QueueError> {
         self.inner.retry(d, next, delay).await
+    }
+    async fn defer(&self, d: &Delivery, env: &Envelope, delay: Duration) -> Result<(), QueueError> {
+        self.inner.defer(d, env, delay).await
     }
     async fn dead_letter(&self, d: &Delivery, chain: &[String]) -> Result<(), QueueError> {
         self.inner.dead_letter(d, chain).await

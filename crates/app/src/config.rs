@@ -103,6 +103,8 @@ pub struct QueueConfig {
     pub url: SecretString,
     pub prefix: String,
     pub prefetch: u16,
+    /// Share the bulk lane's slots between tenants (see `app::fair`).
+    pub fair_bulk: bool,
     pub max_attempts: u32,
     #[serde(deserialize_with = "durations")]
     pub retry_delays: Vec<Duration>,
@@ -699,6 +701,7 @@ impl Config {
                 ("url", mask_url(self.queue.url.expose_secret()).into()),
                 ("prefix", self.queue.prefix.clone().into()),
                 ("prefetch", i64::from(self.queue.prefetch).into()),
+                ("fair_bulk", self.queue.fair_bulk.into()),
                 ("max_attempts", i64::from(self.queue.max_attempts).into()),
                 (
                     "retry_delays",

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 #[cfg(feature = "simulators")]
 pub mod demo;
+pub mod fair;
 pub mod ingress;
 pub mod metrics;
 pub mod oauth_state;

@@ -241,6 +241,7 @@ impl App {
                 max_attempts: self.config.queue.max_attempts,
             },
             prefetch: self.config.queue.prefetch,
+            fair_bulk: self.config.queue.fair_bulk,
             consumer_tag,
             drain_timeout: self.config.worker.drain_timeout,
             stats: Arc::default(),

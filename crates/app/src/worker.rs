@@ -1,8 +1,12 @@
 //! The worker: consume both lanes, hand each message to the engine, and settle it exactly
 //! once — ack, retry through a delay tier, or dead-letter — from the error's classification.
 //!
-//! - Each lane has its own in-flight limit (a semaphore sized like the lane's prefetch), so a
-//!   bulk backlog never takes the slots of real-time work.
+//! - Each lane has its own in-flight limit (a semaphore of `prefetch` slots), so a bulk
+//!   backlog never takes the slots of real-time work.
+//! - The bulk lane's slots are shared between tenants ([`crate::fair`]): it takes `prefetch`
+//!   more deliveries from the broker than it has slots, to look past one tenant's backlog,
+//!   and hands a delivery of a tenant over its share back to the broker for a while (same
+//!   attempt). Off with `queue.fair_bulk = false`.
 //! - A message is acknowledged only after the engine returned, i.e. after the store writes of
 //!   its handling committed.
 //! - Retries re-publish the message with `attempt + 1` to the delay tier of that attempt
@@ -27,7 +31,13 @@ use tokio_util::sync::CancellationToken;
 
 use engine::Engine;
 
+use crate::fair::{Admission, Shares};
 use crate::queue::{Broker, Delivery};
+
+/// With shared bulk slots, how many times its slots the bulk lane takes from the broker
+/// beyond them: half of that a tenant may hold waiting for a slot (enough for a second of
+/// work at a compressed GHL pace), half stays free to see other tenants' deliveries.
+const LOOK_AHEAD: u16 = 3;
 
 /// The retry schedule, as data (STYLE #8).
 #[derive(Debug, Clone)]
@@ -67,6 +77,9 @@ pub struct WorkerStats {
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub unsettled: AtomicU64,
+    /// Bulk deliveries handed back to come again later (a tenant over its share); not
+    /// settled: the message comes back.
+    pub deferred: AtomicU64,
 }
 
 impl WorkerStats {
@@ -97,6 +110,8 @@ pub struct Worker {
     pub dead_letters: Arc<dyn DeadLetterStore>,
     pub retry: RetrySchedule,
     pub prefetch: u16,
+    /// Share the bulk lane's slots between tenants ([`crate::fair`]).
+    pub fair_bulk: bool,
     pub consumer_tag: String,
     pub drain_timeout: Duration,
     pub stats: Arc<WorkerStats>,
@@ -130,20 +145,39 @@ impl Outcome {
 impl Worker {
     /// Consume until `shutdown` is cancelled, then drain. Returns after the broker is closed.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let bulk_prefetch = if self.fair_bulk {
+            self.prefetch.saturating_mul(LOOK_AHEAD + 1)
+        } else {
+            self.prefetch
+        };
         let consumers = self
             .broker
-            .consume(&self.consumer_tag, self.prefetch)
+            .consume_lanes(&self.consumer_tag, self.prefetch, bulk_prefetch)
             .await
             .map_err(|e| anyhow::anyhow!(e).context("cannot start consuming"))?;
-        tracing::info!(consumer_tag = %self.consumer_tag, prefetch = self.prefetch, "worker consuming");
+        tracing::info!(
+            consumer_tag = %self.consumer_tag,
+            prefetch = self.prefetch,
+            bulk_prefetch,
+            fair_bulk = self.fair_bulk,
+            "worker consuming"
+        );
         let reporting = self
             .observer
             .clone()
             .map(|o| tokio::spawn(o.run(shutdown.clone())));
         let me = Arc::new(self);
         let mut lanes = JoinSet::new();
-        for rx in [consumers.realtime, consumers.bulk] {
-            lanes.spawn(me.clone().lane(rx, shutdown.clone()));
+        lanes.spawn(me.clone().lane(consumers.realtime, shutdown.clone()));
+        if me.fair_bulk {
+            let slots = usize::from(me.prefetch.max(1));
+            let shares = Shares::new(slots, slots * usize::from(LOOK_AHEAD));
+            lanes.spawn(
+                me.clone()
+                    .shared_lane(consumers.bulk, shares, shutdown.clone()),
+            );
+        } else {
+            lanes.spawn(me.clone().lane(consumers.bulk, shutdown.clone()));
         }
         while let Some(r) = lanes.join_next().await {
             if let Err(e) = r {
@@ -197,6 +231,92 @@ impl Worker {
                 tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
             }
         }
+        self.drain(in_flight).await;
+    }
+
+    /// A lane whose slots are shared between tenants: take a delivery, then admit it (it runs
+    /// once it has a slot) or hand it back for a while.
+    async fn shared_lane(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Delivery>,
+        shares: Arc<Shares>,
+        shutdown: CancellationToken,
+    ) {
+        let slots = Arc::new(Semaphore::new(usize::from(self.prefetch.max(1))));
+        let mut in_flight = JoinSet::new();
+        loop {
+            let delivery = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                d = rx.recv() => match d {
+                    Some(d) => d,
+                    None => break,
+                },
+            };
+            // A body that is no envelope has no tenant: it runs (to be dead-lettered).
+            let admission = match &delivery.envelope {
+                Ok(env) => Some(shares.admit(&env.tenant, &env.id, Instant::now())),
+                Err(_) => None,
+            };
+            let me = self.clone();
+            let slots = slots.clone();
+            let shutdown = shutdown.clone();
+            in_flight.spawn(async move {
+                let mut ticket = match admission {
+                    Some(Admission::Defer(delay)) => return me.defer(&delivery, delay).await,
+                    Some(Admission::Run(ticket)) => Some(ticket),
+                    None => None,
+                };
+                let permit = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => None,
+                    p = slots.acquire_owned() => p.ok(),
+                };
+                let Some(permit) = permit else {
+                    // Shutting down before it started: it goes back to the broker.
+                    if let Err(e) = me.broker.requeue(&delivery).await {
+                        tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
+                    }
+                    return;
+                };
+                if let Some(t) = ticket.as_mut() {
+                    t.start();
+                }
+                me.settle(&delivery).await;
+                drop(permit);
+                drop(ticket);
+            });
+            while in_flight.try_join_next().is_some() {}
+        }
+        self.broker.stop_consuming().await;
+        rx.close();
+        while let Ok(d) = rx.try_recv() {
+            if let Err(e) = self.broker.requeue(&d).await {
+                tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
+            }
+        }
+        self.drain(in_flight).await;
+    }
+
+    /// Hand a delivery back to come again after `delay` (its tenant is over its share).
+    async fn defer(&self, d: &Delivery, delay: Duration) {
+        let Ok(env) = &d.envelope else { return };
+        match self.broker.defer(d, env, delay).await {
+            Ok(()) => {
+                self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                counter!("ges_deferred_total", "kind" => env.kind(), "tenant" => env.tenant.to_string())
+                    .increment(1);
+                tracing::debug!(message_id = %env.id, tenant = %env.tenant, ?delay, "over its tenant's share of the bulk lane; handed back");
+            }
+            Err(e) => {
+                self.stats.unsettled.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, message_id = %env.id, "could not hand a delivery back; the broker will redeliver it");
+            }
+        }
+    }
+
+    /// Let in-flight work finish within the drain timeout.
+    async fn drain<T: 'static>(&self, mut in_flight: JoinSet<T>) {
         let deadline = tokio::time::sleep(self.drain_timeout);
         tokio::pin!(deadline);
         loop {

@@ -347,6 +347,12 @@ impl State {
         (r as u32).min(self.max.saturating_sub(1))
     }
 
+    fn realtime_room(&self, config: &RateConfig) -> u32 {
+        let r = (f64::from(self.max) * config.realtime_share.clamp(0.0, 1.0)).ceil();
+        // `max` is a u32 and the share at most 1, so this fits.
+        r as u32
+    }
+
     fn try_take(&mut self, ticket: (Priority, u64), now: Instant, config: &RateConfig) -> Decision {
         if self.head() != Some(&ticket) {
             return Decision::Wait(None);
@@ -379,6 +385,11 @@ impl State {
                 0
             };
             (self.own_bound(), self.max.saturating_sub(room).max(1))
+        };
+        // Bulk calls leave the real-time room free.
+        let limit = match ticket.0 {
+            Priority::RealTime => limit,
+            Priority::Bulk => limit.saturating_sub(self.realtime_room(config)).max(1),
         };
         if used >= limit as usize {
             return Decision::Wait(self.next_release());
@@ -675,6 +686,7 @@ mod tests {
             daily_recheck: Duration::from_secs(60),
             probe_first: false,
             newcomer_room: 2,
+            realtime_share: 0.0,
         }
     }
 
@@ -771,6 +783,38 @@ mod tests {
         let t0 = Instant::now();
         let _next = b.acquire(Priority::RealTime).await.unwrap();
         assert!(Instant::now() - t0 >= Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bulk_calls_leave_the_real_time_room_free() {
+        let b = Arc::new(Budget::new(
+            BudgetKey::new("app", "loc"),
+            RateConfig {
+                realtime_share: 0.2,
+                ..config(10, 100)
+            },
+        ));
+        let t0 = Instant::now();
+        // A backfill alone fills the window but the real-time room (2 of 10).
+        for i in 0..8u32 {
+            let p = b.acquire(Priority::Bulk).await.unwrap();
+            p.complete(headers(10, 9 - i, 500), false);
+        }
+        assert_eq!(Instant::now(), t0);
+        let waiting_bulk = {
+            let b = b.clone();
+            tokio::spawn(async move { b.acquire(Priority::Bulk).await.map(|_| Instant::now()) })
+        };
+        until(&b, |s| s.waiting_bulk == 1).await;
+        // A webhook's two calls go at once.
+        for i in 0..2u32 {
+            let p = b.acquire(Priority::RealTime).await.unwrap();
+            p.complete(headers(10, 1 - i, 500), false);
+        }
+        assert_eq!(Instant::now(), t0, "the real-time calls did not wait");
+        // The ninth bulk call waited for the window's first slot to free.
+        let ninth = waiting_bulk.await.unwrap().unwrap();
+        assert!(ninth - t0 >= Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]

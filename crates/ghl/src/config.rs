@@ -168,6 +168,12 @@ pub struct RateConfig {
     /// A refused one would not, and the newcomer would wait behind a process that never
     /// learns of it. Two cover two newcomers starting together.
     pub newcomer_room: u32,
+    /// This share of every window is left to real-time calls: a bulk call waits when taking
+    /// a slot would leave fewer free. GHL's window is a burst (100 per 10 s), so a backfill
+    /// alone would fill it at once, and a webhook arriving just after would wait for the
+    /// window's first slot to free, up to the whole interval. Costs a backfill this share of
+    /// its pace.
+    pub realtime_share: f64,
 }
 
 impl Default for RateConfig {
@@ -181,6 +187,7 @@ impl Default for RateConfig {
             daily_recheck: Duration::from_secs(60),
             probe_first: true,
             newcomer_room: 2,
+            realtime_share: 0.05,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod calls;
 pub mod console;
 pub mod events;
 pub mod ingress;
+pub mod locations;
 pub mod machine;
 pub mod rate;
 pub mod rig;

@@ -107,6 +107,8 @@ pub struct RigOptions {
     pub prefetch: Option<u16>,
     /// Overrides `ghl.webhook_ed25519_key` (the load generator signs with its own key).
     pub webhook_key: Option<String>,
+    /// Overrides `queue.fair_bulk` (sharing the bulk lane between tenants).
+    pub fair_bulk: Option<bool>,
 }
 
 impl Default for RigOptions {
@@ -119,6 +121,7 @@ impl Default for RigOptions {
             webhooks_to_ingress: false,
             prefetch: None,
             webhook_key: None,
+            fair_bulk: None,
         }
     }
 }
@@ -150,6 +153,9 @@ impl Rig {
         }
         if let Some(k) = &opts.webhook_key {
             cfg.ghl.webhook_ed25519_key = k.clone();
+        }
+        if let Some(fair) = opts.fair_bulk {
+            cfg.queue.fair_bulk = fair;
         }
         let broker: Arc<dyn Broker> = match opts.queue {
             QueueKind::Memory => Arc::new(MemoryBroker::new()),
@@ -227,13 +233,32 @@ impl Rig {
         self.app.store.statements()
     }
 
+    /// Install one more location of the world ([`World::add_site`]) as a tenant.
+    pub async fn add_site(&self, site: &app::demo::sim::Site) -> anyhow::Result<()> {
+        let (api_key, mcp, pit) = site.secrets();
+        app::admin::add_tenant(
+            self.app.store.as_ref(),
+            self.app.store.as_ref(),
+            &site.tenant,
+            Some(api_key),
+            mcp,
+            Some(pit),
+        )
+        .await
+    }
+
     /// Publish a full or incremental sweep of the tenant (what the scheduler does).
     pub async fn enqueue(&self, job: Job) -> anyhow::Result<()> {
+        self.enqueue_for(&self.tenant, job).await
+    }
+
+    /// Publish a sweep of `tenant`.
+    pub async fn enqueue_for(&self, tenant: &TenantId, job: Job) -> anyhow::Result<()> {
         // The scheduler's message id names the minute (and the inbox dedupes it); a bench
         // runs several sweeps a minute, so each gets an id of its own.
         let env = Envelope::new(
             format!("bench:{}:{}", job.name(), uuid::Uuid::new_v4().simple()),
-            self.tenant.clone(),
+            tenant.clone(),
             job.payload(false),
             self.app.clock.now(),
         );

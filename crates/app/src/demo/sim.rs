@@ -153,6 +153,19 @@ impl World {
     }
 
     fn seed(&mut self, spec: &WorldSpec) -> anyhow::Result<()> {
+        let location = self.location.clone();
+        self.contacts = self.seed_location(&location, spec, spec.contacts)?;
+        Ok(())
+    }
+
+    /// Seed `location` with `contacts` contacts (and the spec's businesses, tasks, notes and
+    /// appointments); returns the contacts' ids.
+    fn seed_location(
+        &self,
+        location: &str,
+        spec: &WorldSpec,
+        contacts: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let base = base_time();
         let businesses: Vec<Value> = (0..spec.businesses)
             .map(|i| {
@@ -171,10 +184,10 @@ impl World {
             vec![]
         } else {
             self.ghl
-                .seed_businesses(&self.location, &businesses)
+                .seed_businesses(location, &businesses)
                 .map_err(|e| anyhow!("seeding businesses: {e:?}"))?
         };
-        let contacts: Vec<Value> = (0..spec.contacts)
+        let contacts: Vec<Value> = (0..contacts)
             .map(|i| {
                 let first = FIRST[i % FIRST.len()];
                 let last = LAST[(i / FIRST.len()) % LAST.len()];
@@ -194,15 +207,16 @@ impl World {
                 c
             })
             .collect();
+        let mut ids = Vec::with_capacity(contacts.len());
         for chunk in contacts.chunks(500) {
-            let ids = self
-                .ghl
-                .seed_contacts(&self.location, chunk)
-                .map_err(|e| anyhow!("seeding contacts: {e:?}"))?;
-            self.contacts.extend(ids);
+            ids.extend(
+                self.ghl
+                    .seed_contacts(location, chunk)
+                    .map_err(|e| anyhow!("seeding contacts: {e:?}"))?,
+            );
         }
         let mut appointments = Vec::new();
-        for (i, id) in self.contacts.iter().enumerate() {
+        for (i, id) in ids.iter().enumerate() {
             let tasks: Vec<Value> = (0..spec.tasks_per_contact)
                 .map(|k| {
                     json!({
@@ -244,47 +258,58 @@ impl World {
                 .seed_appointments(chunk)
                 .map_err(|e| anyhow!("seeding appointments: {e:?}"))?;
         }
-        Ok(())
+        Ok(ids)
+    }
+
+    /// One more location on the same simulators (the `n`th, from 1), with a GHL token and an
+    /// eKyte company of its own, seeded like the first with `contacts` contacts: what an
+    /// agency-wide install adds. Its tenant is `sim{n}`.
+    pub fn add_site(&self, n: usize, spec: &WorldSpec, contacts: usize) -> anyhow::Result<Site> {
+        let company = self
+            .ekyte
+            .seed_default_company()
+            .map_err(|e| anyhow!("seeding the eKyte company of site {n}: {e:?}"))?;
+        let location = self
+            .ghl
+            .create_location(LocationSpec {
+                id: format!("simLocation{n:09}"),
+                name: format!("Simulated Agency Client {n}"),
+                ..LocationSpec::default()
+            })
+            .map_err(|e| anyhow!("creating GHL location {n}: {e:?}"))?;
+        let pit = self
+            .ghl
+            .register_pit(PitSpec {
+                location_id: Some(location.clone()),
+                ..PitSpec::default()
+            })
+            .map_err(|e| anyhow!("registering a GHL token for location {n}: {e:?}"))?;
+        let contacts = self.seed_location(&location, spec, contacts)?;
+        let tenant = tenant_of(
+            TenantId::parse(format!("sim{n}"))?,
+            format!("Simulated agency client {n}"),
+            &location,
+            &company,
+            spec,
+        )?;
+        Ok(Site {
+            tenant,
+            location,
+            company,
+            pit,
+            contacts,
+        })
     }
 
     /// The tenant of the simulated location.
     pub fn tenant(&self, spec: &WorldSpec) -> anyhow::Result<Tenant> {
-        let settings = TenantSettings {
-            selector: Selector::Tag {
-                tag: SYNC_TAG.to_owned(),
-            },
-            onboarding: if spec.onboarding {
-                vec![OnboardingTemplate {
-                    key: "welcome".into(),
-                    title: "Welcome call".into(),
-                    body: Some("Introduce the team and agree the first deliverables.".into()),
-                    due_in_hours: 48,
-                }]
-            } else {
-                vec![]
-            },
-            // The simulated book is seeded just before the tenant is added, and the demo's
-            // story is that every one of those contacts is a new client: onboarding for all.
-            onboarding_backfill: spec.onboarding,
-            phone_region: "BR".into(),
-            ekyte: EkyteMapping {
-                task_type_id: Some(EkyteTaskTypeId::new(self.company.task_type_id as u64)?),
-                user_email: Some(self.company.admin.email.clone()),
-                timezone: self.company.timezone.clone(),
-                ..EkyteMapping::default()
-            },
-            ..TenantSettings::default()
-        };
-        settings.validate()?;
-        Ok(Tenant {
-            id: TenantId::parse("sim")?,
-            name: "Simulated agency".into(),
-            location_id: LocationId::parse(&self.location)?,
-            ekyte_company_id: EkyteCompanyId::new(self.company.company_id as u64)?,
-            active: true,
-            settings,
-            install: Default::default(),
-        })
+        tenant_of(
+            TenantId::parse("sim")?,
+            "Simulated agency".into(),
+            &self.location,
+            &self.company,
+            spec,
+        )
     }
 
     /// Credentials of the tenant: eKyte API key and MCP token, GHL token.
@@ -538,4 +563,70 @@ impl World {
         }
         Ok(done)
     }
+}
+
+/// A location of the simulated world beyond the first ([`World::add_site`]).
+pub struct Site {
+    pub tenant: Tenant,
+    pub location: String,
+    pub company: DefaultCompany,
+    pub pit: String,
+    pub contacts: Vec<String>,
+}
+
+impl Site {
+    /// Credentials of the site's tenant: eKyte API key and MCP token, GHL token.
+    pub fn secrets(&self) -> (SecretString, Option<SecretString>, SecretString) {
+        (
+            SecretString::from(self.company.api_key.clone()),
+            self.company.admin.mcp_token.clone().map(SecretString::from),
+            SecretString::from(self.pit.clone()),
+        )
+    }
+}
+
+/// The tenant of a simulated location and its eKyte company.
+fn tenant_of(
+    id: TenantId,
+    name: String,
+    location: &str,
+    company: &DefaultCompany,
+    spec: &WorldSpec,
+) -> anyhow::Result<Tenant> {
+    let settings = TenantSettings {
+        selector: Selector::Tag {
+            tag: SYNC_TAG.to_owned(),
+        },
+        onboarding: if spec.onboarding {
+            vec![OnboardingTemplate {
+                key: "welcome".into(),
+                title: "Welcome call".into(),
+                body: Some("Introduce the team and agree the first deliverables.".into()),
+                due_in_hours: 48,
+            }]
+        } else {
+            vec![]
+        },
+        // The simulated book is seeded just before the tenant is added, and the demo's
+        // story is that every one of those contacts is a new client: onboarding for all.
+        onboarding_backfill: spec.onboarding,
+        phone_region: "BR".into(),
+        ekyte: EkyteMapping {
+            task_type_id: Some(EkyteTaskTypeId::new(company.task_type_id as u64)?),
+            user_email: Some(company.admin.email.clone()),
+            timezone: company.timezone.clone(),
+            ..EkyteMapping::default()
+        },
+        ..TenantSettings::default()
+    };
+    settings.validate()?;
+    Ok(Tenant {
+        id,
+        name,
+        location_id: LocationId::parse(location)?,
+        ekyte_company_id: EkyteCompanyId::new(company.company_id as u64)?,
+        active: true,
+        settings,
+        install: Default::default(),
+    })
 }

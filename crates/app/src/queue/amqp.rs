@@ -104,9 +104,21 @@ pub struct Topology {
     pub realtime: String,
     pub bulk: String,
     pub dead: String,
-    /// Delay tiers, ascending and without duplicates.
+    /// Delay tiers of retries, ascending and without duplicates.
     pub tiers: Vec<Duration>,
+    /// Delay tiers of deferred bulk messages ([`DEFER_TIERS`]).
+    pub defer_tiers: Vec<Duration>,
 }
+
+/// The waits a deferred bulk message can take (a tenant over its share of the bulk lane):
+/// one delay queue each on the bulk lane, besides the retry tiers.
+pub const DEFER_TIERS: [Duration; 5] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
 
 impl Topology {
     pub fn new(prefix: &str, retry_delays: &[Duration]) -> Self {
@@ -119,6 +131,7 @@ impl Topology {
             bulk: format!("{prefix}.{}", Lane::Bulk.as_str()),
             dead: format!("{prefix}.dead"),
             tiers,
+            defer_tiers: DEFER_TIERS.to_vec(),
         }
     }
 
@@ -139,16 +152,35 @@ impl Topology {
         )
     }
 
-    /// Every delay queue, per lane and tier.
+    /// Every delay queue, per lane and tier: the retry tiers on both lanes, the defer tiers
+    /// on the bulk lane (a tier in both lists is one queue).
     pub fn delay_queues(&self) -> Vec<(Lane, Duration, String)> {
-        [Lane::RealTime, Lane::Bulk]
+        let mut queues: Vec<(Lane, Duration, String)> = [Lane::RealTime, Lane::Bulk]
             .into_iter()
             .flat_map(|lane| {
                 self.tiers
                     .iter()
                     .map(move |tier| (lane, *tier, self.delay_queue(lane, *tier)))
             })
-            .collect()
+            .collect();
+        for tier in &self.defer_tiers {
+            if !self.tiers.contains(tier) {
+                queues.push((Lane::Bulk, *tier, self.delay_queue(Lane::Bulk, *tier)));
+            }
+        }
+        queues
+    }
+
+    /// The tier a deferred message waits in: the longest defer tier not above `delay`, else
+    /// the shortest (a deferred message may come back early and be deferred again; coming
+    /// back late would leave its tenant's budget idle).
+    pub fn defer_tier_for(&self, delay: Duration) -> Option<Duration> {
+        self.defer_tiers
+            .iter()
+            .copied()
+            .rev()
+            .find(|tier| *tier <= delay)
+            .or_else(|| self.defer_tiers.first().copied())
     }
 
     /// The tier a retry waits in: the exact tier, else the next larger, else the largest.
@@ -199,7 +231,8 @@ struct Shared {
 #[derive(Clone)]
 struct ConsumerSpec {
     tag: String,
-    prefetch: u16,
+    realtime_prefetch: u16,
+    bulk_prefetch: u16,
     realtime: mpsc::Sender<Delivery>,
     bulk: mpsc::Sender<Delivery>,
 }
@@ -820,8 +853,12 @@ impl Shared {
                 .map_err(|e| unavailable(format!("open the {} channel", lane.as_str()), e))?;
             // Consumer prefetch (https://www.rabbitmq.com/consumer-prefetch.html): global=false
             // limits each consumer on the channel, here the lane's only consumer.
+            let prefetch = match lane {
+                Lane::RealTime => spec.realtime_prefetch,
+                Lane::Bulk => spec.bulk_prefetch,
+            };
             channel
-                .basic_qos(spec.prefetch, BasicQosOptions { global: false })
+                .basic_qos(prefetch, BasicQosOptions { global: false })
                 .await
                 .map_err(|e| unavailable(format!("set the {} prefetch", lane.as_str()), e))?;
             let consumer_tag = format!("{}.{}", spec.tag, lane.as_str());
@@ -1190,8 +1227,13 @@ impl Broker for AmqpBroker {
     /// Consume both lanes. Consumer tags are `{consumer_tag}.realtime` and
     /// `{consumer_tag}.bulk`. Call once; after a reconnect the same receivers get the
     /// deliveries of the new connection.
-    async fn consume(&self, consumer_tag: &str, prefetch: u16) -> Result<Consumers, QueueError> {
-        if prefetch == 0 {
+    async fn consume_lanes(
+        &self,
+        consumer_tag: &str,
+        realtime_prefetch: u16,
+        bulk_prefetch: u16,
+    ) -> Result<Consumers, QueueError> {
+        if realtime_prefetch == 0 || bulk_prefetch == 0 {
             return Err(QueueError::Unknown(anyhow!(
                 "prefetch must be at least 1 (it is the in-flight limit per lane)"
             )));
@@ -1203,12 +1245,12 @@ impl Broker for AmqpBroker {
                 "this broker is already consuming"
             )));
         }
-        let capacity = usize::from(prefetch);
-        let (realtime_tx, realtime) = mpsc::channel(capacity);
-        let (bulk_tx, bulk) = mpsc::channel(capacity);
+        let (realtime_tx, realtime) = mpsc::channel(usize::from(realtime_prefetch));
+        let (bulk_tx, bulk) = mpsc::channel(usize::from(bulk_prefetch));
         let spec = ConsumerSpec {
             tag: consumer_tag.to_owned(),
-            prefetch,
+            realtime_prefetch,
+            bulk_prefetch,
             realtime: realtime_tx,
             bulk: bulk_tx,
         };
@@ -1217,7 +1259,8 @@ impl Broker for AmqpBroker {
         *locked(&self.shared.consumer) = Some(spec);
         tracing::info!(
             consumer_tag,
-            prefetch,
+            realtime_prefetch,
+            bulk_prefetch,
             generation = live.generation,
             "consuming RabbitMQ"
         );
@@ -1269,6 +1312,25 @@ impl Broker for AmqpBroker {
         // Through the default exchange straight to the delay queue
         // (https://www.rabbitmq.com/tutorials/amqp-concepts.html#exchange-default).
         self.publish_raw("", &queue, &body, message_properties(next))
+            .await?;
+        self.ack(delivery).await
+    }
+
+    async fn defer(
+        &self,
+        delivery: &Delivery,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let topology = &self.shared.topology;
+        let tier = topology
+            .defer_tier_for(delay)
+            .ok_or_else(|| QueueError::Unknown(anyhow!("no defer tiers configured")))?;
+        // Defer tiers exist on the bulk lane; a real-time message is never deferred, but if
+        // one were, it would wait in the bulk lane's tier and come back to the bulk lane.
+        let queue = topology.delay_queue(Lane::Bulk, tier);
+        let body = encode(envelope)?;
+        self.publish_raw("", &queue, &body, message_properties(envelope))
             .await?;
         self.ack(delivery).await
     }
@@ -1396,6 +1458,32 @@ mod tests {
             t.delay_queue(Lane::Bulk, Duration::from_millis(200)),
             "ges.delay.bulk.200ms"
         );
-        assert_eq!(t.all_queues().len(), 5);
+        // Lanes and dead letters, one retry tier per lane, and the bulk lane's defer tiers.
+        assert_eq!(t.all_queues().len(), 3 + 2 + DEFER_TIERS.len());
+        assert!(t.all_queues().contains(&"ges.delay.bulk.3000ms".to_owned()));
+        assert!(
+            !t.all_queues()
+                .contains(&"ges.delay.realtime.3000ms".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_deferred_message_waits_in_the_longest_defer_tier_not_above_its_delay() {
+        let t = Topology::new("ges", &[Duration::from_secs(5)]);
+        let tier = |ms| t.defer_tier_for(Duration::from_millis(ms));
+        assert_eq!(tier(10), Some(Duration::from_millis(500)));
+        assert_eq!(tier(999), Some(Duration::from_millis(500)));
+        assert_eq!(tier(2_999), Some(Duration::from_secs(1)));
+        assert_eq!(tier(3_000), Some(Duration::from_secs(3)));
+        assert_eq!(tier(29_000), Some(Duration::from_secs(10)));
+        assert_eq!(tier(86_400_000), Some(Duration::from_secs(30)));
+        // A tier in both lists is one queue.
+        let shared = Topology::new("ges", &[Duration::from_secs(10)]);
+        let bulk_10s: Vec<_> = shared
+            .delay_queues()
+            .into_iter()
+            .filter(|(_, _, name)| name == "ges.delay.bulk.10000ms")
+            .collect();
+        assert_eq!(bulk_10s.len(), 1);
     }
 }

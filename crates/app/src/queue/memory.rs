@@ -6,8 +6,8 @@
 //!   lane are unacknowledged, so a full bulk lane never holds back a real-time message;
 //! - a delivery stays unacknowledged until `ack`, `retry`, `dead_letter` or `requeue`;
 //!   `requeue` puts it back at the front of its lane, marked redelivered;
-//! - `retry` schedules the next envelope on a tokio timer and re-enqueues it on its lane after
-//!   the delay (the delay is used as given; the RabbitMQ broker rounds it to a delay tier);
+//! - `retry` and `defer` schedule the envelope on a tokio timer and re-enqueue it on its lane
+//!   after the delay (the delay is used as given; the RabbitMQ broker rounds it to a tier);
 //! - `dead_letter` keeps the body with its error chain: read them with
 //!   [`MemoryBroker::dead_letters`] or drain them with [`MemoryBroker::take_dead_letters`];
 //! - `publish` is confirmed at once, until [`Broker::close`]; after that every operation
@@ -201,6 +201,46 @@ impl MemoryBroker {
         state.dispatch();
     }
 
+    /// Settle `delivery` and put `next` back on its lane after `delay` (a retry or a defer).
+    fn later(
+        &self,
+        delivery: &Delivery,
+        next: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.check_open()?;
+        let body = next
+            .to_json()
+            .map_err(|e| QueueError::Unknown(anyhow::Error::new(e).context("encode envelope")))?
+            .into_bytes();
+        {
+            let mut state = self.state();
+            state.settle(delivery)?;
+            state.delayed += 1;
+            state.dispatch_lane(delivery.lane);
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let lane = next.lane;
+        let trace_context = crate::telemetry::inject();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // A dropped or closed broker has nobody to deliver to.
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut state = lock(&inner);
+            state.delayed = state.delayed.saturating_sub(1);
+            state.lane(lane).ready.push_back(Message {
+                body,
+                redelivered: false,
+                trace_context,
+            });
+            state.dispatch_lane(lane);
+        });
+        Ok(())
+    }
+
     fn enqueue(&self, lane: Lane, body: Vec<u8>) {
         let mut state = self.state();
         state.lane(lane).ready.push_back(Message {
@@ -247,9 +287,14 @@ impl Broker for MemoryBroker {
     }
 
     /// Start handing out deliveries. Only one consumer: a second call is an error.
-    async fn consume(&self, consumer_tag: &str, prefetch: u16) -> Result<Consumers, QueueError> {
+    async fn consume_lanes(
+        &self,
+        consumer_tag: &str,
+        realtime_prefetch: u16,
+        bulk_prefetch: u16,
+    ) -> Result<Consumers, QueueError> {
         self.check_open()?;
-        if prefetch == 0 {
+        if realtime_prefetch == 0 || bulk_prefetch == 0 {
             return Err(QueueError::Unknown(anyhow!(
                 "prefetch must be at least 1 (it is the in-flight limit per lane)"
             )));
@@ -261,15 +306,21 @@ impl Broker for MemoryBroker {
             )));
         }
         state.consumed = true;
-        let limit = usize::from(prefetch);
-        let (realtime_tx, realtime) = mpsc::channel(limit);
-        let (bulk_tx, bulk) = mpsc::channel(limit);
-        state.realtime.prefetch = limit;
+        let (realtime_limit, bulk_limit) =
+            (usize::from(realtime_prefetch), usize::from(bulk_prefetch));
+        let (realtime_tx, realtime) = mpsc::channel(realtime_limit);
+        let (bulk_tx, bulk) = mpsc::channel(bulk_limit);
+        state.realtime.prefetch = realtime_limit;
         state.realtime.sender = Some(realtime_tx);
-        state.bulk.prefetch = limit;
+        state.bulk.prefetch = bulk_limit;
         state.bulk.sender = Some(bulk_tx);
         state.dispatch();
-        tracing::info!(consumer_tag, prefetch, "consuming the in-process queue");
+        tracing::info!(
+            consumer_tag,
+            realtime_prefetch,
+            bulk_prefetch,
+            "consuming the in-process queue"
+        );
         Ok(Consumers { realtime, bulk })
     }
 
@@ -294,37 +345,16 @@ impl Broker for MemoryBroker {
         next: &Envelope,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        self.check_open()?;
-        let body = next
-            .to_json()
-            .map_err(|e| QueueError::Unknown(anyhow::Error::new(e).context("encode envelope")))?
-            .into_bytes();
-        {
-            let mut state = self.state();
-            state.settle(delivery)?;
-            state.delayed += 1;
-            state.dispatch_lane(delivery.lane);
-        }
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let lane = next.lane;
-        let trace_context = crate::telemetry::inject();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            // A dropped or closed broker has nobody to deliver to.
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.closed.load(Ordering::SeqCst) {
-                return;
-            }
-            let mut state = lock(&inner);
-            state.delayed = state.delayed.saturating_sub(1);
-            state.lane(lane).ready.push_back(Message {
-                body,
-                redelivered: false,
-                trace_context,
-            });
-            state.dispatch_lane(lane);
-        });
-        Ok(())
+        self.later(delivery, next, delay)
+    }
+
+    async fn defer(
+        &self,
+        delivery: &Delivery,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.later(delivery, envelope, delay)
     }
 
     async fn dead_letter(

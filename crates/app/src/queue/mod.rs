@@ -11,6 +11,9 @@
 //!   connection loss (at least once; the engine is idempotent);
 //! - `retry` publishes the next attempt to a delay tier (a queue whose TTL dead-letters the
 //!   message back to its lane) and then acks the delivery;
+//! - `defer` hands a delivery back unprocessed, with the same attempt, to be delivered again
+//!   after about a delay (a tenant over its share of the bulk lane, [`crate::fair`]), and then
+//!   acks it;
 //! - `dead_letter` publishes the message with its error chain to the dead-letter queue and
 //!   then acks the delivery;
 //! - a message carries the publisher's trace context ([`crate::telemetry::inject`]) to its
@@ -88,10 +91,21 @@ pub trait Broker: Publisher + Send + Sync {
     /// Declare the topology (idempotent; safe from every replica at start).
     async fn declare(&self) -> Result<(), QueueError>;
 
-    /// Start consuming both lanes with `prefetch` unacknowledged deliveries per lane.
-    /// `consumer_tag` must be unique per process (each pod its own). Consumption survives
-    /// connection losses (the implementation re-subscribes after reconnecting).
-    async fn consume(&self, consumer_tag: &str, prefetch: u16) -> Result<Consumers, QueueError>;
+    /// Start consuming both lanes, with at most `realtime` and `bulk` unacknowledged
+    /// deliveries on each. `consumer_tag` must be unique per process (each pod its own).
+    /// Consumption survives connection losses (the implementation re-subscribes after
+    /// reconnecting). A prefetch of 0 is an error.
+    async fn consume_lanes(
+        &self,
+        consumer_tag: &str,
+        realtime: u16,
+        bulk: u16,
+    ) -> Result<Consumers, QueueError>;
+
+    /// [`Broker::consume_lanes`] with the same prefetch on both lanes.
+    async fn consume(&self, consumer_tag: &str, prefetch: u16) -> Result<Consumers, QueueError> {
+        self.consume_lanes(consumer_tag, prefetch, prefetch).await
+    }
 
     /// Stop delivering new messages (shutdown); deliveries already handed out can still be
     /// acknowledged.
@@ -105,6 +119,17 @@ pub trait Broker: Publisher + Send + Sync {
         &self,
         delivery: &Delivery,
         next: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
+
+    /// Hand `delivery` back unprocessed: publish `envelope` (its own, same attempt) to wait
+    /// about `delay` on its lane, then ack. RabbitMQ rounds the delay down to a defer tier
+    /// (the message may come back early, never much later than asked); the in-process queue
+    /// waits exactly.
+    async fn defer(
+        &self,
+        delivery: &Delivery,
+        envelope: &Envelope,
         delay: Duration,
     ) -> Result<(), QueueError>;
 

@@ -291,6 +291,70 @@ async fn retry_returns_after_the_delay(broker: &dyn Broker, consumers: &mut Cons
     assert!(broker.ack(&first).await.is_err());
 }
 
+/// A deferred bulk delivery comes back on the bulk lane, after about its delay (RabbitMQ:
+/// the longest defer tier not above it, 500 ms here), with the same attempt; it is counted
+/// as delayed meanwhile, and the deferral acked the first delivery.
+async fn defer_returns_with_the_same_attempt(broker: &dyn Broker, consumers: &mut Consumers) {
+    let mut env = envelope("deferred-1", Lane::Bulk);
+    env.attempt = 2;
+    broker.publish(&env).await.unwrap();
+    let first = recv(&mut consumers.bulk, "first delivery").await;
+    let started = Instant::now();
+    broker
+        .defer(
+            &first,
+            first.envelope.as_ref().unwrap(),
+            Duration::from_millis(700),
+        )
+        .await
+        .unwrap();
+    assert_eq!(broker.depths().await.unwrap().delayed, 1);
+    let again = recv(&mut consumers.bulk, "deferred delivery").await;
+    let waited = started.elapsed();
+    assert_eq!(id_of(&again), "deferred-1");
+    assert_eq!(
+        again.envelope.as_ref().unwrap().attempt,
+        2,
+        "a deferral is no attempt"
+    );
+    assert!(
+        waited >= Duration::from_millis(480),
+        "the deferred delivery came back after {waited:?}, before its tier"
+    );
+    assert_eq!(broker.depths().await.unwrap().delayed, 0);
+    broker.ack(&again).await.unwrap();
+    assert!(broker.ack(&first).await.is_err(), "the deferral acked it");
+}
+
+/// Each lane holds its own number of unacknowledged deliveries.
+async fn lanes_have_their_own_prefetch(broker: &dyn Broker, consumers: &mut Consumers) {
+    for i in 0..4 {
+        for lane in [Lane::RealTime, Lane::Bulk] {
+            broker
+                .publish(&envelope(&format!("{}-{i}", lane.as_str()), lane))
+                .await
+                .unwrap();
+        }
+    }
+    for i in 0..3 {
+        recv(&mut consumers.bulk, &format!("bulk {i}")).await;
+    }
+    recv(&mut consumers.realtime, "realtime 0").await;
+    wait_until("the lanes' backlogs to be counted", || async {
+        let d = broker.depths().await.unwrap();
+        d.bulk == 1 && d.realtime == 3
+    })
+    .await;
+    assert!(
+        consumers.realtime.try_recv().is_err(),
+        "more than 1 real-time unacked"
+    );
+    assert!(
+        consumers.bulk.try_recv().is_err(),
+        "more than 3 bulk unacked"
+    );
+}
+
 /// With prefetch 1 on each lane, a bulk delivery held unacked does not hold back real time.
 async fn realtime_is_not_blocked_by_bulk(broker: &dyn Broker, consumers: &mut Consumers) {
     for i in 0..3 {
@@ -513,6 +577,27 @@ async fn amqp_retry_returns_after_the_tier_ttl_with_the_next_attempt() {
     let again = recv(&mut consumers.bulk, "retry-2 from the largest tier").await;
     assert_eq!(again.envelope.as_ref().unwrap().attempt, 1);
     broker.ack(&again).await.unwrap();
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_a_deferred_delivery_returns_after_its_tier_with_the_same_attempt() {
+    let prefix = Prefix::new();
+    let broker = prefix.broker().await;
+    let mut consumers = broker.consume("test-defer", 4).await.unwrap();
+    defer_returns_with_the_same_attempt(&broker, &mut consumers).await;
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_each_lane_has_its_own_prefetch() {
+    let prefix = Prefix::new();
+    let broker = prefix.broker().await;
+    let mut consumers = broker
+        .consume_lanes("test-lanes-prefetch", 1, 3)
+        .await
+        .unwrap();
+    lanes_have_their_own_prefetch(&broker, &mut consumers).await;
     broker.close().await;
 }
 
@@ -1037,6 +1122,20 @@ async fn memory_retry_returns_after_the_delay_with_the_next_attempt() {
     let again = recv(&mut consumers.bulk, "later again").await;
     assert_eq!(again.envelope.as_ref().unwrap().attempt, 1);
     assert_eq!(broker.depths().await.unwrap().delayed, 0);
+}
+
+#[tokio::test]
+async fn memory_a_deferred_delivery_returns_after_its_delay_with_the_same_attempt() {
+    let broker = MemoryBroker::new();
+    let mut consumers = broker.consume("test", 4).await.unwrap();
+    defer_returns_with_the_same_attempt(&broker, &mut consumers).await;
+}
+
+#[tokio::test]
+async fn memory_each_lane_has_its_own_prefetch() {
+    let broker = MemoryBroker::new();
+    let mut consumers = broker.consume_lanes("test", 1, 3).await.unwrap();
+    lanes_have_their_own_prefetch(&broker, &mut consumers).await;
 }
 
 #[tokio::test]

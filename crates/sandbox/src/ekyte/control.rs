@@ -134,6 +134,15 @@ impl EkyteControl {
         self.sim.read().dump(company)
     }
 
+    /// How many workspaces and tasks `company` holds (cheap, for progress polling).
+    pub fn sizes(&self, company: i64) -> (usize, usize) {
+        let store = self.sim.read();
+        store
+            .company(company)
+            .map(|d| (d.workspaces.len(), d.tasks.len()))
+            .unwrap_or_default()
+    }
+
     pub fn task(&self, company: i64, id: i64) -> Option<Task> {
         let store = self.sim.read();
         store.company(company).ok()?.tasks.get(&id).cloned()
