@@ -3,9 +3,9 @@
 //!
 //! - Each lane has its own in-flight limit (a semaphore of `prefetch` slots), so a bulk
 //!   backlog never takes the slots of real-time work.
-//! - The bulk lane's slots are shared between tenants ([`crate::fair`]): it takes `prefetch`
-//!   more deliveries from the broker than it has slots, to look past one tenant's backlog,
-//!   and hands a delivery of a tenant over its share back to the broker for a while (same
+//! - The bulk lane's slots are shared between tenants ([`crate::fair`]): it takes
+//!   `LOOK_AHEAD × prefetch` more deliveries from the broker than it has slots, to look past
+//!   one tenant's backlog, and hands a delivery of a tenant over its share back to the broker for a while (same
 //!   attempt). Off with `queue.fair_bulk = false`.
 //! - A message is acknowledged only after the engine returned, i.e. after the store writes of
 //!   its handling committed.
