@@ -27,6 +27,7 @@ mod m20261204_000002_ghl_agencies;
 mod m20261206_000001_pending_locations;
 mod m20261206_000002_observations;
 mod m20261206_000003_audit_calls;
+mod m20261207_000001_rate_window;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_pending_locations::Migration),
             Box::new(m20261206_000002_observations::Migration),
             Box::new(m20261206_000003_audit_calls::Migration),
+            Box::new(m20261207_000001_rate_window::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ mod console_browser;
 mod convergence;
 mod lifecycle;
 mod operator_cli;
+mod rate_window;
 mod sandbox_cli;
 mod security;
 mod traces;

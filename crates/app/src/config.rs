@@ -95,6 +95,17 @@ pub enum QueueBackend {
     Memory,
 }
 
+/// Whether the GHL rate budgets of the replicas take their slots from one window in the
+/// database (`rate_window`), so that together they use the whole of GHL's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedWindow {
+    /// On with PostgreSQL (replicas), off with SQLite (one process).
+    Auto,
+    On,
+    Off,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
@@ -137,6 +148,8 @@ pub struct GhlConfig {
     #[serde(with = "humantime_serde")]
     pub rate_interval: Duration,
     pub daily_limit: u32,
+    /// See [`SharedWindow`].
+    pub shared_window: SharedWindow,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Agency installs: the approved locations of a company that have no tenant get one.
@@ -745,6 +758,12 @@ impl Config {
                 ("rate_max", i64::from(self.ghl.rate_max).into()),
                 ("rate_interval", dur(&self.ghl.rate_interval)),
                 ("daily_limit", i64::from(self.ghl.daily_limit).into()),
+                (
+                    "shared_window",
+                    format!("{:?}", self.ghl.shared_window)
+                        .to_lowercase()
+                        .into(),
+                ),
                 ("request_timeout", dur(&self.ghl.request_timeout)),
                 (
                     "agency_rules",

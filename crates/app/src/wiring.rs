@@ -9,13 +9,13 @@ use secrecy::{ExposeSecret, SecretString};
 
 use engine::{Engine, Ports, Settings};
 use ports::store::{
-    AuditLog, ContactLocks, CredentialStore, DeadLetterStore, Inbox, LinkStore, RunStore,
-    StoreHealth, TenantStore,
+    AuditLog, ContactLocks, CredentialStore, DeadLetterStore, Inbox, LinkStore, RateWindow,
+    RunStore, StoreHealth, TenantStore,
 };
 use ports::{Clock, SystemClock};
 use store::{DataKey, Keyring, Store, StoreOptions};
 
-use crate::config::{Config, QueueBackend};
+use crate::config::{Config, QueueBackend, SharedWindow};
 use crate::ingress::{HealthState, OAuthState, WebhookState};
 use crate::metrics::Telemetry;
 use crate::oauth_state::StateSigner;
@@ -180,7 +180,13 @@ impl App {
             .await
             .context("the database schema is not current: run `ghl-ekyte-sync migrate`")?;
         let credentials: Arc<dyn CredentialStore> = store.clone();
-        let ghl = ghl::GhlAdapter::new(ghl_config(&config), credentials.clone())
+        let window = match config.ghl.shared_window {
+            SharedWindow::On => true,
+            SharedWindow::Off => false,
+            SharedWindow::Auto => store.is_postgres(),
+        };
+        let window = window.then(|| store.clone() as Arc<dyn RateWindow>);
+        let ghl = ghl::GhlAdapter::with_window(ghl_config(&config), credentials.clone(), window)
             .context("GHL adapter configuration ([ghl])")?;
         let ekyte = ekyte::EkyteAdapter::new(ekyte_config(&config), credentials)
             .context("eKyte adapter configuration ([ekyte])")?;

@@ -40,9 +40,11 @@
 //! drive it with Tokio's paused clock.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use ports::store::{RateWindow, Taken, WindowKey, WindowSlot};
 use ports::{ApiError, Priority};
 use reqwest::header::HeaderMap;
 use tokio::sync::Notify;
@@ -138,21 +140,84 @@ pub struct BudgetSnapshot {
 #[derive(Debug)]
 pub struct RateBudgets {
     config: RateConfig,
+    shared: Option<Arc<SharedWindow>>,
     budgets: Mutex<HashMap<BudgetKey, Arc<Budget>>>,
+}
+
+/// The largest window kept in the shared table, one row per slot; a larger `X-RateLimit-Max`
+/// is not GHL's 100 (a test's limit out of reach) and is not shared.
+const MAX_WINDOW_SLOTS: u32 = 10_000;
+
+/// The window every replica shares ([`RateWindow`]), when the deployment has one.
+struct SharedWindow {
+    window: Arc<dyn RateWindow>,
+    /// This process, in each holder name.
+    process: String,
+    next: AtomicU64,
+    /// The longest a request may hold a slot unanswered (the whole-request timeout and some
+    /// spare): a process that dies holding it frees it then.
+    hold: Duration,
+}
+
+impl std::fmt::Debug for SharedWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWindow")
+            .field("process", &self.process)
+            .field("hold", &self.hold)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedWindow {
+    fn holder(&self) -> String {
+        format!(
+            "{}:{}",
+            self.process,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
 }
 
 impl RateBudgets {
     pub fn new(config: RateConfig) -> Self {
         Self {
             config,
+            shared: None,
             budgets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Budgets whose slots are also taken from `window`, which every replica of the
+    /// deployment shares: together they use the whole of GHL's window and no more (see
+    /// [`RateWindow`]). A request that waits longer than `request_timeout` for its answer
+    /// still frees its slot an interval after that.
+    pub fn shared(
+        config: RateConfig,
+        window: Arc<dyn RateWindow>,
+        request_timeout: Duration,
+    ) -> Self {
+        let process = format!("{:016x}", rand::random::<u64>());
+        Self {
+            shared: Some(Arc::new(SharedWindow {
+                window,
+                process,
+                next: AtomicU64::new(0),
+                hold: request_timeout + Duration::from_secs(5),
+            })),
+            ..Self::new(config)
         }
     }
 
     pub(crate) fn budget(&self, key: &BudgetKey) -> Arc<Budget> {
         let mut map = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(key.clone())
-            .or_insert_with(|| Arc::new(Budget::new(key.clone(), self.config.clone())))
+            .or_insert_with(|| {
+                Arc::new(Budget::new(
+                    key.clone(),
+                    self.config.clone(),
+                    self.shared.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -233,6 +298,13 @@ struct State {
     granted: u64,
     throttled: u64,
     others_seen: u64,
+    /// The slots are also taken from a window the replicas share: their requests in the
+    /// headers' count are not a reason to hold back.
+    windowed: bool,
+    /// The shared window had no slot for real-time calls (and so none for bulk ones) until
+    /// then, or none for bulk ones.
+    window_full: Option<Instant>,
+    window_full_bulk: Option<Instant>,
 }
 
 enum Decision {
@@ -243,8 +315,11 @@ enum Decision {
 }
 
 impl State {
-    fn new(config: &RateConfig) -> Self {
+    fn new(config: &RateConfig, windowed: bool) -> Self {
         Self {
+            windowed,
+            window_full: None,
+            window_full_bulk: None,
             max: config.max,
             interval: config.interval,
             daily_limit: config.daily_limit,
@@ -357,6 +432,13 @@ impl State {
         if self.head() != Some(&ticket) {
             return Decision::Wait(None);
         }
+        let full = match ticket.0 {
+            Priority::RealTime => self.window_full,
+            Priority::Bulk => self.window_full.max(self.window_full_bulk),
+        };
+        if let Some(until) = full.filter(|u| now < *u) {
+            return Decision::Wait(Some(until));
+        }
         self.trim(now);
         if let Some(daily) = self.daily_estimate(now, config) {
             let floor = match ticket.0 {
@@ -379,7 +461,7 @@ impl State {
             // refused one would not: the server counts only admitted requests, and the
             // newcomer would wait behind a process that never learns of it. A process that
             // never saw another one (a single worker) uses the whole window.
-            let room = if self.others_seen > 0 {
+            let room = if self.others_seen > 0 && !self.windowed {
                 config.newcomer_room
             } else {
                 0
@@ -439,6 +521,21 @@ impl State {
         Decision::Go(seq)
     }
 
+    /// A caller let through found the shared window full: it goes back to its place in the
+    /// queue, and callers of its priority (and below) wait until `until`.
+    fn put_back(&mut self, seq: u64, ticket: (Priority, u64), wake: Arc<Notify>, until: Instant) {
+        self.in_flight.remove(&seq);
+        self.granted = self.granted.saturating_sub(1);
+        self.waiters.insert(ticket, wake);
+        match ticket.0 {
+            Priority::RealTime => self.window_full = Some(until),
+            Priority::Bulk => self.window_full_bulk = Some(until),
+        }
+        // Its slot is no longer in flight: a caller waiting on that (the probe of a fresh
+        // budget, the limit) looks again, and a real-time caller ahead of it may go.
+        self.wake_head();
+    }
+
     fn complete(&mut self, seq: u64, headers: Option<RateHeaders>, throttled: bool, now: Instant) {
         // Trim while this request still counts as in flight: the answers it may have met on
         // the server (those after its send less an interval) must stay.
@@ -471,7 +568,10 @@ impl State {
                         .count();
                 if server_used > ours {
                     self.others_seen += 1;
-                    self.shared_until = Some(now + self.interval * 2);
+                    // Other replicas take their slots from the shared window too.
+                    if !self.windowed {
+                        self.shared_until = Some(now + self.interval * 2);
+                    }
                 }
                 // A 429 was not counted: only admitted requests tell the server's count.
                 if !throttled && self.latest_count.is_none_or(|c| sent > c.sent) {
@@ -527,15 +627,17 @@ fn count_u32(n: usize) -> u32 {
 pub(crate) struct Budget {
     key: BudgetKey,
     config: RateConfig,
+    shared: Option<Arc<SharedWindow>>,
     state: Mutex<State>,
 }
 
 impl Budget {
-    fn new(key: BudgetKey, config: RateConfig) -> Self {
+    fn new(key: BudgetKey, config: RateConfig, shared: Option<Arc<SharedWindow>>) -> Self {
         Self {
-            state: Mutex::new(State::new(&config)),
+            state: Mutex::new(State::new(&config, shared.is_some())),
             key,
             config,
+            shared,
         }
     }
 
@@ -563,11 +665,30 @@ impl Budget {
             let decision = self.lock().try_take(ticket, Instant::now(), &self.config);
             match decision {
                 Decision::Go(seq) => {
-                    return Ok(Permit {
-                        budget: Arc::clone(self),
-                        seq,
-                        done: false,
-                    });
+                    let Some(shared) = &self.shared else {
+                        return Ok(self.permit(seq, None));
+                    };
+                    // Until the window answers, the slot counts here as in flight; a caller
+                    // that gives up meanwhile frees it like an answer would.
+                    let mut pending = Pending {
+                        budget: self,
+                        seq: Some(seq),
+                    };
+                    match self.take_shared(shared, priority).await {
+                        Shared::Slot(slot) => {
+                            pending.seq = None;
+                            return Ok(self.permit(seq, Some(slot)));
+                        }
+                        Shared::Alone => {
+                            pending.seq = None;
+                            return Ok(self.permit(seq, None));
+                        }
+                        Shared::FullFor(wait) => {
+                            pending.seq = None;
+                            let until = Instant::now() + wait;
+                            self.lock().put_back(seq, ticket, wake.clone(), until);
+                        }
+                    }
                 }
                 Decision::Refuse(e) => return Err(e),
                 // `notify_one` keeps a wake-up for a caller not yet waiting: none is lost.
@@ -578,6 +699,66 @@ impl Budget {
                         () = tokio::time::sleep_until(until) => {}
                     }
                 }
+            }
+        }
+    }
+
+    fn permit(self: &Arc<Self>, seq: u64, slot: Option<WindowSlot>) -> Permit {
+        Permit {
+            budget: Arc::clone(self),
+            seq,
+            slot,
+            done: false,
+        }
+    }
+
+    /// A slot of the shared window for a caller the local rules let through.
+    async fn take_shared(&self, shared: &SharedWindow, priority: Priority) -> Shared {
+        let (key, max, leave_free, interval) = {
+            let s = self.lock();
+            let leave_free = match priority {
+                Priority::RealTime => 0,
+                Priority::Bulk => s.realtime_room(&self.config).min(s.max.saturating_sub(1)),
+            };
+            (
+                WindowKey {
+                    app: self.key.app.clone(),
+                    resource: self.key.resource.clone(),
+                },
+                s.max,
+                leave_free,
+                s.interval,
+            )
+        };
+        if max > MAX_WINDOW_SLOTS {
+            // No window that large is GHL's (it allows 100): nothing to share.
+            return Shared::Alone;
+        }
+        let hold = shared.hold + interval;
+        match shared
+            .window
+            .take(&key, max, leave_free, hold, &shared.holder())
+            .await
+        {
+            Ok(Taken::Slot(slot)) => Shared::Slot(slot),
+            // A slot frees within an interval at the latest (one answered now); one held by
+            // a request still in flight may free sooner than the window can tell.
+            Ok(Taken::Full { next_free_in }) => {
+                Shared::FullFor(next_free_in.min(interval / 4).max(Duration::from_millis(1)))
+            }
+            Err(e) => {
+                // Without the window, the headers still tell this process what the others
+                // use: hold back as when another client is seen.
+                tracing::warn!(
+                    location = %self.key.resource,
+                    error = %e,
+                    "the shared rate window cannot be reached; going by GHL's headers alone"
+                );
+                metrics::counter!("ges_ghl_window_errors_total", "op" => "take").increment(1);
+                let mut s = self.lock();
+                let now = Instant::now();
+                s.shared_until = Some(now + s.interval * 2);
+                Shared::Alone
             }
         }
     }
@@ -652,20 +833,70 @@ impl Drop for Queued<'_> {
 pub(crate) struct Permit {
     budget: Arc<Budget>,
     seq: u64,
+    /// The slot of the shared window, released with the answer.
+    slot: Option<WindowSlot>,
     done: bool,
 }
 
 impl Permit {
     pub(crate) fn complete(mut self, headers: Option<RateHeaders>, throttled: bool) {
         self.done = true;
+        self.finish(headers, throttled);
+    }
+
+    fn finish(&mut self, headers: Option<RateHeaders>, throttled: bool) {
         self.budget.complete(self.seq, headers, throttled);
+        let (Some(slot), Some(shared)) = (self.slot.take(), self.budget.shared.clone()) else {
+            return;
+        };
+        // The interval the answer just taught: the slot counts on GHL's side until then.
+        let interval = self.budget.interval();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime (the process is ending): the slot frees when its hold expires.
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = shared.window.release(&slot, interval).await {
+                tracing::warn!(
+                    location = %slot.key.resource,
+                    error = %e,
+                    "a slot of the shared rate window was not released; it frees when its hold expires"
+                );
+                metrics::counter!("ges_ghl_window_errors_total", "op" => "release").increment(1);
+            }
+        });
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done {
-            self.budget.complete(self.seq, None, false);
+            self.finish(None, false);
+        }
+    }
+}
+
+/// What the shared window gave a caller.
+enum Shared {
+    Slot(WindowSlot),
+    /// The window could not be reached: the caller goes by the headers alone.
+    Alone,
+    /// No slot; one may free in this long.
+    FullFor(Duration),
+}
+
+/// A caller let through by the local rules, waiting for the shared window. Dropped before the
+/// window answered (the caller gave up), its local slot is freed as if answered then; a slot
+/// the window gave meanwhile frees when its hold expires.
+struct Pending<'a> {
+    budget: &'a Budget,
+    seq: Option<u64>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(seq) = self.seq.take() {
+            self.budget.complete(seq, None, false);
         }
     }
 }
@@ -694,6 +925,7 @@ mod tests {
         Arc::new(Budget::new(
             BudgetKey::new("app", "loc"),
             config(max, interval_ms),
+            None,
         ))
     }
 
@@ -793,6 +1025,7 @@ mod tests {
                 realtime_share: 0.2,
                 ..config(10, 100)
             },
+            None,
         ));
         let t0 = Instant::now();
         // A backfill alone fills the window but the real-time room (2 of 10).
@@ -815,6 +1048,175 @@ mod tests {
         // The ninth bulk call waited for the window's first slot to free.
         let ninth = waiting_bulk.await.unwrap().unwrap();
         assert!(ninth - t0 >= Duration::from_millis(100));
+    }
+
+    /// A shared window in memory, on Tokio's clock: what the store's `rate_window` does.
+    #[derive(Default)]
+    struct MemWindow {
+        slots: StdMutex<Vec<(Option<Instant>, String)>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl RateWindow for MemWindow {
+        async fn take(
+            &self,
+            key: &WindowKey,
+            max: u32,
+            leave_free: u32,
+            hold: Duration,
+            holder: &str,
+        ) -> Result<Taken, ports::StoreError> {
+            // A round trip: other callers run meanwhile.
+            for _ in 0..2 {
+                tokio::task::yield_now().await;
+            }
+            if self.down.load(Ordering::SeqCst) {
+                return Err(ports::StoreError::Unavailable {
+                    message: "the database is down".into(),
+                    source: None,
+                });
+            }
+            let now = Instant::now();
+            let mut slots = self.slots.lock().unwrap();
+            slots.resize(max as usize, (None, String::new()));
+            let is_free = |f: &Option<Instant>| f.is_none_or(|f| f <= now);
+            let free = slots.iter().filter(|(f, _)| is_free(f)).count();
+            if free > leave_free as usize {
+                let i = slots.iter().position(|(f, _)| is_free(f)).unwrap();
+                slots[i] = (Some(now + hold), holder.to_owned());
+                return Ok(Taken::Slot(WindowSlot {
+                    key: key.clone(),
+                    slot: i as u32,
+                    holder: holder.to_owned(),
+                }));
+            }
+            let mut at: Vec<Instant> = slots.iter().map(|(f, _)| f.unwrap_or(now)).collect();
+            at.sort();
+            Ok(Taken::Full {
+                next_free_in: at[leave_free as usize].saturating_duration_since(now),
+            })
+        }
+
+        async fn release(
+            &self,
+            slot: &WindowSlot,
+            interval: Duration,
+        ) -> Result<(), ports::StoreError> {
+            let mut slots = self.slots.lock().unwrap();
+            let s = &mut slots[slot.slot as usize];
+            if s.1 == slot.holder {
+                s.0 = Some(Instant::now() + interval);
+            }
+            Ok(())
+        }
+    }
+
+    /// A budget of `window`, as one replica of several has.
+    fn replica(window: &Arc<MemWindow>, max: u32, interval_ms: u64) -> Arc<Budget> {
+        replica_with(window, config(max, interval_ms))
+    }
+
+    fn replica_with(window: &Arc<MemWindow>, config: RateConfig) -> Arc<Budget> {
+        let shared = SharedWindow {
+            window: window.clone(),
+            process: format!("{:x}", rand::random::<u32>()),
+            next: AtomicU64::new(0),
+            hold: Duration::from_secs(30),
+        };
+        Arc::new(Budget::new(
+            BudgetKey::new("app", "loc"),
+            config,
+            Some(Arc::new(shared)),
+        ))
+    }
+
+    /// A fresh replica's first (bulk) call finds the window full and goes back in line while
+    /// a webhook's call waits for that first answer (the probe): the webhook's call must look
+    /// again, or both wait for each other for ever.
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_replica_finding_the_window_full_does_not_stall() {
+        let window = Arc::new(MemWindow::default());
+        let a = replica(&window, 10, 100);
+        for i in 0..10u32 {
+            let p = a.acquire(Priority::Bulk).await.unwrap();
+            p.complete(headers(10, 9 - i, 500), false);
+        }
+        let b = replica_with(
+            &window,
+            RateConfig {
+                probe_first: true,
+                ..config(10, 100)
+            },
+        );
+        let call = |p: Priority| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let permit = b.acquire(p).await.unwrap();
+                permit.complete(headers(10, 0, 500), false);
+            })
+        };
+        let bulk = call(Priority::Bulk);
+        tokio::task::yield_now().await;
+        let webhook = call(Priority::RealTime);
+        let both = async {
+            bulk.await.unwrap();
+            webhook.await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(5), both)
+            .await
+            .expect("both calls went once the window had room");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replicas_sharing_a_window_use_it_whole_and_no_more() {
+        let window = Arc::new(MemWindow::default());
+        let (a, b) = (replica(&window, 10, 100), replica(&window, 10, 100));
+        let t0 = Instant::now();
+        // Replica A takes the whole window at once; the server counts its ten.
+        for i in 0..10u32 {
+            let p = a.acquire(Priority::Bulk).await.unwrap();
+            p.complete(headers(10, 9 - i, 500), false);
+        }
+        assert_eq!(Instant::now(), t0);
+        // Replica B has sent nothing, yet the window is full: it waits for A's first slot.
+        let p = b.acquire(Priority::Bulk).await.unwrap();
+        let waited = Instant::now() - t0;
+        assert!(
+            waited >= Duration::from_millis(100) && waited <= Duration::from_millis(130),
+            "B waited for the first slot to free, and no longer: {waited:?}"
+        );
+        // B's answer shows A's ten requests still counted: another client, but one that
+        // takes its slots from the window too, so B does not hold back for it.
+        p.complete(headers(10, 0, 500), false);
+        let seen = b.snapshot();
+        assert!(seen.others_seen > 0, "{seen:?}");
+        assert!(!seen.shared, "no share left to the others: {seen:?}");
+        // A gets the slots as they free (its own interval passed), all ten of them but B's.
+        let mut more = 0;
+        while Instant::now() - t0 < Duration::from_millis(150) {
+            let p =
+                tokio::time::timeout_at(t0 + Duration::from_millis(150), a.acquire(Priority::Bulk))
+                    .await;
+            let Ok(p) = p else { break };
+            p.unwrap().complete(headers(10, 0, 500), false);
+            more += 1;
+        }
+        assert_eq!(more, 9, "the window's ten slots, less the one B holds");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_its_window_a_replica_goes_by_the_headers() {
+        let window = Arc::new(MemWindow::default());
+        let a = replica(&window, 10, 100);
+        window.down.store(true, Ordering::SeqCst);
+        let p = a.acquire(Priority::RealTime).await.unwrap();
+        assert!(
+            a.snapshot().shared,
+            "it holds back as when another client is seen"
+        );
+        p.complete(headers(10, 9, 500), false);
+        window.down.store(false, Ordering::SeqCst);
     }
 
     #[tokio::test(start_paused = true)]
@@ -868,6 +1270,7 @@ mod tests {
                 probe_first: true,
                 ..config(10, 100)
             },
+            None,
         ));
         let probe = b.acquire(Priority::Bulk).await.unwrap();
         let second = {

@@ -67,7 +67,7 @@ use ports::ghl::{
     ContactPage, ContactSearch, GhlApi, GhlAppointment, GhlBusiness, GhlContact, GhlLocation,
     GhlNote, GhlTask, ListingMode, TaskSearch,
 };
-use ports::store::CredentialStore;
+use ports::store::{CredentialStore, RateWindow};
 use ports::{ApiError, Scope};
 use serde_json::{Value, json};
 
@@ -131,7 +131,21 @@ impl GhlAdapter {
         config: GhlAdapterConfig,
         credentials: Arc<dyn CredentialStore>,
     ) -> Result<Self, ConfigError> {
-        let budgets = Arc::new(RateBudgets::new(config.rate.clone()));
+        Self::with_window(config, credentials, None)
+    }
+
+    /// Build the adapter with its rate budgets also taking their slots from `window`, the
+    /// rate window every replica of the deployment shares (`None`: each process goes by
+    /// GHL's headers alone, and leaves room for the others it sees there).
+    pub fn with_window(
+        config: GhlAdapterConfig,
+        credentials: Arc<dyn CredentialStore>,
+        window: Option<Arc<dyn RateWindow>>,
+    ) -> Result<Self, ConfigError> {
+        let budgets = Arc::new(match window {
+            Some(w) => RateBudgets::shared(config.rate.clone(), w, config.request_timeout),
+            None => RateBudgets::new(config.rate.clone()),
+        });
         let transport = Arc::new(Transport::new(&config, budgets)?);
         let oauth = Arc::new(OAuthClient::with_transport(&config, transport.clone()));
         Ok(Self {

@@ -926,6 +926,67 @@ pub trait Observations: Send + Sync {
     async fn queue_waits(&self) -> Result<Vec<QueueObservation>, StoreError>;
 }
 
+// ------------------------------------------------------------------------------ rate window
+
+/// Whose rate window: GHL's Marketplace app and the resource it counts (a location, or a
+/// company for agency calls).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WindowKey {
+    pub app: String,
+    pub resource: String,
+}
+
+/// One slot of a shared rate window, held by this process until released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSlot {
+    pub key: WindowKey,
+    pub slot: u32,
+    /// Who holds it (the process's id), so that a release never frees a slot another process
+    /// took after this one's hold expired.
+    pub holder: String,
+}
+
+/// What a [`RateWindow::take`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    Slot(WindowSlot),
+    /// Every slot is held (or only the room left free remains): the next one frees in about
+    /// this long, by the database's clock.
+    Full {
+        next_free_in: Duration,
+    },
+}
+
+/// A rate window that every process of one deployment shares (issue 17: replicas sharing one
+/// budget). The window has `max` slots; a request holds one from before it is sent until an
+/// interval after its answer, so that at no moment do more than `max` of the deployment's
+/// requests count in GHL's window, whatever its shape. Time is the database's, so the
+/// processes' clocks need not agree.
+///
+/// Error contract: the module's (`Unavailable`, `Corrupt`, `Unknown`). A caller that cannot
+/// reach the window must not send as if it held a slot: it falls back to what it can see
+/// alone (GHL's headers), and a slot it took and could not release frees itself when its
+/// hold expires.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait RateWindow: Send + Sync {
+    /// Take a free slot of `key`'s window of `max` slots, unless no more than `leave_free`
+    /// are free (bulk calls leave room for real-time ones). The slot is held for `hold` at
+    /// most (a process that crashes with it frees it then) or until released.
+    async fn take(
+        &self,
+        key: &WindowKey,
+        max: u32,
+        leave_free: u32,
+        hold: Duration,
+        holder: &str,
+    ) -> Result<Taken, StoreError>;
+
+    /// The request of `slot` was answered: the slot frees `interval` from now. Releasing a
+    /// slot that is no longer this holder's does nothing.
+    async fn release(&self, slot: &WindowSlot, interval: Duration) -> Result<(), StoreError>;
+}
+
 // ------------------------------------------------------------------------------ locks
 
 /// Holds a per-contact lock until dropped (or released). Implementations release on drop too,

@@ -42,6 +42,7 @@ mod mapping;
 mod observations;
 mod runs;
 mod tenants;
+mod window;
 
 #[cfg(feature = "test-support")]
 pub mod test_support;
@@ -79,6 +80,8 @@ struct Inner {
     statements: Arc<AtomicU64>,
     /// Tenants read lately (`tenants.rs`).
     tenants: tenants::TenantCache,
+    /// Rate windows whose slots exist (`window.rs`).
+    windows: window::Ensured,
 }
 
 /// In-process locks, used on SQLite only (one process owns the file).
@@ -127,6 +130,7 @@ impl Store {
                 local: LocalLocks::default(),
                 statements,
                 tenants: tenants::TenantCache::default(),
+                windows: window::Ensured::default(),
             }),
         })
     }
@@ -200,6 +204,10 @@ impl Store {
 
     pub(crate) fn tenant_cache(&self) -> &tenants::TenantCache {
         &self.inner.tenants
+    }
+
+    pub(crate) fn ensured_windows(&self) -> &window::Ensured {
+        &self.inner.windows
     }
 
     fn local(&self) -> &LocalLocks {

@@ -13,7 +13,8 @@ use sea_orm_migration::sea_orm::{
 use store::test_support::{TestBackend, TestDb};
 use tokio::sync::Barrier;
 
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
+    "rate_window",
     "observations",
     "tenants",
     "credential_refresh_failures",

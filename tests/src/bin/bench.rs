@@ -9,7 +9,7 @@
 //! cargo run --release -p e2e --bin bench -- worker   [--contacts 10000] [--queue memory|amqp] [--prefetch 8]
 //! cargo run --release -p e2e --bin bench -- ingress  [--requests 20000] [--concurrency 32]
 //! cargo run --release -p e2e --bin bench -- events   [--contacts 1000] [--edits 1000] [--rate-max 100] [--rate-interval-ms 100]
-//! cargo run --release -p e2e --bin bench -- rate     [--calls 1000] [--tasks 32] [--rounds 5] [--rate-max 100] [--rate-interval-ms 100]
+//! cargo run --release -p e2e --bin bench -- rate     [--calls 1000] [--tasks 32] [--rounds 5] [--replicas 2] [--store sqlite|postgres] [--shared-window] [--rate-max 100] [--rate-interval-ms 100]
 //! cargo run --release -p e2e --bin bench -- console  [--tenants 200] [--requests 50]
 //! cargo run --release -p e2e --bin bench -- locations [--scenario late|many] [--big 600] [--small 30]
 //!                                               [--sites 20] [--contacts 500] [--probe-ms 250]
@@ -204,6 +204,9 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
                 calls: o.num("calls", 1_000)?,
                 tasks: o.num("tasks", 32)?,
                 rounds: o.num("rounds", 5)?,
+                replicas: o.num("replicas", 2)?,
+                store: o.store()?,
+                shared_window: o.flag("shared-window"),
             };
             o.finish()?;
             e2e::bench::rate::run(&args).await

@@ -22,3 +22,4 @@ mod observations;
 mod runs;
 mod support;
 mod tenants;
+mod window;
