@@ -8,15 +8,13 @@
 //! --store postgres`, docs/performance.md §6), not a pass mark.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use domain::GhlContactId;
+use e2e::bench::rate::hammer;
 use e2e::bench::rig::{Rig, RigOptions};
 use e2e::bench::{Data, RateLimit};
 use ghl::GhlAdapter;
-use ports::ghl::GhlApi;
 use ports::store::RateWindow;
-use ports::{Priority, Scope};
 use store::test_support::TestBackend;
 
 use app::demo::sim::World;
@@ -55,29 +53,9 @@ async fn three_replicas_sharing_the_window_stay_inside_the_limit() {
         .collect();
     world.ghl.counters().reset();
 
-    let left = Arc::new(AtomicUsize::new(CALLS));
-    let mut handles = Vec::new();
-    for i in 0..TASKS {
-        let adapter = replicas[i % replicas.len()].clone();
-        let priority = if i % 2 == 0 {
-            Priority::RealTime
-        } else {
-            Priority::Bulk
-        };
-        let scope = Scope::new(tenant.clone(), priority);
-        let (left, contact) = (left.clone(), contact.clone());
-        handles.push(tokio::spawn(async move {
-            while left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                adapter.get_contact(&scope, &contact).await.unwrap();
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
+    hammer(&replicas, &tenant, &contact, CALLS, TASKS)
+        .await
+        .unwrap();
 
     let counters = world.ghl.counter_snapshot();
     assert_eq!(

@@ -45,8 +45,9 @@ pub struct RateArgs {
     pub shared_window: bool,
 }
 
-/// `calls` reads spread over `tasks` tasks and `adapters`; the elapsed time.
-async fn hammer(
+/// `calls` reads spread over `tasks` tasks and `adapters` (half real-time, half bulk), as fast
+/// as their budgets let; the elapsed time.
+pub async fn hammer(
     adapters: &[GhlAdapter],
     tenant: &Arc<Tenant>,
     contact: &GhlContactId,
