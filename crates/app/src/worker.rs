@@ -223,15 +223,7 @@ impl Worker {
             // Reap finished tasks so the set does not grow.
             while in_flight.try_join_next().is_some() {}
         }
-        self.broker.stop_consuming().await;
-        // Deliveries already received but not started go back to the broker.
-        rx.close();
-        while let Ok(d) = rx.try_recv() {
-            if let Err(e) = self.broker.requeue(&d).await {
-                tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
-            }
-        }
-        self.drain(in_flight).await;
+        self.stop(rx, in_flight).await;
     }
 
     /// A lane whose slots are shared between tenants: take a delivery, then admit it (it runs
@@ -274,9 +266,7 @@ impl Worker {
                 };
                 let Some(permit) = permit else {
                     // Shutting down before it started: it goes back to the broker.
-                    if let Err(e) = me.broker.requeue(&delivery).await {
-                        tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
-                    }
+                    me.give_back(&delivery).await;
                     return;
                 };
                 if let Some(t) = ticket.as_mut() {
@@ -288,14 +278,26 @@ impl Worker {
             });
             while in_flight.try_join_next().is_some() {}
         }
+        self.stop(rx, in_flight).await;
+    }
+
+    /// A lane stops: no more deliveries, those received but not started go back to the
+    /// broker, and those running finish (within the drain timeout).
+    async fn stop<T: 'static>(&self, mut rx: mpsc::Receiver<Delivery>, in_flight: JoinSet<T>) {
         self.broker.stop_consuming().await;
         rx.close();
         while let Ok(d) = rx.try_recv() {
-            if let Err(e) = self.broker.requeue(&d).await {
-                tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
-            }
+            self.give_back(&d).await;
         }
         self.drain(in_flight).await;
+    }
+
+    /// Hand an unstarted delivery back to the broker; if that fails, the broker redelivers it
+    /// once the channel closes.
+    async fn give_back(&self, delivery: &Delivery) {
+        if let Err(e) = self.broker.requeue(delivery).await {
+            tracing::warn!(error = %e, "could not give back an unstarted delivery; the broker will redeliver it");
+        }
     }
 
     /// Hand a delivery back to come again after `delay` (its tenant is over its share).
