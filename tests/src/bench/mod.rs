@@ -13,12 +13,14 @@ pub mod locations;
 pub mod machine;
 pub mod rate;
 pub mod rig;
+pub mod sims;
+pub mod sizes;
 pub mod worker;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use app::demo::sim::{World, WorldSpec};
@@ -61,7 +63,7 @@ impl RateLimit {
 }
 
 /// The simulated data: contacts with tasks, notes and appointments.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Data {
     pub contacts: usize,
     pub tasks_per_contact: usize,
@@ -110,7 +112,7 @@ impl Data {
 }
 
 /// The API traffic a run caused, from the simulators' counters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Traffic {
     pub ghl_calls: u64,
     pub ekyte_calls: u64,

@@ -2,7 +2,7 @@
 //! its own (a SQLite file in a temporary folder, or a fresh PostgreSQL database on
 //! `TEST_DATABASE_URL`'s server, dropped at the end), the in-process queue or RabbitMQ with
 //! its own queue prefix, the worker, and optionally the webhook ingress — all pointed at a
-//! simulated [`World`].
+//! simulated world ([`Sims`]: in this process or in a child of its own).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use app::config::{Config, QueueBackend};
-use app::demo::sim::{World, WorldSpec};
+use app::demo::sim::WorldSpec;
 use app::queue::Broker;
 use app::queue::memory::MemoryBroker;
 use app::scheduler::Job;
@@ -25,6 +25,8 @@ use app::worker::WorkerStats;
 use domain::TenantId;
 use ports::queue::Envelope;
 use store::test_support::{TestBackend, TestDb};
+
+use super::sims::Sims;
 
 /// `--store sqlite|postgres`.
 pub fn parse_store(raw: &str) -> anyhow::Result<TestBackend> {
@@ -63,7 +65,7 @@ pub fn base_config() -> anyhow::Result<Config> {
 /// The service's configuration for `world`: the simulators' URLs, the rate limit the
 /// simulator enforces (the adapter's budget starts from it and then follows the headers), the
 /// database at `db_url`, short retry tiers and a queue prefix of its own.
-pub fn config_for(world: &World, spec: &WorldSpec, db_url: &str) -> anyhow::Result<Config> {
+pub fn config_for(world: &dyn Sims, spec: &WorldSpec, db_url: &str) -> anyhow::Result<Config> {
     let mut cfg = world.configure(base_config()?)?;
     cfg.ghl.rate_max = spec.ghl_rate_max;
     cfg.ghl.rate_interval = Duration::from_millis(spec.ghl_rate_interval_ms);
@@ -142,7 +144,11 @@ pub struct Rig {
 }
 
 impl Rig {
-    pub async fn start(world: &World, spec: &WorldSpec, opts: &RigOptions) -> anyhow::Result<Self> {
+    pub async fn start(
+        world: &dyn Sims,
+        spec: &WorldSpec,
+        opts: &RigOptions,
+    ) -> anyhow::Result<Self> {
         let db = TestDb::empty(opts.store)
             .await
             .with_context(|| format!("a {} database for the bench", opts.store))?;
@@ -201,8 +207,8 @@ impl Rig {
             rig.ingress = Some(addr);
             if opts.webhooks_to_ingress {
                 world
-                    .ghl
-                    .set_webhook_target(Some(format!("http://{addr}/webhooks/ghl")));
+                    .set_webhook_target(Some(format!("http://{addr}/webhooks/ghl")))
+                    .await?;
             }
         }
         if opts.worker {
@@ -269,7 +275,7 @@ impl Rig {
     /// Wait until nothing is queued, delayed, in flight or on its way as a webhook; returns
     /// the moment that was first seen (polled every few milliseconds, so the wall times the
     /// benchmarks report are not padded by the wait).
-    pub async fn quiet(&self, world: &World, deadline: Duration) -> anyhow::Result<Instant> {
+    pub async fn quiet(&self, world: &dyn Sims, deadline: Duration) -> anyhow::Result<Instant> {
         let until = Instant::now() + deadline;
         let poll = match self.queue {
             QueueKind::Memory => Duration::from_millis(5),
@@ -282,11 +288,14 @@ impl Rig {
             let seen_at = Instant::now();
             let depths = self.app.broker.depths().await.context("queue depths")?;
             let settled = self.stats.settled();
-            let busy = depths.realtime
+            let mut busy = depths.realtime
                 + depths.bulk
                 + depths.delayed
-                + self.stats.in_flight.load(Ordering::SeqCst)
-                + world.ghl.webhooks_in_flight();
+                + self.stats.in_flight.load(Ordering::SeqCst);
+            // Asked only when the rest is quiet: a child's simulators answer through a pipe.
+            if busy == 0 {
+                busy = world.webhooks_in_flight().await?;
+            }
             if busy == 0 && settled == last {
                 first_quiet.get_or_insert(seen_at);
                 still += 1;

@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release -p e2e --bin bench -- backfill [--contacts 10000] [--rate-max 100] [--rate-interval-ms 100]
 //!                                               [--latency-ms 0] [--queue memory|amqp] [--no-webhooks] [--no-baseline]
-//!                                               [--store sqlite|postgres]
+//!                                               [--store sqlite|postgres] [--sims here|child]
+//! cargo run --release -p e2e --bin bench -- sizes    [--sizes 1000,10000,100000] [--store sqlite|postgres] [--queue memory|amqp]
 //! cargo run --release -p e2e --bin bench -- calls    [--contacts 1000] [--no-webhooks]
 //! cargo run --release -p e2e --bin bench -- worker   [--contacts 10000] [--queue memory|amqp] [--prefetch 8]
 //! cargo run --release -p e2e --bin bench -- ingress  [--requests 20000] [--concurrency 32]
@@ -42,7 +43,7 @@ use e2e::bench::worker::WorkerArgs;
 use e2e::bench::{Data, RateLimit};
 use store::test_support::TestBackend;
 
-const USAGE: &str = "usage: bench <backfill|calls|worker|ingress|events|rate|console|locations> [--option value …] (see the module docs, or docs/performance.md)";
+const USAGE: &str = "usage: bench <backfill|sizes|calls|worker|ingress|events|rate|console|locations> [--option value …] (see the module docs, or docs/performance.md)";
 
 /// `--name value` and `--flag` options.
 struct Options {
@@ -152,9 +153,20 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
                     .get("prefetch")
                     .map(|_| o.num("prefetch", 8))
                     .transpose()?,
+                sims: e2e::bench::sims::SimsPlace::parse(&o.text("sims", "here"))?,
             };
             o.finish()?;
             e2e::bench::backfill::run(&args).await
+        }
+        "sizes" => {
+            let args = e2e::bench::sizes::SizesArgs {
+                sizes: e2e::bench::sizes::parse_sizes(&o.text("sizes", "1000,10000,100000"))?,
+                rate: o.rate(100, 100)?,
+                queue: o.queue("memory")?,
+                store: o.store()?,
+            };
+            o.finish()?;
+            e2e::bench::sizes::run(&args).await
         }
         "calls" => {
             let args = CallsArgs {
@@ -250,6 +262,12 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
             o.finish()?;
             e2e::bench::locations::run(&args).await
         }
+        e2e::bench::sims::CHILD => {
+            let spec = o.text("spec", "");
+            o.finish()?;
+            e2e::bench::sims::child(&spec).await?;
+            Ok(serde_json::Value::Null)
+        }
         e2e::bench::worker::CHILD => {
             o.finish()?;
             e2e::bench::worker::child().await
@@ -281,6 +299,8 @@ fn main() -> ExitCode {
         runtime.block_on(run(&name, &options))
     })();
     match outcome {
+        // A child that spoke on its own (the simulators' child) has no report to print.
+        Ok(serde_json::Value::Null) => ExitCode::SUCCESS,
         Ok(report) => match serde_json::to_string_pretty(&report) {
             Ok(text) => {
                 println!("{text}");
