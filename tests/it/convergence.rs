@@ -104,11 +104,17 @@ struct Running {
 const SETTLE: Duration = Duration::from_secs(300);
 
 async fn start(spec: &WorldSpec) -> Running {
+    start_with(spec, |_| {}).await
+}
+
+/// [`start`], with the service's configuration changed by `tweak`.
+async fn start_with(spec: &WorldSpec, tweak: impl FnOnce(&mut Config)) -> Running {
     let world = World::start(spec).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = world
         .configure(Config::from_figment(Config::figment(None)).unwrap())
         .unwrap();
+    tweak(&mut cfg);
     cfg.ghl.rate_max = spec.ghl_rate_max;
     cfg.ghl.rate_interval = Duration::from_millis(spec.ghl_rate_interval_ms);
     cfg.database.url =
@@ -426,5 +432,112 @@ async fn a_full_sync_catches_a_deletion_whose_webhook_was_lost() {
     // The next full sync has nothing left to catch.
     let again = r.sweep(SyncMode::Full).await;
     assert_eq!(again.unseen_linked, 0, "{again:?}");
+    r.shutdown.cancel();
+}
+
+/// A full sync through the queue goes in bounded messages: each sweep message queues at most
+/// `sync.sweep_batch` contact syncs (rounded up to a page), then its continuation behind them.
+/// The run still converges, and still catches a deletion whose webhook was lost, though no
+/// one message saw every page: what the run saw is kept in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_sync_goes_in_bounded_messages_and_still_sees_every_contact() {
+    const PAGE: u32 = 10;
+    const BATCH: u64 = 15;
+    let spec = WorldSpec {
+        contacts: 60,
+        businesses: 0,
+        ..spec()
+    };
+    let r = start_with(&spec, |cfg| {
+        cfg.sync.page_size = PAGE;
+        cfg.sync.sweep_batch = BATCH;
+    })
+    .await;
+    r.job(Job::Full).await;
+    r.job(Job::Poll).await;
+    let v = verify(&r.world).unwrap();
+    assert!(v.converged, "after the full sync: {:#?}", v.problems);
+    assert_eq!(v.counts.ghl_contacts_synced, 60 + 1, "{:?}", v.counts);
+
+    // The contact syncs each sweep message queued, in the order they were published.
+    let batches = |published: &[Envelope]| -> Vec<usize> {
+        let mut out = Vec::new();
+        for env in published {
+            match &env.payload {
+                Payload::SyncFull { .. } | Payload::SyncContinue { .. } => out.push(0),
+                Payload::SyncContact { .. } => {
+                    if let Some(n) = out.last_mut() {
+                        *n += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    let published = r.broker.published.lock().unwrap().clone();
+    let first = batches(&published);
+    // 60 contacts, 2 pages (20) per message: the sync.full and two continuations, then
+    // the last continuation finds nothing left.
+    assert_eq!(first.iter().sum::<usize>(), 60, "{first:?}");
+    assert!(first.len() >= 3, "the run went in one message: {first:?}");
+    let bound = (BATCH as usize).div_ceil(PAGE as usize) * PAGE as usize;
+    assert!(
+        first.iter().all(|n| *n <= bound),
+        "a sweep message queued more than {bound}: {first:?}"
+    );
+
+    // A deletion whose webhook was lost, caught by the next full sync through the queue.
+    // Every other contact changed too (webhooks lost as well), so that this run also goes in
+    // several messages: a contact one message saw must not count as unseen at the end.
+    let gone = r.world.contacts[7].clone();
+    r.world.ghl.set_webhook_target(None);
+    r.world.ghl.act_delete_contact(&gone).unwrap();
+    for id in r.world.contacts.iter().filter(|c| **c != gone) {
+        r.world
+            .ghl
+            .act_update_contact(id, serde_json::json!({ "city": "Sorocaba" }))
+            .unwrap();
+    }
+    r.broker.published.lock().unwrap().clear();
+    r.job(Job::Full).await;
+    let second = batches(&r.broker.published.lock().unwrap());
+    assert!(second.len() >= 3, "the run went in one message: {second:?}");
+    let v = verify(&r.world).unwrap();
+    assert!(v.converged, "after the second full sync: {:#?}", v.problems);
+    let link = ports::store::LinkStore::by_ghl(
+        r.app.store.as_ref(),
+        &domain::TenantId::parse("sim").unwrap(),
+        domain::EntityKind::Contact,
+        &gone,
+    )
+    .await
+    .unwrap()
+    .expect("the deleted contact's link");
+    assert_eq!(link.state, ports::store::LinkState::Deleted, "{link:?}");
+    let unseen: Vec<_> = r
+        .broker
+        .published
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.id.starts_with("unseen:"))
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(unseen.len(), 1, "{unseen:?}");
+    assert!(unseen[0].ends_with(&gone), "{unseen:?}");
+    // The run finished, and forgot what it saw.
+    let runs = ports::store::RunStore::recent(
+        r.app.store.as_ref(),
+        &domain::TenantId::parse("sim").unwrap(),
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(
+        runs.iter()
+            .all(|run| run.status != ports::store::RunStatus::Running),
+        "{runs:?}"
+    );
     r.shutdown.cancel();
 }

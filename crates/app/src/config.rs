@@ -398,6 +398,8 @@ pub struct SyncConfig {
     pub appointments_past: Duration,
     #[serde(with = "humantime_serde")]
     pub appointments_future: Duration,
+    /// Contact syncs one sweep message queues before its continuation (0: no limit).
+    pub sweep_batch: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -832,6 +834,12 @@ impl Config {
                 ("contact_lock_wait", dur(&self.sync.contact_lock_wait)),
                 ("claim_stale_after", dur(&self.sync.claim_stale_after)),
                 ("inbox_retention", dur(&self.sync.inbox_retention)),
+                (
+                    "sweep_batch",
+                    i64::try_from(self.sync.sweep_batch)
+                        .unwrap_or(i64::MAX)
+                        .into(),
+                ),
             ],
         );
         section(

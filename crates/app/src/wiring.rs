@@ -225,6 +225,7 @@ impl App {
                         .unwrap_or(chrono::Duration::MAX),
                 }
             }),
+            sweep_batch: (config.sync.sweep_batch > 0).then_some(config.sync.sweep_batch),
         };
         Ok(Self {
             engine: Arc::new(Engine::new(ports, settings)),

@@ -37,7 +37,9 @@ pub use contact::{BusinessCache, ContactSettings, ONBOARDING_WINDOW_HOURS};
 pub use cx::Options;
 pub use error::SyncError;
 pub use report::{Report, ReportLine, is_write};
-pub use sweep::{AppointmentWindow, PlanSink, PlanSummary, Progress, Quiet, SweepReport};
+pub use sweep::{
+    AppointmentWindow, PlanSink, PlanSummary, Progress, Quiet, SweepFrom, SweepReport, SweepStep,
+};
 
 /// The ports the engine calls.
 #[derive(Clone)]
@@ -70,6 +72,10 @@ pub struct Settings {
     /// The calendars' window a sweep reads appointments from; `None`: each contact's sync
     /// reads its own appointments.
     pub appointment_window: Option<sweep::AppointmentWindow>,
+    /// How many contact syncs one sweep message enqueues before it queues its continuation
+    /// behind them (`None`: the whole run in one message). Bounds a location's backlog in the
+    /// bulk lane.
+    pub sweep_batch: Option<u64>,
 }
 
 impl Default for Settings {
@@ -85,6 +91,7 @@ impl Default for Settings {
                 past: chrono::Duration::days(365),
                 future: chrono::Duration::days(365),
             }),
+            sweep_batch: Some(200),
         }
     }
 }
@@ -95,6 +102,8 @@ pub struct Engine {
     settings: Settings,
     contact_settings: ContactSettings,
     businesses: BusinessCache,
+    /// What a sweep read once per run (the calendars), kept between its messages.
+    sweeps: sweep::SweepMemory,
     /// This process's identity in link claims.
     owner: String,
 }
@@ -123,6 +132,7 @@ impl Engine {
                 appointment_window: settings.appointment_window,
             },
             businesses: BusinessCache::new(settings.business_ttl),
+            sweeps: sweep::SweepMemory::default(),
             owner: format!("worker-{}", uuid::Uuid::new_v4()),
             ports,
             settings,
@@ -379,7 +389,19 @@ impl Engine {
                 self.sync_contact(scope, contact, opts).await?
             }
             Payload::SyncFull { mode, dry_run } => {
-                self.sweep(&scope, *mode, *dry_run, &Quiet).await?;
+                let step = self
+                    .sweep_step(&scope, *mode, *dry_run, SweepFrom::Message, &Quiet)
+                    .await?;
+                self.continue_sweep(&scope, *mode, step.next).await?;
+                Report::default()
+            }
+            Payload::SyncContinue { mode, run, pages } => {
+                let from = SweepFrom::Continue {
+                    run: *run,
+                    pages: *pages,
+                };
+                let step = self.sweep_step(&scope, *mode, false, from, &Quiet).await?;
+                self.continue_sweep(&scope, *mode, step.next).await?;
                 Report::default()
             }
             Payload::EkytePoll => {

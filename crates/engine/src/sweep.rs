@@ -8,10 +8,17 @@
 //! - Full: every selected contact, and also what the contact's fingerprint cannot show:
 //!   tasks through the location-wide task search (many contacts per call) and notes per
 //!   contact, compared with their links. Dropped webhooks are caught here.
-//! - Full, run from its first page to its last in one go: linked contacts the search no longer
-//!   returns (deleted in GHL, or no longer selected, while the webhook was lost) get a sync too,
-//!   which re-reads the contact and settles its link. A resumed run cannot tell which contacts
-//!   its earlier attempt saw, so it leaves this to the next full sync.
+//! - Full: linked contacts the search no longer returns (deleted in GHL, or no longer
+//!   selected, while the webhook was lost) get a sync too, which re-reads the contact and
+//!   settles its link. Each page's contacts are marked seen in the store before the page's
+//!   checkpoint, so a run spread over many messages or resumed after a crash still knows at its
+//!   last page every contact it saw.
+//! - A sweep message enqueues at most `sweep_batch` contact syncs, then queues its
+//!   continuation (`sync.continue`) behind them and ends: a location's backlog in the bulk
+//!   lane stays bounded however large the location, so other locations' messages are never
+//!   far behind it, and the worker's share of the lane ([`Shares`](../app/fair)) judges a
+//!   short line. What the run read once (the calendars) is kept in memory between its
+//!   messages, and read again by a replica that does not have it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -73,6 +80,59 @@ pub struct SweepReport {
     pub resumed: bool,
 }
 
+/// Where a sweep starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepFrom {
+    /// A new run, or the checkpoint of the one left running, and on to its last page in one
+    /// go (the CLI and the tests).
+    Whole,
+    /// A `sync.full` message: a new run, or the checkpoint of the one left running.
+    Message,
+    /// A `sync.continue` message: run `run` from its checkpoint, if it is still running.
+    ///
+    /// Whatever `pages` says: a retried or redelivered continuation finds the run further on
+    /// than when it was queued, and goes on from there. Two messages carrying one run on
+    /// (a `sync.full` sent while the run was under way, say) each go on from the latest
+    /// checkpoint, so they share its pages rather than read them twice; two that go on from
+    /// the same checkpoint at once queue the same continuation id, and the inbox lets only
+    /// one of those through.
+    Continue { run: i64, pages: u64 },
+}
+
+/// One message's part of a sweep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepStep {
+    pub report: SweepReport,
+    /// The run and its pages read, when it goes on in a continuation.
+    pub next: Option<(i64, u64)>,
+}
+
+/// What a run read once and its next message needs again: the calendars' appointments.
+/// Forgotten when the run ends, and after [`SweepMemory::KEEP`] unused.
+#[derive(Default)]
+pub(crate) struct SweepMemory(std::sync::Mutex<HashMap<i64, (std::time::Instant, Appointments)>>);
+
+impl SweepMemory {
+    const KEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (std::time::Instant, Appointments)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self, run: i64) -> Appointments {
+        let mut runs = self.lock();
+        runs.retain(|_, (at, _)| at.elapsed() < Self::KEEP);
+        runs.remove(&run).map_or(Appointments::NotRead, |(_, a)| a)
+    }
+
+    fn keep(&self, run: i64, appointments: Appointments) {
+        self.lock()
+            .insert(run, (std::time::Instant::now(), appointments));
+    }
+}
+
 /// `Config` naming what the tenant's settings lack, when they lack what every sync needs.
 pub(crate) fn refuse_unready(tenant: &domain::Tenant) -> Result<(), SyncError> {
     let missing = tenant.settings.missing();
@@ -87,7 +147,8 @@ pub(crate) fn refuse_unready(tenant: &domain::Tenant) -> Result<(), SyncError> {
 }
 
 impl Engine {
-    /// Run a full or incremental sweep for one tenant.
+    /// Run a full or incremental sweep for one tenant, from its first page (or the
+    /// checkpoint of the run left running) to its last, in one go.
     pub async fn sweep(
         &self,
         scope: &Scope,
@@ -95,6 +156,23 @@ impl Engine {
         dry_run: bool,
         progress: &dyn Progress,
     ) -> Result<SweepReport, SyncError> {
+        let step = self
+            .sweep_step(scope, mode, dry_run, SweepFrom::Whole, progress)
+            .await?;
+        Ok(step.report)
+    }
+
+    /// One message's part of a sweep (see [`SweepFrom`]): pages until the run ends or, for a
+    /// message, until it has enqueued `sweep_batch` contact syncs; then [`SweepStep::next`]
+    /// says where its continuation goes on.
+    pub async fn sweep_step(
+        &self,
+        scope: &Scope,
+        mode: SyncMode,
+        dry_run: bool,
+        from: SweepFrom,
+        progress: &dyn Progress,
+    ) -> Result<SweepStep, SyncError> {
         let tenant = &scope.tenant;
         // A tenant that cannot work fails its run, visibly, instead of queueing a sync per
         // contact that each fail alone.
@@ -148,11 +226,25 @@ impl Engine {
                 finished_at: None,
             }
         } else {
-            self.ports
-                .runs
-                .start_or_resume(&tenant.id, kind, since)
-                .await
-                .map_err(SyncError::store("start run"))?
+            match self.run_for(tenant, kind, since, from).await? {
+                Some(run) => run,
+                None => {
+                    return Ok(SweepStep {
+                        report: SweepReport {
+                            mode: kind.as_str().to_owned(),
+                            ..SweepReport::default()
+                        },
+                        next: None,
+                    });
+                }
+            }
+        };
+        // A dry run goes from its first page to its last in one message: it records no run
+        // a continuation could go on from.
+        let batch = match from {
+            SweepFrom::Whole => None,
+            _ if dry_run => None,
+            _ => self.settings.sweep_batch.filter(|b| *b > 0),
         };
         let resumed = run.cursor.is_some() || run.counts.pages > 0;
         let mut counts = run.counts;
@@ -169,12 +261,16 @@ impl Engine {
         };
         let ctx = tenant.settings.normalise_ctx();
         let bulk = scope.bulk();
-        // Every contact the search returned, when this run sees them all.
+        // Every contact the search returned: marked in the store page by page (a real full
+        // run), or kept here (a dry run, which writes nothing and goes in one message).
+        let mark_seen = mode == SyncMode::Full && !dry_run;
         let mut seen_ids: Option<HashSet<GhlContactId>> =
-            (mode == SyncMode::Full && !resumed).then(HashSet::new);
-        // The location's appointments by contact, read once per sweep when first needed.
-        let mut appointments = Appointments::NotRead;
-        let result: Result<(), SyncError> = async {
+            (mode == SyncMode::Full && dry_run).then(HashSet::new);
+        // The location's appointments by contact, read once per run when first needed.
+        let mut appointments = self.sweeps.take(run.id);
+        let mut enqueued_here = 0u64;
+        // Ok(Some(pages)): this message's part is done and the run goes on from `pages`.
+        let result: Result<Option<u64>, SyncError> = async {
             loop {
                 let page = self
                     .search_page(&bulk, run.since, tag.clone(), cursor.clone())
@@ -195,6 +291,13 @@ impl Engine {
                     .into_iter()
                     .filter_map(|l| l.ghl_id.clone().map(|g| (g, l)))
                     .collect();
+                if mark_seen {
+                    self.ports
+                        .runs
+                        .mark_seen(run.id, &ids)
+                        .await
+                        .map_err(SyncError::store("mark the page's contacts seen"))?;
+                }
                 for c in page.contacts {
                     counts.seen += 1;
                     if let Some(seen) = seen_ids.as_mut() {
@@ -254,6 +357,7 @@ impl Engine {
                         continue;
                     }
                     counts.enqueued += 1;
+                    enqueued_here += 1;
                     self.enqueue_sync(
                         scope,
                         sweep_message_id(run.id, &c.id, false),
@@ -263,10 +367,13 @@ impl Engine {
                     )
                     .await?;
                 }
-                if page.next.is_none()
-                    && let Some(seen) = &seen_ids
-                {
-                    for id in self.unseen_linked(scope, seen).await? {
+                if page.next.is_none() && mode == SyncMode::Full {
+                    let unseen = match &seen_ids {
+                        Some(seen) => self.unseen_linked(scope, seen).await?,
+                        None if mark_seen => self.unseen_marked(scope, run.id).await?,
+                        None => Vec::new(),
+                    };
+                    for id in unseen {
                         counts.enqueued += 1;
                         report.unseen_linked += 1;
                         self.enqueue_sync(
@@ -289,13 +396,27 @@ impl Engine {
                 }
                 progress.page(counts.seen, page.total, counts.enqueued);
                 if cursor.is_none() {
-                    return Ok(());
+                    return Ok(None);
+                }
+                if batch.is_some_and(|b| enqueued_here >= b) {
+                    return Ok(Some(counts.pages));
                 }
             }
         }
         .await;
+        if let Ok(Some(pages)) = result {
+            self.sweeps.keep(run.id, appointments);
+            report.pages = counts.pages;
+            report.seen = counts.seen;
+            report.enqueued = counts.enqueued;
+            report.api_calls = counts.api_calls;
+            return Ok(SweepStep {
+                report,
+                next: Some((run.id, pages)),
+            });
+        }
         let (status, error) = match &result {
-            Ok(()) => (RunStatus::Completed, None),
+            Ok(_) => (RunStatus::Completed, None),
             Err(e) => (RunStatus::Failed, Some(e.chain().join(": "))),
         };
         // A failed run stays resumable only if it is left running; mark it failed only for
@@ -312,12 +433,105 @@ impl Engine {
                 .await
                 .map_err(SyncError::store("finish run"))?;
         }
+        // A run that failed for a retry keeps what it read for the retry.
+        if result.is_err() && !finish {
+            self.sweeps.keep(run.id, appointments);
+        }
         result?;
         report.pages = counts.pages;
         report.seen = counts.seen;
         report.enqueued = counts.enqueued;
         report.api_calls = counts.api_calls;
-        Ok(report)
+        Ok(SweepStep { report, next: None })
+    }
+
+    /// The run a sweep goes on with: `None` for a continuation whose run has ended.
+    async fn run_for(
+        &self,
+        tenant: &domain::Tenant,
+        kind: RunKind,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        from: SweepFrom,
+    ) -> Result<Option<ports::store::SyncRun>, SyncError> {
+        let SweepFrom::Continue { run, pages } = from else {
+            return self
+                .ports
+                .runs
+                .start_or_resume(&tenant.id, kind, since)
+                .await
+                .map(Some)
+                .map_err(SyncError::store("start run"));
+        };
+        let running = self
+            .ports
+            .runs
+            .running(&tenant.id, kind)
+            .await
+            .map_err(SyncError::store("read the running run"))?;
+        match running {
+            Some(r) if r.id == run => Ok(Some(r)),
+            other => {
+                tracing::info!(
+                    tenant = %tenant.id,
+                    run,
+                    pages,
+                    running = ?other.map(|r| r.id),
+                    "the continuation of a sync that has ended; nothing to do"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Queue the continuation of a sweep that went on past this message.
+    pub(crate) async fn continue_sweep(
+        &self,
+        scope: &Scope,
+        mode: SyncMode,
+        next: Option<(i64, u64)>,
+    ) -> Result<(), SyncError> {
+        let Some((run, pages)) = next else {
+            return Ok(());
+        };
+        let env = Envelope::new(
+            ports::queue::sweep_continuation_id(run, pages),
+            scope.tenant.id.clone(),
+            Payload::SyncContinue { mode, run, pages },
+            self.ports.clock.now(),
+        );
+        self.ports
+            .publisher
+            .publish(&env)
+            .await
+            .map_err(SyncError::Queue)
+    }
+
+    /// The tenant's linked contacts run `run` did not mark seen.
+    async fn unseen_marked(&self, scope: &Scope, run: i64) -> Result<Vec<GhlContactId>, SyncError> {
+        let mut unseen = Vec::new();
+        let mut after = 0;
+        loop {
+            let rows = self
+                .ports
+                .runs
+                .unseen_contacts(&scope.tenant.id, run, after, LINK_PAGE)
+                .await
+                .map_err(SyncError::store("read the contacts the run did not see"))?;
+            let n = rows.len();
+            for (link, id) in rows {
+                after = after.max(link);
+                match GhlContactId::parse(&id) {
+                    Ok(id) => unseen.push(id),
+                    // Ids are checked before a link is written: only a damaged row gets here.
+                    Err(e) => {
+                        tracing::warn!(link, error = %e, "contact link with a bad GHL id left alone")
+                    }
+                }
+            }
+            if n < LINK_PAGE as usize {
+                return Ok(unseen);
+            }
+        }
     }
 
     /// One page of GHL's contact search, as a sweep reads it.

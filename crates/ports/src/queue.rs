@@ -124,16 +124,33 @@ pub enum Payload {
     /// Poll eKyte for changes since the last poll.
     #[serde(rename = "ekyte.poll")]
     EkytePoll,
+    /// The rest of sweep `run`, from its checkpoint. A sweep enqueues a bounded number of
+    /// contact syncs per message and queues this behind them, so a location's backlog in the
+    /// bulk lane stays bounded however large it is. `pages` is how many pages the run had
+    /// read when this was queued: a continuation that finds the run further on (another
+    /// message carried it on meanwhile) ends without doing anything.
+    #[serde(rename = "sync.continue")]
+    SyncContinue {
+        mode: SyncMode,
+        run: i64,
+        pages: u64,
+    },
+}
+
+/// The message id of a sweep's continuation (see [`Payload::SyncContinue`]).
+pub fn sweep_continuation_id(run: i64, pages: u64) -> String {
+    format!("sweep:{run}:{pages}")
 }
 
 impl Payload {
     /// Every [`kind`](Self::kind), for series that should exist before their first event.
-    pub const KINDS: [&'static str; 5] = [
+    pub const KINDS: [&'static str; 6] = [
         "ghl.event",
         "ekyte.change",
         "sync.contact",
         "sync.full",
         "ekyte.poll",
+        "sync.continue",
     ];
 
     /// The `kind` of DESIGN.md §5.
@@ -144,6 +161,7 @@ impl Payload {
             Self::SyncContact { .. } => "sync.contact",
             Self::SyncFull { .. } => "sync.full",
             Self::EkytePoll => "ekyte.poll",
+            Self::SyncContinue { .. } => "sync.continue",
         }
     }
 
@@ -151,7 +169,10 @@ impl Payload {
     pub fn default_lane(&self) -> Lane {
         match self {
             Self::GhlEvent(_) | Self::EkyteChange(_) => Lane::RealTime,
-            Self::SyncContact { .. } | Self::SyncFull { .. } | Self::EkytePoll => Lane::Bulk,
+            Self::SyncContact { .. }
+            | Self::SyncFull { .. }
+            | Self::SyncContinue { .. }
+            | Self::EkytePoll => Lane::Bulk,
         }
     }
 }

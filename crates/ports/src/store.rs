@@ -773,6 +773,14 @@ pub trait RunStore: Send + Sync {
         since: Option<DateTime<Utc>>,
     ) -> Result<SyncRun, StoreError>;
 
+    /// The tenant's running run of this kind, if there is one (a continuation checks it is
+    /// still the one it continues).
+    async fn running(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+    ) -> Result<Option<SyncRun>, StoreError>;
+
     /// Store progress after a page.
     async fn checkpoint(
         &self,
@@ -781,12 +789,29 @@ pub trait RunStore: Send + Sync {
         counts: RunCounts,
     ) -> Result<(), StoreError>;
 
+    /// Set the run's status; a run that is no longer running forgets what it saw
+    /// ([`Self::mark_seen`]).
     async fn finish(
         &self,
         run_id: i64,
         status: RunStatus,
         error: Option<String>,
     ) -> Result<(), StoreError>;
+
+    /// Remember that the run's search returned these contacts (GHL ids). Marking one twice
+    /// is harmless. A full sync marks each page before its checkpoint, so a run spread over
+    /// many messages, or resumed after a crash, still knows every contact it saw.
+    async fn mark_seen(&self, run_id: i64, ghl_ids: &[String]) -> Result<(), StoreError>;
+
+    /// The tenant's linked contacts the run has not marked seen, as (link id, GHL id), in
+    /// link id order after `after_id`, at most `limit`.
+    async fn unseen_contacts(
+        &self,
+        tenant: &TenantId,
+        run_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
 
     /// The newest completed run of a kind (its `started_at` is the next incremental cursor).
     async fn last_completed(

@@ -41,6 +41,7 @@ mod locks;
 mod mapping;
 mod observations;
 mod runs;
+mod seen;
 mod tenants;
 mod window;
 

@@ -133,7 +133,32 @@ impl RunStore for Store {
         if res.rows_affected == 0 {
             return Err(not_found(run_id));
         }
+        if status != RunStatus::Running {
+            self.seen_forget(run_id).await?;
+        }
         Ok(())
+    }
+
+    async fn running(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+    ) -> Result<Option<SyncRun>, StoreError> {
+        self.newest_run(tenant, kind, RunStatus::Running).await
+    }
+
+    async fn mark_seen(&self, run_id: i64, ghl_ids: &[String]) -> Result<(), StoreError> {
+        self.seen_mark(run_id, ghl_ids).await
+    }
+
+    async fn unseen_contacts(
+        &self,
+        tenant: &TenantId,
+        run_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.seen_unmarked(tenant, run_id, after_id, limit).await
     }
 
     async fn last_completed(

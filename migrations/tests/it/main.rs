@@ -13,8 +13,9 @@ use sea_orm_migration::sea_orm::{
 use store::test_support::{TestBackend, TestDb};
 use tokio::sync::Barrier;
 
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 13] = [
     "rate_window",
+    "sweep_seen",
     "observations",
     "tenants",
     "credential_refresh_failures",

@@ -319,6 +319,35 @@ impl MemRuns {
 
 #[async_trait]
 impl RunStore for MemRuns {
+    async fn running(
+        &self,
+        tenant: &TenantId,
+        kind: RunKind,
+    ) -> Result<Option<SyncRun>, StoreError> {
+        Ok(self
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| &r.tenant == tenant && r.kind == kind && r.status == RunStatus::Running)
+            .cloned())
+    }
+
+    async fn mark_seen(&self, _run_id: i64, _ghl_ids: &[String]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The eKyte poll's tests keep no contact links.
+    async fn unseen_contacts(
+        &self,
+        _tenant: &TenantId,
+        _run_id: i64,
+        _after_id: i64,
+        _limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn start_or_resume(
         &self,
         tenant: &TenantId,

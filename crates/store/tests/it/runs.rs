@@ -1,12 +1,17 @@
 use chrono::{TimeZone, Utc};
+use domain::{EntityKind, Side};
 use futures::future::join_all;
 use ports::StoreError;
-use ports::store::{RunCounts, RunKind, RunStatus, RunStore};
+use ports::store::{
+    BaseRecord, Claim, ClaimKey, LinkState, LinkStore, LinkUpdate, RunCounts, RunKind, RunStatus,
+    RunStore,
+};
 use store::test_support::TestBackend;
 
 use crate::support::{on_both, tid, with_tenants};
 
 on_both!(
+    a_run_remembers_what_it_saw_until_it_finishes,
     checkpoint_resume_and_finish,
     concurrent_starts_share_one_run,
     the_latest_run_of_each_kind_of_every_tenant,
@@ -184,4 +189,119 @@ async fn the_latest_run_of_each_kind_of_every_tenant(b: TestBackend) {
     let recent = store.recent(&acme, 10).await.unwrap();
     let same = recent.iter().find(|r| r.id == newest_full).unwrap();
     assert_eq!(same.counts.errors, 2, "as recent counts them");
+}
+
+/// A linked contact of `acme` with GHL id `ghl`.
+async fn linked_contact(store: &store::Store, ghl: &str, ekyte: &str) -> i64 {
+    let key = ClaimKey {
+        tenant: tid("acme"),
+        kind: EntityKind::Contact,
+        side: Side::Ghl,
+        id: ghl.into(),
+        ghl_parent: None,
+        ekyte_parent: None,
+    };
+    let Claim::Claimed(link) = store
+        .claim(&key, "w1", std::time::Duration::from_secs(3600))
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh claim wins")
+    };
+    let update = LinkUpdate {
+        ghl_id: None,
+        ekyte_id: Some(ekyte.into()),
+        ghl_parent: None,
+        ekyte_parent: None,
+        state: LinkState::Linked,
+        base: BaseRecord::None,
+        ghl_fp: None,
+        ekyte_fp: None,
+    };
+    store
+        .complete(link.id, link.version, &update)
+        .await
+        .unwrap()
+        .id
+}
+
+async fn a_run_remembers_what_it_saw_until_it_finishes(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    let mut links = Vec::new();
+    for i in 0..5 {
+        links.push(linked_contact(&store, &format!("c{i}"), &format!("{}", 100 + i)).await);
+    }
+    // A claimed (not yet linked) contact is never "unseen": nothing to settle yet.
+    store
+        .claim(
+            &ClaimKey {
+                tenant: t.clone(),
+                kind: EntityKind::Contact,
+                side: Side::Ghl,
+                id: "claimed".into(),
+                ghl_parent: None,
+                ekyte_parent: None,
+            },
+            "w1",
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let run = store
+        .start_or_resume(&t, RunKind::Full, None)
+        .await
+        .unwrap();
+    let other = store
+        .start_or_resume(&tid("other"), RunKind::Full, None)
+        .await
+        .unwrap();
+    // Two pages; one id twice (a page boundary that moved), one that has no link.
+    store
+        .mark_seen(run.id, &["c0".into(), "c1".into(), "nobody".into()])
+        .await
+        .unwrap();
+    store
+        .mark_seen(run.id, &["c1".into(), "c3".into()])
+        .await
+        .unwrap();
+    store.mark_seen(run.id, &[]).await.unwrap();
+    // Another run's marks are its own.
+    store.mark_seen(other.id, &["c2".into()]).await.unwrap();
+    let unseen = store.unseen_contacts(&t, run.id, 0, 100).await.unwrap();
+    assert_eq!(
+        unseen,
+        vec![(links[2], "c2".to_owned()), (links[4], "c4".to_owned())]
+    );
+    // Paged by link id.
+    let first = store.unseen_contacts(&t, run.id, 0, 1).await.unwrap();
+    assert_eq!(first, vec![(links[2], "c2".to_owned())]);
+    let rest = store
+        .unseen_contacts(&t, run.id, links[2], 1)
+        .await
+        .unwrap();
+    assert_eq!(rest, vec![(links[4], "c4".to_owned())]);
+    // A finished run forgets: nothing of it counts as seen any more.
+    store
+        .finish(run.id, RunStatus::Completed, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .unseen_contacts(&t, run.id, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    // The running run of a kind, and none once it finished.
+    assert_eq!(store.running(&t, RunKind::Full).await.unwrap(), None);
+    assert_eq!(
+        store
+            .running(&tid("other"), RunKind::Full)
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some(other.id)
+    );
 }
