@@ -390,7 +390,15 @@ impl Engine {
             }
             Payload::SyncFull { mode, dry_run } => {
                 let step = self
-                    .sweep_step(&scope, *mode, *dry_run, SweepFrom::Message, &Quiet)
+                    .sweep_step(
+                        &scope,
+                        *mode,
+                        *dry_run,
+                        SweepFrom::Message {
+                            requested_at: env.created_at,
+                        },
+                        &Quiet,
+                    )
                     .await?;
                 self.continue_sweep(&scope, *mode, step.next).await?;
                 Report::default()

@@ -16,9 +16,9 @@
 //! - A sweep message enqueues at most `sweep_batch` contact syncs, then queues its
 //!   continuation (`sync.continue`) behind them and ends: a location's backlog in the bulk
 //!   lane stays bounded however large the location, so other locations' messages are never
-//!   far behind it, and the worker's share of the lane ([`Shares`](../app/fair)) judges a
-//!   short line. What the run read once (the calendars) is kept in memory between its
-//!   messages, and read again by a replica that does not have it.
+//!   far behind it, and the worker sharing that lane between tenants judges a short line.
+//!   What the run read once (the calendars) is kept in memory between its messages, and
+//!   read again by a replica that does not have it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -86,16 +86,22 @@ pub enum SweepFrom {
     /// A new run, or the checkpoint of the one left running, and on to its last page in one
     /// go (the CLI and the tests).
     Whole,
-    /// A `sync.full` message: a new run, or the checkpoint of the one left running.
-    Message,
+    /// A `sync.full` message published at `requested_at`: it resumes the run left running
+    /// if that run started after it (it is this message again, retried or redelivered after
+    /// a crash), and otherwise starts over from the first page, ending the run under way as
+    /// superseded. A full sync asked for after an outage must compare every contact again,
+    /// not only the pages a run begun before it had not reached; starting over costs a
+    /// re-read of the search pages, since the contacts synced meanwhile are unchanged.
+    Message {
+        requested_at: chrono::DateTime<chrono::Utc>,
+    },
     /// A `sync.continue` message: run `run` from its checkpoint, if it is still running.
     ///
     /// Whatever `pages` says: a retried or redelivered continuation finds the run further on
     /// than when it was queued, and goes on from there. Two messages carrying one run on
-    /// (a `sync.full` sent while the run was under way, say) each go on from the latest
-    /// checkpoint, so they share its pages rather than read them twice; two that go on from
-    /// the same checkpoint at once queue the same continuation id, and the inbox lets only
-    /// one of those through.
+    /// each go on from the latest checkpoint, so they share its pages rather than read them
+    /// twice; two that go on from the same checkpoint at once queue the same continuation
+    /// id, and the inbox lets only one of those through.
     Continue { run: i64, pages: u64 },
 }
 
@@ -453,22 +459,44 @@ impl Engine {
         since: Option<chrono::DateTime<chrono::Utc>>,
         from: SweepFrom,
     ) -> Result<Option<ports::store::SyncRun>, SyncError> {
-        let SweepFrom::Continue { run, pages } = from else {
-            return self
-                .ports
+        let running = || async {
+            self.ports
                 .runs
-                .start_or_resume(&tenant.id, kind, since)
+                .running(&tenant.id, kind)
                 .await
-                .map(Some)
-                .map_err(SyncError::store("start run"));
+                .map_err(SyncError::store("read the running run"))
         };
-        let running = self
-            .ports
-            .runs
-            .running(&tenant.id, kind)
-            .await
-            .map_err(SyncError::store("read the running run"))?;
-        match running {
+        let (run, pages) = match from {
+            SweepFrom::Whole => return self.start_run(tenant, kind, since).await.map(Some),
+            SweepFrom::Message { requested_at } => {
+                if let Some(old) = running().await?
+                    && old.started_at < requested_at
+                {
+                    tracing::info!(
+                        tenant = %tenant.id,
+                        run = old.id,
+                        pages = old.counts.pages,
+                        "a newer {} sync request starts over; the run under way ends as superseded",
+                        kind.as_str()
+                    );
+                    self.ports
+                        .runs
+                        .finish(
+                            old.id,
+                            RunStatus::Failed,
+                            Some(format!(
+                                "superseded: a {} sync requested at {requested_at} started over from the first page",
+                                kind.as_str()
+                            )),
+                        )
+                        .await
+                        .map_err(SyncError::store("end the superseded run"))?;
+                }
+                return self.start_run(tenant, kind, since).await.map(Some);
+            }
+            SweepFrom::Continue { run, pages } => (run, pages),
+        };
+        match running().await? {
             Some(r) if r.id == run => Ok(Some(r)),
             other => {
                 tracing::info!(
@@ -481,6 +509,19 @@ impl Engine {
                 Ok(None)
             }
         }
+    }
+
+    async fn start_run(
+        &self,
+        tenant: &domain::Tenant,
+        kind: RunKind,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<ports::store::SyncRun, SyncError> {
+        self.ports
+            .runs
+            .start_or_resume(&tenant.id, kind, since)
+            .await
+            .map_err(SyncError::store("start run"))
     }
 
     /// Queue the continuation of a sweep that went on past this message.
