@@ -205,6 +205,20 @@ impl Running {
         self.quiet().await;
     }
 
+    /// The contact's link says it was deleted.
+    async fn assert_contact_link_deleted(&self, contact: &str) {
+        let link = ports::store::LinkStore::by_ghl(
+            self.app.store.as_ref(),
+            &domain::TenantId::parse("sim").unwrap(),
+            domain::EntityKind::Contact,
+            contact,
+        )
+        .await
+        .unwrap()
+        .expect("the deleted contact's link");
+        assert_eq!(link.state, ports::store::LinkState::Deleted, "{link:?}");
+    }
+
     /// Both sides' whole state, for "nothing changed" comparisons.
     fn snapshot(&self) -> (serde_json::Value, serde_json::Value) {
         let g = self.world.ghl.dump_location(&self.world.location).unwrap();
@@ -418,16 +432,7 @@ async fn a_full_sync_catches_a_deletion_whose_webhook_was_lost() {
     assert_eq!(report.unseen_linked, 1, "{report:?}");
     let v = verify(&r.world).unwrap();
     assert!(v.converged, "after the second full sync: {:#?}", v.problems);
-    let link = ports::store::LinkStore::by_ghl(
-        r.app.store.as_ref(),
-        &domain::TenantId::parse("sim").unwrap(),
-        domain::EntityKind::Contact,
-        &gone,
-    )
-    .await
-    .unwrap()
-    .expect("the deleted contact's link");
-    assert_eq!(link.state, ports::store::LinkState::Deleted, "{link:?}");
+    r.assert_contact_link_deleted(&gone).await;
 
     // The next full sync has nothing left to catch.
     let again = r.sweep(SyncMode::Full).await;
@@ -505,16 +510,7 @@ async fn a_full_sync_goes_in_bounded_messages_and_still_sees_every_contact() {
     assert!(second.len() >= 3, "the run went in one message: {second:?}");
     let v = verify(&r.world).unwrap();
     assert!(v.converged, "after the second full sync: {:#?}", v.problems);
-    let link = ports::store::LinkStore::by_ghl(
-        r.app.store.as_ref(),
-        &domain::TenantId::parse("sim").unwrap(),
-        domain::EntityKind::Contact,
-        &gone,
-    )
-    .await
-    .unwrap()
-    .expect("the deleted contact's link");
-    assert_eq!(link.state, ports::store::LinkState::Deleted, "{link:?}");
+    r.assert_contact_link_deleted(&gone).await;
     let unseen: Vec<_> = r
         .broker
         .published

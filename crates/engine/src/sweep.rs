@@ -534,12 +534,17 @@ impl Engine {
         let Some((run, pages)) = next else {
             return Ok(());
         };
-        let env = Envelope::new(
+        self.publish(
+            scope,
             ports::queue::sweep_continuation_id(run, pages),
-            scope.tenant.id.clone(),
             Payload::SyncContinue { mode, run, pages },
-            self.ports.clock.now(),
-        );
+        )
+        .await
+    }
+
+    /// Publish one message of the tenant's sweep.
+    async fn publish(&self, scope: &Scope, id: String, payload: Payload) -> Result<(), SyncError> {
+        let env = Envelope::new(id, scope.tenant.id.clone(), payload, self.ports.clock.now());
         self.ports
             .publisher
             .publish(&env)
@@ -607,21 +612,16 @@ impl Engine {
         dry_run: bool,
         prefetched: Option<Prefetched>,
     ) -> Result<(), SyncError> {
-        let env = Envelope::new(
+        self.publish(
+            scope,
             message_id,
-            scope.tenant.id.clone(),
             Payload::SyncContact {
                 contact: contact.clone(),
                 dry_run,
                 prefetched: prefetched.filter(|p| !p.is_empty()).map(Box::new),
             },
-            self.ports.clock.now(),
-        );
-        self.ports
-            .publisher
-            .publish(&env)
-            .await
-            .map_err(SyncError::Queue)
+        )
+        .await
     }
 
     /// Contacts linked to a workspace that are not in `seen`.
