@@ -1109,8 +1109,9 @@ impl EkyteApi for EkyteAdapter {
         .map_err(|e| ApiError::Unknown(e.into()))?;
         let calls = Calls::unbounded(scope);
         let path = inner.config.automation.write_path("tasks");
-        let day = mapping::local_day(due, tz);
-        let (calls, creds, title, email, day) = (&calls, &creds, &title, &email, &day);
+        let (day_from, day_to) = mapping::local_day_bounds(due, tz);
+        let (calls, creds, title, email) = (&calls, &creds, &title, &email);
+        let (day_from, day_to) = (&day_from, &day_to);
         let post = || -> Fut<'_, Value> {
             Box::pin(inner.http.automation_post(
                 calls,
@@ -1130,7 +1131,7 @@ impl EkyteApi for EkyteAdapter {
                         creds,
                         Some(workspace),
                         false,
-                        &[("dueFrom", day.clone()), ("dueTo", day.clone())],
+                        &[("dueFrom", day_from.clone()), ("dueTo", day_to.clone())],
                     )
                     .await?;
                 let found = rows

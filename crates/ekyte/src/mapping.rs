@@ -46,12 +46,16 @@ pub(crate) fn format_local(t: DateTime<Utc>, tz: Tz) -> String {
         .to_string()
 }
 
-/// The zone's calendar day of an instant, `YYYY-MM-DD` (for date-range filters).
-pub(crate) fn local_day(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz)
-        .date_naive()
-        .format("%Y-%m-%d")
-        .to_string()
+/// The zone's calendar day of an instant as a filter's two bounds, each a full wall-clock
+/// timestamp (`2026-04-10T00:00:00`, `2026-04-10T23:59:59`). Not the bare date: what a
+/// date-only upper bound means (midnight, or the whole day) is nowhere documented, and an
+/// ASP.NET server reads it as midnight, which leaves out everything due later that day.
+pub(crate) fn local_day_bounds(t: DateTime<Utc>, tz: Tz) -> (String, String) {
+    let day = t.with_timezone(&tz).date_naive();
+    (
+        day.format("%Y-%m-%dT00:00:00").to_string(),
+        day.format("%Y-%m-%dT23:59:59").to_string(),
+    )
 }
 
 /// Read an eKyte date: `2022-08-09T06:01:15.9186831`, `2022-08-09T00:00:00`, `2022-08-09`

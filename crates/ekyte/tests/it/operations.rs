@@ -8,7 +8,8 @@ use domain::{
 };
 use ports::ApiError;
 use ports::ekyte::{EkyteApi, NoteContent};
-use sandbox::ekyte::{EkyteConfig as SimConfig, Situation, WorkspaceEdit};
+use sandbox::common::{FaultConfig, RouteFault};
+use sandbox::ekyte::{DateOnlyMeans, EkyteConfig as SimConfig, Situation, WorkspaceEdit};
 
 use crate::support::{Env, fast_config, seed_company_in};
 
@@ -504,4 +505,55 @@ async fn a_name_hint_spares_the_scan_of_every_workspace() {
     assert!(whole >= 3, "252 workspaces span 3 pages of 100: {whole}");
     assert_eq!(listing_calls(Some("Padaria Central")).await, 1);
     assert_eq!(listing_calls(Some("Nome antigo")).await, 1 + whole);
+}
+
+/// A task due late in the day, created once; its second create fails before eKyte answers
+/// (as after a timeout), so the adapter looks for the first. The simulator reads a date-only
+/// `dueTo` as midnight (its default, the ASP.NET reading): a lookup bounded by the bare day
+/// would miss the 18:00 task and create it again.
+#[tokio::test]
+async fn a_task_due_late_in_the_day_is_found_after_an_unknown_outcome() {
+    for means in [DateOnlyMeans::Midnight, DateOnlyMeans::EndOfDay] {
+        let env = Env::start_with(
+            SimConfig {
+                due_to_date_means: means,
+                ..SimConfig::default()
+            },
+            false,
+        )
+        .await;
+        let ws = EkyteWorkspaceId::new(env.co.workspace_id as u64).unwrap();
+        let task = Task {
+            title: Some("Evening review".into()),
+            // 18:00 in São Paulo.
+            due: Some(Utc.with_ymd_and_hms(2026, 4, 10, 21, 0, 0).unwrap()),
+            ..Task::default()
+        };
+        let first = env
+            .adapter
+            .create_task(&env.scope, ws, &task)
+            .await
+            .unwrap();
+        let mut faults = FaultConfig::default();
+        faults.routes.insert(
+            "POST /n8n/tasks".into(),
+            RouteFault {
+                error_rate: Some(1.0),
+                ..RouteFault::default()
+            },
+        );
+        env.sb.faults().set(faults);
+        let again = env
+            .adapter
+            .create_task(&env.scope, ws, &task)
+            .await
+            .unwrap_or_else(|e| panic!("{means:?}: the lookup missed the task: {e:?}"));
+        assert_eq!(again, first, "{means:?}");
+        let tasks = env.sb.dump(env.company()).unwrap().tasks;
+        let named = tasks
+            .iter()
+            .filter(|t| t.title == "Evening review")
+            .count();
+        assert_eq!(named, 1, "{means:?}: created twice");
+    }
 }

@@ -373,8 +373,8 @@ async fn a_create_whose_answer_is_lost_is_resolved_by_lookup() {
         .and(path("/v1.2/tasks"))
         .and(query_param("workspaceId", "3"))
         .and(query_param("status", "0"))
-        .and(query_param("dueFrom", "2026-04-10"))
-        .and(query_param("dueTo", "2026-04-10"))
+        .and(query_param("dueFrom", "2026-04-10T00:00:00"))
+        .and(query_param("dueTo", "2026-04-10T23:59:59"))
         .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([
             { "id": 76, "title": "Kick-off", "currentDueDate": "2026-04-10T16:00:00", "workspace": { "id": 3 } },
             { "id": 77, "title": " Kick-off ", "currentDueDate": "2026-04-10T15:00:00",

@@ -118,6 +118,7 @@ fn read_with(
         data,
         tz: data.company.timezone,
         expose_external_id: settings.expose_external_id,
+        date_only: settings.due_to_date_means,
     };
     match list(&view, &p, sim.now() - window) {
         Ok(v) => Json(v).into_response(),

@@ -76,6 +76,7 @@ fn serve(
             data,
             tz: data.company.timezone,
             expose_external_id: settings.expose_external_id,
+            date_only: settings.due_to_date_means,
         },
         params: &params,
         number,
@@ -165,15 +166,16 @@ async fn projects(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Respons
     serve(&sim, q, |pg| {
         let p = pg.params;
         let tz = pg.view.tz;
+        let means = pg.view.date_only;
         let ws = p.int("workspaceId")?;
         let squad = p.int("squadId")?;
         let start = (
-            p.bound("startFrom", tz, false)?,
-            p.bound("startTo", tz, true)?,
+            p.bound("startFrom", tz, false, means)?,
+            p.bound("startTo", tz, true, means)?,
         );
         let created = (
-            p.bound("createdFrom", tz, false)?,
-            p.bound("createdTo", tz, true)?,
+            p.bound("createdFrom", tz, false, means)?,
+            p.bound("createdTo", tz, true, means)?,
         );
         let data = pg.view.data;
         let rows: Vec<_> = data
@@ -202,6 +204,7 @@ async fn tickets(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response
     serve(&sim, q, |pg| {
         let p = pg.params;
         let tz = pg.view.tz;
+        let means = pg.view.date_only;
         let ws = p.int("workspaceId")?;
         let squad = p.int("squadId")?;
         let status = match p.int("status")? {
@@ -211,8 +214,8 @@ async fn tickets(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> Response
             }
         };
         let created = (
-            p.bound("createdFrom", tz, false)?,
-            p.bound("createdTo", tz, true)?,
+            p.bound("createdFrom", tz, false, means)?,
+            p.bound("createdTo", tz, true, means)?,
         );
         let data = pg.view.data;
         let rows: Vec<_> = data
@@ -233,11 +236,12 @@ async fn time_trackings(State(sim): State<Arc<Sim>>, RawQuery(q): RawQuery) -> R
     serve(&sim, q, |pg| {
         let p = pg.params;
         let tz = pg.view.tz;
+        let means = pg.view.date_only;
         let ws = p.int("workspaceId")?;
         let squad = p.int("squadId")?;
         let created = (
-            p.bound("createdFrom", tz, false)?,
-            p.bound("createdTo", tz, true)?,
+            p.bound("createdFrom", tz, false, means)?,
+            p.bound("createdTo", tz, true, means)?,
         );
         let data = pg.view.data;
         let rows: Vec<_> = data
@@ -289,6 +293,7 @@ fn within(t: Option<DateTime<Utc>>, (from, to): Range) -> bool {
 fn filter_tasks<'a>(pg: &Page<'a>) -> Result<Vec<&'a Task>, SimError> {
     let p = pg.params;
     let tz = pg.view.tz;
+    let means = pg.view.date_only;
     let data = pg.view.data;
     let ws = p.int("workspaceId")?;
     let project = p.int("projectId")?;
@@ -302,7 +307,7 @@ fn filter_tasks<'a>(pg: &Page<'a>) -> Result<Vec<&'a Task>, SimError> {
         }
     };
     let range = |from: &str, to: &str| -> Result<Range, SimError> {
-        Ok((p.bound(from, tz, false)?, p.bound(to, tz, true)?))
+        Ok((p.bound(from, tz, false, means)?, p.bound(to, tz, true, means)?))
     };
     let created = range("createdFrom", "createdTo")?;
     let due = range("dueFrom", "dueTo")?;

@@ -27,6 +27,11 @@ pub struct EkyteConfig {
     /// Serve the workspace `externalId` on BI and MCP reads. eKyte accepts it on create
     /// (§4.2, §5) but no read shape shows it (§3.3); turn off to test a client's fallback.
     pub expose_external_id: bool,
+    /// How a date-only upper bound of a list filter (`dueTo=2026-04-10`, `createdTo`,
+    /// `creationDateEnd`…) is read. API.md does not say; an ASP.NET server binds a date to
+    /// midnight, so `midnight` (the default) is the reading that breaks a client counting on
+    /// the whole day: a task due at 18:00 is outside `dueTo` of its own day.
+    pub due_to_date_means: DateOnlyMeans,
     /// Serve a person the notifications of their own actions (a task they created and execute,
     /// a comment they wrote on their own task). API.md does not say whether eKyte skips the
     /// actor; serving them is the default because it exposes a client that would react to its
@@ -49,10 +54,22 @@ impl Default for EkyteConfig {
             mcp_prefer_sse: false,
             expose_external_id: true,
             notify_actor: true,
+            due_to_date_means: DateOnlyMeans::default(),
             faults: FaultConfig::default(),
             rate_limit: None,
         }
     }
+}
+
+/// What a date-only upper bound stands for (see [`EkyteConfig::due_to_date_means`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DateOnlyMeans {
+    /// The day's first instant: `dueTo=2026-04-10` ends at `2026-04-10T00:00:00`.
+    #[default]
+    Midnight,
+    /// The whole day: `dueTo=2026-04-10` ends just before the next day.
+    EndOfDay,
 }
 
 /// A fixed window per credential (API key or MCP token): at most `requests` in each
@@ -74,6 +91,7 @@ pub struct RuntimeSettings {
     pub mcp_prefer_sse: bool,
     pub expose_external_id: bool,
     pub notify_actor: bool,
+    pub due_to_date_means: DateOnlyMeans,
 }
 
 impl From<&EkyteConfig> for RuntimeSettings {
@@ -85,6 +103,7 @@ impl From<&EkyteConfig> for RuntimeSettings {
             mcp_prefer_sse: c.mcp_prefer_sse,
             expose_external_id: c.expose_external_id,
             notify_actor: c.notify_actor,
+            due_to_date_means: c.due_to_date_means,
         }
     }
 }

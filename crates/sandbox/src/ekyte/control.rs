@@ -44,6 +44,7 @@ pub struct SettingsPatch {
     pub mcp_prefer_sse: Option<bool>,
     pub expose_external_id: Option<bool>,
     pub notify_actor: Option<bool>,
+    pub due_to_date_means: Option<super::config::DateOnlyMeans>,
 }
 
 /// The simulator's control surface as direct calls. Cheap to clone; all clones drive the same
@@ -102,6 +103,9 @@ impl EkyteControl {
             }
             if let Some(v) = patch.notify_actor {
                 s.notify_actor = v;
+            }
+            if let Some(v) = patch.due_to_date_means {
+                s.due_to_date_means = v;
             }
         });
     }

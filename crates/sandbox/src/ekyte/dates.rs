@@ -14,6 +14,8 @@
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+pub use super::config::DateOnlyMeans;
+
 /// The company timezone eKyte presumably uses when none is configured (API.md §3.1: "presumably
 /// America/Sao_Paulo").
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::America::Sao_Paulo;
@@ -92,10 +94,16 @@ pub fn parse_local(input: &str, tz: Tz) -> Result<ParsedDate, BadDate> {
     })
 }
 
-/// A filter bound (`createdFrom`, `dueTo`, …). A date-only upper bound covers its whole day.
-pub fn parse_bound(input: &str, tz: Tz, upper: bool) -> Result<DateTime<Utc>, BadDate> {
+/// A filter bound (`createdFrom`, `dueTo`, …). A date-only upper bound is the day's midnight
+/// or covers the whole day, as `date_only` says.
+pub fn parse_bound(
+    input: &str,
+    tz: Tz,
+    upper: bool,
+    date_only: DateOnlyMeans,
+) -> Result<DateTime<Utc>, BadDate> {
     let p = parse_local(input, tz)?;
-    if upper && p.date_only {
+    if upper && p.date_only && date_only == DateOnlyMeans::EndOfDay {
         let day = p.instant.with_timezone(&tz).date_naive();
         let next = day.succ_opt().ok_or_else(|| BadDate(input.to_owned()))?;
         return Ok(local_to_utc(next.and_time(NaiveTime::MIN), tz) - Duration::nanoseconds(100));
@@ -236,11 +244,19 @@ mod tests {
     }
 
     #[test]
-    fn date_only_upper_bound_covers_the_day() {
+    fn a_date_only_upper_bound_is_midnight_or_the_whole_day_as_set() {
         let tz = DEFAULT_TIMEZONE;
-        let end = parse_bound("2024-05-10", tz, true).unwrap();
+        let whole = DateOnlyMeans::EndOfDay;
+        let end = parse_bound("2024-05-10", tz, true, whole).unwrap();
         assert_eq!(format_local(end, tz), "2024-05-10T23:59:59.9999999");
-        let start = parse_bound("2024-05-10", tz, false).unwrap();
+        let start = parse_bound("2024-05-10", tz, false, whole).unwrap();
         assert_eq!(format_local(start, tz), "2024-05-10T00:00:00");
+        let midnight = parse_bound("2024-05-10", tz, true, DateOnlyMeans::Midnight).unwrap();
+        assert_eq!(format_local(midnight, tz), "2024-05-10T00:00:00");
+        // A full timestamp means itself under either reading.
+        for means in [DateOnlyMeans::Midnight, whole] {
+            let t = parse_bound("2024-05-10T23:59:59", tz, true, means).unwrap();
+            assert_eq!(format_local(t, tz), "2024-05-10T23:59:59");
+        }
     }
 }

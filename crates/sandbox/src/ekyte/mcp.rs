@@ -560,6 +560,7 @@ impl Ctx<'_> {
             data,
             tz: data.company.timezone,
             expose_external_id: self.sim.settings().expose_external_id,
+            date_only: self.sim.settings().due_to_date_means,
         })
     }
 
@@ -824,7 +825,7 @@ fn list_tasks(ctx: Ctx<'_>, v: View<'_>, f: Fields<'_>) -> Result<Value, SimErro
         let bound = |name: &str, upper: bool| -> Result<_, SimError> {
             match f.str(name)?.filter(|s| !s.trim().is_empty()) {
                 None => Ok(None),
-                Some(s) => super::dates::parse_bound(&s, tz, upper)
+                Some(s) => super::dates::parse_bound(&s, tz, upper, v.date_only)
                     .map(Some)
                     .map_err(|_| SimError::bad_date(name, &s)),
             }

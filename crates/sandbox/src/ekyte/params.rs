@@ -53,9 +53,10 @@ impl Params {
         name: &str,
         tz: Tz,
         upper: bool,
+        date_only: super::dates::DateOnlyMeans,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, SimError> {
         self.get(name)
-            .map(|v| parse_bound(v, tz, upper).map_err(|_| SimError::bad_date(name, v)))
+            .map(|v| parse_bound(v, tz, upper, date_only).map_err(|_| SimError::bad_date(name, v)))
             .transpose()
     }
 }

@@ -22,6 +22,8 @@ pub(crate) struct View<'a> {
     pub data: &'a CompanyData,
     pub tz: Tz,
     pub expose_external_id: bool,
+    /// How a date-only upper bound of a filter reads (`EkyteConfig::due_to_date_means`).
+    pub date_only: super::dates::DateOnlyMeans,
 }
 
 /// The BI envelope with paging (API.md §3.1). `number` is the page asked for, even past the end.
