@@ -307,13 +307,15 @@ pub(crate) struct NewTaskBody {
     pub user_email: String,
 }
 
-/// `POST /workspaces` body (`WorkspaceZapierRequest`, API.md §4.2).
+/// `POST /workspaces` body (`WorkspaceZapierRequest`, API.md §4.2). No `Active`: the server
+/// DTO declares it, but eKyte's own n8n node never sends it, and reads give `active` as 1/0,
+/// so neither the type the server binds nor what its absence means is known; the node's
+/// workspaces are active without it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct NewWorkspaceBody {
     pub name: String,
     pub external_id: String,
-    pub active: bool,
 }
 
 /// `POST /boards` body (`BoardZapierRequest`, API.md §4.2).
@@ -422,9 +424,9 @@ mod tests {
         let ws = serde_json::to_value(NewWorkspaceBody {
             name: "n".into(),
             external_id: "ghl:l:c".into(),
-            active: true,
         })
         .unwrap();
         assert_eq!(ws["ExternalId"], "ghl:l:c");
+        assert!(ws.get("Active").is_none(), "{ws}");
     }
 }

@@ -924,7 +924,6 @@ impl EkyteApi for EkyteAdapter {
         let body = serde_json::to_value(NewWorkspaceBody {
             name: name.to_owned(),
             external_id: external.to_string(),
-            active: true,
         })
         .map_err(|e| ApiError::Unknown(e.into()))?;
         let path = inner.config.automation.write_path("workspaces");

@@ -446,7 +446,7 @@ async fn a_timed_out_workspace_create_is_found_by_its_external_id() {
     Mock::given(method("POST"))
         .and(path("/n8n/workspaces"))
         .and(body_partial_json(
-            json!({ "Name": "Cliente", "ExternalId": "ghl:loc1:c1", "Active": true }),
+            json!({ "Name": "Cliente", "ExternalId": "ghl:loc1:c1" }),
         ))
         .respond_with(
             ResponseTemplate::new(200)
