@@ -537,3 +537,60 @@ async fn a_full_sync_goes_in_bounded_messages_and_still_sees_every_contact() {
     );
     r.shutdown.cancel();
 }
+
+/// A worker died holding the claim on a contact's workspace create. The contact's sync
+/// comes back to that claim until it turns stale, without spending the message's attempts
+/// (only two here, fewer than the waits), then takes it over, finds no workspace of the
+/// contact's name that nothing links, and creates it: once, and nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_waits_out_a_dead_workers_claim_without_spending_its_attempts() {
+    let spec = WorldSpec {
+        contacts: 3,
+        businesses: 0,
+        ..spec()
+    };
+    let stale_after = Duration::from_secs(3);
+    let r = start_with(&spec, |cfg| {
+        cfg.queue.max_attempts = 2;
+        cfg.sync.claim_stale_after = stale_after;
+    })
+    .await;
+    let held = r.world.contacts[0].clone();
+    let claim = ports::store::LinkStore::claim(
+        r.app.store.as_ref(),
+        &ports::store::ClaimKey {
+            tenant: domain::TenantId::parse("sim").unwrap(),
+            kind: domain::EntityKind::Contact,
+            side: domain::Side::Ghl,
+            id: held.clone(),
+            ghl_parent: None,
+            ekyte_parent: None,
+        },
+        "worker-gone/sync:0:lost",
+        stale_after,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(claim, ports::store::Claim::Claimed(_)),
+        "{claim:?}"
+    );
+    let started = std::time::Instant::now();
+    r.job(Job::Full).await;
+    assert!(
+        started.elapsed() >= stale_after,
+        "quiet before the claim could be taken over"
+    );
+    let depths = r.broker.depths().await.unwrap();
+    assert_eq!(depths.dead, 0, "dead-lettered while waiting: {depths:?}");
+    let ws = r.world.ekyte.workspaces_by_external_id(
+        r.world.company.company_id,
+        &format!("ghl:{}:{held}", r.world.location),
+    );
+    assert_eq!(ws.len(), 1, "{ws:?}");
+    // The eKyte company's own workspace becomes a GHL contact through the poll.
+    r.job(Job::Poll).await;
+    let v = verify(&r.world).unwrap();
+    assert!(v.converged, "{:#?}", v.problems);
+    r.shutdown.cancel();
+}

@@ -2,7 +2,9 @@
 //!
 //! Counters and histograms are recorded where things happen, through the `metrics` facade:
 //! - `ges_messages_total{kind,outcome,tenant}`, `ges_retries_total{kind,tenant}`,
-//!   `ges_dead_letters_total{kind,tenant}`, `ges_message_seconds{kind}` (worker);
+//!   `ges_waits_total{kind,tenant}` (looked at again once another holder's claim may be taken
+//!   over, no attempt spent), `ges_dead_letters_total{kind,tenant}`, `ges_message_seconds{kind}`
+//!   (worker);
 //! - `ges_api_calls_total{provider,route,status,tenant}` (the GHL and eKyte adapters; `tenant`
 //!   is empty for calls made for no tenant, such as the OAuth code exchange);
 //! - `ges_webhooks_total{outcome}` (ingress).
@@ -80,6 +82,8 @@ impl Telemetry {
                 for kind in Payload::KINDS {
                     let tenant = t.id.to_string();
                     counter!("ges_retries_total", "kind" => kind, "tenant" => tenant.clone())
+                        .increment(0);
+                    counter!("ges_waits_total", "kind" => kind, "tenant" => tenant.clone())
                         .increment(0);
                     counter!("ges_dead_letters_total", "kind" => kind, "tenant" => tenant)
                         .increment(0);

@@ -385,7 +385,29 @@ impl Worker {
                         tracing::error!(parent: &span, error = %chain.join(": "), "dead-lettered");
                         self.dead_letter(d, Some(env), kind, &chain).await
                     }
-                    Disposition::Retry { after } => {
+                    Disposition::Wait { until } if chrono::Utc::now() < until => {
+                        // Not a failure of this message: it looks again when the holder's
+                        // claim turns stale (or sooner), its attempts untouched.
+                        let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                        let delay = self.retry.delay(env.attempt.max(1), Some(left));
+                        tracing::info!(parent: &span, reason = %chain.join(": "), ?delay, "waiting for another holder's claim");
+                        match self.broker.retry(d, env, delay).await {
+                            Ok(()) => {
+                                counter!("ges_waits_total", "kind" => kind, "tenant" => tenant.clone())
+                                    .increment(1);
+                                Outcome::Retried
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not schedule the wait; the broker will redeliver");
+                                Outcome::Unsettled
+                            }
+                        }
+                    }
+                    Disposition::Retry { .. } | Disposition::Wait { .. } => {
+                        let after = match e.disposition() {
+                            Disposition::Retry { after } => after,
+                            _ => None,
+                        };
                         let next_attempt = env.attempt + 1;
                         if next_attempt >= self.retry.max_attempts {
                             let mut chain = chain;

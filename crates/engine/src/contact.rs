@@ -133,6 +133,7 @@ impl ContactSync<'_> {
             .map_err(|e| match e {
                 ports::StoreError::Unavailable { .. } => SyncError::Busy {
                     what: format!("contact {id} is being synced by another worker"),
+                    stale_at: None,
                 },
                 other => SyncError::Store {
                     op: "lock contact",
@@ -550,11 +551,11 @@ impl ContactSync<'_> {
                 // or its claim is stale and ours to take over. Going on without it would
                 // lose the task for good (a later sync of the contact may come too late).
                 Claim::ClaimedByOther { by, since } if by != cx.owner => {
-                    return Err(SyncError::Busy {
-                        what: format!(
-                            "onboarding task {key} is being created by {by} since {since}"
-                        ),
-                    });
+                    return Err(SyncError::claimed(
+                        format!("onboarding task {key} is being created by {by} since {since}"),
+                        since,
+                        self.settings.claim_stale_after,
+                    ));
                 }
                 Claim::ClaimedByOther { .. } => {
                     match self
@@ -730,12 +731,15 @@ impl ContactSync<'_> {
                     Claim::Claimed(l) | Claim::TakenOver(l) => Ok(l),
                     _ => Err(SyncError::Busy {
                         what: format!("board of workspace {ws}"),
+                        stale_at: None,
                     }),
                 })?,
-            Claim::ClaimedByOther { by, .. } => {
-                return Err(SyncError::Busy {
-                    what: format!("board of workspace {ws} is being created by {by}"),
-                });
+            Claim::ClaimedByOther { by, since } => {
+                return Err(SyncError::claimed(
+                    format!("board of workspace {ws} is being created by {by}"),
+                    since,
+                    self.settings.claim_stale_after,
+                ));
             }
         };
         let title = tenant.settings.ekyte.board_title.clone();
@@ -960,10 +964,12 @@ impl ContactSync<'_> {
                     Claim::Claimed(l) | Claim::TakenOver(l) => l,
                     _ => return Ok(()),
                 },
-                Claim::ClaimedByOther { by, .. } => {
-                    return Err(SyncError::Busy {
-                        what: format!("profile note of {id} is being created by {by}"),
-                    });
+                Claim::ClaimedByOther { by, since } => {
+                    return Err(SyncError::claimed(
+                        format!("profile note of {id} is being created by {by}"),
+                        since,
+                        self.settings.claim_stale_after,
+                    ));
                 }
             },
         };
@@ -1248,10 +1254,12 @@ impl ContactSync<'_> {
             // evil against a lost comment, and it is audited.
             Claim::TakenOver(l) => l,
             Claim::AlreadyLinked(_) => return Ok(()),
-            Claim::ClaimedByOther { .. } => {
-                return Err(SyncError::Busy {
-                    what: format!("comment {cid} is being copied"),
-                });
+            Claim::ClaimedByOther { since, .. } => {
+                return Err(SyncError::claimed(
+                    format!("comment {cid} is being copied"),
+                    since,
+                    self.settings.claim_stale_after,
+                ));
             }
         };
         let created = self

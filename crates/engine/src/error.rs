@@ -32,9 +32,13 @@ pub enum SyncError {
     #[error("publishing failed")]
     Queue(#[source] QueueError),
 
-    /// Another worker holds the contact or the claim; try again shortly.
+    /// Another worker holds the contact or the claim; try again shortly. `stale_at`: when the
+    /// claim it holds turns stale and may be taken over (none for a lock).
     #[error("busy: {what}")]
-    Busy { what: String },
+    Busy {
+        what: String,
+        stale_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
 
     /// The message names a tenant this deployment does not know.
     #[error("unknown tenant {0}")]
@@ -75,6 +79,20 @@ impl SyncError {
         self.api().is_some_and(ApiError::is_not_found)
     }
 
+    /// Busy with a claim `by` has held `since`: until it turns stale after `stale_after`.
+    pub(crate) fn claimed(
+        what: String,
+        since: chrono::DateTime<chrono::Utc>,
+        stale_after: Duration,
+    ) -> Self {
+        Self::Busy {
+            what,
+            stale_at: chrono::Duration::from_std(stale_after)
+                .ok()
+                .map(|d| since + d),
+        }
+    }
+
     pub fn is_unsupported(&self) -> bool {
         matches!(self.api(), Some(ApiError::Unsupported { .. }))
     }
@@ -97,7 +115,11 @@ impl Classify for SyncError {
             Self::Ghl { source, .. } | Self::Ekyte { source, .. } => source.disposition(),
             Self::Store { source, .. } => source.disposition(),
             Self::Queue(q) => q.disposition(),
-            Self::Busy { .. } => Disposition::Retry {
+            Self::Busy {
+                stale_at: Some(until),
+                ..
+            } => Disposition::Wait { until: *until },
+            Self::Busy { stale_at: None, .. } => Disposition::Retry {
                 after: Some(Duration::from_secs(1)),
             },
             Self::UnknownTenant(_) | Self::Config(_) => Disposition::DeadLetter,

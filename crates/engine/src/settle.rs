@@ -571,17 +571,21 @@ impl Settler<'_> {
                         Claim::Claimed(l) | Claim::TakenOver(l) => (l, true),
                         Claim::AlreadyLinked(l) => return Ok(Created::Done(l)),
                         Claim::ClaimedByOther { by, since } => {
-                            return Err(SyncError::Busy {
-                                what: format!(
+                            return Err(SyncError::claimed(
+                                format!(
                                     "{kind} {source_id} is being created by {by} since {since}"
                                 ),
-                            });
+                                since,
+                                self.claim_stale_after,
+                            ));
                         }
                     }
                 } else {
-                    return Err(SyncError::Busy {
-                        what: format!("{kind} {source_id} is being created by {by} since {since}"),
-                    });
+                    return Err(SyncError::claimed(
+                        format!("{kind} {source_id} is being created by {by} since {since}"),
+                        since,
+                        self.claim_stale_after,
+                    ));
                 }
             }
         };

@@ -430,7 +430,10 @@ impl Engine {
         let finish = !dry_run
             && !matches!(
                 &result,
-                Err(e) if matches!(ports::Classify::disposition(e), ports::Disposition::Retry { .. })
+                Err(e) if matches!(
+                    ports::Classify::disposition(e),
+                    ports::Disposition::Retry { .. } | ports::Disposition::Wait { .. }
+                )
             );
         if finish {
             self.ports

@@ -14,6 +14,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum Disposition {
     /// Try again later (through the delay queues), after at least `after` when known.
     Retry { after: Option<Duration> },
+    /// Another holder has the work in hand (a claim on the record to create) until at most
+    /// `until`, when its claim turns stale and is ours to take over. Look again by then,
+    /// without spending one of the message's attempts: the wait ends by itself, and a holder
+    /// that died must not make the message give up first. Past `until`, a plain retry.
+    Wait {
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// Never going to work as it is: park it in the dead-letter queue for a person.
     DeadLetter,
     /// Nothing to do (the entity is gone, the operation is not possible): ack and audit.
