@@ -87,8 +87,9 @@ pub(crate) fn outcome_unknown(what: &str, create: ApiError, lookup: Option<ApiEr
              too ({l}); look the record up before creating it again"
         ),
         None => format!(
-            "{what}: the create failed ({create}) and may have succeeded; eKyte offers no way \
-             to look it up with these credentials"
+            "{what}: the create failed ({create}) and may have succeeded; what eKyte shows \
+             cannot tell whether it did (its reads carry no ExternalId), so the retry looks \
+             among the records of this name that nothing links before creating again"
         ),
     };
     ApiError::Transient {

@@ -41,6 +41,7 @@ use domain::{
 };
 use ports::ekyte::{
     Board, BoardNote, Capabilities, EkyteApi, EkyteOp, EkyteTask, NoteContent, Workspace,
+    WorkspaceFound,
 };
 use ports::store::{CredentialSecret, CredentialStore, Provider};
 use ports::{ApiError, Scope, StoreError};
@@ -673,32 +674,37 @@ impl Inner {
     }
 
     /// The workspace whose `ExternalId` is `external`: from the BI listing when it shows the
-    /// field, else from MCP `list_short_workspaces` when a token is configured.
+    /// field, else from MCP `list_short_workspaces` when a token is configured; where neither
+    /// shows it, the active workspaces named exactly `name` (the BI `name` filter).
     async fn find_by_external(
         &self,
         calls: &Calls,
         scope: &Scope,
         creds: &Creds,
         external: &ExternalRef,
-    ) -> Result<Option<Workspace>, ApiError> {
+        name: &str,
+    ) -> Result<WorkspaceFound, ApiError> {
         let wanted = external.to_string();
         let rows = self.workspace_rows(calls, creds).await?;
-        let shown = rows.is_empty() || rows.iter().any(|r| r.external_id.is_some());
-        let rows = if shown {
+        let shown = |rows: &[WorkspaceDto]| rows.iter().any(|r| r.external_id.is_some());
+        let rows = if rows.is_empty() || shown(&rows) {
             rows
-        } else if let Some(token) = &creds.mcp_token {
-            self.mcp_workspace_rows(calls, scope, token).await?
         } else {
-            return Err(ApiError::unsupported(
-                "find_workspace: eKyte's BI API does not show ExternalId and no MCP token is \
-                 configured to read it",
-            ));
+            let mcp = match &creds.mcp_token {
+                Some(token) => self.mcp_workspace_rows(calls, scope, token).await?,
+                None => Vec::new(),
+            };
+            if !shown(&mcp) {
+                tracing::debug!(
+                    "no eKyte read shows ExternalId; looking for the workspace by its name"
+                );
+                return self
+                    .named(calls, creds, name)
+                    .await
+                    .map(WorkspaceFound::Named);
+            }
+            mcp
         };
-        if !rows.is_empty() && rows.iter().all(|r| r.external_id.is_none()) {
-            return Err(ApiError::unsupported(
-                "find_workspace: neither the BI API nor MCP shows ExternalId",
-            ));
-        }
         let mut matches: Vec<Workspace> = rows
             .into_iter()
             .filter(|r| r.external_id.as_ref().and_then(Option::as_deref) == Some(wanted.as_str()))
@@ -709,7 +715,38 @@ impl Inner {
         }
         // eKyte does not keep ExternalId unique: prefer an active one, then the oldest.
         matches.sort_by_key(|w| (!w.active, w.id));
-        Ok(matches.into_iter().next())
+        Ok(WorkspaceFound::ByExternalId(matches.into_iter().next()))
+    }
+
+    /// The active workspaces called exactly `name` (spaces aside): the BI `name` filter is a
+    /// substring match (API.md §3.2), so its rows are narrowed here.
+    async fn named(
+        &self,
+        calls: &Calls,
+        creds: &Creds,
+        name: &str,
+    ) -> Result<Vec<Workspace>, ApiError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<WorkspaceDto> = self
+            .http
+            .bi_list(
+                calls,
+                "v1.0/workspaces",
+                &[("name", name.to_owned())],
+                &creds.api_key,
+            )
+            .await?;
+        let mut named = Vec::new();
+        for row in rows {
+            let w = mapping::workspace(row)?;
+            if w.active && mapping::same_title(Some(&w.name), Some(name)) {
+                named.push(w);
+            }
+        }
+        Ok(named)
     }
 
     async fn mcp_workspace_rows(
@@ -940,10 +977,17 @@ impl EkyteApi for EkyteAdapter {
         };
         let lookup = || -> Fut<'_, Lookup> {
             Box::pin(async move {
-                match inner.find_by_external(calls, scope, creds, external).await {
-                    Ok(Some(w)) => Ok(Lookup::Found(w.id.get())),
-                    Ok(None) => Ok(Lookup::Absent),
-                    Err(ApiError::Unsupported { .. }) => Ok(Lookup::Impossible),
+                match inner
+                    .find_by_external(calls, scope, creds, external, name)
+                    .await
+                {
+                    Ok(WorkspaceFound::ByExternalId(Some(w))) => Ok(Lookup::Found(w.id.get())),
+                    Ok(WorkspaceFound::ByExternalId(None)) => Ok(Lookup::Absent),
+                    // Which of the named ones (if any) is this create's, only the caller's
+                    // links can tell: the outcome stays unknown here.
+                    Ok(WorkspaceFound::Named(_)) | Err(ApiError::Unsupported { .. }) => {
+                        Ok(Lookup::Impossible)
+                    }
                     Err(e) => Err(e),
                 }
             })
@@ -955,15 +999,16 @@ impl EkyteApi for EkyteAdapter {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, external_id = %external))]
-    async fn find_workspace(
+    async fn find_workspace<'a>(
         &self,
         scope: &Scope,
         external: &ExternalRef,
-    ) -> Result<Option<Workspace>, ApiError> {
+        name: &'a str,
+    ) -> Result<WorkspaceFound, ApiError> {
         let creds = self.inner.creds(scope).await?;
         creds.require(EkyteOp::Read)?;
         self.inner
-            .find_by_external(&Calls::unbounded(scope), scope, &creds, external)
+            .find_by_external(&Calls::unbounded(scope), scope, &creds, external, name)
             .await
     }
 

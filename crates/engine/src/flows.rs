@@ -17,6 +17,11 @@ use crate::writers::{ContactWriter, ghl_contact};
 const TASK_SEARCH_PAGES: u32 = 20;
 const TASK_SEARCH_PAGE: u32 = 100;
 
+/// How long a workspace create whose answer was lost may wait for its retry before a new
+/// workspace without a readable `ExternalId` is taken for one made in eKyte (the retries of a
+/// message, and a claim's takeover after `claim_stale_after`, come well within it).
+const PENDING_CREATE_HORIZON: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl ContactSync<'_> {
     /// A verified GHL event: re-fetch and reconcile what it names.
     pub async fn ghl_event(&self, cx: &mut Cx, event: &GhlEvent) -> Result<(), SyncError> {
@@ -293,6 +298,33 @@ impl ContactSync<'_> {
                 "workspaces are per business; a new workspace does not become a contact",
             );
             return Ok(());
+        }
+        // Without a readable ExternalId, a workspace one of our creates made but whose answer
+        // was lost looks like one made in eKyte: copied to GHL now, it would become a second
+        // contact, and the lost create's retry a second workspace. While such creates are
+        // pending, leave it: the next poll lists it again, after the retry has linked it (by
+        // its name, see `writers::find_own_workspace`) or left it to be a contact.
+        if ws.external_id.is_none() {
+            let since = self.ports.clock.now()
+                - chrono::Duration::from_std(PENDING_CREATE_HORIZON).unwrap_or_default();
+            let pending = self
+                .ports
+                .links
+                .pending_ekyte_creates(&tenant.id, EntityKind::Contact, since)
+                .await
+                .map_err(SyncError::store("count pending workspace creates"))?;
+            if pending > 0 {
+                cx.skip(
+                    EntityKind::Contact,
+                    None,
+                    Some(&ws_id),
+                    format!(
+                        "{pending} workspace create(s) of this location are pending, and eKyte \
+                         does not show whose this workspace is; looked at again on the next poll"
+                    ),
+                );
+                return Ok(());
+            }
         }
         let ctx = tenant.settings.normalise_ctx();
         let record = Contact {

@@ -234,6 +234,21 @@ impl LinkStore for FakeLinks {
             .retain(|l| !(l.id == id && l.state == LinkState::Claimed));
         Ok(())
     }
+    async fn pending_ekyte_creates(
+        &self,
+        t: &TenantId,
+        k: EntityKind,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let pending = self.all().into_iter().filter(|l| {
+            &l.tenant == t
+                && l.kind == k
+                && l.state == LinkState::Claimed
+                && l.ekyte_id.is_none()
+                && l.claimed_at.is_some_and(|at| at >= since)
+        });
+        Ok(pending.count() as u64)
+    }
     async fn insert_linked(
         &self,
         t: &TenantId,
@@ -1638,4 +1653,177 @@ async fn a_sweep_with_few_new_contacts_leaves_the_calendars_alone() {
     };
     assert_eq!(p.tasks.as_ref().map(Vec::len), Some(1));
     assert_eq!(p.appointments, None, "read by the contact's own sync");
+}
+
+// ------------------------------------------------------------------ workspaces without ExternalId
+
+/// A contact whose workspace create was claimed by a worker that died an hour ago; workspace
+/// 8 is contact c0's.
+fn world_with_a_dead_workspace_claim() -> World {
+    let w = World::new();
+    let link = |ghl: &str, ekyte: Option<&str>, state| LinkUpdate {
+        ghl_id: Some(ghl.into()),
+        ekyte_id: ekyte.map(Into::into),
+        ghl_parent: None,
+        ekyte_parent: None,
+        state,
+        base: BaseRecord::None,
+        ghl_fp: None,
+        ekyte_fp: None,
+    };
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Contact,
+        link("c0", Some("8"), LinkState::Linked),
+    );
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Contact,
+        link(CONTACT, None, LinkState::Claimed),
+    );
+    w.links
+        .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
+    w
+}
+
+fn named_workspace(id: u64, name: &str) -> Workspace {
+    Workspace {
+        id: EkyteWorkspaceId::new(id).unwrap(),
+        name: name.into(),
+        active: true,
+        external_id: None,
+    }
+}
+
+/// eKyte's reads show no `ExternalId` here: the lookup answers with these workspaces of the
+/// contact's name.
+fn ekyte_without_external_ids(named: Vec<Workspace>) -> MockEkyteApi {
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::default());
+    ekyte
+        .expect_find_workspace()
+        .withf(|_, _, name| name == "Ana Souza")
+        .returning(move |_, _, _| Ok(ports::ekyte::WorkspaceFound::Named(named.clone())));
+    ekyte.expect_create_workspace().times(0);
+    ekyte.expect_list_boards().returning(|_, _| Ok(vec![]));
+    ekyte
+        .expect_create_board()
+        .returning(|_, _, _| Ok(domain::EkyteBoardId::new(200).unwrap()));
+    ekyte
+        .expect_create_note()
+        .returning(|_, _, _| Ok(domain::EkyteNoteId::new(300).unwrap()));
+    ekyte
+}
+
+#[tokio::test]
+async fn a_lost_workspace_create_is_found_by_its_name_among_the_unlinked() {
+    let w = world_with_a_dead_workspace_claim();
+    let ghl = ghl_reads(contact(), Arc::default());
+    let ekyte = ekyte_without_external_ids(vec![
+        named_workspace(7, "Ana Souza"),
+        named_workspace(8, "Ana Souza"),
+    ]);
+    w.engine(ghl, ekyte)
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Contact, |l| {
+            l.ghl_id.as_deref() == Some(CONTACT)
+        })
+        .unwrap();
+    assert_eq!(link.state, LinkState::Linked);
+    assert_eq!(
+        link.ekyte_id.as_deref(),
+        Some("7"),
+        "8 is another contact's"
+    );
+}
+
+#[tokio::test]
+async fn several_unlinked_workspaces_of_the_name_go_to_the_operator_not_a_guess() {
+    let w = world_with_a_dead_workspace_claim();
+    let ghl = ghl_reads(contact(), Arc::default());
+    let ekyte = ekyte_without_external_ids(vec![
+        named_workspace(7, "Ana Souza"),
+        named_workspace(9, "Ana Souza"),
+    ]);
+    let err = w
+        .engine(ghl, ekyte)
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        ports::Classify::disposition(&err),
+        ports::Disposition::DeadLetter
+    );
+    let text = err.chain().join(": ");
+    assert!(text.contains("7, 9"), "{text}");
+    let link = w
+        .links
+        .find(EntityKind::Contact, |l| {
+            l.ghl_id.as_deref() == Some(CONTACT)
+        })
+        .unwrap();
+    assert_eq!(
+        link.state,
+        LinkState::Claimed,
+        "the claim stays for the retry"
+    );
+}
+
+#[tokio::test]
+async fn a_new_workspace_without_external_id_waits_while_workspace_creates_are_pending() {
+    let w = World::new();
+    // A workspace create under way for c1, claimed a minute ago.
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Contact,
+        LinkUpdate {
+            ghl_id: Some(CONTACT.into()),
+            ekyte_id: None,
+            ghl_parent: None,
+            ekyte_parent: None,
+            state: LinkState::Claimed,
+            base: BaseRecord::None,
+            ghl_fp: None,
+            ekyte_fp: None,
+        },
+    );
+    w.links
+        .hold_last("worker-busy", t0() - chrono::Duration::minutes(1));
+    let created = EkyteChange::WorkspaceCreated {
+        workspace: named_workspace(7, "Ana Souza"),
+    };
+    let mut ghl = MockGhlApi::new();
+    ghl.expect_create_contact().times(0);
+    let report = w
+        .engine(ghl, MockEkyteApi::new())
+        .ekyte_change(w.scope(), &created, Options::default())
+        .await
+        .unwrap();
+    let reason = report
+        .lines
+        .iter()
+        .find_map(|l| l.reason.clone())
+        .unwrap_or_default();
+    assert!(reason.contains("pending"), "{report:?}");
+    assert!(
+        w.links
+            .find(EntityKind::Contact, |l| l.ekyte_id.as_deref() == Some("7"))
+            .is_none()
+    );
+
+    // Once nothing is pending, the workspace becomes a contact (refused here, to stop early).
+    w.links.rows.lock().unwrap().clear();
+    let mut ghl = MockGhlApi::new();
+    ghl.expect_create_contact().times(1).returning(|_, _| {
+        Err(ApiError::Invalid {
+            messages: vec!["stop here".into()],
+        })
+    });
+    w.engine(ghl, MockEkyteApi::new())
+        .ekyte_change(w.scope(), &created, Options::default())
+        .await
+        .unwrap();
 }

@@ -17,7 +17,7 @@ use domain::{
     FieldChange, GhlContactId, GhlNoteId, GhlTaskId, Note, Selector, Side, Task, TaskStatus,
 };
 use ports::ApiError;
-use ports::ekyte::NoteContent;
+use ports::ekyte::{NoteContent, WorkspaceFound};
 
 use crate::Ports;
 use crate::cx::Cx;
@@ -213,13 +213,7 @@ impl Writer<Contact> for ContactWriter<'_> {
                     location: cx.scope.tenant.location_id.clone(),
                     contact: ghl_contact(source_id)?,
                 };
-                Ok(self
-                    .ports
-                    .ekyte
-                    .find_workspace(&cx.scope, &ext)
-                    .await
-                    .map_err(SyncError::ekyte("find workspace"))?
-                    .map(|w| w.id.to_string()))
+                find_own_workspace(self.ports, cx, &ext, &workspace_name(record)).await
             }
             Side::Ghl => {
                 if record.email.is_none() && record.phone.is_none() {
@@ -234,6 +228,72 @@ impl Writer<Contact> for ContactWriter<'_> {
                     .map(|id| id.to_string()))
             }
         }
+    }
+}
+
+/// The workspace name of a business.
+fn business_name(b: &Business, source_id: &str) -> String {
+    b.name
+        .clone()
+        .unwrap_or_else(|| format!("Business {source_id}"))
+}
+
+/// The workspace an earlier create of `ext` may have made, when its outcome was lost: the
+/// one carrying `ext` as its `ExternalId` where eKyte's reads show that field; where they do
+/// not (no documented read shape does, API.md §3.3), the one active workspace called `name`
+/// that no contact or business of the tenant links. Several such: a conflict for the
+/// operator, rather than a guess or a second workspace.
+async fn find_own_workspace(
+    ports: &Ports,
+    cx: &Cx,
+    ext: &ExternalRef,
+    name: &str,
+) -> Result<Option<String>, SyncError> {
+    let named = match ports
+        .ekyte
+        .find_workspace(&cx.scope, ext, name)
+        .await
+        .map_err(SyncError::ekyte("find workspace"))?
+    {
+        WorkspaceFound::ByExternalId(w) => return Ok(w.map(|w| w.id.to_string())),
+        WorkspaceFound::Named(named) => named,
+    };
+    let tenant = &cx.scope.tenant.id;
+    let mut free = Vec::new();
+    for w in named {
+        let id = w.id.to_string();
+        let mut linked = false;
+        for kind in [EntityKind::Contact, EntityKind::Business] {
+            linked |= ports
+                .links
+                .by_ekyte(tenant, kind, &id)
+                .await
+                .map_err(SyncError::store("read workspace link"))?
+                .is_some();
+        }
+        if !linked {
+            free.push(id);
+        }
+    }
+    match free.as_slice() {
+        [] => Ok(None),
+        [one] => {
+            tracing::info!(external_id = %ext, workspace = %one, "a workspace of this name that nothing links is taken as the one a lost create made");
+            Ok(Some(one.clone()))
+        }
+        many => Err(SyncError::Ekyte {
+            op: "find workspace",
+            source: ApiError::Conflict {
+                message: format!(
+                    "the create of {ext}'s workspace {name:?} may have happened, and {} \
+                     workspaces of that name are linked to nothing ({}); link the right one \
+                     by hand, or deactivate the others, then retry",
+                    many.len(),
+                    many.join(", ")
+                ),
+                existing_id: None,
+            },
+        }),
     }
 }
 
@@ -260,10 +320,7 @@ impl Writer<Business> for BusinessWriter<'_> {
             business: domain::GhlBusinessId::parse(source_id)
                 .map_err(|_| bad_id("GHL business", source_id))?,
         };
-        let name = record
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("Business {source_id}"));
+        let name = business_name(record, source_id);
         self.ports
             .ekyte
             .create_workspace(&cx.scope, &name, &ext)
@@ -315,7 +372,7 @@ impl Writer<Business> for BusinessWriter<'_> {
         &self,
         cx: &Cx,
         side: Side,
-        _record: &Business,
+        record: &Business,
         source_id: &str,
         _at: &Place,
     ) -> Result<Option<String>, SyncError> {
@@ -327,13 +384,7 @@ impl Writer<Business> for BusinessWriter<'_> {
             business: domain::GhlBusinessId::parse(source_id)
                 .map_err(|_| bad_id("GHL business", source_id))?,
         };
-        Ok(self
-            .ports
-            .ekyte
-            .find_workspace(&cx.scope, &ext)
-            .await
-            .map_err(SyncError::ekyte("find workspace"))?
-            .map(|w| w.id.to_string()))
+        find_own_workspace(self.ports, cx, &ext, &business_name(record, source_id)).await
     }
 }
 

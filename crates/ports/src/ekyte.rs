@@ -116,6 +116,16 @@ pub struct Workspace {
     pub external_id: Option<String>,
 }
 
+/// What [`EkyteApi::find_workspace`] could tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceFound {
+    /// Reads show `ExternalId`: the workspace that carries it, if any.
+    ByExternalId(Option<Workspace>),
+    /// Reads do not show `ExternalId`: the active workspaces with the name asked for, any of
+    /// which may be the one sought, or none.
+    Named(Vec<Workspace>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EkyteComment {
     pub id: EkyteCommentId,
@@ -196,12 +206,17 @@ pub trait EkyteApi: Send + Sync {
         external: &ExternalRef,
     ) -> Result<EkyteWorkspaceId, ApiError>;
 
-    /// The workspace with this `ExternalId`, if any.
-    async fn find_workspace(
+    /// The workspace with this `ExternalId`, for recovering a create whose outcome is unknown.
+    /// No documented read shows `ExternalId` (API.md §3.3): where none does, the adapter
+    /// answers [`WorkspaceFound::Named`] with the active workspaces called exactly `name`, and
+    /// the caller tells its own from the others (the link store knows which are taken).
+    /// `Unsupported` only when neither can be read.
+    async fn find_workspace<'a>(
         &self,
         scope: &Scope,
         external: &ExternalRef,
-    ) -> Result<Option<Workspace>, ApiError>;
+        name: &'a str,
+    ) -> Result<WorkspaceFound, ApiError>;
 
     /// Rename (MCP `update_workspace`).
     async fn rename_workspace(

@@ -269,6 +269,16 @@ pub trait LinkStore: Send + Sync {
     /// left alone.
     async fn release(&self, link_id: i64) -> Result<(), StoreError>;
 
+    /// How many claims of `kind` to create a record in eKyte (claimed, no eKyte id yet) were
+    /// taken at or after `since`: creates under way, or ones whose outcome was lost and whose
+    /// retry has not come yet.
+    async fn pending_ekyte_creates(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
     /// Insert a link for records that exist on both sides already (found by `ExternalId`,
     /// say). `Conflict` when either id is already linked.
     async fn insert_linked(

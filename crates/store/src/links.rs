@@ -14,8 +14,8 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
 };
 
 use domain::{EntityKind, Side, TenantId};
@@ -365,6 +365,23 @@ impl LinkStore for Store {
                 }),
             },
         }
+    }
+
+    async fn pending_ekyte_creates(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        Entity::find()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Column::Kind.eq(kind.as_str()))
+            .filter(Column::State.eq(link_state_str(LinkState::Claimed)))
+            .filter(Column::EkyteId.is_null())
+            .filter(Column::ClaimedAt.gte(since))
+            .count(self.db())
+            .await
+            .map_err(|e| db_err("count pending eKyte creates", e))
     }
 
     async fn release(&self, link_id: i64) -> Result<(), StoreError> {

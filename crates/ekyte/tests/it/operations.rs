@@ -7,7 +7,7 @@ use domain::{
     TaskStatus,
 };
 use ports::ApiError;
-use ports::ekyte::{EkyteApi, NoteContent};
+use ports::ekyte::{EkyteApi, NoteContent, WorkspaceFound};
 use sandbox::common::{FaultConfig, RouteFault};
 use sandbox::ekyte::{DateOnlyMeans, EkyteConfig as SimConfig, Situation, WorkspaceEdit};
 
@@ -81,13 +81,27 @@ async fn exercise_every_operation(env: &Env) {
     let ws = a.create_workspace(s, "Cliente GHL", &ext).await.unwrap();
     let stored = env.sb.workspace(c, ws.get() as i64).unwrap();
     assert_eq!(stored.external_id.as_deref(), Some("ghl:loc1:c1"));
-    assert_eq!(a.find_workspace(s, &ext).await.unwrap().unwrap().id, ws);
-    assert!(
-        a.find_workspace(s, &external("nobody"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // Found by its ExternalId where reads show it, else among the workspaces of its name.
+    let shown = env.sb.settings().expose_external_id;
+    let found = |f: WorkspaceFound| -> Vec<EkyteWorkspaceId> {
+        match f {
+            WorkspaceFound::ByExternalId(w) => {
+                assert!(shown, "ExternalId is hidden, yet matched");
+                w.into_iter().map(|w| w.id).collect()
+            }
+            WorkspaceFound::Named(named) => {
+                assert!(!shown, "ExternalId is shown, yet not used");
+                named.into_iter().map(|w| w.id).collect()
+            }
+        }
+    };
+    let by_ext = a.find_workspace(s, &ext, "Cliente GHL").await.unwrap();
+    assert_eq!(found(by_ext), [ws]);
+    let nobody = a
+        .find_workspace(s, &external("nobody"), "Nobody")
+        .await
+        .unwrap();
+    assert!(found(nobody).is_empty());
     assert_eq!(
         a.get_workspace(s, ws, None).await.unwrap().name,
         "Cliente GHL"
@@ -403,25 +417,80 @@ async fn unknown_ids_are_not_found() {
     assert!(err.is_not_found(), "{err:?}");
 }
 
+/// eKyte's reads do not show `ExternalId` (the simulator's default, API.md §3.3): the lookup
+/// answers with the active workspaces of the name asked for, and a create whose answer was
+/// lost reports its outcome unknown (the caller's links decide), never a second workspace.
 #[tokio::test]
-async fn hidden_external_ids_make_the_lookup_unsupported() {
-    let env = Env::start_with(
-        SimConfig {
-            expose_external_id: false,
-            ..SimConfig::default()
-        },
-        true,
-    )
-    .await;
-    let err = env
-        .adapter
-        .find_workspace(&env.scope, &external("c1"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ApiError::Unsupported { .. }), "{err:?}");
-    // The MCP listing was tried as the fallback before giving up.
-    let snap = env.sb.counters().snapshot();
-    assert!(snap.event("mcp_tool:list_short_workspaces") >= 1);
+async fn hidden_external_ids_make_the_lookup_go_by_name() {
+    for with_mcp in [false, true] {
+        let env = Env::start_with(
+            SimConfig {
+                expose_external_id: false,
+                ..SimConfig::default()
+            },
+            with_mcp,
+        )
+        .await;
+        let (a, s, c) = (&env.adapter, &env.scope, env.company());
+        let first = a
+            .create_workspace(s, "Ana Souza", &external("c1"))
+            .await
+            .unwrap();
+        let other = a
+            .create_workspace(s, "Ana Souza Filha", &external("c2"))
+            .await
+            .unwrap();
+        let found = a
+            .find_workspace(s, &external("c1"), "Ana Souza")
+            .await
+            .unwrap();
+        let WorkspaceFound::Named(named) = found else {
+            panic!("ExternalId is hidden, yet found by it: {found:?}");
+        };
+        let ids: Vec<_> = named.iter().map(|w| w.id).collect();
+        assert_eq!(ids, [first], "exact names only, not {other}");
+
+        // The same create again, its POST failing before eKyte answers: the outcome is
+        // unknown to the adapter, which neither guesses nor posts a second time.
+        let mut faults = FaultConfig::default();
+        faults.routes.insert(
+            "POST /n8n/workspaces".into(),
+            RouteFault {
+                error_rate: Some(1.0),
+                ..RouteFault::default()
+            },
+        );
+        env.sb.faults().set(faults);
+        let err = a
+            .create_workspace(s, "Ana Souza", &external("c1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                ports::Classify::disposition(&err),
+                ports::Disposition::Retry { .. }
+            ),
+            "{err:?}"
+        );
+        let posts = env
+            .sb
+            .counters()
+            .snapshot()
+            .route_total("POST", "/n8n/workspaces");
+        assert_eq!(
+            posts, 3,
+            "one POST each for the two creates, one for the failed one"
+        );
+        let named = env
+            .sb
+            .dump(c)
+            .unwrap()
+            .workspaces
+            .iter()
+            .filter(|w| w.name == "Ana Souza")
+            .count();
+        assert_eq!(named, 1);
+    }
 }
 
 #[tokio::test]
@@ -550,10 +619,7 @@ async fn a_task_due_late_in_the_day_is_found_after_an_unknown_outcome() {
             .unwrap_or_else(|e| panic!("{means:?}: the lookup missed the task: {e:?}"));
         assert_eq!(again, first, "{means:?}");
         let tasks = env.sb.dump(env.company()).unwrap().tasks;
-        let named = tasks
-            .iter()
-            .filter(|t| t.title == "Evening review")
-            .count();
+        let named = tasks.iter().filter(|t| t.title == "Evening review").count();
         assert_eq!(named, 1, "{means:?}: created twice");
     }
 }

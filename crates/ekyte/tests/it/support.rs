@@ -281,6 +281,22 @@ impl LinkStore for MemLinks {
             .retain(|l| l.id != link_id || l.state != LinkState::Claimed);
         Ok(())
     }
+    async fn pending_ekyte_creates(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let rows = self.rows.lock().unwrap();
+        let pending = rows.iter().filter(|l| {
+            &l.tenant == tenant
+                && l.kind == kind
+                && l.state == LinkState::Claimed
+                && l.ekyte_id.is_none()
+                && l.claimed_at.is_some_and(|at| at >= since)
+        });
+        Ok(pending.count() as u64)
+    }
 
     async fn insert_linked(
         &self,

@@ -307,7 +307,10 @@ fn filter_tasks<'a>(pg: &Page<'a>) -> Result<Vec<&'a Task>, SimError> {
         }
     };
     let range = |from: &str, to: &str| -> Result<Range, SimError> {
-        Ok((p.bound(from, tz, false, means)?, p.bound(to, tz, true, means)?))
+        Ok((
+            p.bound(from, tz, false, means)?,
+            p.bound(to, tz, true, means)?,
+        ))
     };
     let created = range("createdFrom", "createdTo")?;
     let due = range("dueFrom", "dueTo")?;

@@ -25,7 +25,9 @@ pub struct EkyteConfig {
     /// (API.md §5: responses "may be plain JSON or SSE `data:` lines").
     pub mcp_prefer_sse: bool,
     /// Serve the workspace `externalId` on BI and MCP reads. eKyte accepts it on create
-    /// (§4.2, §5) but no read shape shows it (§3.3); turn off to test a client's fallback.
+    /// (§4.2, §5) but no read shape shows it (§3.3), so it is off by default: a client that
+    /// counts on reading it back is a client that cannot recover a lost create. On, for a
+    /// client's other path.
     pub expose_external_id: bool,
     /// How a date-only upper bound of a list filter (`dueTo=2026-04-10`, `createdTo`,
     /// `creationDateEnd`…) is read. API.md does not say; an ASP.NET server binds a date to
@@ -52,7 +54,7 @@ impl Default for EkyteConfig {
             polling_window_secs: 15 * 60,
             mcp_list_tasks_max: 200,
             mcp_prefer_sse: false,
-            expose_external_id: true,
+            expose_external_id: false,
             notify_actor: true,
             due_to_date_means: DateOnlyMeans::default(),
             faults: FaultConfig::default(),

@@ -297,7 +297,10 @@ async fn bi_shapes_and_filters() {
     let (_, inactive) = e.bi("/v1.0/workspaces", &[("situationId", "0")]).await;
     assert_eq!(inactive["data"].as_array().unwrap().len(), 1);
     assert_eq!(inactive["data"][0]["active"], 0);
-    assert_eq!(inactive["data"][0]["externalId"], "ghl:loc:abc");
+    assert!(
+        inactive["data"][0].get("externalId").is_none(),
+        "no read shape shows it (API.md §3.3)"
+    );
     let (_, by_name) = e.bi("/v1.0/workspaces", &[("name", "sao joao")]).await;
     assert_eq!(by_name["data"][0]["id"], other);
 
@@ -321,12 +324,8 @@ async fn bi_shapes_and_filters() {
 }
 
 #[tokio::test]
-async fn external_id_can_be_hidden_from_reads() {
-    let e = env_with(EkyteConfig {
-        expose_external_id: false,
-        ..EkyteConfig::default()
-    })
-    .await;
+async fn external_id_is_kept_but_not_shown_in_reads_by_default() {
+    let e = env().await;
     let (_, w) = e
         .post(
             "/n8n/workspaces",
@@ -350,6 +349,18 @@ async fn external_id_can_be_hidden_from_reads() {
             .len(),
         1
     );
+    // Shown where so set (the reading under which a client finds its records by it).
+    e.sb.update_settings(sandbox::ekyte::SettingsPatch {
+        expose_external_id: Some(true),
+        ..Default::default()
+    });
+    let (_, list) = e.bi("/v1.0/workspaces", &[]).await;
+    let shown = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["externalId"] == "ghl:L:C");
+    assert!(shown, "{list}");
     e.sb.shutdown().await.unwrap();
 }
 
@@ -1068,7 +1079,7 @@ async fn mcp_handshake_and_tool_calls_over_json_and_sse() {
     let short = e
         .tool("list_short_workspaces", json!({ "active": false }))
         .await;
-    assert_eq!(short["data"][0]["externalId"], "ghl:x");
+    assert!(short["data"][0].get("externalId").is_none(), "{short}");
 
     // Boards and notes.
     let board = e

@@ -21,6 +21,7 @@ on_both!(
     parents_and_paging,
     many_ids_and_parents_in_one_read,
     stored_rows_that_do_not_parse_are_corrupt,
+    pending_ekyte_creates_are_recent_claims_without_an_ekyte_id,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -585,4 +586,54 @@ async fn many_ids_and_parents_in_one_read(b: TestBackend) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn pending_ekyte_creates_are_recent_claims_without_an_ekyte_id(b: TestBackend) {
+    let (db, store) = with_tenants(b).await;
+    let acme = tid("acme");
+    let hour_ago = || Utc::now() - chrono::Duration::hours(1);
+    let pending = |since| {
+        let store = store.clone();
+        let acme = acme.clone();
+        async move {
+            store
+                .pending_ekyte_creates(&acme, EntityKind::Contact, since)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(pending(hour_ago()).await, 0);
+    // A workspace create for GHL contact c1 (no eKyte id yet), and a GHL create for
+    // workspace 77 (its eKyte id is known: not an eKyte create).
+    let Claim::Claimed(_) = store
+        .claim(&key(Side::Ghl, "c1"), "w1", HOUR)
+        .await
+        .unwrap()
+    else {
+        panic!("c1 not claimed");
+    };
+    let Claim::Claimed(_) = store
+        .claim(&key(Side::Ekyte, "77"), "w1", HOUR)
+        .await
+        .unwrap()
+    else {
+        panic!("77 not claimed");
+    };
+    store
+        .insert_linked(&acme, EntityKind::Contact, &linked(Some("c2"), Some("78")))
+        .await
+        .unwrap();
+    assert_eq!(pending(hour_ago()).await, 1);
+    assert_eq!(
+        store
+            .pending_ekyte_creates(&tid("other"), EntityKind::Contact, hour_ago())
+            .await
+            .unwrap(),
+        0,
+        "another tenant's"
+    );
+    // Claimed two hours ago: older than the horizon asked for.
+    age_claims(&db).await;
+    assert_eq!(pending(hour_ago()).await, 0);
+    assert_eq!(pending(Utc::now() - chrono::Duration::hours(3)).await, 1);
 }

@@ -136,7 +136,10 @@ async fn bi_tickets_filter_by_status_workspace_squad_and_creation() {
     // whole day when so set.
     let day_of_t1 = local_day(created(t1));
     let (_, early) = e.bi("/v1.1/tickets", &[("createdTo", &day_of_t1)]).await;
-    assert!(ids(&early).is_empty(), "midnight leaves out the day: {early}");
+    assert!(
+        ids(&early).is_empty(),
+        "midnight leaves out the day: {early}"
+    );
     e.sb.update_settings(sandbox::ekyte::SettingsPatch {
         due_to_date_means: Some(sandbox::ekyte::DateOnlyMeans::EndOfDay),
         ..Default::default()
@@ -256,13 +259,19 @@ async fn bi_time_trackings_shape_filters_and_paging() {
         .await;
     assert_eq!(june["paging"]["totalCollectionSize"], 101);
     let (_, may) = e
-        .bi("/v1.0/time-trackings", &[("CREATEDTO", "2024-05-01T23:59:59")])
+        .bi(
+            "/v1.0/time-trackings",
+            &[("CREATEDTO", "2024-05-01T23:59:59")],
+        )
         .await;
     assert_eq!(may["paging"]["totalCollectionSize"], 30);
     let (_, window) = e
         .bi(
             "/v1.0/time-trackings",
-            &[("createdFrom", "2024-06-09"), ("createdTo", "2024-06-09T23:59:59")],
+            &[
+                ("createdFrom", "2024-06-09"),
+                ("createdTo", "2024-06-09T23:59:59"),
+            ],
         )
         .await;
     assert_eq!(window["paging"]["totalCollectionSize"], 0);
