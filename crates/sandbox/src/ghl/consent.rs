@@ -71,6 +71,12 @@ impl Request {
         if self.client_id.is_empty() {
             return Err("client_id is missing".into());
         }
+        // API.md §7 gives `scope` in every authorize URL and says nothing of a request
+        // without it; refused here rather than granted everything, so an app that forgets it
+        // finds out before its first call is refused.
+        if self.scopes().is_none() {
+            return Err("scope is missing: name the scopes the app needs".into());
+        }
         core.auth()
             .client_app(&self.client_id)
             .map_err(|_| format!("no app has the client id {:?}", self.client_id))?;

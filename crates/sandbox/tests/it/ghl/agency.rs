@@ -852,3 +852,33 @@ async fn agency_operations_over_the_control_api() {
     assert_eq!(unknown.status(), 400);
     e.ghl.shutdown().await.expect("shutdown");
 }
+
+/// An authorization request that names no scope is refused at the consent page, not
+/// answered with a token for everything (API.md §7 shows `scope` in every authorize URL).
+#[tokio::test]
+async fn a_consent_request_without_scopes_is_refused() {
+    let e = agency_env(GhlConfig::default()).await;
+    let path = |scope: Option<&str>| {
+        let mut q = vec![
+            ("response_type", "code"),
+            ("client_id", CLIENT),
+            ("redirect_uri", "http://127.0.0.1:9/callback"),
+        ];
+        if let Some(s) = scope {
+            q.push(("scope", s));
+        }
+        let url = url::Url::parse_with_params("http://x/v2/oauth/chooselocation", &q).unwrap();
+        format!("{}?{}", url.path(), url.query().unwrap_or_default())
+    };
+    let env = &e;
+    let page = |scope: Option<&str>| {
+        let path = path(scope);
+        async move { env.send(Method::GET, &path, None, None, None).await }
+    };
+    let missing = page(None).await;
+    assert_eq!(missing.status, 400);
+    let text = missing.body.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("scope is missing"), "{text}");
+    let named = page(Some("contacts.readonly contacts.write")).await;
+    assert_eq!(named.status, 200, "{:?}", named.body);
+}
