@@ -493,12 +493,16 @@ pub(crate) fn task_update_body(changes: &[FieldChange]) -> Result<Map<String, Va
             ("status", FieldValue::Status(s)) => {
                 body.insert("completed".into(), json!(completed(*s)));
             }
-            ("assignee", FieldValue::Text(a)) => {
-                body.insert(
-                    "assignedTo".into(),
-                    a.clone().map_or(Value::Null, Value::from),
-                );
+            ("assignee", FieldValue::Text(Some(a))) => {
+                body.insert("assignedTo".into(), json!(a));
             }
+            // `UpdateTaskBody.assignedTo` is a string the spec does not make nullable, and no
+            // documented value means "nobody": refused, visibly, rather than sent as null.
+            ("assignee", FieldValue::Text(None)) => refused.push(
+                "a GHL task's assignee cannot be cleared: UpdateTaskBody.assignedTo is a \
+                 non-nullable string"
+                    .to_owned(),
+            ),
             (field, to) => refused.push(format!("task field {field} cannot take {to}")),
         }
     }
@@ -614,6 +618,19 @@ mod tests {
 
     fn change(field: &'static str, from: FieldValue, to: FieldValue) -> FieldChange {
         FieldChange { field, from, to }
+    }
+
+    #[test]
+    fn a_task_update_sends_no_null_the_spec_does_not_allow() {
+        let text = |s: Option<&str>| FieldValue::Text(s.map(str::to_owned));
+        let body = task_update_body(&[change("assignee", text(None), text(Some("u1")))]).unwrap();
+        assert_eq!(body["assignedTo"], "u1");
+        let refused =
+            task_update_body(&[change("assignee", text(Some("u1")), text(None))]).unwrap_err();
+        assert!(refused[0].contains("cannot be cleared"), "{refused:?}");
+        let body = task_update_body(&[change("body", text(Some("x")), text(None))]).unwrap();
+        assert_eq!(body["body"], "", "an empty body, not null");
+        assert!(body.values().all(|v| !v.is_null()), "{body:?}");
     }
 
     #[test]

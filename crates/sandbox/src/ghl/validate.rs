@@ -46,9 +46,21 @@ impl<'a> Body<'a> {
         self.errors.push(message);
     }
 
-    /// Absent → `None`; `null` → `Some(None)`; a string → `Some(Some(trimmed))` (an empty
-    /// string also clears the field).
+    /// Absent → `None`; a string → `Some(Some(trimmed))` (an empty string clears the field).
+    /// `null` is refused, as class-validator refuses it for a property the DTO does not mark
+    /// `nullable` (use [`Self::opt_nullable_str`] for those).
     pub fn opt_str(&mut self, key: &str) -> Option<Option<String>> {
+        match self.obj.get(key)? {
+            Value::Null => {
+                self.errors.push(format!("{key} must be a string"));
+                None
+            }
+            _ => self.opt_nullable_str(key),
+        }
+    }
+
+    /// [`Self::opt_str`] for a property the DTO marks `nullable`: `null` → `Some(None)`.
+    pub fn opt_nullable_str(&mut self, key: &str) -> Option<Option<String>> {
         match self.obj.get(key)? {
             Value::Null => Some(None),
             Value::String(s) => {
@@ -252,6 +264,28 @@ impl ContactDto {
         }
         v
     }
+
+    /// Whether the DTO marks `field` `nullable` (the OpenAPI spec of contacts; the control
+    /// API takes `null` anywhere).
+    fn nullable(self, field: &str) -> bool {
+        const BOTH: &[&str] = &[
+            "address1",
+            "city",
+            "email",
+            "firstName",
+            "lastName",
+            "name",
+            "phone",
+            "state",
+            "timezone",
+            "website",
+        ];
+        match self {
+            Self::Control => true,
+            Self::Create | Self::Upsert => BOTH.contains(&field) || field == "companyName",
+            Self::Update => BOTH.contains(&field) || matches!(field, "assignedTo" | "source"),
+        }
+    }
 }
 
 /// One entry of `customFields` on write: `{id | key, field_value}` (API.md §3.3).
@@ -307,7 +341,12 @@ impl ContactPatch {
             if !allowed.contains(field) {
                 continue;
             }
-            if let Some(value) = b.opt_str(field) {
+            let value = if dto.nullable(field) {
+                b.opt_nullable_str(field)
+            } else {
+                b.opt_str(field)
+            };
+            if let Some(value) = value {
                 p.strings.push((field, value));
             }
         }
@@ -316,7 +355,7 @@ impl ContactPatch {
         {
             b.error("email must be an email".to_owned());
         }
-        p.name = b.opt_str("name");
+        p.name = b.opt_nullable_str("name");
         p.dnd = b.opt_bool("dnd");
         p.dnd_settings = b.opt_object("dndSettings");
         p.inbound_dnd_settings = b.opt_object("inboundDndSettings");
@@ -346,7 +385,7 @@ impl ContactPatch {
             b.opt_bool("createNewIfDuplicateAllowed").unwrap_or(false);
         if dto == ContactDto::Control {
             p.id = b.opt_str("id").flatten();
-            p.business_id = b.opt_str("businessId");
+            p.business_id = b.opt_nullable_str("businessId");
             p.contact_type = b.opt_str("type").flatten();
             p.attribution_source = b.opt_object("attributionSource");
             p.last_attribution_source = b.opt_object("lastAttributionSource");

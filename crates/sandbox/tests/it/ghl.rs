@@ -2263,3 +2263,60 @@ mod contract {
         e.ghl.shutdown().await.expect("shutdown");
     }
 }
+
+/// `null` only where the DTO marks a property `nullable` (the OpenAPI spec): a task's
+/// `assignedTo` and a contact's `postalCode` are refused with 422; a contact's `email` on
+/// update is cleared.
+#[tokio::test]
+async fn null_is_refused_where_the_spec_has_no_nullable() {
+    let e = env().await;
+    let contact = e
+        .create_contact(json!({"firstName": "Nula", "email": "n@x.com"}))
+        .await;
+    let id = contact["id"].as_str().expect("id").to_owned();
+    let task = e
+        .call(
+            Method::POST,
+            &format!("/contacts/{id}/tasks"),
+            Some(json!({"title": "T", "dueDate": "2030-01-01T10:00:00.000Z", "completed": false})),
+        )
+        .await;
+    let task_id = task.body["task"]["id"].as_str().expect("id").to_owned();
+    let unassign = e
+        .call(
+            Method::PUT,
+            &format!("/contacts/{id}/tasks/{task_id}"),
+            Some(json!({"assignedTo": null})),
+        )
+        .await;
+    assert_eq!(unassign.status, 422, "{:?}", unassign.body);
+    assert!(
+        unassign
+            .body
+            .to_string()
+            .contains("assignedTo must be a string"),
+        "{:?}",
+        unassign.body
+    );
+    let no_postcode = e
+        .call(
+            Method::PUT,
+            &format!("/contacts/{id}"),
+            Some(json!({"postalCode": null})),
+        )
+        .await;
+    assert_eq!(no_postcode.status, 422, "{:?}", no_postcode.body);
+    let no_email = e
+        .call(
+            Method::PUT,
+            &format!("/contacts/{id}"),
+            Some(json!({"email": null})),
+        )
+        .await;
+    assert_eq!(no_email.status, 200, "{:?}", no_email.body);
+    assert!(
+        no_email.body["contact"]["email"].is_null(),
+        "{:?}",
+        no_email.body
+    );
+}
