@@ -280,6 +280,7 @@ impl Http {
         let route = format!("GET /{path}");
         let mut out = Vec::new();
         let mut page: u32 = 1;
+        let mut previous: Option<Vec<Value>> = None;
         loop {
             if page > self.max_pages {
                 return Err(ApiError::Unknown(anyhow::anyhow!(
@@ -306,10 +307,17 @@ impl Http {
                 idempotent: true,
             };
             let resp = self.send(calls, &req).await?;
-            let env: Envelope<T> = read_bi(&req, &resp)?;
+            let env: Envelope<Value> = read_bi(&req, &resp)?;
             let data = env.data.unwrap_or_default();
             let got = data.len();
-            out.extend(data);
+            // A server that ignores `page` serves the first page again and again: stop at the
+            // first repeat rather than read it `max_pages` times and keep every copy.
+            if got > 0 && previous.as_ref() == Some(&data) {
+                tracing::warn!(route = %route, page, "eKyte served the same page twice; the listing ends here");
+                return Ok(out);
+            }
+            out.extend(crate::dto::keep_parsed::<T>(data.clone(), "BI list row"));
+            previous = Some(data);
             let paging = env.paging.unwrap_or_default();
             let number = paging
                 .current_page

@@ -70,6 +70,35 @@ pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<S
     }))
 }
 
+// ----- lists of unpublished shapes ---------------------------------------------------------
+
+/// The items of a list that parse as `T`; each other one is skipped, logged (its position and
+/// how its shape differs, never its content) and counted in
+/// `ges_ekyte_items_skipped_total{what}`. eKyte publishes none of its shapes (API.md §3.3),
+/// so one odd record must not cost the whole list: a poll that failed on it would see no
+/// other change of its workspace either.
+pub(crate) fn keep_parsed<T: serde::de::DeserializeOwned>(
+    items: Vec<Value>,
+    what: &'static str,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(items.len());
+    for (at, item) in items.into_iter().enumerate() {
+        match serde_json::from_value::<T>(item) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                tracing::warn!(what, at, error = %crate::error::shape_error(&e), "an eKyte record of an unknown shape was skipped");
+                metrics::counter!("ges_ekyte_items_skipped_total", "what" => what).increment(1);
+            }
+        }
+    }
+    out
+}
+
+fn lenient_comments<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<CommentDto>>, D::Error> {
+    let raw: Option<Vec<Value>> = Option::deserialize(d)?;
+    Ok(raw.map(|items| keep_parsed(items, "comment")))
+}
+
 // ----- surface A: the BI envelope (API.md §3.1) ----------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -181,8 +210,9 @@ pub(crate) struct TaskDto {
     pub create_by: Option<Value>,
     #[serde(default)]
     pub created_by_email: Option<String>,
-    /// Present with `includeComments=1`.
-    #[serde(default)]
+    /// Present with `includeComments=1`. A comment of another shape is skipped (logged and
+    /// counted), not the task.
+    #[serde(default, deserialize_with = "lenient_comments")]
     pub comments: Option<Vec<CommentDto>>,
 }
 

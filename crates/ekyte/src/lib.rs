@@ -756,6 +756,7 @@ impl Inner {
         token: &SecretString,
     ) -> Result<Vec<WorkspaceDto>, ApiError> {
         let mut out = Vec::new();
+        let mut previous = None;
         for page in 1..=self.config.max_pages {
             let v = self
                 .read_tool(
@@ -766,23 +767,14 @@ impl Inner {
                     json!({ "page": page }),
                 )
                 .await?;
-            let env: Envelope<WorkspaceDto> = Envelope::deserialize(&v).map_err(|e| {
-                ApiError::Unknown(
-                    crate::error::shape_error(&e)
-                        .context("list_short_workspaces answered an unknown shape"),
-                )
-            })?;
-            let rows = env.data.unwrap_or_default();
-            let got = rows.len();
+            let Some((rows, more)) =
+                mcp_page::<WorkspaceDto>(&v, "list_short_workspaces", page, &mut previous)?
+            else {
+                return Ok(out);
+            };
             out.extend(rows);
-            let paging = env.paging.unwrap_or_default();
-            let number = paging
-                .current_page
-                .and_then(|c| c.number)
-                .unwrap_or(i64::from(page));
-            match paging.total_pages {
-                Some(total) if number < total && got > 0 => {}
-                _ => return Ok(out),
+            if !more {
+                return Ok(out);
             }
         }
         Err(ApiError::Unknown(anyhow::anyhow!(
@@ -883,6 +875,42 @@ fn update_task_arguments(
         args.insert("taskId".into(), json!(id.get()));
     }
     Ok((args, status))
+}
+
+/// One page of an MCP list envelope (API.md §5): the rows that parse as `T` (an odd one is
+/// skipped, see [`dto::keep_parsed`]) and whether the paging says more follow. `None` when
+/// the page repeats the one before: a server that ignores `page` would otherwise be read
+/// `max_pages` times, every copy kept.
+fn mcp_page<T: serde::de::DeserializeOwned>(
+    v: &Value,
+    tool: &'static str,
+    page: u32,
+    previous: &mut Option<Vec<Value>>,
+) -> Result<Option<(Vec<T>, bool)>, ApiError> {
+    let env: Envelope<Value> = Envelope::deserialize(v).map_err(|e| {
+        ApiError::Unknown(
+            crate::error::shape_error(&e).context(format!("{tool} answered an unknown shape")),
+        )
+    })?;
+    let data = env.data.unwrap_or_default();
+    if !data.is_empty() && previous.as_ref() == Some(&data) {
+        tracing::warn!(
+            tool,
+            page,
+            "eKyte MCP served the same page twice; the listing ends here"
+        );
+        return Ok(None);
+    }
+    let got = data.len();
+    let rows = crate::dto::keep_parsed::<T>(data.clone(), tool);
+    *previous = Some(data);
+    let paging = env.paging.unwrap_or_default();
+    let number = paging
+        .current_page
+        .and_then(|c| c.number)
+        .unwrap_or(i64::from(page));
+    let more = matches!(paging.total_pages, Some(t) if number < t && got > 0);
+    Ok(Some((rows, more)))
 }
 
 #[async_trait]
@@ -1293,6 +1321,7 @@ impl EkyteApi for EkyteAdapter {
             Box::pin(async move {
                 // Our own comment with the same text (the token's owner is its author).
                 let mut newest = None;
+                let mut previous = None;
                 for page in 1..=inner.config.max_pages {
                     let v = inner
                         .read_tool(
@@ -1303,14 +1332,11 @@ impl EkyteApi for EkyteAdapter {
                             json!({ "taskId": task.get(), "page": page }),
                         )
                         .await?;
-                    let env: Envelope<CommentDto> = Envelope::deserialize(&v).map_err(|e| {
-                        ApiError::Unknown(
-                            crate::error::shape_error(&e)
-                                .context("list_task_comments answered an unknown shape"),
-                        )
-                    })?;
-                    let rows = env.data.unwrap_or_default();
-                    let got = rows.len();
+                    let Some((rows, more)) =
+                        mcp_page::<CommentDto>(&v, "list_task_comments", page, &mut previous)?
+                    else {
+                        break;
+                    };
                     for c in rows {
                         let mine = c
                             .create_by
@@ -1325,12 +1351,7 @@ impl EkyteApi for EkyteAdapter {
                             newest = newest.max(Some(c.id));
                         }
                     }
-                    let paging = env.paging.unwrap_or_default();
-                    let number = paging
-                        .current_page
-                        .and_then(|c| c.number)
-                        .unwrap_or(i64::from(page));
-                    if !matches!(paging.total_pages, Some(t) if number < t && got > 0) {
+                    if !more {
                         break;
                     }
                 }

@@ -173,12 +173,18 @@ pub(crate) fn task(
         })?,
     };
     let due = date_field(dto.current_due_date.as_deref(), tz, "a currentDueDate")?;
-    let comments = dto
-        .comments
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| comment(c, id, tz))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut comments = Vec::new();
+    for c in dto.comments.unwrap_or_default() {
+        match comment(c, id, tz) {
+            Ok(c) => comments.push(c),
+            // One odd comment (an id of 0, a date of another form) is skipped, not the task.
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "an eKyte comment that does not read was skipped");
+                metrics::counter!("ges_ekyte_items_skipped_total", "what" => "comment")
+                    .increment(1);
+            }
+        }
+    }
     Ok(EkyteTask {
         id,
         workspace: ws,

@@ -575,3 +575,55 @@ async fn an_adapter_is_shared_across_tasks() {
     let (a, b) = tokio::join!(api.list_workspaces(&w.scope), api.list_workspaces(&w.scope));
     assert!(a.unwrap().is_empty() && b.unwrap().is_empty());
 }
+
+/// eKyte publishes none of its shapes: a task row without an id and a comment without one
+/// are skipped (logged and counted), not the listing; the other tasks and comments come
+/// through.
+#[tokio::test]
+async fn one_odd_record_is_skipped_not_the_whole_listing() {
+    let w = wire(false).await;
+    Mock::given(method("GET"))
+        .and(path("/v1.2/tasks"))
+        .and(query_param("workspaceId", "3"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(envelope(json!([
+            { "title": "no id at all", "workspace": { "id": 3 } },
+            { "id": 41, "title": "Kick-off", "workspace": { "id": 3 }, "comments": [
+                { "description": "<div>no id</div>", "creationDate": "2026-04-10T10:00:00" },
+                { "id": 0, "description": "<div>a zero id</div>" },
+                { "id": 501, "description": "<div>fine</div>", "creationDate": "2026-04-10T11:00:00" },
+                { "id": 502, "description": "<div>odd date</div>", "creationDate": "yesterday" }
+            ] },
+            { "id": 42, "title": "Review", "workspace": { "id": 3 } }
+        ]))))
+        .mount(&w.server)
+        .await;
+    let tasks = w
+        .adapter
+        .list_tasks(&w.scope, domain::EkyteWorkspaceId::new(3).unwrap(), true)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = tasks.iter().map(|t| t.id.get()).collect();
+    assert_eq!(ids, [41, 42]);
+    let comments: Vec<u64> = tasks[0].comments.iter().map(|c| c.id.get()).collect();
+    assert_eq!(comments, [501]);
+}
+
+/// A server that ignores `page` and says more pages follow: the listing stops at the first
+/// repeated page instead of reading it `max_pages` times and keeping every copy.
+#[tokio::test]
+async fn a_page_served_twice_ends_the_listing() {
+    let w = wire(false).await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/workspaces"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "error": null,
+            "data": [{ "id": 3, "name": "A", "active": 1 }, { "id": 4, "name": "B", "active": 1 }],
+            "paging": { "currentPage": { "size": 100, "number": 1 }, "totalCollectionSize": 900, "totalPages": 9 }
+        })))
+        .mount(&w.server)
+        .await;
+    let all = w.adapter.list_workspaces(&w.scope).await.unwrap();
+    let ids: Vec<u64> = all.iter().map(|ws| ws.id.get()).collect();
+    assert_eq!(ids, [3, 4], "each workspace once");
+    assert_eq!(w.server.received_requests().await.unwrap().len(), 2);
+}
