@@ -594,3 +594,101 @@ async fn a_sync_waits_out_a_dead_workers_claim_without_spending_its_attempts() {
     assert!(v.converged, "{:#?}", v.problems);
     r.shutdown.cancel();
 }
+
+/// A checkbox, a multi-select, a number and a date custom field go GHL → eKyte (the profile
+/// note) → GHL (a rename made in eKyte comes back) and GHL still holds each value as it was,
+/// in its own type: the simulator refuses a number or a list written as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn typed_custom_fields_round_trip_unchanged() {
+    let spec = WorldSpec {
+        contacts: 1,
+        businesses: 0,
+        ..spec()
+    };
+    let r = start(&spec).await;
+    let kinds = [
+        ("cfBox", "CHECKBOX", serde_json::json!(["yes"])),
+        (
+            "cfMulti",
+            "MULTIPLE_OPTIONS",
+            serde_json::json!(["red", "blue"]),
+        ),
+        ("cfNum", "NUMERICAL", serde_json::json!(12.5)),
+        ("cfDate", "DATE", serde_json::json!("2026-04-10")),
+    ];
+    let specs: Vec<sandbox::ghl::CustomFieldSpec> = kinds
+        .iter()
+        .map(|(id, kind, _)| sandbox::ghl::CustomFieldSpec {
+            id: (*id).into(),
+            name: format!("Field {id}"),
+            field_key: format!("contact.{id}"),
+            data_type: (*kind).into(),
+        })
+        .collect();
+    r.world
+        .ghl
+        .define_custom_fields(&r.world.location, &specs)
+        .unwrap();
+    let mut tenant = r.world.tenant(&spec).unwrap();
+    tenant.settings.custom_fields = kinds.iter().map(|(id, _, _)| (*id).to_owned()).collect();
+    ports::store::TenantStore::upsert(r.app.store.as_ref(), &tenant)
+        .await
+        .unwrap();
+    let ana = r.world.contacts[0].clone();
+    let values: Vec<serde_json::Value> = kinds
+        .iter()
+        .map(|(id, _, v)| serde_json::json!({"id": id, "value": v}))
+        .collect();
+    r.world
+        .ghl
+        .act_update_contact(&ana, serde_json::json!({ "customFields": values }))
+        .unwrap();
+    let held = |contact: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        let mut v: Vec<_> = contact["customFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["id"].as_str().unwrap().to_owned(), f["value"].clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let before = held(&r.world.ghl.contact(&ana).unwrap());
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    r.job(Job::Full).await;
+    let company = r.world.company.company_id;
+    let dump = r.world.ekyte.dump(company).unwrap();
+    let ws = r
+        .world
+        .ekyte
+        .workspaces_by_external_id(company, &format!("ghl:{}:{ana}", r.world.location));
+    assert_eq!(ws.len(), 1, "{ws:?}");
+    let profile = dump
+        .notes
+        .iter()
+        .map(|n| n.content.as_str())
+        .find(|c| c.contains("red, blue"))
+        .unwrap_or_else(|| panic!("no profile note shows the multi-select: {:?}", dump.notes));
+    for shown in ["yes", "12.5", "2026-04-10"] {
+        assert!(profile.contains(shown), "{shown} missing from {profile}");
+    }
+
+    r.world
+        .ekyte
+        .rename_workspace(company, ws[0].id, "Ana Renomeada")
+        .unwrap();
+    r.job(Job::Poll).await;
+    let after = r.world.ghl.contact(&ana).unwrap();
+    let name = format!(
+        "{} {}",
+        after["firstName"].as_str().unwrap_or_default(),
+        after["lastName"].as_str().unwrap_or_default()
+    );
+    assert!(
+        after["contactName"] == "Ana Renomeada" || name.trim() == "Ana Renomeada",
+        "the rename did not come back: {after}"
+    );
+    assert_eq!(held(&after), before, "GHL's values changed on the way back");
+    r.shutdown.cancel();
+}

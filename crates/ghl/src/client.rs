@@ -265,6 +265,14 @@ pub(crate) mod routes {
         Idempotent
     );
     route!(
+        LIST_CUSTOM_FIELDS,
+        GET,
+        "GET /locations/{locationId}/customFields",
+        V1,
+        "locations/customFields.readonly",
+        Idempotent
+    );
+    route!(
         LIST_CALENDARS,
         GET,
         "GET /calendars/",

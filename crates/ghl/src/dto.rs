@@ -458,3 +458,21 @@ mod tests {
         assert_eq!(t.expires_in, Some(86_399));
     }
 }
+
+/// `GET /locations/{locationId}/customFields` (API.md §3.3): the fields' ids and kinds.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomFieldsAnswer {
+    #[serde(default)]
+    pub custom_fields: Vec<CustomFieldDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomFieldDef {
+    pub id: String,
+    #[serde(default)]
+    pub data_type: Option<String>,
+    #[serde(default)]
+    pub picklist_options: Option<Vec<Value>>,
+}

@@ -54,6 +54,7 @@ mod mapping;
 pub mod oauth;
 pub mod webhook;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -114,7 +115,13 @@ struct Inner {
     /// The widest `GET /calendars/events` range GHL accepted after refusing a wider one:
     /// later reads ask for ranges this wide at once instead of halving again.
     calendar_span: std::sync::Mutex<Option<chrono::Duration>>,
+    /// Each location's custom field kinds (`dataType` by id), read when a write carries
+    /// custom fields, kept for [`FIELD_KINDS_TTL`].
+    field_kinds: KindsCache,
 }
+
+/// How long a location's custom field catalogue is trusted before it is read again.
+const FIELD_KINDS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn invalid(messages: Vec<String>) -> ApiError {
     ApiError::Invalid { messages }
@@ -122,6 +129,55 @@ fn invalid(messages: Vec<String>) -> ApiError {
 
 fn unreadable(route: &'static str, e: anyhow::Error) -> ApiError {
     CallError::Decode { route, source: e }.into()
+}
+
+impl Inner {
+    /// Give the `customFields` of a contact write the types their fields take (API.md §3.3:
+    /// numbers for numeric and monetary fields, string arrays for checkboxes and
+    /// multi-selects), from the location's catalogue. A body without custom fields reads
+    /// nothing.
+    async fn type_custom_fields(
+        &self,
+        scope: &Scope,
+        body: &mut serde_json::Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        if !body.contains_key("customFields") {
+            return Ok(());
+        }
+        let kinds = self.field_kinds(scope).await?;
+        mapping::type_custom_fields(body, &kinds).map_err(invalid)
+    }
+
+    async fn field_kinds(&self, scope: &Scope) -> Result<Arc<mapping::FieldKinds>, ApiError> {
+        let location = scope.tenant.location_id.to_string();
+        let fresh = |entry: Option<&(std::time::Instant, Arc<mapping::FieldKinds>)>| {
+            entry
+                .filter(|(at, _)| at.elapsed() < FIELD_KINDS_TTL)
+                .map(|(_, k)| Arc::clone(k))
+        };
+        if let Some(k) = fresh(lock_kinds(&self.field_kinds).get(&location)) {
+            return Ok(k);
+        }
+        let req = ApiRequest::new(
+            &routes::LIST_CUSTOM_FIELDS,
+            format!("/locations/{location}/customFields"),
+        )
+        .query("model", "contact");
+        let answer = self.call(scope, &req).await?;
+        let list: dto::CustomFieldsAnswer = answer.decode()?;
+        let kinds = Arc::new(mapping::field_kinds(list));
+        lock_kinds(&self.field_kinds)
+            .insert(location, (std::time::Instant::now(), Arc::clone(&kinds)));
+        Ok(kinds)
+    }
+}
+
+type KindsCache = std::sync::Mutex<Kinds>;
+
+type Kinds = HashMap<String, (std::time::Instant, Arc<mapping::FieldKinds>)>;
+
+fn lock_kinds(m: &KindsCache) -> std::sync::MutexGuard<'_, Kinds> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl GhlAdapter {
@@ -155,6 +211,7 @@ impl GhlAdapter {
                 oauth,
                 app: config.budget_app().to_owned(),
                 calendar_span: std::sync::Mutex::default(),
+                field_kinds: std::sync::Mutex::default(),
             }),
         })
     }
@@ -372,8 +429,9 @@ impl GhlApi for GhlAdapter {
         contact: &Contact,
     ) -> Result<GhlContact, ApiError> {
         let inner = &self.inner;
-        let body =
+        let mut body =
             mapping::contact_create_body(&scope.tenant.location_id, contact).map_err(invalid)?;
+        inner.type_custom_fields(scope, &mut body).await?;
         let req = ApiRequest::new(&routes::CREATE_CONTACT, "/contacts/").json(body);
         let policy = inner.transport.retry().clone();
         let can_look_up = contact.email.is_some() || contact.phone.is_some();
@@ -433,8 +491,9 @@ impl GhlApi for GhlAdapter {
         scope: &Scope,
         contact: &Contact,
     ) -> Result<(GhlContact, bool), ApiError> {
-        let body =
+        let mut body =
             mapping::contact_create_body(&scope.tenant.location_id, contact).map_err(invalid)?;
+        self.inner.type_custom_fields(scope, &mut body).await?;
         // An upsert matches on e-mail or phone (API.md §6): with either, a repeat finds the
         // contact the first attempt made. Without them it creates every time.
         let safety = if contact.email.is_some() || contact.phone.is_some() {
@@ -461,7 +520,8 @@ impl GhlApi for GhlAdapter {
         id: &GhlContactId,
         changes: &[FieldChange],
     ) -> Result<GhlContact, ApiError> {
-        let body = mapping::contact_update_body(changes).map_err(invalid)?;
+        let mut body = mapping::contact_update_body(changes).map_err(invalid)?;
+        self.inner.type_custom_fields(scope, &mut body).await?;
         if body.is_empty() {
             return self.inner.get_contact(scope, id).await;
         }

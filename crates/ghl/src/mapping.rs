@@ -14,7 +14,7 @@
 //!   eKyte's own zone-less times are the eKyte adapter's business. Times are written as
 //!   RFC 3339 UTC with milliseconds, the form of GHL's own examples.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
@@ -205,8 +205,116 @@ const CONTACT_TEXT: &[(&str, &str, bool)] = &[
     ("assigned_to", "assignedTo", true),
 ];
 
+/// A location's custom fields by id: their kind (`dataType`) and, for the kinds with
+/// options, the options (to split a multi-select's canonical text back into its values).
+#[derive(Debug, Default)]
+pub(crate) struct FieldKinds(HashMap<String, (String, Vec<String>)>);
+
+pub(crate) fn field_kinds(list: crate::dto::CustomFieldsAnswer) -> FieldKinds {
+    FieldKinds(
+        list.custom_fields
+            .into_iter()
+            .map(|d| {
+                let options = d
+                    .picklist_options
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|o| match o {
+                        Value::String(s) => Some(s.clone()),
+                        other => other
+                            .get("label")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                    })
+                    .collect();
+                (d.id, (d.data_type.unwrap_or_default(), options))
+            })
+            .collect(),
+    )
+}
+
+/// Turn the text values of a body's `customFields` into the types their kinds take (API.md
+/// §3.3): a number for `NUMERICAL` and `MONETORY`, a string array for `CHECKBOX` and
+/// `MULTIPLE_OPTIONS` (the canonical text joins the values with ", "; an option that itself
+/// holds ", " is matched whole against the field's options), text for the others and for
+/// fields the catalogue does not know. An empty value stays "" (it clears the field).
+pub(crate) fn type_custom_fields(
+    body: &mut Map<String, Value>,
+    kinds: &FieldKinds,
+) -> Result<(), Vec<String>> {
+    let Some(Value::Array(items)) = body.get_mut("customFields") else {
+        return Ok(());
+    };
+    let mut refused = Vec::new();
+    for item in items.iter_mut() {
+        let (Some(id), Some(Value::String(text))) = (
+            item.get("id").and_then(Value::as_str).map(str::to_owned),
+            item.get("field_value").cloned(),
+        ) else {
+            continue;
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let Some((kind, options)) = kinds.0.get(&id) else {
+            continue;
+        };
+        let typed = match kind.as_str() {
+            "NUMERICAL" | "MONETORY" => match text.trim().parse::<f64>() {
+                Ok(n) => serde_json::Number::from_f64(n).map(Value::Number),
+                Err(_) => None,
+            },
+            "CHECKBOX" | "MULTIPLE_OPTIONS" => Some(Value::Array(
+                split_options(&text, options)
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            )),
+            _ => continue,
+        };
+        match typed {
+            Some(v) => item["field_value"] = v,
+            None => refused.push(format!(
+                "custom field {id} ({kind}) cannot take {text:?}: not a number"
+            )),
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(refused)
+    }
+}
+
+/// The values of a multi-select's canonical text ("a, b"): the field's options that the
+/// text is made of, longest first, so that an option holding ", " stays whole; what no option
+/// matches is split at ", ".
+fn split_options(text: &str, options: &[String]) -> Vec<String> {
+    let mut rest = text.trim();
+    let mut out = Vec::new();
+    let mut longest: Vec<&String> = options.iter().collect();
+    longest.sort_by_key(|o| std::cmp::Reverse(o.len()));
+    while !rest.is_empty() {
+        let whole = longest.iter().find(|o| {
+            rest.strip_prefix(o.as_str())
+                .is_some_and(|after| after.is_empty() || after.starts_with(", "))
+        });
+        let (value, after) = match whole {
+            Some(o) => (o.to_string(), &rest[o.len()..]),
+            None => match rest.split_once(", ") {
+                Some((v, _)) => (v.to_owned(), &rest[v.len()..]),
+                None => (rest.to_owned(), ""),
+            },
+        };
+        out.push(value.trim().to_owned());
+        rest = after.strip_prefix(", ").unwrap_or(after).trim_start();
+    }
+    out
+}
+
 fn custom_fields_write(fields: &BTreeMap<String, String>) -> Value {
-    // v2 spells the value `field_value` (API.md §3.3). Values are written as text.
+    // v2 spells the value `field_value` (API.md §3.3); text here, typed from the location's
+    // catalogue just before sending (`type_custom_fields`).
     Value::Array(
         fields
             .iter()
@@ -618,6 +726,65 @@ mod tests {
 
     fn change(field: &'static str, from: FieldValue, to: FieldValue) -> FieldChange {
         FieldChange { field, from, to }
+    }
+
+    #[test]
+    fn custom_field_values_take_the_type_of_their_field() {
+        let kinds = field_kinds(crate::dto::CustomFieldsAnswer {
+            custom_fields: serde_json::from_value(json!([
+                {"id": "n", "dataType": "NUMERICAL"},
+                {"id": "m", "dataType": "MONETORY"},
+                {"id": "c", "dataType": "CHECKBOX", "picklistOptions": ["yes"]},
+                {"id": "s", "dataType": "MULTIPLE_OPTIONS",
+                 "picklistOptions": ["red", "blue, navy", "green"]},
+                {"id": "d", "dataType": "DATE"},
+                {"id": "t", "dataType": "TEXT"}
+            ]))
+            .unwrap(),
+        });
+        let fields = BTreeMap::from(
+            [
+                ("n", "42"),
+                ("m", "100.5"),
+                ("c", "yes"),
+                ("s", "blue, navy, red, violet, mauve"),
+                ("d", "2026-04-10"),
+                ("t", "1, 2"),
+                ("unknown", "7"),
+                ("cleared", ""),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        let mut body = Map::new();
+        body.insert("customFields".into(), custom_fields_write(&fields));
+        type_custom_fields(&mut body, &kinds).unwrap();
+        let value = |id: &str| {
+            body["customFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["id"] == id)
+                .unwrap()["field_value"]
+                .clone()
+        };
+        assert_eq!(value("n"), json!(42.0));
+        assert_eq!(value("m"), json!(100.5));
+        assert_eq!(value("c"), json!(["yes"]));
+        assert_eq!(
+            value("s"),
+            json!(["blue, navy", "red", "violet", "mauve"]),
+            "a known option holding \", \" stays whole"
+        );
+        assert_eq!(value("d"), json!("2026-04-10"));
+        assert_eq!(value("t"), json!("1, 2"), "text stays text");
+        assert_eq!(value("unknown"), json!("7"));
+        assert_eq!(value("cleared"), json!(""));
+
+        let mut bad = Map::new();
+        let not_a_number = BTreeMap::from([("n".to_owned(), "lots".to_owned())]);
+        bad.insert("customFields".into(), custom_fields_write(&not_a_number));
+        let refused = type_custom_fields(&mut bad, &kinds).unwrap_err();
+        assert!(refused[0].contains("not a number"), "{refused:?}");
     }
 
     #[test]

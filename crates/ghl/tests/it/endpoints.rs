@@ -2,17 +2,18 @@
 //! counters that none of them was left out.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use domain::{
     Contact, FieldChange, FieldValue, GhlAppointmentId, GhlBusinessId, GhlContactId, Note, Task,
     TaskStatus,
 };
-use ports::ApiError;
 use ports::ghl::{ContactSearch, GhlApi, ListingMode, TaskSearch};
 use ports::store::{CredentialSecret, CredentialStore, Provider};
+use ports::{ApiError, Scope};
 use sandbox::ghl::{CustomFieldSpec, OAuthClientSpec};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{LOCATION, World, scope, tenant};
 
@@ -706,4 +707,69 @@ async fn calendar_events_cover_a_wide_window_in_ranges_the_api_accepts() {
         second_read < first_read,
         "learnt width not used: {second_read} reads after {first_read}"
     );
+}
+
+/// Custom fields of the kinds whose write shape is not text (API.md §3.3) leave GHL as
+/// canonical text and go back in the type their field takes: the simulator refuses a
+/// number or a list written as text, as GHL's validation does. Read, written to a new
+/// contact, read again: the values GHL holds are the same.
+#[tokio::test]
+async fn custom_fields_go_back_to_ghl_in_the_type_their_field_takes() {
+    let w = World::start().await;
+    let kinds = [
+        ("cfNum", "NUMERICAL", json!(12.5)),
+        ("cfBox", "CHECKBOX", json!(["yes"])),
+        ("cfMulti", "MULTIPLE_OPTIONS", json!(["red", "blue"])),
+        ("cfDate", "DATE", json!("2026-04-10")),
+    ];
+    let specs: Vec<CustomFieldSpec> = kinds
+        .iter()
+        .map(|(id, kind, _)| CustomFieldSpec {
+            id: (*id).into(),
+            name: (*id).into(),
+            field_key: format!("contact.{id}"),
+            data_type: (*kind).into(),
+        })
+        .collect();
+    w.ghl.define_custom_fields(LOCATION, &specs).unwrap();
+    let values: Vec<Value> = kinds
+        .iter()
+        .map(|(id, _, v)| json!({"id": id, "value": v}))
+        .collect();
+    let ana = w
+        .ghl
+        .seed_contacts(
+            LOCATION,
+            &[json!({"firstName": "Ana", "email": "ana@kinds.test", "customFields": values})],
+        )
+        .unwrap()
+        .remove(0);
+    let mut tenant = (*w.scope().tenant).clone();
+    tenant.settings.custom_fields = kinds.iter().map(|(id, _, _)| (*id).to_owned()).collect();
+    let s = Scope::new(Arc::new(tenant), ports::Priority::RealTime);
+
+    let read = w
+        .adapter
+        .get_contact(&s, &GhlContactId::parse(ana).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(read.contact.custom_fields["cfMulti"], "red, blue");
+    assert_eq!(read.contact.custom_fields["cfNum"], "12.5");
+    let copy = Contact {
+        first_name: Some("Copy".into()),
+        email: Some("copy@kinds.test".into()),
+        custom_fields: read.contact.custom_fields.clone(),
+        ..Contact::default()
+    };
+    let created = w.adapter.create_contact(&s, &copy).await.unwrap();
+    let held = w.ghl.contact(created.id.as_str()).unwrap();
+    for (id, _, want) in &kinds {
+        let got = held["customFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == *id)
+            .map(|f| f["value"].clone());
+        assert_eq!(got.as_ref(), Some(want), "{id}: {held}");
+    }
 }

@@ -34,6 +34,48 @@ struct Changes {
     dnd: bool,
 }
 
+/// A custom field value of the type its definition asks for (API.md §3.3, the spec's
+/// `TextField` … `MultiSelectField`): text kinds take a string, `NUMERICAL` and `MONETORY` a
+/// number (not a numeric string), `CHECKBOX` and `MULTIPLE_OPTIONS` an array of strings.
+/// `null` and an empty value clear the field. Kinds the spec gives no write shape for
+/// (`DATE`…) take a string. 422 with one message per refused value, as class-validator does.
+fn check_custom_values(patch: &ContactPatch, defs: &[CustomFieldDef]) -> ApiResult<()> {
+    let Some(writes) = &patch.custom_fields else {
+        return Ok(());
+    };
+    let mut refused = Vec::new();
+    for w in writes {
+        let def = defs.iter().find(|d| {
+            w.id.as_deref() == Some(d.id.as_str())
+                || w.key
+                    .as_deref()
+                    .is_some_and(|k| d.field_key == k || d.field_key == format!("contact.{k}"))
+        });
+        let Some(def) = def else { continue };
+        let ok = match (def.data_type.as_str(), &w.value) {
+            (_, Value::Null) => true,
+            ("NUMERICAL" | "MONETORY", v) => v.is_number(),
+            ("CHECKBOX" | "MULTIPLE_OPTIONS", Value::Array(items)) => {
+                items.iter().all(Value::is_string)
+            }
+            ("CHECKBOX" | "MULTIPLE_OPTIONS", _) => false,
+            ("FILE_UPLOAD", v) => v.is_object(),
+            (_, v) => v.is_string(),
+        };
+        if !ok {
+            refused.push(format!(
+                "customFields: the value of {} ({}) is not of its type",
+                def.id, def.data_type
+            ));
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(refused))
+    }
+}
+
 impl Changes {
     fn any(self) -> bool {
         self.profile || self.tags || self.dnd
@@ -511,6 +553,7 @@ impl Store {
         let now = now_ms();
         let id = patch.id.clone().unwrap_or_else(ghl_id);
         let mut c = Contact::new(id.clone(), location_id.to_owned(), now);
+        check_custom_values(patch, &loc.custom_fields)?;
         Self::apply(&mut c, patch, &loc.custom_fields, tags);
         if let Some(t) = patch.date_added {
             c.date_added = t;
@@ -539,6 +582,7 @@ impl Store {
         let loc = self.contact_loc_mut(contact_id)?;
         Self::check_duplicate(loc, patch, Some(contact_id))?;
         let defs = loc.custom_fields.clone();
+        check_custom_values(patch, &defs)?;
         let c = loc
             .contacts
             .get_mut(contact_id)
