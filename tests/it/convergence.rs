@@ -565,6 +565,7 @@ async fn a_sync_waits_out_a_dead_workers_claim_without_spending_its_attempts() {
             id: held.clone(),
             ghl_parent: None,
             ekyte_parent: None,
+            pending: ports::store::BaseRecord::None,
         },
         "worker-gone/sync:0:lost",
         stale_after,

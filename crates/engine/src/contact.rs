@@ -536,6 +536,7 @@ impl ContactSync<'_> {
                         id: key.clone(),
                         ghl_parent: Some(id.to_string()),
                         ekyte_parent: None,
+                        pending: BaseRecord::None,
                     },
                     &cx.owner,
                     self.settings.claim_stale_after,
@@ -569,6 +570,7 @@ impl ContactSync<'_> {
                                 id: key.clone(),
                                 ghl_parent: Some(id.to_string()),
                                 ekyte_parent: None,
+                                pending: BaseRecord::None,
                             },
                             &cx.owner,
                             Duration::ZERO,
@@ -700,6 +702,7 @@ impl ContactSync<'_> {
             id: key.clone(),
             ghl_parent: None,
             ekyte_parent: Some(ws.to_string()),
+            pending: BaseRecord::None,
         };
         // Whether a board of this title may exist already: not when the claim is new and the
         // workspace was created by this very run (nobody else can have added the board).
@@ -942,6 +945,7 @@ impl ContactSync<'_> {
             id: id.to_string(),
             ghl_parent: Some(id.to_string()),
             ekyte_parent: Some(board.to_string()),
+            pending: BaseRecord::None,
         };
         let held = match link.filter(|l| l.state == LinkState::Linked) {
             Some(l) => l,
@@ -1241,6 +1245,7 @@ impl ContactSync<'_> {
             id: cid.clone(),
             ghl_parent: Some(id.to_string()),
             ekyte_parent: Some(task.id.to_string()),
+            pending: BaseRecord::None,
         };
         let held = match self
             .ports

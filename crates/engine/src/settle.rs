@@ -549,6 +549,7 @@ impl Settler<'_> {
             id: source_id.to_owned(),
             ghl_parent: place.ghl_parent.clone(),
             ekyte_parent: place.ekyte_parent.clone(),
+            pending: record.to_base(),
         };
         let claim = self
             .links
@@ -589,8 +590,13 @@ impl Settler<'_> {
                 }
             }
         };
+        // The record as the earlier attempt sent it, when its claim kept it: a lost create is
+        // found by what it wrote (the name or title may have changed since).
+        let sent = R::from_base(&held.base);
         let found = if look_first {
-            writer.lookup(cx, side, record, source_id, place).await?
+            writer
+                .lookup(cx, side, sent.as_ref().unwrap_or(record), source_id, place)
+                .await?
         } else {
             None
         };

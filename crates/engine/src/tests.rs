@@ -199,7 +199,7 @@ impl LinkStore for FakeLinks {
                     ghl_parent: key.ghl_parent.clone(),
                     ekyte_parent: key.ekyte_parent.clone(),
                     state: LinkState::Claimed,
-                    base: BaseRecord::None,
+                    base: key.pending.clone(),
                     ghl_fp: None,
                     ekyte_fp: None,
                 };
@@ -1826,4 +1826,63 @@ async fn a_new_workspace_without_external_id_waits_while_workspace_creates_are_p
         .ekyte_change(w.scope(), &created, Options::default())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_workspace_create_is_looked_for_under_the_name_it_was_sent_with() {
+    // The dead worker's claim kept the contact as it was sent: "Ana Lima". The contact is
+    // "Ana Souza" now; the workspace the lost create made still bears the old name.
+    let w = World::new();
+    let sent = Contact {
+        name: Some("Ana Lima".into()),
+        ..Contact::default()
+    };
+    w.links.seed(
+        &w.tenant.id,
+        EntityKind::Contact,
+        LinkUpdate {
+            ghl_id: Some(CONTACT.into()),
+            ekyte_id: None,
+            ghl_parent: None,
+            ekyte_parent: None,
+            state: LinkState::Claimed,
+            base: BaseRecord::Contact(Box::new(sent)),
+            ghl_fp: None,
+            ekyte_fp: None,
+        },
+    );
+    w.links
+        .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
+    let ghl = ghl_reads(contact(), Arc::default());
+    let mut ekyte = ekyte_reads("Ana Lima", Arc::default());
+    ekyte
+        .expect_find_workspace()
+        .withf(|_, _, name| name == "Ana Lima")
+        .times(1)
+        .returning(|_, _, _| {
+            Ok(ports::ekyte::WorkspaceFound::Named(vec![named_workspace(
+                7, "Ana Lima",
+            )]))
+        });
+    ekyte.expect_create_workspace().times(0);
+    ekyte.expect_rename_workspace().returning(|_, _, _| Ok(()));
+    ekyte.expect_list_boards().returning(|_, _| Ok(vec![]));
+    ekyte
+        .expect_create_board()
+        .returning(|_, _, _| Ok(domain::EkyteBoardId::new(200).unwrap()));
+    ekyte
+        .expect_create_note()
+        .returning(|_, _, _| Ok(domain::EkyteNoteId::new(300).unwrap()));
+    w.engine(ghl, ekyte)
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let link = w
+        .links
+        .find(EntityKind::Contact, |l| {
+            l.ghl_id.as_deref() == Some(CONTACT)
+        })
+        .unwrap();
+    assert_eq!(link.ekyte_id.as_deref(), Some("7"), "{link:?}");
+    assert_eq!(link.state, LinkState::Linked);
 }

@@ -142,6 +142,11 @@ pub struct ClaimKey {
     pub id: String,
     pub ghl_parent: Option<String>,
     pub ekyte_parent: Option<String>,
+    /// The record about to be created, kept as the claim's base until the create completes:
+    /// a holder that takes the claim over after a lost answer looks for the record as it was
+    /// sent (its name or title may have changed since), not as it is now. `None` where the
+    /// lookup needs nothing of it.
+    pub pending: BaseRecord,
 }
 
 /// The outcome of a claim.

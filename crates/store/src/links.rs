@@ -20,7 +20,7 @@ use sea_orm::{
 
 use domain::{EntityKind, Side, TenantId};
 use ports::StoreError;
-use ports::store::{BaseRecord, Claim, ClaimKey, Link, LinkState, LinkStore, LinkUpdate};
+use ports::store::{Claim, ClaimKey, Link, LinkState, LinkStore, LinkUpdate};
 
 use crate::Store;
 use crate::entity::links::{self, Column, Entity};
@@ -233,7 +233,7 @@ impl LinkStore for Store {
                 ghl_parent: Set(key.ghl_parent.clone()),
                 ekyte_parent: Set(key.ekyte_parent.clone()),
                 state: Set(link_state_str(LinkState::Claimed).to_owned()),
-                base: Set(json("link base", &BaseRecord::None)?),
+                base: Set(json("link base", &key.pending)?),
                 ghl_fp: Set(None),
                 ekyte_fp: Set(None),
                 version: Set(1),

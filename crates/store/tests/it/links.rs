@@ -34,6 +34,7 @@ fn key(side: Side, id: &str) -> ClaimKey {
         id: id.into(),
         ghl_parent: None,
         ekyte_parent: None,
+        pending: ports::store::BaseRecord::None,
     }
 }
 

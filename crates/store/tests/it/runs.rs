@@ -200,6 +200,7 @@ async fn linked_contact(store: &store::Store, ghl: &str, ekyte: &str) -> i64 {
         id: ghl.into(),
         ghl_parent: None,
         ekyte_parent: None,
+        pending: ports::store::BaseRecord::None,
     };
     let Claim::Claimed(link) = store
         .claim(&key, "w1", std::time::Duration::from_secs(3600))
@@ -242,6 +243,7 @@ async fn a_run_remembers_what_it_saw_until_it_finishes(b: TestBackend) {
                 id: "claimed".into(),
                 ghl_parent: None,
                 ekyte_parent: None,
+                pending: ports::store::BaseRecord::None,
             },
             "w1",
             std::time::Duration::from_secs(3600),
