@@ -409,9 +409,17 @@ impl World {
                     "note created"
                 }
                 _ => {
+                    // A person edits a note of the contact's own, not the GHL copy of an eKyte
+                    // comment: comments travel one way, so a rewritten copy would stand for
+                    // neither a board note nor its comment any more.
                     let mine: Vec<&Value> = notes
                         .iter()
                         .filter(|x| x["contactId"] == json!(contact))
+                        .filter(|x| {
+                            !x["body"]
+                                .as_str()
+                                .is_some_and(|b| b.contains("eKyte comment on"))
+                        })
                         .collect();
                     match mine.first() {
                         Some(note) => {
