@@ -323,11 +323,20 @@ fn custom_fields_write(fields: &BTreeMap<String, String>) -> Value {
     )
 }
 
+/// The channels the write DTO declares (`DndSettingsSchema`, API.md §3.1), as GHL spells
+/// them. Reads may carry others (`RCS`); a write naming one is refused (422), so they are
+/// left out.
+const DND_WRITABLE: [&str; 6] = ["Call", "Email", "SMS", "WhatsApp", "GMB", "FB"];
+
+/// `dndSettings` for the declared channels among `channels` (matched whatever their case).
 fn dnd_settings_write(channels: &BTreeMap<String, String>) -> Value {
     Value::Object(
         channels
             .iter()
-            .map(|(ch, status)| (ch.clone(), json!({"status": status})))
+            .filter_map(|(ch, status)| {
+                let declared = DND_WRITABLE.iter().find(|d| d.eq_ignore_ascii_case(ch))?;
+                Some(((*declared).to_owned(), json!({"status": status})))
+            })
             .collect(),
     )
 }
@@ -395,12 +404,12 @@ pub(crate) fn contact_update_body(
             ("dnd", _, FieldValue::Bool(b)) => {
                 body.insert("dnd".into(), json!(b));
             }
+            // Every declared channel the contact has, not only the changed ones: whether GHL
+            // merges `dndSettings` into what it holds or replaces it is not documented, and
+            // the whole set reads the same either way. A channel the change drops is sent
+            // inactive.
             ("dnd_channels", from, FieldValue::Map(to)) => {
                 let mut out = to.clone();
-                out.retain(|ch, status| match from {
-                    FieldValue::Map(f) => f.get(ch) != Some(status),
-                    _ => true,
-                });
                 if let FieldValue::Map(f) = from {
                     for ch in f.keys().filter(|ch| !to.contains_key(*ch)) {
                         out.insert(ch.clone(), "inactive".to_owned());

@@ -773,3 +773,74 @@ async fn custom_fields_go_back_to_ghl_in_the_type_their_field_takes() {
         assert_eq!(got.as_ref(), Some(want), "{id}: {held}");
     }
 }
+
+/// A change of one DND channel sends every declared channel the contact has: whether GHL
+/// merges `dndSettings` or replaces it is not documented (the simulator plays both), and the
+/// other channels must survive either way. `RCS`, which reads carry but the write DTO does
+/// not declare, is never sent (422).
+#[tokio::test]
+async fn a_dnd_change_keeps_the_other_channels_whether_ghl_merges_or_replaces() {
+    for dnd_write in [
+        sandbox::ghl::DndWrite::Replace,
+        sandbox::ghl::DndWrite::Merge,
+    ] {
+        let w = World::start_with(
+            sandbox::ghl::GhlConfig {
+                dnd_write,
+                ..sandbox::ghl::GhlConfig::default()
+            },
+            |c| c,
+        )
+        .await;
+        let s = w.scope();
+        let id = w
+            .ghl
+            .seed_contacts(
+                LOCATION,
+                &[json!({"firstName": "Dina", "email": "dina@dnd.test", "dnd": false,
+                         "dndSettings": {"Call": {"status": "active"}, "Email": {"status": "active"},
+                                         "RCS": {"status": "active"}}})],
+            )
+            .unwrap()
+            .remove(0);
+        let id = GhlContactId::parse(id).unwrap();
+        let read = w.adapter.get_contact(&s, &id).await.unwrap();
+        let from = read.contact.dnd_channels.clone();
+        assert_eq!(from.len(), 3, "{from:?}");
+        let mut to = from.clone();
+        let call = to
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case("call"))
+            .unwrap()
+            .clone();
+        to.insert(call, "inactive".to_owned());
+        w.adapter
+            .update_contact(
+                &s,
+                &id,
+                &[FieldChange {
+                    field: "dnd_channels",
+                    from: FieldValue::Map(from),
+                    to: FieldValue::Map(to),
+                }],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{dnd_write:?}: {e:?}"));
+        let held = w.ghl.contact(id.as_str()).unwrap();
+        let status = |ch: &str| {
+            held["dndSettings"][ch]["status"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            status("Call").as_deref(),
+            Some("inactive"),
+            "{dnd_write:?}: {held}"
+        );
+        assert_eq!(
+            status("Email").as_deref(),
+            Some("active"),
+            "{dnd_write:?}: {held}"
+        );
+    }
+}

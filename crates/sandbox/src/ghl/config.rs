@@ -47,6 +47,19 @@ pub struct GhlConfig {
     /// no limit; the default is the reading that breaks a client asking for years at once.
     /// 0 = no limit.
     pub calendar_events_max_days: u32,
+    /// How `dndSettings` in a contact write lands on the contact's channels. API.md (§3.1,
+    /// §3.2) is silent: `replace` (the default) drops the channels a write leaves out, which
+    /// breaks a client that sends only the channels it changed; `merge` keeps them.
+    pub dnd_write: DndWrite,
+}
+
+/// See [`GhlConfig::dnd_write`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DndWrite {
+    #[default]
+    Replace,
+    Merge,
 }
 
 impl Default for GhlConfig {
@@ -67,6 +80,7 @@ impl Default for GhlConfig {
             search_index_lag_ms: 0,
             lowercase_tags: true,
             calendar_events_max_days: 31,
+            dnd_write: DndWrite::default(),
         }
     }
 }

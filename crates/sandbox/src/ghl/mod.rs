@@ -59,8 +59,8 @@ pub use self::api::{VERSION_2021_04_15, VERSION_2021_07_28};
 use self::auth::AuthRegistry;
 pub use self::auth::TokenPair;
 pub use self::config::{
-    AgencyConfig, GhlConfig, InstalledCount, LocationSpec, OAuthClientSpec, OAuthConfig, PitSpec,
-    RateLimitConfig, RateWindow, WebhookConfig, WebhookFaults, WriteFaults,
+    AgencyConfig, DndWrite, GhlConfig, InstalledCount, LocationSpec, OAuthClientSpec, OAuthConfig,
+    PitSpec, RateLimitConfig, RateWindow, WebhookConfig, WebhookFaults, WriteFaults,
 };
 use self::core::Core;
 pub use self::core::{CustomFieldSpec, LocationUpdate};
@@ -104,7 +104,8 @@ impl GhlSandbox {
                 config.lowercase_tags,
                 Duration::from_millis(config.search_index_lag_ms),
             )
-            .with_calendar_events_max_days(config.calendar_events_max_days),
+            .with_calendar_events_max_days(config.calendar_events_max_days)
+            .with_dnd_write(config.dnd_write),
             AuthRegistry::new(config.oauth.clone()),
             RateLimiter::new(config.rate_limit.clone()),
             counters,

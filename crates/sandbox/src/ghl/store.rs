@@ -229,6 +229,8 @@ pub struct Store {
     search_lag: Duration,
     /// `GET /calendars/events`: the widest range served, in days (0 = any).
     calendar_events_max_days: u32,
+    /// How a write's `dndSettings` lands (see `GhlConfig::dnd_write`).
+    dnd_write: super::config::DndWrite,
     /// Which app is installed on which location, and the company-wide installs.
     pub installs: Installs,
     location_seq: u64,
@@ -246,7 +248,13 @@ impl Store {
             lowercase_tags,
             search_lag,
             calendar_events_max_days: 0,
+            dnd_write: super::config::DndWrite::default(),
         }
+    }
+
+    pub fn with_dnd_write(mut self, dnd_write: super::config::DndWrite) -> Self {
+        self.dnd_write = dnd_write;
+        self
     }
 
     pub fn with_calendar_events_max_days(mut self, days: u32) -> Self {
@@ -409,6 +417,7 @@ impl Store {
         patch: &ContactPatch,
         defs: &[CustomFieldDef],
         tags: Option<Vec<String>>,
+        dnd_write: super::config::DndWrite,
     ) -> Changes {
         let before = c.clone();
         for (field, value) in &patch.strings {
@@ -494,8 +503,17 @@ impl Store {
         if let Some(d) = patch.dnd {
             c.dnd = d;
         }
-        if let Some(d) = &patch.dnd_settings {
-            c.dnd_settings = d.clone();
+        match (&patch.dnd_settings, dnd_write) {
+            (Some(Some(Value::Object(new))), super::config::DndWrite::Merge) => {
+                let mut merged = match &c.dnd_settings {
+                    Some(Value::Object(old)) => old.clone(),
+                    _ => Map::new(),
+                };
+                merged.extend(new.clone());
+                c.dnd_settings = Some(Value::Object(merged));
+            }
+            (Some(d), _) => c.dnd_settings = d.clone(),
+            (None, _) => {}
         }
         if let Some(d) = &patch.inbound_dnd_settings {
             c.inbound_dnd_settings = d.clone();
@@ -548,13 +566,14 @@ impl Store {
                 "Contact {id} already exists"
             )));
         }
+        let dnd_write = self.dnd_write;
         let loc = self.location_mut(location_id)?;
         Self::check_duplicate(loc, patch, None)?;
         let now = now_ms();
         let id = patch.id.clone().unwrap_or_else(ghl_id);
         let mut c = Contact::new(id.clone(), location_id.to_owned(), now);
         check_custom_values(patch, &loc.custom_fields)?;
-        Self::apply(&mut c, patch, &loc.custom_fields, tags);
+        Self::apply(&mut c, patch, &loc.custom_fields, tags, dnd_write);
         if let Some(t) = patch.date_added {
             c.date_added = t;
             c.date_updated = t;
@@ -579,6 +598,7 @@ impl Store {
         ev: &mut Vec<Event>,
     ) -> ApiResult<Contact> {
         let tags = patch.tags.as_deref().map(|t| self.normalise_tags(t));
+        let dnd_write = self.dnd_write;
         let loc = self.contact_loc_mut(contact_id)?;
         Self::check_duplicate(loc, patch, Some(contact_id))?;
         let defs = loc.custom_fields.clone();
@@ -589,7 +609,7 @@ impl Store {
             .ok_or_else(|| ApiError::not_found("Contact"))?;
         let old_email = c.email_lower();
         let old_phone = LocationData::phone_key(c);
-        let changes = Self::apply(c, patch, &defs, tags);
+        let changes = Self::apply(c, patch, &defs, tags, dnd_write);
         // Every successful write moves `dateUpdated`, even one that changed nothing.
         c.date_updated = match patch.date_updated {
             Some(t) => t,

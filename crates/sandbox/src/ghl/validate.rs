@@ -288,6 +288,32 @@ impl ContactDto {
     }
 }
 
+/// The channels `DndSettingsSchema` declares (API.md §3.1). Reads may carry others (`RCS`),
+/// which a write may not: unknown properties are refused, as everywhere in GHL's DTOs.
+pub const DND_CHANNELS: [&str; 6] = ["Call", "Email", "SMS", "WhatsApp", "GMB", "FB"];
+
+/// `dndSettings` of a write: an object of declared channels, each `{status: active | inactive
+/// | permanent, message?, code?}`; `null` is refused (the spec does not make it nullable).
+fn check_dnd_settings(b: &mut Body<'_>, settings: Option<&Option<Value>>) {
+    let Some(settings) = settings else { return };
+    let Some(Value::Object(channels)) = settings else {
+        b.error("dndSettings must be an object".to_owned());
+        return;
+    };
+    for (channel, setting) in channels {
+        if !DND_CHANNELS.contains(&channel.as_str()) {
+            b.error(format!("dndSettings.property {channel} should not exist"));
+            continue;
+        }
+        let status = setting.get("status").and_then(Value::as_str);
+        if !matches!(status, Some("active" | "inactive" | "permanent")) {
+            b.error(format!(
+                "dndSettings.{channel}.status must be one of the following values: active, inactive, permanent"
+            ));
+        }
+    }
+}
+
 /// One entry of `customFields` on write: `{id | key, field_value}` (API.md §3.3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomFieldWrite {
@@ -358,6 +384,9 @@ impl ContactPatch {
         p.name = b.opt_nullable_str("name");
         p.dnd = b.opt_bool("dnd");
         p.dnd_settings = b.opt_object("dndSettings");
+        if dto != ContactDto::Control {
+            check_dnd_settings(&mut b, p.dnd_settings.as_ref());
+        }
         p.inbound_dnd_settings = b.opt_object("inboundDndSettings");
         p.tags = b.opt_str_array("tags");
         p.custom_fields = parse_custom_fields(&mut b);

@@ -2320,3 +2320,48 @@ async fn null_is_refused_where_the_spec_has_no_nullable() {
         no_email.body
     );
 }
+
+/// `dndSettings` on a write: declared channels only (`RCS`, which reads may carry, is
+/// refused), each with a known status; by default the object replaces the contact's
+/// channels (`GhlConfig::dnd_write`).
+#[tokio::test]
+async fn dnd_settings_take_declared_channels_and_replace_by_default() {
+    let e = env().await;
+    let contact = e
+        .create_contact(json!({"firstName": "Dora", "email": "d@x.com",
+                               "dndSettings": {"Call": {"status": "active"}, "Email": {"status": "active"}}}))
+        .await;
+    let id = contact["id"].as_str().expect("id").to_owned();
+    let rcs = e
+        .call(
+            Method::PUT,
+            &format!("/contacts/{id}"),
+            Some(json!({"dndSettings": {"RCS": {"status": "active"}}})),
+        )
+        .await;
+    assert_eq!(rcs.status, 422, "{:?}", rcs.body);
+    assert!(
+        rcs.body.to_string().contains("RCS should not exist"),
+        "{:?}",
+        rcs.body
+    );
+    let odd = e
+        .call(
+            Method::PUT,
+            &format!("/contacts/{id}"),
+            Some(json!({"dndSettings": {"SMS": {"status": "sometimes"}}})),
+        )
+        .await;
+    assert_eq!(odd.status, 422, "{:?}", odd.body);
+    let sms = e
+        .call(
+            Method::PUT,
+            &format!("/contacts/{id}"),
+            Some(json!({"dndSettings": {"SMS": {"status": "active"}}})),
+        )
+        .await;
+    assert_eq!(sms.status, 200, "{:?}", sms.body);
+    let dnd = &sms.body["contact"]["dndSettings"];
+    assert_eq!(dnd["SMS"]["status"], "active");
+    assert!(dnd.get("Call").is_none(), "replaced, not merged: {dnd}");
+}
