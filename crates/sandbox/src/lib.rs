@@ -12,3 +12,4 @@
 pub mod common;
 pub mod ekyte;
 pub mod ghl;
+pub mod variants;

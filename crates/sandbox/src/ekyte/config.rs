@@ -46,7 +46,10 @@ pub struct EkyteConfig {
 }
 
 impl Default for EkyteConfig {
+    /// The pessimistic reading of every silence, or each switch flipped under
+    /// `SANDBOX_VARIANTS=flipped` (see [`crate::variants`]).
     fn default() -> Self {
+        let flipped = crate::variants::Variants::from_env().flipped();
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
@@ -54,9 +57,13 @@ impl Default for EkyteConfig {
             polling_window_secs: 15 * 60,
             mcp_list_tasks_max: 200,
             mcp_prefer_sse: false,
-            expose_external_id: false,
-            notify_actor: true,
-            due_to_date_means: DateOnlyMeans::default(),
+            expose_external_id: flipped,
+            notify_actor: !flipped,
+            due_to_date_means: if flipped {
+                DateOnlyMeans::EndOfDay
+            } else {
+                DateOnlyMeans::Midnight
+            },
             faults: FaultConfig::default(),
             rate_limit: None,
         }

@@ -63,7 +63,10 @@ pub enum DndWrite {
 }
 
 impl Default for GhlConfig {
+    /// The pessimistic reading of every silence, or each switch flipped under
+    /// `SANDBOX_VARIANTS=flipped` (see [`crate::variants`]).
     fn default() -> Self {
+        let flipped = crate::variants::Variants::from_env().flipped();
         Self {
             host: "127.0.0.1".to_owned(),
             port: 0,
@@ -78,9 +81,13 @@ impl Default for GhlConfig {
             faults: FaultConfig::default(),
             write_faults: WriteFaults::default(),
             search_index_lag_ms: 0,
-            lowercase_tags: true,
-            calendar_events_max_days: 31,
-            dnd_write: DndWrite::default(),
+            lowercase_tags: !flipped,
+            calendar_events_max_days: if flipped { 0 } else { 31 },
+            dnd_write: if flipped {
+                DndWrite::Merge
+            } else {
+                DndWrite::Replace
+            },
         }
     }
 }
