@@ -818,36 +818,28 @@ fn is_empty_record(v: &Value) -> bool {
     }
 }
 
-/// The MCP `update_task` arguments for a set of field changes (title, body, due, status).
+/// `update_task`'s arguments. Whether the tool patches the fields it is given or replaces
+/// the task's fields with them is not documented (API.md §5), so every field this service
+/// owns is sent from `target`, the whole task as eKyte should hold it: title, description
+/// and due date, whichever changed. The situation goes only when `changes` touch the status
+/// (a move has effects of its own). Nothing to send when nothing changed.
 fn update_task_arguments(
     id: EkyteTaskId,
     changes: &[FieldChange],
+    target: &domain::Task,
     tz: chrono_tz::Tz,
 ) -> Result<(serde_json::Map<String, Value>, bool), ApiError> {
     let mut args = serde_json::Map::new();
     let mut status = false;
     for c in changes {
         match (c.field, &c.to) {
-            ("title", FieldValue::Text(Some(t))) if !t.trim().is_empty() => {
-                args.insert("title".into(), json!(t));
-            }
+            ("title", FieldValue::Text(Some(t))) if !t.trim().is_empty() => {}
             ("title", FieldValue::Text(_)) => {
                 return Err(ApiError::Invalid {
                     messages: vec!["an eKyte task needs a title".into()],
                 });
             }
-            ("body", FieldValue::Text(b)) => {
-                args.insert(
-                    "description".into(),
-                    json!(mapping::body_html(b.as_deref())),
-                );
-            }
-            ("due", FieldValue::Time(Some(t))) => {
-                args.insert(
-                    "currentDueDate".into(),
-                    json!(mapping::format_local(*t, tz)),
-                );
-            }
+            ("body", FieldValue::Text(_)) | ("due", FieldValue::Time(Some(_))) => {}
             ("due", FieldValue::Time(None)) => {
                 return Err(ApiError::Invalid {
                     messages: vec![
@@ -871,9 +863,29 @@ fn update_task_arguments(
             }
         }
     }
-    if !args.is_empty() {
-        args.insert("taskId".into(), json!(id.get()));
+    if changes.is_empty() {
+        return Ok((args, status));
     }
+    let title = target
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Invalid {
+            messages: vec!["an eKyte task needs a title".into()],
+        })?;
+    args.insert("title".into(), json!(title));
+    args.insert(
+        "description".into(),
+        json!(mapping::body_html(target.body.as_deref())),
+    );
+    if let Some(due) = target.due {
+        args.insert(
+            "currentDueDate".into(),
+            json!(mapping::format_local(due, tz)),
+        );
+    }
+    args.insert("taskId".into(), json!(id.get()));
     Ok((args, status))
 }
 
@@ -1231,16 +1243,17 @@ impl EkyteApi for EkyteAdapter {
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, task = %id))]
-    async fn update_task(
+    async fn update_task<'a>(
         &self,
         scope: &Scope,
         id: EkyteTaskId,
         changes: &[FieldChange],
+        target: &'a Task,
     ) -> Result<(), ApiError> {
         let creds = self.inner.creds(scope).await?;
         let token = creds.token(EkyteOp::UpdateTask)?;
         let tz = mapping::zone(&scope.tenant)?;
-        let (args, touches_status) = update_task_arguments(id, changes, tz)?;
+        let (args, touches_status) = update_task_arguments(id, changes, target, tz)?;
         if touches_status {
             creds.require(EkyteOp::SetTaskStatus)?;
         }

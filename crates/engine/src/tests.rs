@@ -651,7 +651,7 @@ async fn ekyte_not_found_on_update_recreates_and_relinks() {
     ekyte
         .expect_update_task()
         .times(1)
-        .returning(|_, _, _| Err(ApiError::not_found("eKyte task 11")));
+        .returning(|_, _, _, _| Err(ApiError::not_found("eKyte task 11")));
     ekyte
         .expect_create_task()
         .times(1)
@@ -705,7 +705,7 @@ async fn unsupported_is_audited_and_not_retried() {
     ekyte
         .expect_update_task()
         .times(1)
-        .returning(|_, _, _| Err(ApiError::unsupported("update_task needs an MCP token")));
+        .returning(|_, _, _, _| Err(ApiError::unsupported("update_task needs an MCP token")));
     ekyte.expect_create_task().times(0);
     let engine = w.engine(ghl, ekyte);
     let result = engine
@@ -1367,7 +1367,7 @@ async fn a_ghl_task_whose_ekyte_copy_was_moved_before_the_takeover_is_not_create
         ])),
     );
     ekyte.expect_create_task().times(0);
-    ekyte.expect_update_task().returning(|_, _, _| Ok(()));
+    ekyte.expect_update_task().returning(|_, _, _, _| Ok(()));
     let engine = w.engine(ghl, ekyte);
     engine
         .sync_contact(w.scope(), &cid(), Options::default())

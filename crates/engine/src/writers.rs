@@ -469,14 +469,14 @@ impl Writer<Task> for TaskWriter<'_> {
         side: Side,
         id: &str,
         changes: &[FieldChange],
-        _target: &Task,
+        target: &Task,
         at: &Place,
     ) -> Result<(), SyncError> {
         match side {
             Side::Ekyte => self
                 .ports
                 .ekyte
-                .update_task(&cx.scope, ekyte_task(id)?, changes)
+                .update_task(&cx.scope, ekyte_task(id)?, changes, target)
                 .await
                 .map_err(SyncError::ekyte("update task")),
             Side::Ghl => self

@@ -255,12 +255,16 @@ pub trait EkyteApi: Send + Sync {
         task: &Task,
     ) -> Result<EkyteTaskId, ApiError>;
 
-    /// Change title / body / due (MCP `update_task`).
-    async fn update_task(
+    /// Change title / body / due (MCP `update_task`). `target` is the whole task as eKyte
+    /// should hold it afterwards: whether `update_task` patches the fields it is given or
+    /// replaces the task's fields with them is not documented (API.md §5), so an adapter may
+    /// send every field it owns.
+    async fn update_task<'a>(
         &self,
         scope: &Scope,
         id: EkyteTaskId,
         changes: &[FieldChange],
+        target: &'a domain::Task,
     ) -> Result<(), ApiError>;
 
     /// Set the situation (MCP): open 10, completed 30, cancelled 40.

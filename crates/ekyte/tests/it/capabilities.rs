@@ -30,7 +30,9 @@ async fn without_an_mcp_token_updates_are_unsupported_and_send_nothing() {
         from: FieldValue::Text(None),
         to: FieldValue::Text(Some("x".into())),
     };
-    unsupported(a.update_task(s, task, &[title]).await);
+    let title = [title];
+    let target = crate::support::target_of(&crate::support::some_task(), &title);
+    unsupported(a.update_task(s, task, &title, &target).await);
     unsupported(a.set_task_status(s, task, TaskStatus::Completed).await);
     unsupported(a.create_comment(s, task, "<div>x</div>").await);
     unsupported(a.rename_workspace(s, ws, "x").await);

@@ -30,7 +30,15 @@ async fn assert_refused(env: &Env, token: &str) {
 
     let err = env
         .adapter
-        .update_task(&env.scope, id, &retitle("Escrito por anônimo"))
+        .update_task(
+            &env.scope,
+            id,
+            &retitle("Escrito por anônimo"),
+            &crate::support::target_of(
+                &crate::support::some_task(),
+                &retitle("Escrito por anônimo"),
+            ),
+        )
         .await
         .unwrap_err();
     match &err {
@@ -66,7 +74,12 @@ async fn assert_refused(env: &Env, token: &str) {
     env.creds
         .set(&env.co.api_key, env.co.admin.mcp_token.as_deref());
     env.adapter
-        .update_task(&env.scope, id, &retitle("Corrigido"))
+        .update_task(
+            &env.scope,
+            id,
+            &retitle("Corrigido"),
+            &crate::support::target_of(&crate::support::some_task(), &retitle("Corrigido")),
+        )
         .await
         .unwrap();
     assert_eq!(env.sb.task(c, task).unwrap().title, "Corrigido");

@@ -136,17 +136,13 @@ async fn exercise_every_operation(env: &Env) {
     assert_eq!(listed[0].workspace, ws);
 
     let due2 = Utc.with_ymd_and_hms(2026, 6, 1, 12, 30, 0).unwrap();
-    a.update_task(
-        s,
-        tid,
-        &[
-            change("title", FieldValue::Text(Some("Kick-off call".into()))),
-            change("body", FieldValue::Text(Some("Agenda".into()))),
-            change("due", FieldValue::Time(Some(due2))),
-        ],
-    )
-    .await
-    .unwrap();
+    let edits = [
+        change("title", FieldValue::Text(Some("Kick-off call".into()))),
+        change("body", FieldValue::Text(Some("Agenda".into()))),
+        change("due", FieldValue::Time(Some(due2))),
+    ];
+    let target = crate::support::target_of(&crate::support::some_task(), &edits);
+    a.update_task(s, tid, &edits, &target).await.unwrap();
     let stored = env.sb.task(c, tid.get() as i64).unwrap();
     assert_eq!(stored.title, "Kick-off call");
     assert_eq!(stored.description, "<div>Agenda</div>");
@@ -388,6 +384,7 @@ async fn unknown_ids_are_not_found() {
             s,
             task,
             &[change("title", FieldValue::Text(Some("x".into())))],
+            &crate::support::some_task(),
         )
         .await
         .unwrap_err();
@@ -621,5 +618,52 @@ async fn a_task_due_late_in_the_day_is_found_after_an_unknown_outcome() {
         let tasks = env.sb.dump(env.company()).unwrap().tasks;
         let named = tasks.iter().filter(|t| t.title == "Evening review").count();
         assert_eq!(named, 1, "{means:?}: created twice");
+    }
+}
+
+/// A change of the due date alone leaves the task's title and description as they were,
+/// whether MCP `update_task` patches the fields it is given or replaces them all: the
+/// adapter sends every field it owns, from the task as it should be.
+#[tokio::test]
+async fn a_due_date_change_keeps_title_and_description_whether_mcp_patches_or_replaces() {
+    for mcp_update in [
+        sandbox::ekyte::McpUpdate::Replace,
+        sandbox::ekyte::McpUpdate::Patch,
+    ] {
+        let env = Env::start_with(
+            SimConfig {
+                mcp_update,
+                ..SimConfig::default()
+            },
+            true,
+        )
+        .await;
+        let (a, s, c) = (&env.adapter, &env.scope, env.company());
+        let ws = EkyteWorkspaceId::new(env.co.workspace_id as u64).unwrap();
+        let due = Utc.with_ymd_and_hms(2026, 5, 4, 15, 0, 0).unwrap();
+        let task = Task {
+            title: Some("Kick-off".into()),
+            body: Some("Agenda".into()),
+            due: Some(due),
+            ..Task::default()
+        };
+        let id = a.create_task(s, ws, &task).await.unwrap();
+        let due2 = Utc.with_ymd_and_hms(2026, 5, 6, 15, 0, 0).unwrap();
+        let target = Task {
+            due: Some(due2),
+            ..task.clone()
+        };
+        a.update_task(
+            s,
+            id,
+            &[change("due", FieldValue::Time(Some(due2)))],
+            &target,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mcp_update:?}: {e:?}"));
+        let stored = env.sb.task(c, id.get() as i64).unwrap();
+        assert_eq!(stored.title, "Kick-off", "{mcp_update:?}");
+        assert_eq!(stored.description, "<div>Agenda</div>", "{mcp_update:?}");
+        assert_eq!(stored.current_due_date, Some(due2), "{mcp_update:?}");
     }
 }

@@ -601,3 +601,23 @@ pub fn seed_company_in(sb: &EkyteSandbox, timezone: &str) -> DefaultCompany {
 fn uuid_v4() -> uuid::Uuid {
     uuid::Uuid::new_v4()
 }
+
+/// The task as eKyte should hold it once `changes` are made to `base`: what `update_task`
+/// is given besides the changes.
+pub fn target_of(base: &domain::Task, changes: &[domain::FieldChange]) -> domain::Task {
+    use domain::Record;
+    let mut t = base.clone();
+    for c in changes {
+        t.set(c.field, c.to.clone());
+    }
+    t
+}
+
+/// A task of a title and a due date of its own, to change in tests.
+pub fn some_task() -> domain::Task {
+    domain::Task {
+        title: Some("Tarefa".into()),
+        due: Some(chrono::Utc::now()),
+        ..domain::Task::default()
+    }
+}

@@ -42,6 +42,11 @@ async fn round_trip(env: &Env) {
                 from: FieldValue::Time(Some(due)),
                 to: FieldValue::Time(Some(due2)),
             }],
+            &domain::Task {
+                title: Some("Prazo".into()),
+                due: Some(due2),
+                ..domain::Task::default()
+            },
         )
         .await
         .unwrap();

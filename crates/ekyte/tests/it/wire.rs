@@ -168,7 +168,12 @@ async fn mcp_update(sse: bool) {
         .mount(&w.server)
         .await;
     w.adapter
-        .update_task(&w.scope, EkyteTaskId::new(9).unwrap(), &retitle())
+        .update_task(
+            &w.scope,
+            EkyteTaskId::new(9).unwrap(),
+            &retitle(),
+            &crate::support::target_of(&crate::support::some_task(), &retitle()),
+        )
         .await
         .unwrap();
     let who = w.adapter.mcp_identity(&w.scope).await.unwrap();
@@ -205,7 +210,12 @@ async fn json_rpc_argument_errors_are_invalid() {
         .await;
     let err = w
         .adapter
-        .update_task(&w.scope, EkyteTaskId::new(9).unwrap(), &retitle())
+        .update_task(
+            &w.scope,
+            EkyteTaskId::new(9).unwrap(),
+            &retitle(),
+            &crate::support::target_of(&crate::support::some_task(), &retitle()),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -242,7 +252,12 @@ async fn a_forgotten_mcp_session_is_opened_again_once() {
         .mount(&w.server)
         .await;
     w.adapter
-        .update_task(&w.scope, EkyteTaskId::new(9).unwrap(), &retitle())
+        .update_task(
+            &w.scope,
+            EkyteTaskId::new(9).unwrap(),
+            &retitle(),
+            &crate::support::target_of(&crate::support::some_task(), &retitle()),
+        )
         .await
         .unwrap();
     let inits = w
@@ -551,7 +566,12 @@ async fn transport_errors_never_carry_the_url() {
     let err = adapter.list_workspaces(&scope).await.unwrap_err();
     assert!(matches!(err, ApiError::Transient { .. }), "{err:?}");
     let err2 = adapter
-        .update_task(&scope, EkyteTaskId::new(1).unwrap(), &retitle())
+        .update_task(
+            &scope,
+            EkyteTaskId::new(1).unwrap(),
+            &retitle(),
+            &crate::support::target_of(&crate::support::some_task(), &retitle()),
+        )
         .await
         .unwrap_err();
     for e in [&err, &err2] {

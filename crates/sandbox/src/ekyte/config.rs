@@ -34,6 +34,13 @@ pub struct EkyteConfig {
     /// midnight, so `midnight` (the default) is the reading that breaks a client counting on
     /// the whole day: a task due at 18:00 is outside `dueTo` of its own day.
     pub due_to_date_means: DateOnlyMeans,
+    /// What MCP `update_task` does with the task fields it is not given (title, description,
+    /// currentDueDate). API.md §5 shows the arguments, not whether they patch or replace:
+    /// `replace` (the default) makes a call that edits any of them replace all three,
+    /// clearing an absent description and refusing an absent title or due date, which breaks
+    /// a client that sends only what changed; `patch` keeps them. A call with a situation
+    /// alone moves the task under both.
+    pub mcp_update: McpUpdate,
     /// Serve a person the notifications of their own actions (a task they created and execute,
     /// a comment they wrote on their own task). API.md does not say whether eKyte skips the
     /// actor; serving them is the default because it exposes a client that would react to its
@@ -59,6 +66,11 @@ impl Default for EkyteConfig {
             mcp_prefer_sse: false,
             expose_external_id: flipped,
             notify_actor: !flipped,
+            mcp_update: if flipped {
+                McpUpdate::Patch
+            } else {
+                McpUpdate::Replace
+            },
             due_to_date_means: if flipped {
                 DateOnlyMeans::EndOfDay
             } else {
@@ -81,6 +93,15 @@ pub enum DateOnlyMeans {
     EndOfDay,
 }
 
+/// See [`EkyteConfig::mcp_update`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpUpdate {
+    #[default]
+    Replace,
+    Patch,
+}
+
 /// A fixed window per credential (API key or MCP token): at most `requests` in each
 /// `window_ms`; the next one is answered 429 with no `Retry-After` (API.md §9: eKyte
 /// publishes no rate-limit headers).
@@ -101,6 +122,7 @@ pub struct RuntimeSettings {
     pub expose_external_id: bool,
     pub notify_actor: bool,
     pub due_to_date_means: DateOnlyMeans,
+    pub mcp_update: McpUpdate,
 }
 
 impl From<&EkyteConfig> for RuntimeSettings {
@@ -113,6 +135,7 @@ impl From<&EkyteConfig> for RuntimeSettings {
             expose_external_id: c.expose_external_id,
             notify_actor: c.notify_actor,
             due_to_date_means: c.due_to_date_means,
+            mcp_update: c.mcp_update,
         }
     }
 }

@@ -45,6 +45,7 @@ pub struct SettingsPatch {
     pub expose_external_id: Option<bool>,
     pub notify_actor: Option<bool>,
     pub due_to_date_means: Option<super::config::DateOnlyMeans>,
+    pub mcp_update: Option<super::config::McpUpdate>,
 }
 
 /// The simulator's control surface as direct calls. Cheap to clone; all clones drive the same
@@ -106,6 +107,9 @@ impl EkyteControl {
             }
             if let Some(v) = patch.due_to_date_means {
                 s.due_to_date_means = v;
+            }
+            if let Some(v) = patch.mcp_update {
+                s.mcp_update = v;
             }
         });
     }

@@ -994,10 +994,31 @@ fn write_tool(
                     Some(Situation::from_code(c).ok_or_else(|| SimError::bad_value("situation"))?)
                 }
             };
+            let title = f.str("title")?;
+            let description = f.str("description")?;
+            let current_due_date = ctx.date(f, tz, "currentDueDate")?.map(|d| d.instant);
+            // Under `replace`, a call that edits the task's content replaces all of it (see
+            // `EkyteConfig::mcp_update`): a title and a due date are required, an absent
+            // description is cleared. A call with none of them (a situation alone) moves the
+            // task and leaves its content.
+            let edits_content =
+                title.is_some() || description.is_some() || current_due_date.is_some();
+            let replace =
+                edits_content && ctx.sim.settings().mcp_update == super::config::McpUpdate::Replace;
+            if replace && title.is_none() {
+                return Err(SimError::required("title"));
+            }
+            if replace && current_due_date.is_none() {
+                return Err(SimError::required("currentDueDate"));
+            }
+            let description = match description {
+                None if replace => Some(String::new()),
+                d => d,
+            };
             let edit = TaskEdit {
-                title: f.str("title")?,
-                description: f.str("description")?,
-                current_due_date: ctx.date(f, tz, "currentDueDate")?.map(|d| d.instant),
+                title,
+                description,
+                current_due_date,
                 phase_start_date: ctx.date(f, tz, "phaseStartDate")?.map(|d| d.instant),
                 phase_due_date: ctx.date(f, tz, "phaseDueDate")?.map(|d| d.instant),
                 situation,

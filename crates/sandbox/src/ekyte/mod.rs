@@ -42,7 +42,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
 
-pub use config::{DateOnlyMeans, EkyteConfig, RateLimitConfig, RuntimeSettings};
+pub use config::{DateOnlyMeans, EkyteConfig, McpUpdate, RateLimitConfig, RuntimeSettings};
 pub use control::{EkyteControl, SettingsPatch};
 pub use model::{
     Board, BoardCategory, Comment, Company, CompanyDump, DumpUser, FlowPhase, Note, Notification,

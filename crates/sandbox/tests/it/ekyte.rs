@@ -910,7 +910,8 @@ async fn dates_are_zone_less_company_time_and_round_trip() {
         .tool_with(
             &e.token(),
             "update_task",
-            json!({ "taskId": id, "currentDueDate": t["currentDueDate"], "phaseStartDate": t["phaseStartDate"] }),
+            json!({ "taskId": id, "title": t["title"], "description": t["description"],
+                    "currentDueDate": t["currentDueDate"], "phaseStartDate": t["phaseStartDate"] }),
         )
         .await;
     let after = e.sb.task(e.co.company_id, id).unwrap();
@@ -1010,7 +1011,8 @@ async fn mcp_handshake_and_tool_calls_over_json_and_sse() {
     let updated = e
         .tool(
             "update_task",
-            json!({ "taskId": id, "title": "Novo título", "situation": 30 }),
+            json!({ "taskId": id, "title": "Novo título", "description": "<div>x</div>",
+                    "currentDueDate": "2030-01-01T10:00:00", "situation": 30 }),
         )
         .await;
     assert_eq!(updated["title"], "Novo título");
@@ -1614,4 +1616,58 @@ fn config_deserialises_from_a_partial_document() {
     .unwrap();
     assert!(c.mcp_prefer_sse);
     assert_eq!(c.faults.error_rate, 0.1);
+}
+
+/// MCP `update_task` replaces the task's content by default (the reading API.md §5 leaves
+/// open): a call that leaves out the title or the due date is refused, one that leaves out the
+/// description clears it; under `patch` they stay. A situation alone moves the task either way.
+#[tokio::test]
+async fn mcp_update_task_replaces_content_by_default_and_patches_when_set() {
+    let e = env().await;
+    let c = e.co.company_id;
+    let mut t = NewTask::new(e.co.workspace_id, e.co.task_type_id, "Original");
+    t.description = "<div>Texto</div>".into();
+    let id = e.sb.create_task(c, t).unwrap();
+    let (err, is_error) = e
+        .tool_with(
+            &e.token(),
+            "update_task",
+            json!({ "taskId": id, "title": "Só o título" }),
+        )
+        .await;
+    assert!(is_error, "a replace without a due date: {err}");
+    e.tool(
+        "update_task",
+        json!({ "taskId": id, "title": "Novo", "currentDueDate": "2030-01-01T10:00:00" }),
+    )
+    .await;
+    assert_eq!(
+        e.sb.task(c, id).unwrap().description,
+        "",
+        "replaced: cleared"
+    );
+    e.tool("update_task", json!({ "taskId": id, "situation": 30 }))
+        .await;
+    assert_eq!(
+        e.sb.task(c, id).unwrap().title,
+        "Novo",
+        "a move keeps the content"
+    );
+
+    e.sb.update_settings(sandbox::ekyte::SettingsPatch {
+        mcp_update: Some(sandbox::ekyte::McpUpdate::Patch),
+        ..Default::default()
+    });
+    e.tool(
+        "update_task",
+        json!({ "taskId": id, "description": "<div>Outro</div>" }),
+    )
+    .await;
+    e.tool("update_task", json!({ "taskId": id, "title": "Patch" }))
+        .await;
+    let after = e.sb.task(c, id).unwrap();
+    assert_eq!(
+        (after.title.as_str(), after.description.as_str()),
+        ("Patch", "<div>Outro</div>")
+    );
 }
