@@ -391,17 +391,8 @@ impl Worker {
                         let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
                         let delay = self.retry.delay(env.attempt.max(1), Some(left));
                         tracing::info!(parent: &span, reason = %chain.join(": "), ?delay, "waiting for another holder's claim");
-                        match self.broker.retry(d, env, delay).await {
-                            Ok(()) => {
-                                counter!("ges_waits_total", "kind" => kind, "tenant" => tenant.clone())
-                                    .increment(1);
-                                Outcome::Retried
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "could not schedule the wait; the broker will redeliver");
-                                Outcome::Unsettled
-                            }
-                        }
+                        self.again(d, env, delay, "ges_waits_total", kind, &tenant)
+                            .await
                     }
                     Disposition::Retry { .. } | Disposition::Wait { .. } => {
                         let after = match e.disposition() {
@@ -421,17 +412,8 @@ impl Worker {
                                 attempt: next_attempt,
                                 ..env.clone()
                             };
-                            match self.broker.retry(d, &next, delay).await {
-                                Ok(()) => {
-                                    counter!("ges_retries_total", "kind" => kind, "tenant" => tenant.clone())
-                                        .increment(1);
-                                    Outcome::Retried
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "could not schedule the retry; the broker will redeliver");
-                                    Outcome::Unsettled
-                                }
-                            }
+                            self.again(d, &next, delay, "ges_retries_total", kind, &tenant)
+                                .await
                         }
                     }
                 }
@@ -447,6 +429,28 @@ impl Worker {
             Ok(()) => outcome,
             Err(e) => {
                 tracing::warn!(error = %e, "ack failed; the broker will redeliver (handling is idempotent)");
+                Outcome::Unsettled
+            }
+        }
+    }
+    /// Send `env` round again after `delay` (through the delay tiers), counted in `series`;
+    /// if that cannot be scheduled, the broker redelivers the message itself.
+    async fn again(
+        &self,
+        d: &Delivery,
+        env: &Envelope,
+        delay: Duration,
+        series: &'static str,
+        kind: &'static str,
+        tenant: &str,
+    ) -> Outcome {
+        match self.broker.retry(d, env, delay).await {
+            Ok(()) => {
+                counter!(series, "kind" => kind, "tenant" => tenant.to_owned()).increment(1);
+                Outcome::Retried
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not send the message round again; the broker will redeliver");
                 Outcome::Unsettled
             }
         }

@@ -1660,6 +1660,12 @@ async fn a_sweep_with_few_new_contacts_leaves_the_calendars_alone() {
 /// A contact whose workspace create was claimed by a worker that died an hour ago; workspace
 /// 8 is contact c0's.
 fn world_with_a_dead_workspace_claim() -> World {
+    world_with_a_dead_workspace_claim_of(BaseRecord::None)
+}
+
+/// [`world_with_a_dead_workspace_claim`], the claim keeping `sent`: the contact as the dead
+/// worker sent it.
+fn world_with_a_dead_workspace_claim_of(sent: BaseRecord) -> World {
     let w = World::new();
     let link = |ghl: &str, ekyte: Option<&str>, state| LinkUpdate {
         ghl_id: Some(ghl.into()),
@@ -1679,11 +1685,23 @@ fn world_with_a_dead_workspace_claim() -> World {
     w.links.seed(
         &w.tenant.id,
         EntityKind::Contact,
-        link(CONTACT, None, LinkState::Claimed),
+        LinkUpdate {
+            base: sent,
+            ..link(CONTACT, None, LinkState::Claimed)
+        },
     );
     w.links
         .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
     w
+}
+
+/// The contact's link, after a sync.
+fn contact_link(w: &World) -> Link {
+    w.links
+        .find(EntityKind::Contact, |l| {
+            l.ghl_id.as_deref() == Some(CONTACT)
+        })
+        .unwrap()
 }
 
 fn named_workspace(id: u64, name: &str) -> Workspace {
@@ -1698,10 +1716,16 @@ fn named_workspace(id: u64, name: &str) -> Workspace {
 /// eKyte's reads show no `ExternalId` here: the lookup answers with these workspaces of the
 /// contact's name.
 fn ekyte_without_external_ids(named: Vec<Workspace>) -> MockEkyteApi {
-    let mut ekyte = ekyte_reads("Ana Souza", Arc::default());
+    ekyte_without_external_ids_asked("Ana Souza", named)
+}
+
+/// [`ekyte_without_external_ids`], the lookup expected to ask for the name `asked`.
+fn ekyte_without_external_ids_asked(asked: &'static str, named: Vec<Workspace>) -> MockEkyteApi {
+    let mut ekyte = ekyte_reads(asked, Arc::default());
+    ekyte.expect_rename_workspace().returning(|_, _, _| Ok(()));
     ekyte
         .expect_find_workspace()
-        .withf(|_, _, name| name == "Ana Souza")
+        .withf(move |_, _, name| name == asked)
         .returning(move |_, _, _| Ok(ports::ekyte::WorkspaceFound::Named(named.clone())));
     ekyte.expect_create_workspace().times(0);
     ekyte.expect_list_boards().returning(|_, _| Ok(vec![]));
@@ -1832,57 +1856,18 @@ async fn a_new_workspace_without_external_id_waits_while_workspace_creates_are_p
 async fn a_lost_workspace_create_is_looked_for_under_the_name_it_was_sent_with() {
     // The dead worker's claim kept the contact as it was sent: "Ana Lima". The contact is
     // "Ana Souza" now; the workspace the lost create made still bears the old name.
-    let w = World::new();
     let sent = Contact {
         name: Some("Ana Lima".into()),
         ..Contact::default()
     };
-    w.links.seed(
-        &w.tenant.id,
-        EntityKind::Contact,
-        LinkUpdate {
-            ghl_id: Some(CONTACT.into()),
-            ekyte_id: None,
-            ghl_parent: None,
-            ekyte_parent: None,
-            state: LinkState::Claimed,
-            base: BaseRecord::Contact(Box::new(sent)),
-            ghl_fp: None,
-            ekyte_fp: None,
-        },
-    );
-    w.links
-        .hold_last("worker-dead", t0() - chrono::Duration::hours(1));
+    let w = world_with_a_dead_workspace_claim_of(BaseRecord::Contact(Box::new(sent)));
     let ghl = ghl_reads(contact(), Arc::default());
-    let mut ekyte = ekyte_reads("Ana Lima", Arc::default());
-    ekyte
-        .expect_find_workspace()
-        .withf(|_, _, name| name == "Ana Lima")
-        .times(1)
-        .returning(|_, _, _| {
-            Ok(ports::ekyte::WorkspaceFound::Named(vec![named_workspace(
-                7, "Ana Lima",
-            )]))
-        });
-    ekyte.expect_create_workspace().times(0);
-    ekyte.expect_rename_workspace().returning(|_, _, _| Ok(()));
-    ekyte.expect_list_boards().returning(|_, _| Ok(vec![]));
-    ekyte
-        .expect_create_board()
-        .returning(|_, _, _| Ok(domain::EkyteBoardId::new(200).unwrap()));
-    ekyte
-        .expect_create_note()
-        .returning(|_, _, _| Ok(domain::EkyteNoteId::new(300).unwrap()));
+    let ekyte = ekyte_without_external_ids_asked("Ana Lima", vec![named_workspace(7, "Ana Lima")]);
     w.engine(ghl, ekyte)
         .sync_contact(w.scope(), &cid(), Options::default())
         .await
         .unwrap();
-    let link = w
-        .links
-        .find(EntityKind::Contact, |l| {
-            l.ghl_id.as_deref() == Some(CONTACT)
-        })
-        .unwrap();
+    let link = contact_link(&w);
     assert_eq!(link.ekyte_id.as_deref(), Some("7"), "{link:?}");
     assert_eq!(link.state, LinkState::Linked);
 }
