@@ -376,7 +376,16 @@ impl Worker {
             Ok(_) => self.ack(d, Outcome::Done).await,
             Err(e) => {
                 let chain = e.chain();
-                match e.disposition() {
+                let now = chrono::Utc::now();
+                let disposition = match e.disposition() {
+                    // A claim that has turned stale is ours to take over: past it, a wait is
+                    // an ordinary retry.
+                    Disposition::Wait { until } if until <= now => {
+                        Disposition::Retry { after: None }
+                    }
+                    other => other,
+                };
+                match disposition {
                     Disposition::Skip => {
                         tracing::warn!(parent: &span, error = %chain.join(": "), "skipped");
                         self.ack(d, Outcome::Skipped).await
@@ -385,20 +394,16 @@ impl Worker {
                         tracing::error!(parent: &span, error = %chain.join(": "), "dead-lettered");
                         self.dead_letter(d, Some(env), kind, &chain).await
                     }
-                    Disposition::Wait { until } if chrono::Utc::now() < until => {
+                    Disposition::Wait { until } => {
                         // Not a failure of this message: it looks again when the holder's
                         // claim turns stale (or sooner), its attempts untouched.
-                        let left = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                        let left = (until - now).to_std().unwrap_or_default();
                         let delay = self.retry.delay(env.attempt.max(1), Some(left));
                         tracing::info!(parent: &span, reason = %chain.join(": "), ?delay, "waiting for another holder's claim");
                         self.again(d, env, delay, "ges_waits_total", kind, &tenant)
                             .await
                     }
-                    Disposition::Retry { .. } | Disposition::Wait { .. } => {
-                        let after = match e.disposition() {
-                            Disposition::Retry { after } => after,
-                            _ => None,
-                        };
+                    Disposition::Retry { after } => {
                         let next_attempt = env.attempt + 1;
                         if next_attempt >= self.retry.max_attempts {
                             let mut chain = chain;

@@ -1750,12 +1750,7 @@ async fn a_lost_workspace_create_is_found_by_its_name_among_the_unlinked() {
         .sync_contact(w.scope(), &cid(), Options::default())
         .await
         .unwrap();
-    let link = w
-        .links
-        .find(EntityKind::Contact, |l| {
-            l.ghl_id.as_deref() == Some(CONTACT)
-        })
-        .unwrap();
+    let link = contact_link(&w);
     assert_eq!(link.state, LinkState::Linked);
     assert_eq!(
         link.ekyte_id.as_deref(),
@@ -1783,12 +1778,7 @@ async fn several_unlinked_workspaces_of_the_name_go_to_the_operator_not_a_guess(
     );
     let text = err.chain().join(": ");
     assert!(text.contains("7, 9"), "{text}");
-    let link = w
-        .links
-        .find(EntityKind::Contact, |l| {
-            l.ghl_id.as_deref() == Some(CONTACT)
-        })
-        .unwrap();
+    let link = contact_link(&w);
     assert_eq!(
         link.state,
         LinkState::Claimed,
