@@ -368,7 +368,8 @@ pub(crate) struct NewNoteBody {
 // ----- surface C: MCP (API.md §5) ------------------------------------------------------------
 
 /// `get_current_user`'s answer. Which fields mark an anonymous caller is not published
-/// (API.md §2.2); `mapping::identity` checks every one that could.
+/// (API.md §2.2); `mapping::identity` checks every one that could. The user may come bare or
+/// inside the BI envelope (`{"data": {…}}` or `{"data": [{…}]}`, §5): see [`CurrentUserDto::read`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CurrentUserDto {
@@ -380,6 +381,18 @@ pub(crate) struct CurrentUserDto {
     pub email: Option<String>,
     #[serde(default, deserialize_with = "flex_opt_bool")]
     pub anonymous: Option<bool>,
+}
+
+impl CurrentUserDto {
+    /// The user in a tool's answer, bare or enveloped.
+    pub(crate) fn read(v: &Value) -> Result<Self, serde_json::Error> {
+        let user = match v.get("data") {
+            Some(Value::Array(rows)) if rows.len() == 1 => &rows[0],
+            Some(inner @ Value::Object(_)) => inner,
+            _ => v,
+        };
+        Self::deserialize(user)
+    }
 }
 
 /// `get_detailed_board`: the notes it lists (titles are enough to resolve a create).
@@ -400,6 +413,20 @@ pub(crate) struct NoteRefDto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_current_user_is_read_bare_or_in_the_bi_envelope() {
+        let user = serde_json::json!({ "id": "u-1", "email": "ana@example.com" });
+        for answer in [
+            user.clone(),
+            serde_json::json!({ "data": user }),
+            serde_json::json!({ "data": [user] }),
+        ] {
+            let dto = CurrentUserDto::read(&answer).unwrap();
+            assert_eq!(dto.email.as_deref(), Some("ana@example.com"), "{answer}");
+            assert_eq!(dto.id, Some(Value::from("u-1")), "{answer}");
+        }
+    }
 
     #[test]
     fn workspace_rows_say_whether_they_show_the_external_id() {

@@ -179,8 +179,7 @@ pub fn read(surface: Surface, status: u16, sse: bool, body: &str) -> Result<Read
         },
         Surface::McpIdentity => match mcp(&resp)? {
             ToolOutput::Value(v) => {
-                let dto =
-                    CurrentUserDto::deserialize(&v).map_err(|e| unknown(e, "get_current_user"))?;
+                let dto = CurrentUserDto::read(&v).map_err(|e| unknown(e, "get_current_user"))?;
                 Read::Identity(mapping::identity(dto))
             }
             ToolOutput::Refused(text) => Read::Refused(text),

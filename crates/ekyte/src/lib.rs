@@ -41,7 +41,7 @@ use domain::{
 };
 use ports::ekyte::{
     Board, BoardNote, Capabilities, EkyteApi, EkyteOp, EkyteTask, NoteContent, Workspace,
-    WorkspaceFound,
+    WorkspaceFound, WorkspaceTarget,
 };
 use ports::store::{CredentialSecret, CredentialStore, Provider};
 use ports::{ApiError, Scope, StoreError};
@@ -1052,33 +1052,35 @@ impl EkyteApi for EkyteAdapter {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, workspace = %id))]
-    async fn rename_workspace(
+    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, workspace = %id, active = target.active))]
+    async fn update_workspace(
         &self,
         scope: &Scope,
         id: EkyteWorkspaceId,
-        name: &str,
+        target: &WorkspaceTarget,
     ) -> Result<(), ApiError> {
         let creds = self.inner.creds(scope).await?;
-        let token = creds.token(EkyteOp::UpdateWorkspace)?;
-        if name.trim().is_empty() {
+        let token = creds.token(if target.active {
+            EkyteOp::UpdateWorkspace
+        } else {
+            EkyteOp::DeactivateWorkspace
+        })?;
+        if target.name.trim().is_empty() {
             return Err(ApiError::Invalid {
                 messages: vec!["an eKyte workspace needs a name".into()],
             });
         }
-        self.update_workspace(scope, &creds, token, id, json!({ "name": name }))
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, workspace = %id))]
-    async fn deactivate_workspace(
-        &self,
-        scope: &Scope,
-        id: EkyteWorkspaceId,
-    ) -> Result<(), ApiError> {
-        let creds = self.inner.creds(scope).await?;
-        let token = creds.token(EkyteOp::DeactivateWorkspace)?;
-        self.update_workspace(scope, &creds, token, id, json!({ "active": false }))
+        // Every field this service owns, whichever changed: the same call reads the same
+        // whether the tool patches or replaces (docs/fidelity.md).
+        let mut args = json!({
+            "workspaceId": id.get(),
+            "name": target.name,
+            "active": target.active,
+        });
+        if let Some(ext) = &target.external {
+            args["externalId"] = json!(ext.to_string());
+        }
+        self.update_workspace_with(scope, &creds, token, id, args)
             .await
     }
 
@@ -1260,8 +1262,14 @@ impl EkyteApi for EkyteAdapter {
         if args.is_empty() {
             return Ok(());
         }
-        self.update_task_with(scope, token, id, Value::Object(args))
-            .await
+        let answer = self
+            .update_task_with(scope, token, id, Value::Object(args))
+            .await?;
+        if touches_status {
+            self.status_taken(scope, token, id, &answer, target.status)
+                .await?;
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, task = %id, status = status.as_str()))]
@@ -1274,8 +1282,12 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         let token = creds.token(EkyteOp::SetTaskStatus)?;
         // `update_task` takes the situation (10/30/40, API.md §7); the phase is left to eKyte.
+        // That MCP applies it is read from no document: the task is checked, so that a status
+        // eKyte did not take is an error the operator sees, not a write believed done (the
+        // next poll would read the old status as a change made in eKyte, and undo GHL's).
         let args = json!({ "taskId": id.get(), "situation": mapping::situation_of(status) });
-        self.update_task_with(scope, token, id, args).await
+        let answer = self.update_task_with(scope, token, id, args).await?;
+        self.status_taken(scope, token, id, &answer, status).await
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, task = %task))]
@@ -1555,20 +1567,16 @@ impl EkyteApi for EkyteAdapter {
 }
 
 impl EkyteAdapter {
-    async fn update_workspace(
+    async fn update_workspace_with(
         &self,
         scope: &Scope,
         creds: &Creds,
         token: &SecretString,
         id: EkyteWorkspaceId,
-        fields: Value,
+        args: Value,
     ) -> Result<(), ApiError> {
         let inner = &self.inner;
         let calls = Calls::unbounded(scope);
-        let mut args = json!({ "workspaceId": id.get() });
-        if let (Some(a), Value::Object(f)) = (args.as_object_mut(), fields) {
-            a.extend(f);
-        }
         inner
             .update_tool(
                 &calls,
@@ -1589,13 +1597,56 @@ impl EkyteAdapter {
             .map(|_| ())
     }
 
+    /// Whether eKyte took the status an `update_task` asked for: read from the tool's answer,
+    /// else from `get_detailed_task`. That MCP applies `situation` is read from no document,
+    /// so a status eKyte did not take is an error the operator sees, not a write believed
+    /// done: the next poll would read the old status as a change made in eKyte, and undo
+    /// GHL's. `Unsupported` when it did not; `Ok` when it did or nothing says.
+    async fn status_taken(
+        &self,
+        scope: &Scope,
+        token: &SecretString,
+        id: EkyteTaskId,
+        answer: &Value,
+        status: TaskStatus,
+    ) -> Result<(), ApiError> {
+        let situation = |v: &Value| TaskDto::deserialize(v).ok().and_then(|t| t.situation);
+        let now = match situation(answer) {
+            Some(s) => Some(s),
+            None => self
+                .inner
+                .read_tool(
+                    &Calls::unbounded(scope),
+                    scope,
+                    token,
+                    "get_detailed_task",
+                    json!({ "taskId": id.get() }),
+                )
+                .await
+                .ok()
+                .as_ref()
+                .and_then(situation),
+        };
+        match now {
+            Some(now) if mapping::status_of(Some(now)) != status => {
+                metrics::counter!("ges_ekyte_status_not_taken_total").increment(1);
+                Err(ApiError::unsupported(format!(
+                    "eKyte answered MCP update_task for task {id} with situation {now}, not \
+                     {}: this MCP server does not move a task's status",
+                    mapping::situation_of(status)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn update_task_with(
         &self,
         scope: &Scope,
         token: &SecretString,
         id: EkyteTaskId,
         args: Value,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Value, ApiError> {
         let inner = &self.inner;
         let calls = Calls::unbounded(scope);
         inner
@@ -1609,6 +1660,5 @@ impl EkyteAdapter {
                 Box::pin(inner.task_exists_mcp(&calls, scope, token, id)),
             )
             .await
-            .map(|_| ())
     }
 }

@@ -21,7 +21,6 @@ use domain::TenantId;
 use ports::ApiError;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -267,7 +266,7 @@ impl Mcp {
             .await
             .map_err(Opened::from_rpc)?;
         let user = match tool_output(&result, token) {
-            ToolOutput::Value(v) => CurrentUserDto::deserialize(&v).unwrap_or_default(),
+            ToolOutput::Value(v) => CurrentUserDto::read(&v).unwrap_or_default(),
             ToolOutput::Refused(text) => {
                 return Err(Opened::Anonymous(format!(
                     "get_current_user was refused: {text}"

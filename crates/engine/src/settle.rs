@@ -105,12 +105,14 @@ pub(crate) trait Writer<R: Record>: Send + Sync {
     ) -> Result<String, SyncError>;
 
     /// Change `changes` on `side`; `target` is the whole record as `side` should hold it
-    /// (for vendors whose update replaces everything).
+    /// (for vendors whose update replaces everything), `counterpart` its id on the other side.
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         cx: &Cx,
         side: Side,
         id: &str,
+        counterpart: Option<&str>,
         changes: &[FieldChange],
         target: &R,
         at: &Place,
@@ -125,9 +127,26 @@ pub(crate) trait Writer<R: Record>: Send + Sync {
         at: &Place,
     ) -> Result<(), SyncError>;
 
-    async fn delete(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError>;
+    /// Delete the record `id` on `side`; `current` is the record as `side` was last read to
+    /// hold it (a vendor without deletes may need it whole to mark it gone).
+    async fn delete(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        current: Option<&R>,
+        at: &Place,
+    ) -> Result<(), SyncError>;
 
-    async fn archive(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError>;
+    /// Archive the record `id` on `side`; `current` as for [`Writer::delete`].
+    async fn archive(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        current: Option<&R>,
+        at: &Place,
+    ) -> Result<(), SyncError>;
 
     /// Find a record on `side` that a create may already have made (after a crash or an
     /// unknown outcome).
@@ -404,8 +423,9 @@ impl Settler<'_> {
                             .as_ref()
                             .map(|m| m.project(side))
                             .unwrap_or_else(R::empty);
+                        let counterpart = ids.get(side.other());
                         writer
-                            .update(cx, side, &id, changes, &target, &s.place)
+                            .update(cx, side, &id, counterpart, changes, &target, &s.place)
                             .await
                     }
                     WriteOp::Complete | WriteOp::Cancel | WriteOp::Reopen => {
@@ -419,10 +439,14 @@ impl Settler<'_> {
                         let Some(id) = ids.get(side).map(str::to_owned) else {
                             continue;
                         };
+                        let current = match side {
+                            Side::Ghl => s.ghl.record.as_ref(),
+                            Side::Ekyte => s.ekyte.record.as_ref(),
+                        };
                         let res = if matches!(op, WriteOp::Delete) {
-                            writer.delete(cx, side, &id, &s.place).await
+                            writer.delete(cx, side, &id, current, &s.place).await
                         } else {
-                            writer.archive(cx, side, &id, &s.place).await
+                            writer.archive(cx, side, &id, current, &s.place).await
                         };
                         // Already gone is what a delete wants.
                         match res {

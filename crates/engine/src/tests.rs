@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 
 use domain::{
-    Contact, EkyteTaskId, EkyteWorkspaceId, EntityKind, Fingerprint, GhlContactId, GhlTaskId,
-    LocationId, Record, Side, Task, Tenant, TenantId, TenantSettings, profile,
+    Contact, EkyteTaskId, EkyteWorkspaceId, EntityKind, ExternalRef, Fingerprint, GhlContactId,
+    GhlTaskId, LocationId, Record, Side, Task, Tenant, TenantId, TenantSettings, profile,
 };
 use ports::ekyte::{
     Capabilities, EkyteChange, EkyteTask, MockEkyteApi, MockEkyteChangeSource, Workspace,
@@ -618,7 +618,7 @@ async fn our_own_echo_writes_nothing() {
     ekyte.expect_update_task().times(0);
     ekyte.expect_set_task_status().times(0);
     ekyte.expect_create_task().times(0);
-    ekyte.expect_rename_workspace().times(0);
+    ekyte.expect_update_workspace().times(0);
     ekyte.expect_update_note().times(0);
     ekyte.expect_create_note().times(0);
     let engine = w.engine(ghl, ekyte);
@@ -743,9 +743,16 @@ async fn a_conflict_is_won_by_the_owner_and_audited() {
     let ghl = ghl_reads(ghl_now, Arc::new(Mutex::new(vec![])));
     let mut ekyte = ekyte_reads("Souza Consultoria", Arc::new(Mutex::new(vec![])));
     ekyte
-        .expect_rename_workspace()
+        .expect_update_workspace()
         .times(1)
-        .withf(|_, ws, name| ws.get() == WS && name == "Ana Souza Lima")
+        .withf(|_, ws, t| {
+            // The whole workspace, for an MCP that replaces: the name, still active, and the
+            // contact it stands for.
+            ws.get() == WS
+                && t.name == "Ana Souza Lima"
+                && t.active
+                && matches!(&t.external, Some(ExternalRef::Contact { contact, .. }) if *contact == cid())
+        })
         .returning(|_, _, _| Ok(()));
     ekyte
         .expect_update_note()
@@ -1722,7 +1729,7 @@ fn ekyte_without_external_ids(named: Vec<Workspace>) -> MockEkyteApi {
 /// [`ekyte_without_external_ids`], the lookup expected to ask for the name `asked`.
 fn ekyte_without_external_ids_asked(asked: &'static str, named: Vec<Workspace>) -> MockEkyteApi {
     let mut ekyte = ekyte_reads(asked, Arc::default());
-    ekyte.expect_rename_workspace().returning(|_, _, _| Ok(()));
+    ekyte.expect_update_workspace().returning(|_, _, _| Ok(()));
     ekyte
         .expect_find_workspace()
         .withf(move |_, _, name| name == asked)

@@ -17,7 +17,7 @@ use domain::{
     FieldChange, GhlContactId, GhlNoteId, GhlTaskId, Note, Selector, Side, Task, TaskStatus,
 };
 use ports::ApiError;
-use ports::ekyte::{NoteContent, WorkspaceFound};
+use ports::ekyte::{NoteContent, WorkspaceFound, WorkspaceTarget};
 
 use crate::Ports;
 use crate::cx::Cx;
@@ -62,6 +62,18 @@ fn unsupported(side: Side, what: &str) -> SyncError {
             source,
         },
     }
+}
+
+/// The GHL contact a workspace stands for, as its `ExternalId` names it.
+fn contact_ref(cx: &Cx, contact: Option<&str>) -> Result<Option<ExternalRef>, SyncError> {
+    contact
+        .map(|c| {
+            Ok(ExternalRef::Contact {
+                location: cx.scope.tenant.location_id.clone(),
+                contact: ghl_contact(c)?,
+            })
+        })
+        .transpose()
 }
 
 /// The workspace name of a contact.
@@ -119,22 +131,30 @@ impl Writer<Contact> for ContactWriter<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         cx: &Cx,
         side: Side,
         id: &str,
+        counterpart: Option<&str>,
         changes: &[FieldChange],
         target: &Contact,
         _at: &Place,
     ) -> Result<(), SyncError> {
         match side {
-            Side::Ekyte => self
-                .ports
-                .ekyte
-                .rename_workspace(&cx.scope, workspace(id)?, &workspace_name(target))
-                .await
-                .map_err(SyncError::ekyte("rename workspace")),
+            Side::Ekyte => {
+                let target = WorkspaceTarget {
+                    name: workspace_name(target),
+                    active: true,
+                    external: contact_ref(cx, counterpart)?,
+                };
+                self.ports
+                    .ekyte
+                    .update_workspace(&cx.scope, workspace(id)?, &target)
+                    .await
+                    .map_err(SyncError::ekyte("rename workspace"))
+            }
             Side::Ghl => {
                 // Tags change only through the tag endpoints (M6).
                 let changes: Vec<FieldChange> = changes
@@ -166,15 +186,36 @@ impl Writer<Contact> for ContactWriter<'_> {
         Err(unsupported(side, "contacts have no status"))
     }
 
-    async fn delete(&self, cx: &Cx, side: Side, id: &str, _at: &Place) -> Result<(), SyncError> {
+    async fn delete(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        current: Option<&Contact>,
+        _at: &Place,
+    ) -> Result<(), SyncError> {
         match side {
-            // eKyte has no delete: a workspace is deactivated.
-            Side::Ekyte => self
-                .ports
-                .ekyte
-                .deactivate_workspace(&cx.scope, workspace(id)?)
-                .await
-                .map_err(SyncError::ekyte("deactivate workspace")),
+            // eKyte has no delete: a workspace is deactivated, under the name it has now.
+            Side::Ekyte => {
+                // Not read as present: already gone, which is what a delete wants.
+                let Some(current) = current else {
+                    return Err(SyncError::ekyte("deactivate workspace")(
+                        ApiError::NotFound {
+                            what: format!("eKyte workspace {id}"),
+                        },
+                    ));
+                };
+                let target = WorkspaceTarget {
+                    name: workspace_name(current),
+                    active: false,
+                    external: contact_ref(cx, cx.contact.as_ref().map(GhlContactId::as_str))?,
+                };
+                self.ports
+                    .ekyte
+                    .update_workspace(&cx.scope, workspace(id)?, &target)
+                    .await
+                    .map_err(SyncError::ekyte("deactivate workspace"))
+            }
             Side::Ghl => self
                 .ports
                 .ghl
@@ -184,7 +225,14 @@ impl Writer<Contact> for ContactWriter<'_> {
         }
     }
 
-    async fn archive(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+    async fn archive(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        current: Option<&Contact>,
+        at: &Place,
+    ) -> Result<(), SyncError> {
         match side {
             Side::Ghl => {
                 let tag = cx.scope.tenant.settings.policy.archive_tag.clone();
@@ -195,7 +243,7 @@ impl Writer<Contact> for ContactWriter<'_> {
                     .map(|_| ())
                     .map_err(SyncError::ghl("add archive tag"))
             }
-            Side::Ekyte => self.delete(cx, side, id, at).await,
+            Side::Ekyte => self.delete(cx, side, id, current, at).await,
         }
     }
 
@@ -329,11 +377,13 @@ impl Writer<Business> for BusinessWriter<'_> {
             .map_err(SyncError::ekyte("create workspace"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         cx: &Cx,
         side: Side,
         id: &str,
+        counterpart: Option<&str>,
         _changes: &[FieldChange],
         target: &Business,
         _at: &Place,
@@ -341,10 +391,24 @@ impl Writer<Business> for BusinessWriter<'_> {
         if side == Side::Ghl {
             return Err(unsupported(side, "businesses are read-only in GHL here"));
         }
-        let name = target.name.clone().unwrap_or_default();
+        let external = counterpart
+            .map(|b| {
+                domain::GhlBusinessId::parse(b)
+                    .map(|business| ExternalRef::Business {
+                        location: cx.scope.tenant.location_id.clone(),
+                        business,
+                    })
+                    .map_err(|_| bad_id("GHL business", b))
+            })
+            .transpose()?;
+        let target = WorkspaceTarget {
+            name: target.name.clone().unwrap_or_default(),
+            active: true,
+            external,
+        };
         self.ports
             .ekyte
-            .rename_workspace(&cx.scope, workspace(id)?, &name)
+            .update_workspace(&cx.scope, workspace(id)?, &target)
             .await
             .map_err(SyncError::ekyte("rename workspace"))
     }
@@ -360,11 +424,25 @@ impl Writer<Business> for BusinessWriter<'_> {
         Err(unsupported(side, "businesses have no status"))
     }
 
-    async fn delete(&self, _: &Cx, side: Side, _: &str, _: &Place) -> Result<(), SyncError> {
+    async fn delete(
+        &self,
+        _: &Cx,
+        side: Side,
+        _: &str,
+        _: Option<&Business>,
+        _: &Place,
+    ) -> Result<(), SyncError> {
         Err(unsupported(side, "business workspaces are not deleted"))
     }
 
-    async fn archive(&self, _: &Cx, side: Side, _: &str, _: &Place) -> Result<(), SyncError> {
+    async fn archive(
+        &self,
+        _: &Cx,
+        side: Side,
+        _: &str,
+        _: Option<&Business>,
+        _: &Place,
+    ) -> Result<(), SyncError> {
         Err(unsupported(side, "business workspaces are not archived"))
     }
 
@@ -463,11 +541,13 @@ impl Writer<Task> for TaskWriter<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         cx: &Cx,
         side: Side,
         id: &str,
+        _counterpart: Option<&str>,
         changes: &[FieldChange],
         target: &Task,
         at: &Place,
@@ -528,7 +608,14 @@ impl Writer<Task> for TaskWriter<'_> {
         }
     }
 
-    async fn delete(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+    async fn delete(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        _: Option<&Task>,
+        at: &Place,
+    ) -> Result<(), SyncError> {
         match side {
             // eKyte has no delete: the task is cancelled.
             Side::Ekyte => {
@@ -544,7 +631,14 @@ impl Writer<Task> for TaskWriter<'_> {
         }
     }
 
-    async fn archive(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+    async fn archive(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        _: Option<&Task>,
+        at: &Place,
+    ) -> Result<(), SyncError> {
         self.set_status(cx, side, id, TaskStatus::Completed, at)
             .await
     }
@@ -661,11 +755,13 @@ impl Writer<Note> for NoteWriter<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         cx: &Cx,
         side: Side,
         id: &str,
+        _counterpart: Option<&str>,
         _changes: &[FieldChange],
         target: &Note,
         at: &Place,
@@ -702,7 +798,14 @@ impl Writer<Note> for NoteWriter<'_> {
         Err(unsupported(side, "notes have no status"))
     }
 
-    async fn delete(&self, cx: &Cx, side: Side, id: &str, at: &Place) -> Result<(), SyncError> {
+    async fn delete(
+        &self,
+        cx: &Cx,
+        side: Side,
+        id: &str,
+        _: Option<&Note>,
+        at: &Place,
+    ) -> Result<(), SyncError> {
         match side {
             Side::Ekyte => Err(unsupported(side, "eKyte board notes cannot be deleted")),
             Side::Ghl => {
@@ -716,7 +819,14 @@ impl Writer<Note> for NoteWriter<'_> {
         }
     }
 
-    async fn archive(&self, _: &Cx, side: Side, _: &str, _: &Place) -> Result<(), SyncError> {
+    async fn archive(
+        &self,
+        _: &Cx,
+        side: Side,
+        _: &str,
+        _: Option<&Note>,
+        _: &Place,
+    ) -> Result<(), SyncError> {
         Err(unsupported(side, "notes are not archived"))
     }
 

@@ -116,6 +116,19 @@ pub struct Workspace {
     pub external_id: Option<String>,
 }
 
+/// A workspace as this service wants it after an update: every field it owns, whole. MCP
+/// `update_workspace` may replace what it is given and clear the rest (docs/fidelity.md), so
+/// an update names all of them, not only the one that changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceTarget {
+    pub name: String,
+    /// `false` deactivates: eKyte has no delete.
+    pub active: bool,
+    /// The GHL record the workspace stands for, written back as its `ExternalId`; `None` when
+    /// the caller does not know it (the `ExternalId` is then left out of the call).
+    pub external: Option<ExternalRef>,
+}
+
 /// What [`EkyteApi::find_workspace`] could tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorkspaceFound {
@@ -218,19 +231,15 @@ pub trait EkyteApi: Send + Sync {
         name: &'a str,
     ) -> Result<WorkspaceFound, ApiError>;
 
-    /// Rename (MCP `update_workspace`).
-    async fn rename_workspace(
+    /// Bring a workspace to `target` (MCP `update_workspace`): a rename, or a deactivation
+    /// (eKyte has no delete). Needs the capability of what the call does: `UpdateWorkspace`
+    /// for an active target, `DeactivateWorkspace` for an inactive one. `Invalid` for an empty
+    /// name, `NotFound` when the workspace is gone or out of the token's sight.
+    async fn update_workspace(
         &self,
         scope: &Scope,
         id: EkyteWorkspaceId,
-        name: &str,
-    ) -> Result<(), ApiError>;
-
-    /// Deactivate (MCP `update_workspace`); eKyte has no delete.
-    async fn deactivate_workspace(
-        &self,
-        scope: &Scope,
-        id: EkyteWorkspaceId,
+        target: &WorkspaceTarget,
     ) -> Result<(), ApiError>;
 
     /// Tasks of a workspace, every situation, every page; with comments when asked.

@@ -2,7 +2,7 @@
 
 use domain::{EkyteNoteId, EkyteTaskId, EkyteWorkspaceId, FieldChange, FieldValue, TaskStatus};
 use ports::ApiError;
-use ports::ekyte::{Capabilities, EkyteApi, NoteContent};
+use ports::ekyte::{Capabilities, EkyteApi, NoteContent, WorkspaceTarget};
 
 use crate::support::Env;
 
@@ -35,8 +35,14 @@ async fn without_an_mcp_token_updates_are_unsupported_and_send_nothing() {
     unsupported(a.update_task(s, task, &title, &target).await);
     unsupported(a.set_task_status(s, task, TaskStatus::Completed).await);
     unsupported(a.create_comment(s, task, "<div>x</div>").await);
-    unsupported(a.rename_workspace(s, ws, "x").await);
-    unsupported(a.deactivate_workspace(s, ws).await);
+    for active in [true, false] {
+        let target = WorkspaceTarget {
+            name: "x".into(),
+            active,
+            external: None,
+        };
+        unsupported(a.update_workspace(s, ws, &target).await);
+    }
     unsupported(
         a.update_note(
             s,

@@ -7,7 +7,7 @@ use domain::{
     TaskStatus,
 };
 use ports::ApiError;
-use ports::ekyte::{EkyteApi, NoteContent, WorkspaceFound};
+use ports::ekyte::{EkyteApi, NoteContent, WorkspaceFound, WorkspaceTarget};
 use sandbox::common::{FaultConfig, RouteFault};
 use sandbox::ekyte::{DateOnlyMeans, EkyteConfig as SimConfig, Situation, WorkspaceEdit};
 
@@ -206,15 +206,25 @@ async fn exercise_every_operation(env: &Env) {
     );
 
     // Workspace rename and deactivation (MCP).
-    a.rename_workspace(s, ws, "Cliente Renomeado")
-        .await
-        .unwrap();
-    a.deactivate_workspace(s, ws).await.unwrap();
+    let mut target = WorkspaceTarget {
+        name: "Cliente Renomeado".into(),
+        active: true,
+        external: Some(ext.clone()),
+    };
+    a.update_workspace(s, ws, &target).await.unwrap();
+    target.active = false;
+    a.update_workspace(s, ws, &target).await.unwrap();
     // The name last seen was the old one: the adapter still finds it.
     let read = a.get_workspace(s, ws, Some("Cliente GHL")).await.unwrap();
     assert_eq!(
         (read.name.as_str(), read.active),
         ("Cliente Renomeado", false)
+    );
+    // Under `replace` (the default), a field left out would have been cleared.
+    let stored = env.sb.workspace(c, ws.get() as i64).unwrap();
+    assert_eq!(
+        stored.external_id.as_deref(),
+        Some(ext.to_string().as_str())
     );
 }
 
@@ -397,7 +407,18 @@ async fn unknown_ids_are_not_found() {
     let err = a.create_comment(s, task, "<div>x</div>").await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     let ws = EkyteWorkspaceId::new(77).unwrap();
-    let err = a.rename_workspace(s, ws, "x").await.unwrap_err();
+    let err = a
+        .update_workspace(
+            s,
+            ws,
+            &WorkspaceTarget {
+                name: "x".into(),
+                active: true,
+                external: None,
+            },
+        )
+        .await
+        .unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     let note = domain::EkyteNoteId::new(77).unwrap();
     let err = a
@@ -666,4 +687,66 @@ async fn a_due_date_change_keeps_title_and_description_whether_mcp_patches_or_re
         assert_eq!(stored.description, "<div>Agenda</div>", "{mcp_update:?}");
         assert_eq!(stored.current_due_date, Some(due2), "{mcp_update:?}");
     }
+}
+
+/// A status MCP `update_task` did not take is an error, not a write believed done: believed,
+/// the next poll would read the old status as a change made in eKyte and undo GHL's.
+#[tokio::test]
+async fn a_status_mcp_does_not_take_is_an_error_not_a_write_believed_done() {
+    let env = Env::start_with(
+        SimConfig {
+            mcp_update_ignores_situation: true,
+            ..SimConfig::default()
+        },
+        true,
+    )
+    .await;
+    let (a, s, c) = (&env.adapter, &env.scope, env.company());
+    let ws = EkyteWorkspaceId::new(env.co.workspace_id as u64).unwrap();
+    let task = Task {
+        title: Some("Kick-off".into()),
+        due: Some(Utc.with_ymd_and_hms(2026, 5, 4, 15, 0, 0).unwrap()),
+        ..Task::default()
+    };
+    let id = a.create_task(s, ws, &task).await.unwrap();
+    let err = a
+        .set_task_status(s, id, TaskStatus::Completed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ApiError::Unsupported { operation } if operation.contains("situation")),
+        "{err:?}"
+    );
+    // Through a content update that also moves the status, the same.
+    let target = Task {
+        status: TaskStatus::Cancelled,
+        ..task.clone()
+    };
+    let err = a
+        .update_task(
+            s,
+            id,
+            &[change("status", FieldValue::Status(TaskStatus::Cancelled))],
+            &target,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Unsupported { .. }), "{err:?}");
+    assert_eq!(
+        env.sb.task(c, id.get() as i64).unwrap().situation,
+        Situation::Active
+    );
+
+    // Taken, it is fine.
+    env.sb.update_settings(sandbox::ekyte::SettingsPatch {
+        mcp_update_ignores_situation: Some(false),
+        ..Default::default()
+    });
+    a.set_task_status(s, id, TaskStatus::Completed)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.sb.task(c, id.get() as i64).unwrap().situation,
+        Situation::Completed
+    );
 }

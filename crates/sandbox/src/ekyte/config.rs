@@ -41,6 +41,24 @@ pub struct EkyteConfig {
     /// a client that sends only what changed; `patch` keeps them. A call with a situation
     /// alone moves the task under both.
     pub mcp_update: McpUpdate,
+    /// How MCP tools treat the arguments they are given. API.md §5 names each tool's
+    /// arguments, not what the server does with others: `strict` (the default) answers a call
+    /// with an argument its schema does not list, without one it marks required, or with one
+    /// of another JSON type, by JSON-RPC error -32602, as an MCP server that validates against
+    /// its `inputSchema` does; this breaks a client that guesses a name. `lenient` ignores
+    /// unknown arguments, reads numbers from strings and takes the id aliases (`id` for
+    /// `workspaceId`, …), and lets each tool find what it misses.
+    pub mcp_arguments: McpArguments,
+    /// The shape of MCP `get_current_user`'s answer. API.md §5 says tool results are "often"
+    /// wrapped in the BI envelope and shows none for this tool: `enveloped` (the default)
+    /// answers `{"data": {…}}`, which breaks a client reading the user's fields at the top;
+    /// `bare` answers the user itself.
+    pub mcp_current_user: CurrentUserShape,
+    /// MCP `update_task` answers as usual but leaves the task's situation as it was. Not a
+    /// reading of the documents to survive (a server that did this would leave no way to move
+    /// a task's status): a way to show that a client notices instead of believing it. Off by
+    /// default and in the flipped run.
+    pub mcp_update_ignores_situation: bool,
     /// Serve a person the notifications of their own actions (a task they created and execute,
     /// a comment they wrote on their own task). API.md does not say whether eKyte skips the
     /// actor; serving them is the default because it exposes a client that would react to its
@@ -71,6 +89,17 @@ impl Default for EkyteConfig {
             } else {
                 McpUpdate::Replace
             },
+            mcp_arguments: if flipped {
+                McpArguments::Lenient
+            } else {
+                McpArguments::Strict
+            },
+            mcp_current_user: if flipped {
+                CurrentUserShape::Bare
+            } else {
+                CurrentUserShape::Enveloped
+            },
+            mcp_update_ignores_situation: false,
             due_to_date_means: if flipped {
                 DateOnlyMeans::EndOfDay
             } else {
@@ -102,6 +131,24 @@ pub enum McpUpdate {
     Patch,
 }
 
+/// See [`EkyteConfig::mcp_arguments`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpArguments {
+    #[default]
+    Strict,
+    Lenient,
+}
+
+/// See [`EkyteConfig::mcp_current_user`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurrentUserShape {
+    #[default]
+    Enveloped,
+    Bare,
+}
+
 /// A fixed window per credential (API key or MCP token): at most `requests` in each
 /// `window_ms`; the next one is answered 429 with no `Retry-After` (API.md §9: eKyte
 /// publishes no rate-limit headers).
@@ -123,6 +170,9 @@ pub struct RuntimeSettings {
     pub notify_actor: bool,
     pub due_to_date_means: DateOnlyMeans,
     pub mcp_update: McpUpdate,
+    pub mcp_arguments: McpArguments,
+    pub mcp_current_user: CurrentUserShape,
+    pub mcp_update_ignores_situation: bool,
 }
 
 impl From<&EkyteConfig> for RuntimeSettings {
@@ -136,6 +186,9 @@ impl From<&EkyteConfig> for RuntimeSettings {
             notify_actor: c.notify_actor,
             due_to_date_means: c.due_to_date_means,
             mcp_update: c.mcp_update,
+            mcp_arguments: c.mcp_arguments,
+            mcp_current_user: c.mcp_current_user,
+            mcp_update_ignores_situation: c.mcp_update_ignores_situation,
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct SettingsPatch {
     pub notify_actor: Option<bool>,
     pub due_to_date_means: Option<super::config::DateOnlyMeans>,
     pub mcp_update: Option<super::config::McpUpdate>,
+    pub mcp_arguments: Option<super::config::McpArguments>,
+    pub mcp_current_user: Option<super::config::CurrentUserShape>,
+    pub mcp_update_ignores_situation: Option<bool>,
 }
 
 /// The simulator's control surface as direct calls. Cheap to clone; all clones drive the same
@@ -110,6 +113,15 @@ impl EkyteControl {
             }
             if let Some(v) = patch.mcp_update {
                 s.mcp_update = v;
+            }
+            if let Some(v) = patch.mcp_arguments {
+                s.mcp_arguments = v;
+            }
+            if let Some(v) = patch.mcp_current_user {
+                s.mcp_current_user = v;
+            }
+            if let Some(v) = patch.mcp_update_ignores_situation {
+                s.mcp_update_ignores_situation = v;
             }
         });
     }

@@ -29,6 +29,7 @@ use axum::routing::post;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::config::{CurrentUserShape, McpArguments};
 use super::dates::ParsedDate;
 use super::model::{CompanyData, Profile, Situation, Task, Workspace};
 use super::params::{Fields, Params};
@@ -193,6 +194,16 @@ fn call(sim: &Sim, caller: Caller, id: Value, params: &Value) -> Value {
         return rpc_error(id, -32602, &format!("Unknown tool: {name}"));
     };
     sim.counters.bump(&format!("mcp_tool:{name}"));
+    if sim.settings().mcp_arguments == McpArguments::Strict
+        && let Err(why) = check_arguments(spec, args)
+    {
+        sim.counters.bump("mcp_invalid_arguments");
+        return rpc_error(
+            id,
+            -32602,
+            &format!("Invalid arguments for tool {name}: {why}"),
+        );
+    }
     if matches!(caller, Caller::Anonymous { .. }) {
         sim.counters.bump("mcp_anonymous_call");
         if spec.write {
@@ -204,6 +215,31 @@ fn call(sim: &Sim, caller: Caller, id: Value, params: &Value) -> Value {
         Err(e) => json!({ "content": [{ "type": "text", "text": e.text }], "isError": true }),
     };
     rpc_result(id, result)
+}
+
+/// Arguments against a tool's `inputSchema`, as a validating MCP server reads them (see
+/// [`super::config::EkyteConfig::mcp_arguments`]): no argument the schema does not list, every
+/// required one present, each of its declared JSON type (`null` is no type).
+fn check_arguments(spec: &ToolSpec, args: &Map<String, Value>) -> Result<(), String> {
+    for (name, value) in args {
+        let Some((_, ty, _, _)) = spec.args.iter().find(|a| a.0 == name) else {
+            return Err(format!("unrecognized key {name:?}"));
+        };
+        let fits = match *ty {
+            ID => value.as_i64().is_some(),
+            S => value.is_string(),
+            "boolean" => value.is_boolean(),
+            "array" => value.is_array(),
+            _ => true,
+        };
+        if !fits {
+            return Err(format!("{name:?}: expected {ty}, received {value}"));
+        }
+    }
+    match spec.args.iter().find(|a| a.2 && !args.contains_key(a.0)) {
+        Some((name, ..)) => Err(format!("{name:?} is required")),
+        None => Ok(()),
+    }
 }
 
 // ----- tools ---------------------------------------------------------------------------------
@@ -602,7 +638,11 @@ fn run(sim: &Sim, caller: Caller, spec: &ToolSpec, f: Fields<'_>) -> Result<Valu
         Caller::Anonymous { company } => (company, None),
     };
     if spec.name == "get_current_user" {
-        return current_user(sim, company, user);
+        let me = current_user(sim, company, user)?;
+        return Ok(match sim.settings().mcp_current_user {
+            CurrentUserShape::Enveloped => json!({ "data": me }),
+            CurrentUserShape::Bare => me,
+        });
     }
     let Some(company) = company else {
         // Anonymous and tied to no company: nothing to see, and writes vanish.
@@ -911,14 +951,29 @@ fn write_tool(
             if !ctx.sees_ws_id(data, id) {
                 return Err(SimError::workspace_not_found());
             }
+            // Under `replace` (see `EkyteConfig::mcp_update`) a call gives the workspace whole:
+            // its name is required, an absent `active` means active and an absent
+            // `externalId` is cleared. Description and squad are kept under both.
+            let replace = ctx.sim.settings().mcp_update == super::config::McpUpdate::Replace;
+            let name = f.str("name")?;
+            if replace && name.is_none() {
+                return Err(SimError::required("name"));
+            }
+            let external_id = f.str("externalId")?;
+            let clear_external = replace && external_id.is_none();
             let edit = WorkspaceEdit {
-                name: f.str("name")?,
+                name,
                 description: f.str("description")?,
-                active: f.bool("active")?,
-                external_id: f.str("externalId")?,
+                active: f.bool("active")?.or(replace.then_some(true)),
+                external_id,
                 squad_id: f.int("squadId")?,
             };
             store.edit_workspace(ctx.company, id, edit, now)?;
+            if clear_external
+                && let Some(ws) = store.company_mut(ctx.company)?.workspaces.get_mut(&id)
+            {
+                ws.external_id = None;
+            }
             let v = ctx.view(store)?;
             Ok(v.workspace(&v.data.workspaces[&id]))
         }
@@ -1015,6 +1070,7 @@ fn write_tool(
                 None if replace => Some(String::new()),
                 d => d,
             };
+            let situation = situation.filter(|_| !ctx.sim.settings().mcp_update_ignores_situation);
             let edit = TaskEdit {
                 title,
                 description,

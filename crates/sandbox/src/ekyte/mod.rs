@@ -42,7 +42,10 @@ use axum::Router;
 use axum::http::StatusCode;
 use tokio::net::TcpListener;
 
-pub use config::{DateOnlyMeans, EkyteConfig, McpUpdate, RateLimitConfig, RuntimeSettings};
+pub use config::{
+    CurrentUserShape, DateOnlyMeans, EkyteConfig, McpArguments, McpUpdate, RateLimitConfig,
+    RuntimeSettings,
+};
 pub use control::{EkyteControl, SettingsPatch};
 pub use model::{
     Board, BoardCategory, Comment, Company, CompanyDump, DumpUser, FlowPhase, Note, Notification,

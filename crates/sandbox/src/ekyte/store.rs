@@ -294,7 +294,7 @@ impl Store {
             .ok_or_else(SimError::company_not_found)
     }
 
-    fn company_mut(&mut self, id: i64) -> Result<&mut CompanyData, SimError> {
+    pub(super) fn company_mut(&mut self, id: i64) -> Result<&mut CompanyData, SimError> {
         self.companies
             .get_mut(&id)
             .ok_or_else(SimError::company_not_found)

@@ -973,9 +973,10 @@ async fn mcp_handshake_and_tool_calls_over_json_and_sse() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(r.text().await.unwrap().is_empty());
 
+    // In the BI envelope by default (`mcp_current_user = enveloped`).
     let me = e.tool("get_current_user", json!({})).await;
-    assert_eq!(me["email"], e.co.admin.email);
-    assert_eq!(me["companyId"], e.co.company_id);
+    assert_eq!(me["data"]["email"], e.co.admin.email);
+    assert_eq!(me["data"]["companyId"], e.co.company_id);
 
     // The same calls over SSE.
     e.sb.set_mcp_prefer_sse(true);
@@ -1195,6 +1196,7 @@ async fn mcp_malformed_token_is_served_as_anonymous() {
     let pasted = format!("https://api.ekyte.com/mcp?token={}", e.token());
     let (me, is_error) = e.tool_with(&pasted, "get_current_user", json!({})).await;
     assert!(!is_error, "no error: that is the trap");
+    let me = &me["data"];
     assert_eq!(me["id"], "00000000-0000-0000-0000-000000000000");
     assert!(me["email"].is_null());
     assert!(me["userName"].is_null());
@@ -1670,4 +1672,118 @@ async fn mcp_update_task_replaces_content_by_default_and_patches_when_set() {
         (after.title.as_str(), after.description.as_str()),
         ("Patch", "<div>Outro</div>")
     );
+}
+
+/// MCP `update_workspace` under `replace` (the default) takes the workspace whole: a call
+/// without a name is refused, an absent `externalId` is cleared and an absent `active` means
+/// active; under `patch` what a call leaves out stays.
+#[tokio::test]
+async fn mcp_update_workspace_replaces_by_default_and_patches_when_set() {
+    let e = env().await;
+    let c = e.co.company_id;
+    let ws = e.co.workspace_id;
+    e.tool(
+        "update_workspace",
+        json!({ "workspaceId": ws, "name": "Com id", "externalId": "ghl:contact:l1:c1" }),
+    )
+    .await;
+    let (err, is_error) = e
+        .tool_with(
+            &e.token(),
+            "update_workspace",
+            json!({ "workspaceId": ws, "active": false }),
+        )
+        .await;
+    assert!(is_error, "a replace without a name: {err}");
+    assert!(e.sb.workspace(c, ws).unwrap().active);
+    e.tool(
+        "update_workspace",
+        json!({ "workspaceId": ws, "name": "Sem id" }),
+    )
+    .await;
+    let after = e.sb.workspace(c, ws).unwrap();
+    assert_eq!(
+        (after.name.as_str(), after.active, after.external_id),
+        ("Sem id", true, None),
+        "replaced: the id left out is cleared"
+    );
+
+    e.sb.update_settings(sandbox::ekyte::SettingsPatch {
+        mcp_update: Some(sandbox::ekyte::McpUpdate::Patch),
+        ..Default::default()
+    });
+    e.tool(
+        "update_workspace",
+        json!({ "workspaceId": ws, "externalId": "ghl:contact:l1:c2" }),
+    )
+    .await;
+    e.tool(
+        "update_workspace",
+        json!({ "workspaceId": ws, "active": false }),
+    )
+    .await;
+    let after = e.sb.workspace(c, ws).unwrap();
+    assert_eq!(
+        (
+            after.name.as_str(),
+            after.active,
+            after.external_id.as_deref()
+        ),
+        ("Sem id", false, Some("ghl:contact:l1:c2")),
+        "patched: what is left out stays"
+    );
+}
+
+/// Under `mcp_arguments = strict` (the default) a tool call is checked against the tool's
+/// `inputSchema` and refused with JSON-RPC -32602: an argument it does not list (an id
+/// alias among them), a required one missing, one of another type. Under `lenient` the alias
+/// and the number in a string go through.
+#[tokio::test]
+async fn mcp_arguments_are_checked_against_the_schema_unless_lenient() {
+    let e = env().await;
+    let c = e.co.company_id;
+    let id =
+        e.sb.create_task(
+            c,
+            NewTask::new(e.co.workspace_id, e.co.task_type_id, "alvo"),
+        )
+        .unwrap();
+    let call = |args: Value| {
+        json!({
+            "jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": { "name": "get_detailed_task", "arguments": args },
+        })
+    };
+    for (args, why) in [
+        (
+            json!({ "taskId": id, "extra": 1 }),
+            "unrecognized key \"extra\"",
+        ),
+        (json!({ "id": id }), "unrecognized key \"id\""),
+        (json!({}), "\"taskId\" is required"),
+        (json!({ "taskId": id.to_string() }), "expected integer"),
+    ] {
+        let (status, _, body) = e
+            .mcp_raw(&e.token(), "application/json", &call(args.clone()))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["error"]["code"], -32602, "{args}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{args}: {message}");
+    }
+    assert_eq!(
+        e.tool("get_detailed_task", json!({ "taskId": id })).await["id"],
+        id
+    );
+
+    e.sb.update_settings(sandbox::ekyte::SettingsPatch {
+        mcp_arguments: Some(sandbox::ekyte::McpArguments::Lenient),
+        ..Default::default()
+    });
+    for args in [
+        json!({ "id": id, "extra": 1 }),
+        json!({ "taskId": id.to_string() }),
+    ] {
+        assert_eq!(e.tool("get_detailed_task", args).await["id"], id);
+    }
 }
