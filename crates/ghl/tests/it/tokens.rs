@@ -296,6 +296,7 @@ async fn a_refused_private_token_says_what_to_do() {
         .ghl
         .register_pit(sandbox::ghl::PitSpec {
             location_id: Some(LOCATION.into()),
+            scopes: ghl::default_scopes(),
             ..Default::default()
         })
         .unwrap();

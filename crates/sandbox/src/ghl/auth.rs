@@ -174,6 +174,21 @@ pub struct TokenPair {
     pub refresh_token: String,
 }
 
+/// Every scope some route of this simulator checks (API.md §7 "Scopes needed here").
+pub const SCOPES: &[&str] = &[
+    "contacts.readonly",
+    "contacts.write",
+    "businesses.readonly",
+    "businesses.write",
+    "locations.readonly",
+    "locations/customFields.readonly",
+    "locations/tasks.readonly",
+    "calendars/events.readonly",
+    "calendars.readonly",
+    "oauth.readonly",
+    "oauth.write",
+];
+
 fn scope_set(scopes: &Option<Vec<String>>) -> Option<BTreeSet<String>> {
     scopes.as_ref().map(|s| s.iter().cloned().collect())
 }
@@ -181,21 +196,7 @@ fn scope_set(scopes: &Option<Vec<String>>) -> Option<BTreeSet<String>> {
 fn scope_string(scopes: &Option<BTreeSet<String>>) -> String {
     match scopes {
         Some(s) => s.iter().cloned().collect::<Vec<_>>().join(" "),
-        // Every scope this simulator knows (API.md §7 "Scopes needed here").
-        None => [
-            "contacts.readonly",
-            "contacts.write",
-            "businesses.readonly",
-            "businesses.write",
-            "locations.readonly",
-            "locations/customFields.readonly",
-            "locations/tasks.readonly",
-            "calendars/events.readonly",
-            "calendars.readonly",
-            "oauth.readonly",
-            "oauth.write",
-        ]
-        .join(" "),
+        None => SCOPES.join(" "),
     }
 }
 
@@ -248,6 +249,13 @@ impl AuthRegistry {
         spec: &PitSpec,
         company_of: impl Fn(&str) -> Option<String>,
     ) -> ApiResult<String> {
+        if spec.scopes.iter().all(|s| s.trim().is_empty()) {
+            return Err(ApiError::unprocessable(vec![
+                "scopes should not be empty: a Private Integration Token is created with the \
+                 scopes it may use"
+                    .to_owned(),
+            ]));
+        }
         let principal = match (&spec.location_id, &spec.company_id) {
             (Some(l), _) => Principal::Location(l.clone()),
             (None, Some(c)) => Principal::Company(c.clone()),
@@ -278,7 +286,7 @@ impl AuthRegistry {
             app_key: format!("pit:{app_id}"),
             app_id: app_id.clone(),
             version_id: format!("{app_id}-v1"),
-            scopes: scope_set(&spec.scopes),
+            scopes: Some(spec.scopes.iter().cloned().collect()),
             client_id: None,
             company_id,
         };
@@ -799,6 +807,7 @@ mod tests {
             .register_pit(
                 &PitSpec {
                     location_id: Some("loc".into()),
+                    scopes: vec!["contacts.readonly".into()],
                     ..PitSpec::default()
                 },
                 |_| Some("co".into()),

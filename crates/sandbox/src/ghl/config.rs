@@ -51,6 +51,21 @@ pub struct GhlConfig {
     /// §3.2) is silent: `replace` (the default) drops the channels a write leaves out, which
     /// breaks a client that sends only the channels it changed; `merge` keeps them.
     pub dnd_write: DndWrite,
+    /// Whether each hit of `POST /contacts/search` carries its own `searchAfter` array. Only a
+    /// third-party mirror says it does (API.md §5): `absent` (the default) leaves it out, which
+    /// breaks a client that pages with the last hit's `searchAfter`; `per_hit` adds
+    /// `[sort values…, id]` to every hit. Under both, a cursor the client builds itself from
+    /// the last hit (`[dateUpdated epoch ms, id]` for a `dateUpdated` sort) is accepted.
+    pub search_cursor: SearchCursor,
+}
+
+/// See [`GhlConfig::search_cursor`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchCursor {
+    #[default]
+    Absent,
+    PerHit,
 }
 
 /// See [`GhlConfig::dnd_write`].
@@ -87,6 +102,11 @@ impl Default for GhlConfig {
                 DndWrite::Merge
             } else {
                 DndWrite::Replace
+            },
+            search_cursor: if flipped {
+                SearchCursor::PerHit
+            } else {
+                SearchCursor::Absent
             },
         }
     }
@@ -163,8 +183,9 @@ pub struct PitSpec {
     /// The rate-limit budget is per app and location (API.md §8); PITs of one app share it.
     /// Empty = the token is its own app.
     pub app_id: String,
-    /// `None` = every scope.
-    pub scopes: Option<Vec<String>>,
+    /// The scopes the token was created with. A real PIT is always created with a chosen
+    /// list, so there is no "every scope" here: an empty list is refused at registration.
+    pub scopes: Vec<String>,
 }
 
 /// OAuth token behaviour (API.md §7).

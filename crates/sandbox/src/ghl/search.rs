@@ -2,9 +2,10 @@
 //! at 10,000 records and `searchAfter` cursors for the rest.
 //!
 //! Guarantees: results are totally ordered (the sort fields, then the contact id), so paging
-//! with `searchAfter` visits every matching contact exactly once while nothing changes; each
-//! result carries its own cursor `searchAfter: [sortValue…, id]`; missing sort values sort
-//! last in both directions (as Elasticsearch does by default).
+//! with `searchAfter` visits every matching contact exactly once while nothing changes; the
+//! cursor after a hit is `[sortValue…, id]` (dates as epoch ms), which the handler shows on
+//! each hit only under `GhlConfig::search_cursor = per_hit`; missing sort values sort last in
+//! both directions (as Elasticsearch does by default).
 
 use std::cmp::Ordering;
 

@@ -12,8 +12,8 @@ use reqwest::Method;
 use sandbox::common::{FaultConfig, RouteFault, ServerHandle, serve};
 use sandbox::ghl::{
     AgencyConfig, GhlConfig, GhlSandbox, InstalledCount, LocationSpec, LocationUpdate,
-    OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, WebhookConfig, WebhookFaults,
-    WriteFaults,
+    OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, SearchCursor, WebhookConfig,
+    WebhookFaults, WriteFaults,
 };
 use serde_json::{Value, json};
 
@@ -44,6 +44,7 @@ async fn env_with(config: GhlConfig) -> Env {
     let token = ghl
         .register_pit(PitSpec {
             location_id: Some(LOC.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -52,6 +53,14 @@ async fn env_with(config: GhlConfig) -> Env {
         http: reqwest::Client::new(),
         token,
     }
+}
+
+/// Every scope the simulator checks: for tests about something other than scopes.
+fn all_scopes() -> Vec<String> {
+    sandbox::ghl::SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 async fn env() -> Env {
@@ -421,7 +430,12 @@ async fn deprecated_list_pages_with_a_start_after_cursor() {
 
 #[tokio::test]
 async fn search_after_reads_past_the_ten_thousand_page_cap() {
-    let e = env().await;
+    // The cap is the point here, not where the cursor comes from: hits carry theirs.
+    let e = env_with(GhlConfig {
+        search_cursor: SearchCursor::PerHit,
+        ..GhlConfig::default()
+    })
+    .await;
     let seeds: Vec<Value> = (0..10_050)
         .map(|i| json!({"email": format!("c{i}@bulk.io"), "dateAdded": format!("2024-01-01T00:00:00.{:03}Z", i % 1000)}))
         .collect();
@@ -567,7 +581,6 @@ async fn search_filters_sort_and_validation() {
         "dateUpdated",
         "tags",
         "customFields",
-        "searchAfter",
     ] {
         assert!(full.get(k).is_some(), "search results carry {k}");
     }
@@ -646,6 +659,7 @@ async fn auth_failures_have_ghl_bodies() {
         .ghl
         .register_pit(PitSpec {
             location_id: Some(OTHER_LOC.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -658,11 +672,27 @@ async fn auth_failures_have_ghl_bodies() {
         "The token does not have access to this location."
     );
 
+    // A PIT is created with the scopes it may use: none named is not "every scope".
+    let unscoped = e
+        .ghl
+        .register_pit(PitSpec {
+            location_id: Some(LOC.into()),
+            ..PitSpec::default()
+        })
+        .expect_err("a PIT without scopes is refused");
+    assert_eq!(unscoped.status.as_u16(), 422);
+    assert!(
+        unscoped
+            .body
+            .to_string()
+            .contains("scopes should not be empty")
+    );
+
     let read_only = e
         .ghl
         .register_pit(PitSpec {
             location_id: Some(LOC.into()),
-            scopes: Some(vec!["contacts.readonly".into()]),
+            scopes: vec!["contacts.readonly".into()],
             ..PitSpec::default()
         })
         .expect("pit");
@@ -929,6 +959,7 @@ async fn rate_limit_headers_and_earned_versus_injected_429() {
         .register_pit(PitSpec {
             location_id: Some(OTHER_LOC.into()),
             app_id: "same-app".into(),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -1608,12 +1639,19 @@ async fn control_api_over_http() {
     .await
     .expect("json");
     assert_eq!(loc["id"], "ctlLoc00000000000001");
-    let pit = post("/pits", json!({"locationId": "ctlLoc00000000000001"}))
+    let unscoped = post("/pits", json!({"locationId": "ctlLoc00000000000001"}))
         .await
-        .expect("pit")
-        .json::<Value>()
-        .await
-        .expect("json")["token"]
+        .expect("pit");
+    assert_eq!(unscoped.status(), 422, "a PIT names its scopes");
+    let pit = post(
+        "/pits",
+        json!({"locationId": "ctlLoc00000000000001", "scopes": all_scopes()}),
+    )
+    .await
+    .expect("pit")
+    .json::<Value>()
+    .await
+    .expect("json")["token"]
         .as_str()
         .expect("token")
         .to_owned();

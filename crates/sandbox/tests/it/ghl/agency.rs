@@ -314,6 +314,7 @@ async fn installed_locations_refuses_what_the_spec_forbids() {
         .ghl
         .register_pit(PitSpec {
             company_id: Some(CO.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("agency pit");
@@ -458,6 +459,7 @@ async fn company_lifecycle_webhooks_are_signed_have_no_location_id_and_uninstall
         .ghl
         .register_pit(PitSpec {
             location_id: Some(A1.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -652,6 +654,7 @@ async fn location_forms_of_install_and_uninstall_follow_the_documents() {
         .ghl
         .register_pit(PitSpec {
             location_id: Some(A1.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
