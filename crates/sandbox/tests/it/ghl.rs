@@ -426,6 +426,110 @@ async fn deprecated_list_pages_with_a_start_after_cursor() {
     e.ghl.shutdown().await.expect("shutdown");
 }
 
+// ---------------------------------------------------------------------- request parsing
+
+/// GHL's framework (NestJS on Express) parses a JSON body only under `Content-Type:
+/// application/json`: the same bytes under another type reach validation as nothing, so a
+/// create is refused for its required fields and an update changes nothing.
+#[tokio::test]
+async fn a_json_body_without_its_content_type_is_read_as_nothing() {
+    let e = env().await;
+    let c = e
+        .create_contact(json!({"firstName": "Ana", "email": "ana@ct.io"}))
+        .await;
+    let id = c["id"].as_str().expect("id");
+    let raw = |method: Method, path: String, body: Value, content_type: Option<&'static str>| {
+        let mut req = e
+            .http
+            .request(method, e.url(&path))
+            .bearer_auth(&e.token)
+            .header("Version", V)
+            .body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        async move {
+            let resp = req.send().await.expect("request reaches the simulator");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let create = json!({"locationId": LOC, "firstName": "Bo", "email": "bo@ct.io"});
+    for ct in [None, Some("text/plain")] {
+        let (status, body) = raw(Method::POST, "/contacts/".into(), create.clone(), ct).await;
+        assert_eq!(status, 422, "{ct:?}: {body}");
+        assert_eq!(body["error"], "Unprocessable Entity");
+        let messages = body["message"].as_array().expect("an array of messages");
+        assert!(
+            messages.contains(&json!("locationId should not be empty")),
+            "{body}"
+        );
+    }
+    // Where nothing is required, the write "succeeds" and changes nothing.
+    let (status, body) = raw(
+        Method::PUT,
+        format!("/contacts/{id}"),
+        json!({"firstName": "Changed"}),
+        Some("text/plain"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        e.ghl.contact(id).expect("contact")["firstName"],
+        "Ana",
+        "the body was not read"
+    );
+    // The same bytes as JSON are read; a charset parameter does not matter.
+    let (status, body) = raw(
+        Method::POST,
+        "/contacts/".into(),
+        create,
+        Some("application/json; charset=utf-8"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    e.ghl.shutdown().await.expect("shutdown");
+}
+
+/// Query DTOs refuse what they do not whitelist (API.md §1-§2), on every route: a parameter
+/// the route's spec does not declare is a 422 naming it, before the handler runs.
+#[tokio::test]
+async fn query_parameters_the_spec_does_not_declare_are_refused() {
+    let e = env().await;
+    let c = e.create_contact(json!({"firstName": "Q"})).await;
+    let id = c["id"].as_str().expect("id");
+    let r = e
+        .call(
+            Method::GET,
+            &format!("/contacts/{id}?locationId={LOC}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        json!(["property locationId should not exist"])
+    );
+    let r = e
+        .call(
+            Method::GET,
+            &format!("/businesses/?locationId={LOC}&limit=5&page=2&page=3"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["message"], json!(["property page should not exist"]));
+    let r = e
+        .call(
+            Method::GET,
+            &format!("/contacts/search/duplicate?locationId={LOC}&email=q%40x.io"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "declared parameters pass: {}", r.body);
+    e.ghl.shutdown().await.expect("shutdown");
+}
+
 // ---------------------------------------------------------------------- search
 
 #[tokio::test]
