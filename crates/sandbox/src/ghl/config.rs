@@ -199,14 +199,37 @@ pub struct OAuthConfig {
     pub refresh_grace_secs: u64,
     /// Lifetime of an authorization code issued by the control API.
     pub auth_code_ttl_secs: u64,
+    /// Whether a `refresh_token` grant must say `user_type`. [O2] `GetAccessCodebodyDto`
+    /// lists it ("The type of token to be requested", `Company | Location`) but requires only
+    /// `client_id`, `client_secret` and `grant_type`, and says nothing of it per grant:
+    /// `required` (the default) refuses a refresh without it (400 `Missing parameter:
+    /// user_type`) or with another type than the token's (400 `Invalid parameter:
+    /// user_type`); `optional` takes the token's type when it is left out.
+    pub refresh_user_type: RefreshUserType,
+}
+
+/// See [`OAuthConfig::refresh_user_type`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshUserType {
+    #[default]
+    Required,
+    Optional,
 }
 
 impl Default for OAuthConfig {
+    /// GHL's numbers; the one silence, `refresh_user_type`, read as in [`GhlConfig::default`].
     fn default() -> Self {
+        let flipped = crate::variants::Variants::from_env().flipped();
         Self {
             access_token_ttl_secs: 86_399,
             refresh_grace_secs: 0,
             auth_code_ttl_secs: 600,
+            refresh_user_type: if flipped {
+                RefreshUserType::Optional
+            } else {
+                RefreshUserType::Required
+            },
         }
     }
 }

@@ -61,7 +61,8 @@ use self::auth::AuthRegistry;
 pub use self::auth::{SCOPES, TokenPair};
 pub use self::config::{
     AgencyConfig, DndWrite, GhlConfig, InstalledCount, LocationSpec, OAuthClientSpec, OAuthConfig,
-    PitSpec, RateLimitConfig, RateWindow, SearchCursor, WebhookConfig, WebhookFaults, WriteFaults,
+    PitSpec, RateLimitConfig, RateWindow, RefreshUserType, SearchCursor, WebhookConfig,
+    WebhookFaults, WriteFaults,
 };
 use self::core::Core;
 pub use self::core::{CustomFieldSpec, LocationUpdate};

@@ -888,6 +888,7 @@ async fn oauth_refresh_tokens_are_single_use() {
         ("client_id", "cid"),
         ("client_secret", "secret"),
         ("grant_type", "refresh_token"),
+        ("user_type", "Location"),
         ("refresh_token", refresh.as_str()),
     ];
     let next = e.form("/oauth/token", &refresh_form, None).await;
@@ -906,6 +907,7 @@ async fn oauth_refresh_tokens_are_single_use() {
                 ("client_id", "cid"),
                 ("client_secret", "bad"),
                 ("grant_type", "refresh_token"),
+                ("user_type", "Location"),
                 (
                     "refresh_token",
                     next.body["refresh_token"].as_str().expect("rt"),
@@ -943,6 +945,7 @@ async fn oauth_refresh_tokens_are_single_use() {
         ("client_id", "cid"),
         ("client_secret", "secret"),
         ("grant_type", "refresh_token"),
+        ("user_type", "Location"),
         ("refresh_token", rt.as_str()),
     ];
     let (a, b) = tokio::join!(

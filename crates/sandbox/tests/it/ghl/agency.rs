@@ -157,6 +157,7 @@ async fn a_bulk_consent_gives_a_company_token_with_the_documented_fields() {
                 ("client_secret", SECRET),
                 ("grant_type", "refresh_token"),
                 ("refresh_token", body["refresh_token"].as_str().expect("rt")),
+                ("user_type", "Company"),
             ],
             None,
         )
@@ -591,6 +592,7 @@ async fn company_lifecycle_webhooks_are_signed_have_no_location_id_and_uninstall
                 ("client_secret", SECRET),
                 ("grant_type", "refresh_token"),
                 ("refresh_token", bulk["refresh_token"].as_str().expect("rt")),
+                ("user_type", "Company"),
             ],
             None,
         )
@@ -604,6 +606,7 @@ async fn company_lifecycle_webhooks_are_signed_have_no_location_id_and_uninstall
                 ("client_secret", SECRET),
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &consented.refresh_token),
+                ("user_type", "Location"),
             ],
             None,
         )
