@@ -784,6 +784,7 @@ async fn two_locations_share_one_ekyte_company_without_crossing() {
     let pit2 = ghl
         .register_pit(sandbox::ghl::PitSpec {
             location_id: Some(loc2.clone()),
+            scopes: ghl::default_scopes(),
             ..Default::default()
         })
         .expect("its token");

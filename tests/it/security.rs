@@ -911,6 +911,7 @@ impl OtherTenant {
         let pit = ghl
             .register_pit(PitSpec {
                 location_id: Some(location.clone()),
+                scopes: ghl::default_scopes(),
                 ..PitSpec::default()
             })
             .unwrap();
@@ -1494,6 +1495,7 @@ async fn secrets_stay_out_of_logs_and_database(backend: TestBackend) {
         .register_pit(PitSpec {
             token: ghl_token.clone(),
             location_id: Some(world.location.clone()),
+            scopes: ghl::default_scopes(),
             ..PitSpec::default()
         })
         .unwrap();

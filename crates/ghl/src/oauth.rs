@@ -332,7 +332,9 @@ impl OAuthClient {
         };
         let mut form = self.client_fields("refresh_token");
         form.push(("refresh_token", refresh_token.expose_secret().to_owned()));
-        form.push(("user_type", user_type.clone()));
+        // GHL's enum is `Company | Location` ([O2]); a credential stored under another
+        // spelling still refreshes as what it is.
+        form.push(("user_type", UserType::parse(user_type).as_str().to_owned()));
         let req = ApiRequest::new(&routes::REFRESH_TOKEN, "/oauth/token").form(form);
         match self.token_request(req).await {
             Ok(answer) => Self::installation(answer, Some(credential)),

@@ -187,7 +187,7 @@ impl Plain {
                 }
             }
             match contacts.last() {
-                Some(last) if contacts.len() == 100 => after = Some(last["searchAfter"].clone()),
+                Some(last) if contacts.len() == 100 => after = Some(search_after(last)?),
                 _ => return Ok(()),
             }
         }
@@ -393,4 +393,20 @@ pub async fn receiver() -> anyhow::Result<(String, mpsc::UnboundedReceiver<Value
         let _ = axum::serve(listener, app).await;
     });
     Ok((format!("http://{addr}/hook"), rx))
+}
+
+/// The cursor after a hit of a `dateUpdated asc` search: its own `searchAfter` when GHL gives
+/// one, else `[dateUpdated epoch ms, id]` (API.md §5: only a third-party mirror says hits carry
+/// it).
+fn search_after(hit: &Value) -> anyhow::Result<Value> {
+    if let Some(sa) = hit["searchAfter"].as_array().filter(|a| !a.is_empty()) {
+        return Ok(Value::Array(sa.clone()));
+    }
+    let updated = hit["dateUpdated"]
+        .as_str()
+        .context("a search hit without dateUpdated")?;
+    let ms = chrono::DateTime::parse_from_rfc3339(updated)
+        .with_context(|| format!("a search hit's dateUpdated {updated:?}"))?
+        .timestamp_millis();
+    Ok(json!([ms, hit["id"].clone()]))
 }

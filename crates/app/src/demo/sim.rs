@@ -135,6 +135,7 @@ impl World {
         let pit = ghl
             .register_pit(PitSpec {
                 location_id: Some(location.clone()),
+                scopes: ghl::default_scopes(),
                 ..PitSpec::default()
             })
             .map_err(|e| anyhow!("registering a GHL token: {e:?}"))?;
@@ -281,6 +282,7 @@ impl World {
             .ghl
             .register_pit(PitSpec {
                 location_id: Some(location.clone()),
+                scopes: ghl::default_scopes(),
                 ..PitSpec::default()
             })
             .map_err(|e| anyhow!("registering a GHL token for location {n}: {e:?}"))?;

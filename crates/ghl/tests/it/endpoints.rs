@@ -514,6 +514,66 @@ async fn search_pages_with_search_after_in_date_updated_order() {
     ));
 }
 
+/// Whether a search hit carries its own `searchAfter` comes from a third-party mirror only
+/// (API.md §5); by default the simulator leaves it out. The adapter then pages with
+/// `[dateUpdated epoch ms, id]` of the last hit: several contacts updated in the same
+/// millisecond, straddling page boundaries, are each read exactly once.
+#[tokio::test]
+async fn search_pages_without_a_cursor_on_the_hits_and_reads_ties_once() {
+    let w = World::start_with(
+        sandbox::ghl::GhlConfig {
+            search_cursor: sandbox::ghl::SearchCursor::Absent,
+            ..sandbox::ghl::GhlConfig::default()
+        },
+        |c| c,
+    )
+    .await;
+    let s = w.scope();
+    // 17 contacts over 4 distinct milliseconds: runs of 5, 6, 4 and 2 share one `dateUpdated`,
+    // so pages of 4 cut through the middle of every run.
+    let stamps = [5, 6, 4, 2]
+        .iter()
+        .enumerate()
+        .flat_map(|(ms, n)| std::iter::repeat_n(ms, *n))
+        .collect::<Vec<_>>();
+    let contacts: Vec<_> = stamps
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            json!({"firstName": format!("S{i:02}"), "email": format!("s{i}@x.test"),
+                   "dateUpdated": format!("2024-03-01T10:00:00.{ms:03}Z")})
+        })
+        .collect();
+    let seeded = w.ghl.seed_contacts(LOCATION, &contacts).unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..20 {
+        let page = w
+            .adapter
+            .list_contacts(
+                &s,
+                ListingMode::Search,
+                &ContactSearch {
+                    page_limit: 4,
+                    after: after.clone(),
+                    ..ContactSearch::default()
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.contacts.into_iter().map(|c| c.id.as_str().to_owned()));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut want = seeded.clone();
+    want.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, want, "every contact exactly once: {seen:?}");
+}
+
 #[tokio::test]
 async fn the_legacy_list_pages_with_its_own_cursor() {
     let w = World::start().await;
@@ -586,7 +646,7 @@ async fn forbidden_names_the_missing_scope() {
         .ghl
         .register_pit(sandbox::ghl::PitSpec {
             location_id: Some(LOCATION.into()),
-            scopes: Some(vec!["contacts.readonly".into()]),
+            scopes: vec!["contacts.readonly".into()],
             ..sandbox::ghl::PitSpec::default()
         })
         .unwrap();

@@ -265,6 +265,7 @@ impl World {
             .register_pit(PitSpec {
                 location_id: Some(LOCATION.to_owned()),
                 app_id: APP.to_owned(),
+                scopes: ghl::default_scopes(),
                 ..PitSpec::default()
             })
             .unwrap();

@@ -101,6 +101,49 @@ async fn eight_calls_with_an_expired_token_refresh_exactly_once() {
     assert!(stored.expires_at.unwrap() > Utc::now() + chrono::Duration::hours(23));
 }
 
+/// A refresh says `user_type` in GHL's spelling (`Company | Location`, [O2]), whatever the
+/// stored credential says: the simulator, by default, refuses a refresh without it or with
+/// another value.
+#[tokio::test]
+async fn a_refresh_sends_the_user_type_in_the_spelling_ghl_takes() {
+    let w = World::start().await;
+    let c = contact(&w).await;
+    let t = tenant("oauth", LOCATION);
+    w.ghl
+        .register_oauth_client(OAuthClientSpec::default())
+        .unwrap();
+    let pair = w
+        .ghl
+        .issue_tokens("sandbox-client", LOCATION, None)
+        .unwrap();
+    w.store
+        .put(
+            &t.id,
+            Provider::Ghl,
+            &NewCredential {
+                secret: CredentialSecret::GhlOAuth {
+                    access_token: SecretString::from(pair.access_token.clone()),
+                    refresh_token: SecretString::from(pair.refresh_token),
+                    scopes: vec![],
+                    user_type: "location".into(),
+                    company_id: None,
+                },
+                expires_at: Some(Utc::now() - chrono::Duration::minutes(1)),
+            },
+        )
+        .await
+        .unwrap();
+    w.ghl.expire_access_token(&pair.access_token);
+    w.adapter.get_contact(&scope(&t), &c).await.unwrap();
+    let counters = w.ghl.counter_snapshot();
+    assert_eq!(counters.event("oauth_refresh"), 1);
+    assert_eq!(counters.event("oauth_refresh_rejected"), 0);
+    match w.store.current(&t.id).unwrap().secret {
+        CredentialSecret::GhlOAuth { user_type, .. } => assert_eq!(user_type, "Location"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn eight_calls_refused_with_401_refresh_exactly_once() {
     let w = World::start().await;
@@ -296,6 +339,7 @@ async fn a_refused_private_token_says_what_to_do() {
         .ghl
         .register_pit(sandbox::ghl::PitSpec {
             location_id: Some(LOCATION.into()),
+            scopes: ghl::default_scopes(),
             ..Default::default()
         })
         .unwrap();

@@ -5,8 +5,10 @@
 //! injected faults — latency, an injected 429 (`rate_limited_injected`, consumes no budget), a
 //! 5xx (`fault_server_error`) or a hang then 504 (`fault_timeout`) — none of which reaches a
 //! handler, so a faulted request changes nothing; then, on `Agency-Access-Only` routes, the
-//! token class (401 unless an OAuth Company token); then the route's scope (403) and the
-//! `Version` header (400); then the handler. Every answer to an authenticated request carries
+//! token class (401 unless an OAuth Company token); then the route's scope (403), the
+//! `Version` header (400) and query parameters the route's spec does not declare (422); then
+//! the handler. A body whose `Content-Type` GHL's framework would not parse reaches the
+//! handler empty (see `body_as_parsed`). Every answer to an authenticated request carries
 //! the five `X-RateLimit-*` headers; every answer is counted under the matched route template
 //! and its status.
 
@@ -209,7 +211,7 @@ fn record(core: &Core, key: RouteKey, resp: Response) -> Response {
     resp
 }
 
-async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> Response {
+async fn api_layer(State(core): State<Shared>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let route = req
         .extensions()
@@ -218,6 +220,7 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let key = RouteKey::new(method.clone(), route.clone());
     let spec = route_spec(&method, &route);
+    let mut req = body_as_parsed(req, &route);
     let decision = core.faults.decide(&key);
 
     // Admission happens on arrival, before any injected slowness: GHL's limiter sits in front
@@ -286,18 +289,10 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
         Some(ApiError::forbidden(format!(
             "The token is not authorized for this scope: {scope}"
         )))
-    } else if let Some(want) = spec.version {
-        match req.headers().get("version").and_then(|v| v.to_str().ok()) {
-            Some(v) if v.trim() == want => None,
-            Some(v) => Some(ApiError::bad_request(format!(
-                "Version header {v} is not supported on this route; expected {want}"
-            ))),
-            None => Some(ApiError::bad_request(format!(
-                "Version header was not found; expected {want}"
-            ))),
-        }
+    } else if let Some(e) = spec.version.and_then(|want| version_refusal(&req, want)) {
+        Some(e)
     } else {
-        None
+        undeclared_query(&method, &route, req.uri().query())
     };
     let mut resp = match early {
         Some(e) => e.into_response(),
@@ -308,6 +303,103 @@ async fn api_layer(State(core): State<Shared>, mut req: Request, next: Next) -> 
     };
     headers.apply(resp.headers_mut());
     record(&core, key, resp)
+}
+
+/// A missing or wrong `Version` header (400).
+fn version_refusal(req: &Request, want: &str) -> Option<ApiError> {
+    match req.headers().get("version").and_then(|v| v.to_str().ok()) {
+        Some(v) if v.trim() == want => None,
+        Some(v) => Some(ApiError::bad_request(format!(
+            "Version header {v} is not supported on this route; expected {want}"
+        ))),
+        None => Some(ApiError::bad_request(format!(
+            "Version header was not found; expected {want}"
+        ))),
+    }
+}
+
+/// The query parameters a route declares in its OpenAPI spec ([C2], [B2], [CAL2], [LOC2],
+/// [O2] `parameters[in=query]`); every other route declares none.
+fn declared_query(method: &str, route: &str) -> &'static [&'static str] {
+    match (method, route) {
+        ("GET", "/contacts/") => &["locationId", "startAfterId", "startAfter", "query", "limit"],
+        ("GET", "/contacts/search/duplicate") => &["locationId", "number", "email"],
+        ("GET", "/contacts/business/{businessId}") => &["limit", "locationId", "skip", "query"],
+        ("GET", "/businesses/") => &["locationId", "limit", "skip"],
+        ("GET", "/calendars/events") => &[
+            "locationId",
+            "userId",
+            "calendarId",
+            "groupId",
+            "startTime",
+            "endTime",
+        ],
+        ("GET", "/calendars/") => &["locationId", "groupId", "showDrafted"],
+        ("GET", "/locations/{locationId}/customFields") => &["model"],
+        ("GET", "/oauth/installedLocations") => &[
+            "skip",
+            "limit",
+            "query",
+            "isInstalled",
+            "companyId",
+            "appId",
+            "versionId",
+            "onTrial",
+            "planId",
+            "locationId",
+        ],
+        _ => &[],
+    }
+}
+
+/// GHL's DTOs whitelist their properties and refuse the others (API.md §1-§2: 422 "property X
+/// should not exist"). Query DTOs are read the same way; a route whose spec declares no query
+/// parameter at all may in truth ignore them, but the documents do not say so, and refusing
+/// is the reading that shows a client sending what GHL would not read.
+fn undeclared_query(method: &str, route: &str, query: Option<&str>) -> Option<ApiError> {
+    let declared = declared_query(method, route);
+    let mut unknown: Vec<String> = Vec::new();
+    for (name, _) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !declared.contains(&name.as_ref()) {
+            let m = format!("property {name} should not exist");
+            if !unknown.contains(&m) {
+                unknown.push(m);
+            }
+        }
+    }
+    (!unknown.is_empty()).then(|| ApiError::unprocessable(unknown))
+}
+
+/// The request as GHL's handlers see it. GHL runs on NestJS (Express), whose body parsers read
+/// a JSON body only under `Content-Type: application/json` (or `application/*+json`) and a
+/// form only under `application/x-www-form-urlencoded`; any other body reaches validation as
+/// nothing at all. So a body sent under the wrong type is answered like an empty one: a 422
+/// naming the required fields, or, where nothing is required, a 200 that changed nothing.
+fn body_as_parsed(req: Request, route: &str) -> Request {
+    let form = matches!(route, "/oauth/token" | "/oauth/locationToken");
+    let mime = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let parsed = match mime.as_deref() {
+        Some(m) if form => m == "application/x-www-form-urlencoded",
+        Some(m) => {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        }
+        None => false,
+    };
+    if parsed {
+        return req;
+    }
+    let (parts, _) = req.into_parts();
+    Request::from_parts(parts, axum::body::Body::empty())
 }
 
 /// Why a token may not call an `Agency-Access-Only` route, if it may not.

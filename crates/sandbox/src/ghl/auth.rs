@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::config::{OAuthClientSpec, OAuthConfig, PitSpec};
+use super::config::{OAuthClientSpec, OAuthConfig, PitSpec, RefreshUserType};
 use super::error::{ApiError, ApiResult};
 
 /// What a token is bound to.
@@ -174,6 +174,21 @@ pub struct TokenPair {
     pub refresh_token: String,
 }
 
+/// Every scope some route of this simulator checks (API.md §7 "Scopes needed here").
+pub const SCOPES: &[&str] = &[
+    "contacts.readonly",
+    "contacts.write",
+    "businesses.readonly",
+    "businesses.write",
+    "locations.readonly",
+    "locations/customFields.readonly",
+    "locations/tasks.readonly",
+    "calendars/events.readonly",
+    "calendars.readonly",
+    "oauth.readonly",
+    "oauth.write",
+];
+
 fn scope_set(scopes: &Option<Vec<String>>) -> Option<BTreeSet<String>> {
     scopes.as_ref().map(|s| s.iter().cloned().collect())
 }
@@ -181,21 +196,7 @@ fn scope_set(scopes: &Option<Vec<String>>) -> Option<BTreeSet<String>> {
 fn scope_string(scopes: &Option<BTreeSet<String>>) -> String {
     match scopes {
         Some(s) => s.iter().cloned().collect::<Vec<_>>().join(" "),
-        // Every scope this simulator knows (API.md §7 "Scopes needed here").
-        None => [
-            "contacts.readonly",
-            "contacts.write",
-            "businesses.readonly",
-            "businesses.write",
-            "locations.readonly",
-            "locations/customFields.readonly",
-            "locations/tasks.readonly",
-            "calendars/events.readonly",
-            "calendars.readonly",
-            "oauth.readonly",
-            "oauth.write",
-        ]
-        .join(" "),
+        None => SCOPES.join(" "),
     }
 }
 
@@ -248,6 +249,13 @@ impl AuthRegistry {
         spec: &PitSpec,
         company_of: impl Fn(&str) -> Option<String>,
     ) -> ApiResult<String> {
+        if spec.scopes.iter().all(|s| s.trim().is_empty()) {
+            return Err(ApiError::unprocessable(vec![
+                "scopes should not be empty: a Private Integration Token is created with the \
+                 scopes it may use"
+                    .to_owned(),
+            ]));
+        }
         let principal = match (&spec.location_id, &spec.company_id) {
             (Some(l), _) => Principal::Location(l.clone()),
             (None, Some(c)) => Principal::Company(c.clone()),
@@ -278,7 +286,7 @@ impl AuthRegistry {
             app_key: format!("pit:{app_id}"),
             app_id: app_id.clone(),
             version_id: format!("{app_id}-v1"),
-            scopes: scope_set(&spec.scopes),
+            scopes: Some(spec.scopes.iter().cloned().collect()),
             client_id: None,
             company_id,
         };
@@ -468,6 +476,14 @@ impl AuthRegistry {
         if !missing.is_empty() {
             return Err(ApiError::unprocessable(missing));
         }
+        // [O2]: `user_type` is one of `Company | Location` whatever the grant.
+        if req
+            .user_type
+            .as_deref()
+            .is_some_and(|ut| !matches!(ut, "Company" | "Location"))
+        {
+            return Err(ApiError::bad_request("Invalid parameter: user_type"));
+        }
         let client_id = req.client_id.clone().unwrap_or_default();
         let secret = req.client_secret.clone().unwrap_or_default();
         let client_ok = self
@@ -515,6 +531,10 @@ impl AuthRegistry {
                 ))
             }
             Some("refresh_token") => {
+                let strict = self.cfg.refresh_user_type == RefreshUserType::Required;
+                if strict && req.user_type.as_deref().is_none_or(str::is_empty) {
+                    return Err(ApiError::bad_request("Missing parameter: user_type"));
+                }
                 let token = req.refresh_token.clone().unwrap_or_default();
                 let invalid = || ApiError::bad_request("Invalid grant: refresh token is invalid");
                 let grace = Duration::from_secs(self.cfg.refresh_grace_secs);
@@ -522,6 +542,10 @@ impl AuthRegistry {
                     Some(rt) if rt.client_id == client_id => rt.clone(),
                     _ => return Err(invalid()),
                 };
+                // Refused before anything is spent: the same token works with the right type.
+                if strict && req.user_type.as_deref() != Some(rt.principal.user_type()) {
+                    return Err(ApiError::bad_request("Invalid parameter: user_type"));
+                }
                 if let Principal::Location(l) = &rt.principal
                     && !location_active(l)
                 {
@@ -698,8 +722,63 @@ mod tests {
             client_secret: Some("sandbox-secret".into()),
             grant_type: Some("refresh_token".into()),
             refresh_token: Some(token.into()),
+            user_type: Some("Location".into()),
             ..TokenRequest::default()
         }
+    }
+
+    #[test]
+    fn a_refresh_says_the_user_type_of_its_token_unless_that_is_optional() {
+        let mut r = registry(0);
+        r.set_config(OAuthConfig {
+            refresh_user_type: RefreshUserType::Required,
+            ..OAuthConfig::default()
+        });
+        let pair = r
+            .issue_pair(
+                "sandbox-client",
+                Principal::Location("loc".into()),
+                "co".into(),
+                None,
+            )
+            .expect("pair");
+        let with = |ut: Option<&str>| TokenRequest {
+            user_type: ut.map(str::to_owned),
+            ..refresh_req(&pair.refresh_token)
+        };
+        let message = |e: ApiError| e.body["message"].clone();
+        for (ut, want) in [
+            (None, "Missing parameter: user_type"),
+            (Some("Company"), "Invalid parameter: user_type"),
+            (Some("location"), "Invalid parameter: user_type"),
+        ] {
+            let e = r.token(&with(ut), |_| true).expect_err("refused");
+            assert_eq!(
+                (e.status.as_u16(), message(e)),
+                (400, json!(want)),
+                "{ut:?}"
+            );
+        }
+        // Nothing was spent by the refusals.
+        let (next, _) = r.token(&with(Some("Location")), |_| true).expect("refresh");
+        let rt = next["refresh_token"].as_str().expect("rt").to_owned();
+
+        r.set_config(OAuthConfig {
+            refresh_user_type: RefreshUserType::Optional,
+            ..OAuthConfig::default()
+        });
+        let unsaid = TokenRequest {
+            user_type: None,
+            ..refresh_req(&rt)
+        };
+        let (next, _) = r
+            .token(&unsaid, |_| true)
+            .expect("optional: the token's type");
+        assert_eq!(next["userType"], "Location");
+        let e = r
+            .token(&with(Some("location")), |_| true)
+            .expect_err("not in the enum");
+        assert_eq!(e.status.as_u16(), 400);
     }
 
     #[test]
@@ -774,7 +853,11 @@ mod tests {
         assert_eq!(body["approveAllLocations"], false);
         assert!(body.get("locationId").is_none());
         let rt = body["refresh_token"].as_str().expect("rt").to_owned();
-        let (next, _) = r.token(&refresh_req(&rt), |_| true).expect("refresh");
+        let company = TokenRequest {
+            user_type: Some("Company".into()),
+            ..refresh_req(&rt)
+        };
+        let (next, _) = r.token(&company, |_| true).expect("refresh");
         assert_eq!(next["isBulkInstallation"], true);
         assert_eq!(next["approvedLocations"], json!(["l1", "l2"]));
     }
@@ -799,6 +882,7 @@ mod tests {
             .register_pit(
                 &PitSpec {
                     location_id: Some("loc".into()),
+                    scopes: vec!["contacts.readonly".into()],
                     ..PitSpec::default()
                 },
                 |_| Some("co".into()),

@@ -51,6 +51,21 @@ pub struct GhlConfig {
     /// §3.2) is silent: `replace` (the default) drops the channels a write leaves out, which
     /// breaks a client that sends only the channels it changed; `merge` keeps them.
     pub dnd_write: DndWrite,
+    /// Whether each hit of `POST /contacts/search` carries its own `searchAfter` array. Only a
+    /// third-party mirror says it does (API.md §5): `absent` (the default) leaves it out, which
+    /// breaks a client that pages with the last hit's `searchAfter`; `per_hit` adds
+    /// `[sort values…, id]` to every hit. Under both, a cursor the client builds itself from
+    /// the last hit (`[dateUpdated epoch ms, id]` for a `dateUpdated` sort) is accepted.
+    pub search_cursor: SearchCursor,
+}
+
+/// See [`GhlConfig::search_cursor`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchCursor {
+    #[default]
+    Absent,
+    PerHit,
 }
 
 /// See [`GhlConfig::dnd_write`].
@@ -87,6 +102,11 @@ impl Default for GhlConfig {
                 DndWrite::Merge
             } else {
                 DndWrite::Replace
+            },
+            search_cursor: if flipped {
+                SearchCursor::PerHit
+            } else {
+                SearchCursor::Absent
             },
         }
     }
@@ -163,8 +183,9 @@ pub struct PitSpec {
     /// The rate-limit budget is per app and location (API.md §8); PITs of one app share it.
     /// Empty = the token is its own app.
     pub app_id: String,
-    /// `None` = every scope.
-    pub scopes: Option<Vec<String>>,
+    /// The scopes the token was created with. A real PIT is always created with a chosen
+    /// list, so there is no "every scope" here: an empty list is refused at registration.
+    pub scopes: Vec<String>,
 }
 
 /// OAuth token behaviour (API.md §7).
@@ -178,14 +199,37 @@ pub struct OAuthConfig {
     pub refresh_grace_secs: u64,
     /// Lifetime of an authorization code issued by the control API.
     pub auth_code_ttl_secs: u64,
+    /// Whether a `refresh_token` grant must say `user_type`. [O2] `GetAccessCodebodyDto`
+    /// lists it ("The type of token to be requested", `Company | Location`) but requires only
+    /// `client_id`, `client_secret` and `grant_type`, and says nothing of it per grant:
+    /// `required` (the default) refuses a refresh without it (400 `Missing parameter:
+    /// user_type`) or with another type than the token's (400 `Invalid parameter:
+    /// user_type`); `optional` takes the token's type when it is left out.
+    pub refresh_user_type: RefreshUserType,
+}
+
+/// See [`OAuthConfig::refresh_user_type`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshUserType {
+    #[default]
+    Required,
+    Optional,
 }
 
 impl Default for OAuthConfig {
+    /// GHL's numbers; the one silence, `refresh_user_type`, read as in [`GhlConfig::default`].
     fn default() -> Self {
+        let flipped = crate::variants::Variants::from_env().flipped();
         Self {
             access_token_ttl_secs: 86_399,
             refresh_grace_secs: 0,
             auth_code_ttl_secs: 600,
+            refresh_user_type: if flipped {
+                RefreshUserType::Optional
+            } else {
+                RefreshUserType::Required
+            },
         }
     }
 }

@@ -24,7 +24,8 @@
 //! use sandbox::ghl::{GhlConfig, GhlSandbox, LocationSpec, PitSpec};
 //! let ghl = GhlSandbox::start(GhlConfig::default()).await?;
 //! let loc = ghl.create_location(LocationSpec::default())?;
-//! let token = ghl.register_pit(PitSpec { location_id: Some(loc.clone()), ..PitSpec::default() })?;
+//! let scopes = vec!["contacts.readonly".to_owned(), "contacts.write".to_owned()];
+//! let token = ghl.register_pit(PitSpec { location_id: Some(loc.clone()), scopes, ..PitSpec::default() })?;
 //! // call ghl.base_url() with `Authorization: Bearer {token}` and `Version: 2021-07-28`
 //! ghl.shutdown().await?;
 //! # Ok(()) }
@@ -57,10 +58,11 @@ use tokio::task::JoinHandle;
 
 pub use self::api::{VERSION_2021_04_15, VERSION_2021_07_28};
 use self::auth::AuthRegistry;
-pub use self::auth::TokenPair;
+pub use self::auth::{SCOPES, TokenPair};
 pub use self::config::{
     AgencyConfig, DndWrite, GhlConfig, InstalledCount, LocationSpec, OAuthClientSpec, OAuthConfig,
-    PitSpec, RateLimitConfig, RateWindow, WebhookConfig, WebhookFaults, WriteFaults,
+    PitSpec, RateLimitConfig, RateWindow, RefreshUserType, SearchCursor, WebhookConfig,
+    WebhookFaults, WriteFaults,
 };
 use self::core::Core;
 pub use self::core::{CustomFieldSpec, LocationUpdate};
@@ -105,7 +107,8 @@ impl GhlSandbox {
                 Duration::from_millis(config.search_index_lag_ms),
             )
             .with_calendar_events_max_days(config.calendar_events_max_days)
-            .with_dnd_write(config.dnd_write),
+            .with_dnd_write(config.dnd_write)
+            .with_search_cursor(config.search_cursor),
             AuthRegistry::new(config.oauth.clone()),
             RateLimiter::new(config.rate_limit.clone()),
             counters,

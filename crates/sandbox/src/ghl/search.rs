@@ -2,9 +2,10 @@
 //! at 10,000 records and `searchAfter` cursors for the rest.
 //!
 //! Guarantees: results are totally ordered (the sort fields, then the contact id), so paging
-//! with `searchAfter` visits every matching contact exactly once while nothing changes; each
-//! result carries its own cursor `searchAfter: [sortValue…, id]`; missing sort values sort
-//! last in both directions (as Elasticsearch does by default).
+//! with `searchAfter` visits every matching contact exactly once while nothing changes; the
+//! cursor after a hit is `[sortValue…, id]` (dates as epoch ms), which the handler shows on
+//! each hit only under `GhlConfig::search_cursor = per_hit`; missing sort values sort last in
+//! both directions (as Elasticsearch does by default).
 
 use std::cmp::Ordering;
 
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::model::Contact;
-use super::util::{normalise_phone, parse_datetime};
+use super::util::{normalise_phone, parse_rfc3339};
 use super::validate::Body;
 
 /// `pageLimit` maximum per request ([SEARCHDOC] via API.md §5).
@@ -301,14 +302,14 @@ fn parse_filter(v: &Value, path: &str, errors: &mut Vec<String>) -> Option<Filte
     Some(Filter::Leaf { field, op })
 }
 
-/// A date bound: epoch milliseconds or an ISO string.
+/// A date bound or a date in a cursor: epoch milliseconds as a JSON number, or an RFC 3339
+/// string with its zone. The search body is not in the spec (API.md §5), so which forms GHL
+/// reads is unknown; a bare date, a time without a zone and epoch milliseconds inside a string
+/// are refused, so a client sending them learns it here.
 fn date_bound(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s
-            .parse::<i64>()
-            .ok()
-            .or_else(|| parse_datetime(s).map(|t| t.timestamp_millis())),
+        Value::String(s) => parse_rfc3339(s).map(|t| t.timestamp_millis()),
         _ => None,
     }
 }
@@ -820,5 +821,11 @@ mod tests {
             "filters": [{"field": "nope", "operator": "eq", "value": 1}]}))
         .expect_err("unknown field");
         assert_eq!(e.status.as_u16(), 422);
+        for bad in ["1970/01/01", "1970-01-01", "1970-01-01T00:00:03", "3000"] {
+            let e = SearchRequest::parse(&json!({"locationId": "l", "pageLimit": 1,
+                "filters": [{"field": "dateAdded", "operator": "range", "value": {"gte": bad}}]}))
+            .expect_err(bad);
+            assert_eq!(e.status.as_u16(), 422, "{bad}");
+        }
     }
 }

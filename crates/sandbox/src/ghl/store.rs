@@ -231,6 +231,8 @@ pub struct Store {
     calendar_events_max_days: u32,
     /// How a write's `dndSettings` lands (see `GhlConfig::dnd_write`).
     dnd_write: super::config::DndWrite,
+    /// Whether search hits carry their own `searchAfter` (see `GhlConfig::search_cursor`).
+    search_cursor: super::config::SearchCursor,
     /// Which app is installed on which location, and the company-wide installs.
     pub installs: Installs,
     location_seq: u64,
@@ -249,7 +251,17 @@ impl Store {
             search_lag,
             calendar_events_max_days: 0,
             dnd_write: super::config::DndWrite::default(),
+            search_cursor: super::config::SearchCursor::default(),
         }
+    }
+
+    pub fn with_search_cursor(mut self, search_cursor: super::config::SearchCursor) -> Self {
+        self.search_cursor = search_cursor;
+        self
+    }
+
+    pub fn search_cursor(&self) -> super::config::SearchCursor {
+        self.search_cursor
     }
 
     pub fn with_dnd_write(mut self, dnd_write: super::config::DndWrite) -> Self {

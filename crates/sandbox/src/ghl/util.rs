@@ -53,6 +53,13 @@ pub fn next_update(previous: &DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+/// Parse an RFC 3339 timestamp: date, time and zone (`2024-01-02T03:04:05.678Z`, or an offset).
+pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| from_epoch_ms(t.timestamp_millis()))
+}
+
 /// Parse an ISO 8601 / RFC 3339 timestamp (with or without zone, with or without time).
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::model::{BUSINESS_STRING_FIELDS, CONTACT_STRING_FIELDS};
-use super::util::{parse_birth_date, parse_datetime};
+use super::util::{parse_birth_date, parse_datetime, parse_rfc3339};
 
 /// Collects the problems of one JSON object body.
 pub struct Body<'a> {
@@ -178,6 +178,33 @@ impl<'a> Body<'a> {
                 None
             }
         }
+    }
+
+    /// A date-time a GHL route takes (`dueDate` of a task): RFC 3339 with its zone only, as
+    /// the spec's examples show (`2020-10-25T11:00:00Z`). The spec types it `string` without
+    /// a format, so which other forms GHL reads is unknown; a date alone, a time without a
+    /// zone (whose zone would be a guess), another separator or epoch milliseconds (as a
+    /// number or a string) are refused, the reading under which a client sending them finds
+    /// out here rather than with a task due at another time.
+    pub fn opt_strict_datetime(&mut self, key: &str) -> Option<DateTime<Utc>> {
+        let v = self.obj.get(key)?;
+        match v.as_str().and_then(parse_rfc3339) {
+            Some(t) => Some(t),
+            None => {
+                self.errors
+                    .push(format!("{key} must be a valid ISO 8601 date string"));
+                None
+            }
+        }
+    }
+
+    pub fn req_strict_datetime(&mut self, key: &str) -> Option<DateTime<Utc>> {
+        if !self.obj.contains_key(key) {
+            self.errors
+                .push(format!("{key} must be a valid ISO 8601 date string"));
+            return None;
+        }
+        self.opt_strict_datetime(key)
     }
 
     pub fn req_datetime(&mut self, key: &str) -> Option<DateTime<Utc>> {
@@ -499,13 +526,20 @@ impl TaskPatch {
         }
         let mut b = Body::new(v, &allowed)?;
         let mut p = Self::default();
+        // The control API seeds with any readable form; GHL's routes take RFC 3339 only.
+        let due = |b: &mut Body<'_>| match (create, control) {
+            (true, true) => b.req_datetime("dueDate"),
+            (true, false) => b.req_strict_datetime("dueDate"),
+            (false, true) => b.opt_datetime("dueDate"),
+            (false, false) => b.opt_strict_datetime("dueDate"),
+        };
         if create {
             p.title = b.req_str("title");
-            p.due_date = b.req_datetime("dueDate");
+            p.due_date = due(&mut b);
             p.completed = b.req_bool("completed");
         } else {
             p.title = b.opt_str("title").flatten();
-            p.due_date = b.opt_datetime("dueDate");
+            p.due_date = due(&mut b);
             p.completed = b.opt_bool("completed");
         }
         p.body = b.opt_str("body");
@@ -737,5 +771,36 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(ok.completed, Some(false));
+    }
+
+    #[test]
+    fn a_task_due_date_is_rfc_3339_with_its_zone() {
+        for good in [
+            "2030-01-01T10:00:00Z",
+            "2030-01-01T10:00:00.123Z",
+            "2030-01-01T07:00:00-03:00",
+        ] {
+            let p = TaskPatch::parse(&json!({"dueDate": good}), false, false).expect(good);
+            assert_eq!(
+                p.due_date.map(|t| t.timestamp()),
+                Some(1_893_492_000),
+                "{good}"
+            );
+        }
+        for bad in [
+            json!("2030/01/01"),
+            json!("2030-01-01"),
+            json!("2030-01-01T10:00:00"),
+            json!("2030-01-01 10:00"),
+            json!("1893492000000"),
+            json!(1_893_492_000_000_i64),
+        ] {
+            let m = messages(
+                TaskPatch::parse(&json!({"dueDate": bad}), false, false).expect_err("refused"),
+            );
+            assert_eq!(m, ["dueDate must be a valid ISO 8601 date string"], "{bad}");
+        }
+        // The control API still seeds with a bare date.
+        TaskPatch::parse(&json!({"dueDate": "2030-01-01"}), false, true).expect("control");
     }
 }

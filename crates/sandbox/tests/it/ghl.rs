@@ -12,8 +12,8 @@ use reqwest::Method;
 use sandbox::common::{FaultConfig, RouteFault, ServerHandle, serve};
 use sandbox::ghl::{
     AgencyConfig, GhlConfig, GhlSandbox, InstalledCount, LocationSpec, LocationUpdate,
-    OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, WebhookConfig, WebhookFaults,
-    WriteFaults,
+    OAuthClientSpec, OAuthConfig, PitSpec, RateLimitConfig, SearchCursor, WebhookConfig,
+    WebhookFaults, WriteFaults,
 };
 use serde_json::{Value, json};
 
@@ -44,6 +44,7 @@ async fn env_with(config: GhlConfig) -> Env {
     let token = ghl
         .register_pit(PitSpec {
             location_id: Some(LOC.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -52,6 +53,14 @@ async fn env_with(config: GhlConfig) -> Env {
         http: reqwest::Client::new(),
         token,
     }
+}
+
+/// Every scope the simulator checks: for tests about something other than scopes.
+fn all_scopes() -> Vec<String> {
+    sandbox::ghl::SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 async fn env() -> Env {
@@ -417,11 +426,120 @@ async fn deprecated_list_pages_with_a_start_after_cursor() {
     e.ghl.shutdown().await.expect("shutdown");
 }
 
+// ---------------------------------------------------------------------- request parsing
+
+/// GHL's framework (NestJS on Express) parses a JSON body only under `Content-Type:
+/// application/json`: the same bytes under another type reach validation as nothing, so a
+/// create is refused for its required fields and an update changes nothing.
+#[tokio::test]
+async fn a_json_body_without_its_content_type_is_read_as_nothing() {
+    let e = env().await;
+    let c = e
+        .create_contact(json!({"firstName": "Ana", "email": "ana@ct.io"}))
+        .await;
+    let id = c["id"].as_str().expect("id");
+    let raw = |method: Method, path: String, body: Value, content_type: Option<&'static str>| {
+        let mut req = e
+            .http
+            .request(method, e.url(&path))
+            .bearer_auth(&e.token)
+            .header("Version", V)
+            .body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        async move {
+            let resp = req.send().await.expect("request reaches the simulator");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let create = json!({"locationId": LOC, "firstName": "Bo", "email": "bo@ct.io"});
+    for ct in [None, Some("text/plain")] {
+        let (status, body) = raw(Method::POST, "/contacts/".into(), create.clone(), ct).await;
+        assert_eq!(status, 422, "{ct:?}: {body}");
+        assert_eq!(body["error"], "Unprocessable Entity");
+        let messages = body["message"].as_array().expect("an array of messages");
+        assert!(
+            messages.contains(&json!("locationId should not be empty")),
+            "{body}"
+        );
+    }
+    // Where nothing is required, the write "succeeds" and changes nothing.
+    let (status, body) = raw(
+        Method::PUT,
+        format!("/contacts/{id}"),
+        json!({"firstName": "Changed"}),
+        Some("text/plain"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        e.ghl.contact(id).expect("contact")["firstName"],
+        "Ana",
+        "the body was not read"
+    );
+    // The same bytes as JSON are read; a charset parameter does not matter.
+    let (status, body) = raw(
+        Method::POST,
+        "/contacts/".into(),
+        create,
+        Some("application/json; charset=utf-8"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    e.ghl.shutdown().await.expect("shutdown");
+}
+
+/// Query DTOs refuse what they do not whitelist (API.md §1-§2), on every route: a parameter
+/// the route's spec does not declare is a 422 naming it, before the handler runs.
+#[tokio::test]
+async fn query_parameters_the_spec_does_not_declare_are_refused() {
+    let e = env().await;
+    let c = e.create_contact(json!({"firstName": "Q"})).await;
+    let id = c["id"].as_str().expect("id");
+    let r = e
+        .call(
+            Method::GET,
+            &format!("/contacts/{id}?locationId={LOC}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(
+        r.body["message"],
+        json!(["property locationId should not exist"])
+    );
+    let r = e
+        .call(
+            Method::GET,
+            &format!("/businesses/?locationId={LOC}&limit=5&page=2&page=3"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["message"], json!(["property page should not exist"]));
+    let r = e
+        .call(
+            Method::GET,
+            &format!("/contacts/search/duplicate?locationId={LOC}&email=q%40x.io"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "declared parameters pass: {}", r.body);
+    e.ghl.shutdown().await.expect("shutdown");
+}
+
 // ---------------------------------------------------------------------- search
 
 #[tokio::test]
 async fn search_after_reads_past_the_ten_thousand_page_cap() {
-    let e = env().await;
+    // The cap is the point here, not where the cursor comes from: hits carry theirs.
+    let e = env_with(GhlConfig {
+        search_cursor: SearchCursor::PerHit,
+        ..GhlConfig::default()
+    })
+    .await;
     let seeds: Vec<Value> = (0..10_050)
         .map(|i| json!({"email": format!("c{i}@bulk.io"), "dateAdded": format!("2024-01-01T00:00:00.{:03}Z", i % 1000)}))
         .collect();
@@ -567,7 +685,6 @@ async fn search_filters_sort_and_validation() {
         "dateUpdated",
         "tags",
         "customFields",
-        "searchAfter",
     ] {
         assert!(full.get(k).is_some(), "search results carry {k}");
     }
@@ -646,6 +763,7 @@ async fn auth_failures_have_ghl_bodies() {
         .ghl
         .register_pit(PitSpec {
             location_id: Some(OTHER_LOC.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -658,11 +776,27 @@ async fn auth_failures_have_ghl_bodies() {
         "The token does not have access to this location."
     );
 
+    // A PIT is created with the scopes it may use: none named is not "every scope".
+    let unscoped = e
+        .ghl
+        .register_pit(PitSpec {
+            location_id: Some(LOC.into()),
+            ..PitSpec::default()
+        })
+        .expect_err("a PIT without scopes is refused");
+    assert_eq!(unscoped.status.as_u16(), 422);
+    assert!(
+        unscoped
+            .body
+            .to_string()
+            .contains("scopes should not be empty")
+    );
+
     let read_only = e
         .ghl
         .register_pit(PitSpec {
             location_id: Some(LOC.into()),
-            scopes: Some(vec!["contacts.readonly".into()]),
+            scopes: vec!["contacts.readonly".into()],
             ..PitSpec::default()
         })
         .expect("pit");
@@ -754,6 +888,7 @@ async fn oauth_refresh_tokens_are_single_use() {
         ("client_id", "cid"),
         ("client_secret", "secret"),
         ("grant_type", "refresh_token"),
+        ("user_type", "Location"),
         ("refresh_token", refresh.as_str()),
     ];
     let next = e.form("/oauth/token", &refresh_form, None).await;
@@ -772,6 +907,7 @@ async fn oauth_refresh_tokens_are_single_use() {
                 ("client_id", "cid"),
                 ("client_secret", "bad"),
                 ("grant_type", "refresh_token"),
+                ("user_type", "Location"),
                 (
                     "refresh_token",
                     next.body["refresh_token"].as_str().expect("rt"),
@@ -809,6 +945,7 @@ async fn oauth_refresh_tokens_are_single_use() {
         ("client_id", "cid"),
         ("client_secret", "secret"),
         ("grant_type", "refresh_token"),
+        ("user_type", "Location"),
         ("refresh_token", rt.as_str()),
     ];
     let (a, b) = tokio::join!(
@@ -929,6 +1066,7 @@ async fn rate_limit_headers_and_earned_versus_injected_429() {
         .register_pit(PitSpec {
             location_id: Some(OTHER_LOC.into()),
             app_id: "same-app".into(),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -1608,12 +1746,19 @@ async fn control_api_over_http() {
     .await
     .expect("json");
     assert_eq!(loc["id"], "ctlLoc00000000000001");
-    let pit = post("/pits", json!({"locationId": "ctlLoc00000000000001"}))
+    let unscoped = post("/pits", json!({"locationId": "ctlLoc00000000000001"}))
         .await
-        .expect("pit")
-        .json::<Value>()
-        .await
-        .expect("json")["token"]
+        .expect("pit");
+    assert_eq!(unscoped.status(), 422, "a PIT names its scopes");
+    let pit = post(
+        "/pits",
+        json!({"locationId": "ctlLoc00000000000001", "scopes": all_scopes()}),
+    )
+    .await
+    .expect("pit")
+    .json::<Value>()
+    .await
+    .expect("json")["token"]
         .as_str()
         .expect("token")
         .to_owned();

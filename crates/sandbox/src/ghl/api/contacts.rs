@@ -14,6 +14,7 @@ use super::{
     trace_id, unit_result,
 };
 use crate::ghl::auth::AuthCtx;
+use crate::ghl::config::SearchCursor;
 use crate::ghl::error::{ApiError, ApiResult};
 use crate::ghl::model::Contact;
 use crate::ghl::search::{self, SearchRequest};
@@ -174,7 +175,7 @@ pub async fn list(
 }
 
 /// `POST /contacts/search` → `{contacts, total, traceId}`; each contact carries its
-/// `searchAfter` cursor.
+/// `searchAfter` cursor only under `GhlConfig::search_cursor = per_hit`.
 pub async fn search(
     State(core): State<Shared>,
     Extension(ctx): Extension<AuthCtx>,
@@ -184,13 +185,16 @@ pub async fn search(
         let req = SearchRequest::parse(&json_body(&body)?)?;
         ctx.require_location(&req.location_id)?;
         let mut store = core.store();
+        let per_hit = store.search_cursor() == SearchCursor::PerHit;
         let loc = store.location_mut(&req.location_id)?;
         let (page, total) = search::run(loc.searchable(), &req);
         let contacts: Vec<Value> = page
             .into_iter()
             .map(|(c, cursor)| {
                 let mut m = c.to_json();
-                m.insert("searchAfter".into(), cursor);
+                if per_hit {
+                    m.insert("searchAfter".into(), cursor);
+                }
                 Value::Object(m)
             })
             .collect();

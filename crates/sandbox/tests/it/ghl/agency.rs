@@ -157,6 +157,7 @@ async fn a_bulk_consent_gives_a_company_token_with_the_documented_fields() {
                 ("client_secret", SECRET),
                 ("grant_type", "refresh_token"),
                 ("refresh_token", body["refresh_token"].as_str().expect("rt")),
+                ("user_type", "Company"),
             ],
             None,
         )
@@ -314,6 +315,7 @@ async fn installed_locations_refuses_what_the_spec_forbids() {
         .ghl
         .register_pit(PitSpec {
             company_id: Some(CO.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("agency pit");
@@ -458,6 +460,7 @@ async fn company_lifecycle_webhooks_are_signed_have_no_location_id_and_uninstall
         .ghl
         .register_pit(PitSpec {
             location_id: Some(A1.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
@@ -589,6 +592,7 @@ async fn company_lifecycle_webhooks_are_signed_have_no_location_id_and_uninstall
                 ("client_secret", SECRET),
                 ("grant_type", "refresh_token"),
                 ("refresh_token", bulk["refresh_token"].as_str().expect("rt")),
+                ("user_type", "Company"),
             ],
             None,
         )
@@ -602,6 +606,7 @@ async fn company_lifecycle_webhooks_are_signed_have_no_location_id_and_uninstall
                 ("client_secret", SECRET),
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &consented.refresh_token),
+                ("user_type", "Location"),
             ],
             None,
         )
@@ -652,6 +657,7 @@ async fn location_forms_of_install_and_uninstall_follow_the_documents() {
         .ghl
         .register_pit(PitSpec {
             location_id: Some(A1.into()),
+            scopes: all_scopes(),
             ..PitSpec::default()
         })
         .expect("pit");
