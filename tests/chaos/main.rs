@@ -59,6 +59,14 @@ fn contacts() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(CONTACTS)
 }
+/// `CHAOS_SWEEP_BATCH` sets `sync.sweep_batch` (bounded sweeps, off by default), to try them
+/// under the suite before they are turned on.
+fn sweep_batch() -> u64 {
+    std::env::var("CHAOS_SWEEP_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
 const WORKERS: usize = 3;
 /// Queue names of this run's own (the node is ours too, but the names say whose they are).
 const PREFIX: &str = "ges-chaos";
@@ -335,6 +343,7 @@ request_timeout = "10s"
 # A claim left by a killed worker is taken over after this long (5 min in production;
 # this run compresses time).
 claim_stale_after = "30s"
+sweep_batch = {sweep_batch}
 
 [worker]
 drain_timeout = "20s"
@@ -348,6 +357,7 @@ level = "info,app=debug,engine=debug,ghl=debug,ekyte=debug,store=debug"
             ekyte = world.ekyte.base_url(),
             rate_max = spec.ghl_rate_max,
             rate_interval = spec.ghl_rate_interval_ms,
+            sweep_batch = sweep_batch(),
         ),
     )?;
     // Secrets through the environment, as a Kubernetes Secret would hand them in.
