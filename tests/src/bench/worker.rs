@@ -201,6 +201,12 @@ pub async fn child() -> anyhow::Result<Value> {
         for round in ["first_sync", "resync_nothing_changed"] {
             eprintln!("worker child: {round}: enqueueing {}", contacts.len());
             let running = handle.is_some();
+            // Read before the enqueue: a running worker settles messages while they are
+            // still being published (slowly, with publisher confirms on RabbitMQ).
+            let settled0 = stats.settled();
+            let done0 = stats.done.load(Ordering::Relaxed);
+            let retried0 = stats.retried.load(Ordering::Relaxed);
+            let dead0 = stats.dead_lettered.load(Ordering::Relaxed);
             let cpu_enqueue = cpu_seconds();
             let t_enqueue = Instant::now();
             for c in &contacts {
@@ -218,10 +224,6 @@ pub async fn child() -> anyhow::Result<Value> {
             }
             let enqueue = t_enqueue.elapsed();
             let rss_after_enqueue = rss_mib();
-            let settled0 = stats.settled();
-            let done0 = stats.done.load(Ordering::Relaxed);
-            let retried0 = stats.retried.load(Ordering::Relaxed);
-            let dead0 = stats.dead_lettered.load(Ordering::Relaxed);
             // A running worker starts on the messages as they arrive: time from the first.
             let (cpu0, t0) = if running {
                 (cpu_enqueue, t_enqueue)
