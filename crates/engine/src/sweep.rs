@@ -366,7 +366,7 @@ impl Engine {
                     enqueued_here += 1;
                     self.enqueue_sync(
                         scope,
-                        sweep_message_id(run.id, &c.id, false),
+                        sweep_message_id(run.id, &c.id, false, c.contact.date_updated),
                         &c.id,
                         dry_run,
                         prefetched.remove(&c.id),
@@ -384,7 +384,7 @@ impl Engine {
                         report.unseen_linked += 1;
                         self.enqueue_sync(
                             scope,
-                            sweep_message_id(run.id, &id, true),
+                            sweep_message_id(run.id, &id, true, None),
                             &id,
                             dry_run,
                             None,

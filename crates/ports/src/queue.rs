@@ -56,12 +56,26 @@ impl Prefetched {
     }
 }
 
-/// The message id of a sweep's `sync.contact` for one contact: `sync:{run}:{contact}`, or
-/// `unseen:{run}:{contact}` for a linked contact the sweep's search no longer returned. The
-/// run is read back from the id: a dead-lettered one counts in its run's errors.
-pub fn sweep_message_id(run: i64, contact: &GhlContactId, unseen: bool) -> String {
-    let kind = if unseen { "unseen" } else { "sync" };
-    format!("{kind}:{run}:{contact}")
+/// The message id of a sweep's `sync.contact` for one contact: `sync:{run}:{contact}:{ms}`,
+/// with the contact's `dateUpdated` in epoch milliseconds (`sync:{run}:{contact}` without
+/// one), or `unseen:{run}:{contact}` for a linked contact the sweep's search no longer
+/// returned. The run is read back from the id: a dead-lettered one counts in its run's errors.
+///
+/// The version is in the id because the inbox lets one id through once: a contact edited while
+/// a run goes on moves behind the run's cursor and is seen again, and that second sync is the
+/// one that catches an edit whose webhook was lost. A page read again after a crash gives the
+/// same ids, so those syncs are still let through once.
+pub fn sweep_message_id(
+    run: i64,
+    contact: &GhlContactId,
+    unseen: bool,
+    updated: Option<DateTime<Utc>>,
+) -> String {
+    match (unseen, updated) {
+        (true, _) => format!("unseen:{run}:{contact}"),
+        (false, None) => format!("sync:{run}:{contact}"),
+        (false, Some(at)) => format!("sync:{run}:{contact}:{}", at.timestamp_millis()),
+    }
 }
 
 /// The prefixes of every [`sweep_message_id`] of a run.
@@ -241,6 +255,34 @@ pub trait Publisher: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_contact_seen_again_after_an_edit_gets_a_sync_of_its_own() {
+        let c = GhlContactId::parse("c1").unwrap();
+        let t1 = DateTime::parse_from_rfc3339("2026-12-07T10:00:00.123Z")
+            .unwrap()
+            .to_utc();
+        let t2 = t1 + chrono::Duration::milliseconds(1);
+        // The same version read again (a page re-read after a crash): one id, let through once.
+        assert_eq!(
+            sweep_message_id(7, &c, false, Some(t1)),
+            sweep_message_id(7, &c, false, Some(t1))
+        );
+        // Edited meanwhile: a second id, which the inbox does not take for the first.
+        assert_ne!(
+            sweep_message_id(7, &c, false, Some(t1)),
+            sweep_message_id(7, &c, false, Some(t2))
+        );
+        // Every id still starts with its run's prefix (dead letters are counted per run).
+        let prefixes = sweep_message_prefixes(7);
+        for id in [
+            sweep_message_id(7, &c, false, Some(t2)),
+            sweep_message_id(7, &c, false, None),
+            sweep_message_id(7, &c, true, None),
+        ] {
+            assert!(prefixes.iter().any(|p| id.starts_with(p.as_str())), "{id}");
+        }
+    }
 
     #[test]
     fn envelopes_round_trip_with_the_design_kinds() {

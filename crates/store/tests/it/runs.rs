@@ -159,6 +159,7 @@ async fn the_latest_run_of_each_kind_of_every_tenant(b: TestBackend) {
                     newest_full,
                     &domain::GhlContactId::parse(contact).unwrap(),
                     false,
+                    Some(chrono::Utc::now()),
                 ),
                 kind: "sync.contact".into(),
                 envelope: "{}".into(),
