@@ -1475,6 +1475,78 @@ async fn a_dry_run_sweep_records_no_run() {
     ));
 }
 
+/// A contact edited while a sweep goes on moves behind the cursor and comes back on a later
+/// page. Its second sync, the one that would catch an edit whose webhook was lost, must not
+/// carry the first one's message id: the inbox lets an id through once.
+#[tokio::test]
+async fn a_contact_seen_again_after_an_edit_is_queued_under_an_id_of_its_own() {
+    let w = World::new();
+    let t1 = t0();
+    let t2 = t0() + chrono::Duration::seconds(40);
+    let found = |at| GhlContact {
+        id: cid(),
+        location: LocationId::parse("loc1").unwrap(),
+        contact: Contact {
+            date_updated: Some(at),
+            ..contact()
+        },
+        date_added: None,
+    };
+    let mut ghl = MockGhlApi::new();
+    ghl.expect_list_contacts().returning(move |_, _, q| {
+        Ok(match &q.after {
+            // The first page, and the contact on it as it was then.
+            None => ports::ghl::ContactPage {
+                contacts: vec![found(t1)],
+                total: Some(1),
+                next: Some(ports::ghl::SearchCursor("after-first".into())),
+            },
+            // Edited since: further on in `dateUpdated` order, so on the next page again.
+            Some(_) => ports::ghl::ContactPage {
+                contacts: vec![found(t2)],
+                total: Some(1),
+                next: None,
+            },
+        })
+    });
+    ghl.expect_search_tasks().returning(|_, _| Ok(vec![]));
+    ghl.expect_list_calendars().returning(|_| Ok(vec![]));
+    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
+    let mut publisher = MockPublisher::new();
+    let sent = published.clone();
+    publisher.expect_publish().returning(move |env| {
+        sent.lock().unwrap().push(env.clone());
+        Ok(())
+    });
+    let engine = w.engine_with(
+        ghl,
+        MockEkyteApi::new(),
+        MockEkyteChangeSource::new(),
+        publisher,
+    );
+    engine
+        .sweep(
+            &w.scope(),
+            ports::queue::SyncMode::Full,
+            true,
+            &crate::Quiet,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = published
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(&e.payload, ports::queue::Payload::SyncContact { contact, .. } if *contact == cid()))
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(ids.len(), 2, "seen twice, queued twice: {ids:?}");
+    assert_ne!(
+        ids[0], ids[1],
+        "the second sync would be dropped as the first"
+    );
+}
+
 /// A contact a sweep found never synced comes with its tasks and appointments, read many
 /// contacts per call: its sync reads neither again, and still syncs the onboarding task it
 /// creates (which the sweep could not have seen).
