@@ -451,6 +451,32 @@ impl World {
         )
     }
 
+    /// A full dry-run sweep on `ghl` (a dry run records no run: the run store is a mock with
+    /// no expectations) and the envelopes it published.
+    async fn dry_run_sweep(
+        &self,
+        ghl: MockGhlApi,
+    ) -> (crate::SweepReport, Vec<ports::queue::Envelope>) {
+        let (publisher, published) = capturing_publisher();
+        let engine = self.engine_with(
+            ghl,
+            MockEkyteApi::new(),
+            MockEkyteChangeSource::new(),
+            publisher,
+        );
+        let report = engine
+            .sweep(
+                &self.scope(),
+                ports::queue::SyncMode::Full,
+                true,
+                &crate::Quiet,
+            )
+            .await
+            .unwrap();
+        let sent = published.lock().unwrap().clone();
+        (report, sent)
+    }
+
     fn engine_with(
         &self,
         ghl: MockGhlApi,
@@ -535,6 +561,18 @@ impl World {
             },
         );
     }
+}
+
+/// A publisher that keeps every envelope it is given.
+fn capturing_publisher() -> (MockPublisher, Arc<Mutex<Vec<ports::queue::Envelope>>>) {
+    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
+    let mut publisher = MockPublisher::new();
+    let sent = published.clone();
+    publisher.expect_publish().returning(move |env| {
+        sent.lock().unwrap().push(env.clone());
+        Ok(())
+    });
+    (publisher, published)
 }
 
 fn cid() -> GhlContactId {
@@ -1444,30 +1482,8 @@ async fn a_dry_run_sweep_records_no_run() {
     // A contact never synced: the sweep reads its tasks and the calendars for its message.
     ghl.expect_search_tasks().returning(|_, _| Ok(vec![]));
     ghl.expect_list_calendars().returning(|_| Ok(vec![]));
-    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
-    let mut publisher = MockPublisher::new();
-    let sent = published.clone();
-    publisher.expect_publish().returning(move |env| {
-        sent.lock().unwrap().push(env.clone());
-        Ok(())
-    });
-    let engine = w.engine_with(
-        ghl,
-        MockEkyteApi::new(),
-        MockEkyteChangeSource::new(),
-        publisher,
-    );
-    let report = engine
-        .sweep(
-            &w.scope(),
-            ports::queue::SyncMode::Full,
-            true,
-            &crate::Quiet,
-        )
-        .await
-        .unwrap();
+    let (report, sent) = w.dry_run_sweep(ghl).await;
     assert!(report.run_id < 0, "a run id of its own: {}", report.run_id);
-    let sent = published.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(matches!(
         &sent[0].payload,
@@ -1511,31 +1527,8 @@ async fn a_contact_seen_again_after_an_edit_is_queued_under_an_id_of_its_own() {
     });
     ghl.expect_search_tasks().returning(|_, _| Ok(vec![]));
     ghl.expect_list_calendars().returning(|_| Ok(vec![]));
-    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
-    let mut publisher = MockPublisher::new();
-    let sent = published.clone();
-    publisher.expect_publish().returning(move |env| {
-        sent.lock().unwrap().push(env.clone());
-        Ok(())
-    });
-    let engine = w.engine_with(
-        ghl,
-        MockEkyteApi::new(),
-        MockEkyteChangeSource::new(),
-        publisher,
-    );
-    engine
-        .sweep(
-            &w.scope(),
-            ports::queue::SyncMode::Full,
-            true,
-            &crate::Quiet,
-        )
-        .await
-        .unwrap();
-    let ids: Vec<String> = published
-        .lock()
-        .unwrap()
+    let (_, sent) = w.dry_run_sweep(ghl).await;
+    let ids: Vec<String> = sent
         .iter()
         .filter(|e| matches!(&e.payload, ports::queue::Payload::SyncContact { contact, .. } if *contact == cid()))
         .map(|e| e.id.clone())
@@ -1700,29 +1693,7 @@ async fn a_sweep_with_few_new_contacts_leaves_the_calendars_alone() {
         .returning(|_, _| Ok(vec![ghl_task("g1", task("Kick-off"))]));
     ghl.expect_list_calendars().times(0);
     ghl.expect_calendar_events().times(0);
-    let published: Arc<Mutex<Vec<ports::queue::Envelope>>> = Arc::default();
-    let mut publisher = MockPublisher::new();
-    let sent = published.clone();
-    publisher.expect_publish().returning(move |env| {
-        sent.lock().unwrap().push(env.clone());
-        Ok(())
-    });
-    let engine = w.engine_with(
-        ghl,
-        MockEkyteApi::new(),
-        MockEkyteChangeSource::new(),
-        publisher,
-    );
-    engine
-        .sweep(
-            &w.scope(),
-            ports::queue::SyncMode::Full,
-            true,
-            &crate::Quiet,
-        )
-        .await
-        .unwrap();
-    let sent = published.lock().unwrap().clone();
+    let (_, sent) = w.dry_run_sweep(ghl).await;
     let ports::queue::Payload::SyncContact {
         prefetched: Some(p),
         ..
