@@ -1282,9 +1282,7 @@ impl EkyteApi for EkyteAdapter {
         let creds = self.inner.creds(scope).await?;
         let token = creds.token(EkyteOp::SetTaskStatus)?;
         // `update_task` takes the situation (10/30/40, API.md §7); the phase is left to eKyte.
-        // That MCP applies it is read from no document: the task is checked, so that a status
-        // eKyte did not take is an error the operator sees, not a write believed done (the
-        // next poll would read the old status as a change made in eKyte, and undo GHL's).
+        // Whether eKyte took it is checked (`status_taken`).
         let args = json!({ "taskId": id.get(), "situation": mapping::situation_of(status) });
         let answer = self.update_task_with(scope, token, id, args).await?;
         self.status_taken(scope, token, id, &answer, status).await
