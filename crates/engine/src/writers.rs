@@ -65,15 +65,20 @@ fn unsupported(side: Side, what: &str) -> SyncError {
 }
 
 /// The GHL contact a workspace stands for, as its `ExternalId` names it.
-fn contact_ref(cx: &Cx, contact: Option<&str>) -> Result<Option<ExternalRef>, SyncError> {
-    contact
-        .map(|c| {
-            Ok(ExternalRef::Contact {
-                location: cx.scope.tenant.location_id.clone(),
-                contact: ghl_contact(c)?,
-            })
-        })
-        .transpose()
+fn contact_ref(cx: &Cx, contact: &str) -> Result<ExternalRef, SyncError> {
+    Ok(ExternalRef::Contact {
+        location: cx.scope.tenant.location_id.clone(),
+        contact: ghl_contact(contact)?,
+    })
+}
+
+/// The GHL business a workspace stands for, as its `ExternalId` names it.
+fn business_ref(cx: &Cx, business: &str) -> Result<ExternalRef, SyncError> {
+    Ok(ExternalRef::Business {
+        location: cx.scope.tenant.location_id.clone(),
+        business: domain::GhlBusinessId::parse(business)
+            .map_err(|_| bad_id("GHL business", business))?,
+    })
 }
 
 /// The workspace name of a contact.
@@ -98,11 +103,7 @@ impl Writer<Contact> for ContactWriter<'_> {
         let scope = &cx.scope;
         match side {
             Side::Ekyte => {
-                let contact = ghl_contact(source_id)?;
-                let ext = ExternalRef::Contact {
-                    location: scope.tenant.location_id.clone(),
-                    contact,
-                };
+                let ext = contact_ref(cx, source_id)?;
                 let id = self
                     .ports
                     .ekyte
@@ -147,7 +148,7 @@ impl Writer<Contact> for ContactWriter<'_> {
                 let target = WorkspaceTarget {
                     name: workspace_name(target),
                     active: true,
-                    external: contact_ref(cx, counterpart)?,
+                    external: counterpart.map(|c| contact_ref(cx, c)).transpose()?,
                 };
                 self.ports
                     .ekyte
@@ -208,7 +209,10 @@ impl Writer<Contact> for ContactWriter<'_> {
                 let target = WorkspaceTarget {
                     name: workspace_name(current),
                     active: false,
-                    external: contact_ref(cx, cx.contact.as_ref().map(GhlContactId::as_str))?,
+                    external: cx.contact.clone().map(|contact| ExternalRef::Contact {
+                        location: cx.scope.tenant.location_id.clone(),
+                        contact,
+                    }),
                 };
                 self.ports
                     .ekyte
@@ -257,10 +261,7 @@ impl Writer<Contact> for ContactWriter<'_> {
     ) -> Result<Option<String>, SyncError> {
         match side {
             Side::Ekyte => {
-                let ext = ExternalRef::Contact {
-                    location: cx.scope.tenant.location_id.clone(),
-                    contact: ghl_contact(source_id)?,
-                };
+                let ext = contact_ref(cx, source_id)?;
                 find_own_workspace(self.ports, cx, &ext, &workspace_name(record)).await
             }
             Side::Ghl => {
@@ -363,11 +364,7 @@ impl Writer<Business> for BusinessWriter<'_> {
         if side == Side::Ghl {
             return Err(unsupported(side, "businesses are not created in GHL"));
         }
-        let ext = ExternalRef::Business {
-            location: cx.scope.tenant.location_id.clone(),
-            business: domain::GhlBusinessId::parse(source_id)
-                .map_err(|_| bad_id("GHL business", source_id))?,
-        };
+        let ext = business_ref(cx, source_id)?;
         let name = business_name(record, source_id);
         self.ports
             .ekyte
@@ -391,20 +388,10 @@ impl Writer<Business> for BusinessWriter<'_> {
         if side == Side::Ghl {
             return Err(unsupported(side, "businesses are read-only in GHL here"));
         }
-        let external = counterpart
-            .map(|b| {
-                domain::GhlBusinessId::parse(b)
-                    .map(|business| ExternalRef::Business {
-                        location: cx.scope.tenant.location_id.clone(),
-                        business,
-                    })
-                    .map_err(|_| bad_id("GHL business", b))
-            })
-            .transpose()?;
         let target = WorkspaceTarget {
             name: target.name.clone().unwrap_or_default(),
             active: true,
-            external,
+            external: counterpart.map(|b| business_ref(cx, b)).transpose()?,
         };
         self.ports
             .ekyte
@@ -457,11 +444,7 @@ impl Writer<Business> for BusinessWriter<'_> {
         if side == Side::Ghl {
             return Ok(None);
         }
-        let ext = ExternalRef::Business {
-            location: cx.scope.tenant.location_id.clone(),
-            business: domain::GhlBusinessId::parse(source_id)
-                .map_err(|_| bad_id("GHL business", source_id))?,
-        };
+        let ext = business_ref(cx, source_id)?;
         find_own_workspace(self.ports, cx, &ext, &business_name(record, source_id)).await
     }
 }
