@@ -48,8 +48,9 @@ mod window;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use sea_orm::{DatabaseConnection, DbBackend};
@@ -79,6 +80,8 @@ struct Inner {
     local: LocalLocks,
     /// Statements sent to the database since connecting (see [`Store::statements`]).
     statements: Arc<AtomicU64>,
+    /// The same, by what they do (see [`Store::statements_by_kind`]).
+    tally: Arc<Mutex<HashMap<String, u64>>>,
     /// Tenants read lately (`tenants.rs`).
     tenants: tenants::TenantCache,
     /// Rate windows whose slots exist (`window.rs`).
@@ -119,9 +122,17 @@ impl Store {
         let (mut db, backend) = config::connect(url, &options).await?;
         tracing::info!(backend = ?backend, url = %redact_url(url), "store connected");
         let statements = Arc::new(AtomicU64::new(0));
+        let tally = Arc::new(Mutex::new(HashMap::new()));
         let counted = Arc::clone(&statements);
-        db.set_metric_callback(move |_| {
+        let tallied = Arc::clone(&tally);
+        db.set_metric_callback(move |m| {
             counted.fetch_add(1, Ordering::Relaxed);
+            let kind = statement_kind(&m.statement.sql);
+            *tallied
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(kind)
+                .or_insert(0) += 1;
         });
         Ok(Self {
             inner: Arc::new(Inner {
@@ -130,6 +141,7 @@ impl Store {
                 keyring,
                 local: LocalLocks::default(),
                 statements,
+                tally,
                 tenants: tenants::TenantCache::default(),
                 windows: window::Ensured::default(),
             }),
@@ -186,9 +198,29 @@ impl Store {
         self.inner.statements.load(Ordering::Relaxed)
     }
 
+    /// [`Store::statements`] by what they do: the verb and the first table named
+    /// (`"INSERT links"`, `"SELECT sync_inbox"`), and `"BEGIN/END"` for a transaction's ends.
+    /// For the benchmarks, which report where a sync's statements go.
+    pub fn statements_by_kind(&self) -> BTreeMap<String, u64> {
+        self.inner
+            .tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
     /// Count statements the metric callback does not see (a transaction's begin and end).
     pub(crate) fn count_statements(&self, n: u64) {
         self.inner.statements.fetch_add(n, Ordering::Relaxed);
+        *self
+            .inner
+            .tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry("BEGIN/END".to_owned())
+            .or_insert(0) += n;
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {
@@ -246,5 +278,53 @@ impl StoreHealth for Store {
             .ping()
             .await
             .map_err(|e| unavailable("ping the database", e))
+    }
+}
+
+/// What a statement does, for [`Store::statements_by_kind`]: its verb and the first table it
+/// names after `FROM`, `INTO` or `UPDATE` (`"SELECT links"`); a bare verb when it names none.
+fn statement_kind(sql: &str) -> String {
+    let mut words = sql.split_whitespace();
+    let verb = words.next().unwrap_or("").to_ascii_uppercase();
+    let mut table = None;
+    let mut prev = verb.clone();
+    for w in words {
+        if matches!(prev.as_str(), "FROM" | "INTO" | "UPDATE") {
+            table = Some(
+                w.trim_matches(|c| c == '"' || c == '`' || c == '(')
+                    .to_owned(),
+            );
+            break;
+        }
+        prev = w.to_ascii_uppercase();
+    }
+    match table {
+        Some(t) => format!("{verb} {t}"),
+        None => verb,
+    }
+}
+
+#[cfg(test)]
+mod statement_kind_tests {
+    use super::statement_kind;
+
+    #[test]
+    fn a_statement_is_named_by_its_verb_and_first_table() {
+        assert_eq!(
+            statement_kind(r#"INSERT INTO "links" ("tenant_id") VALUES ($1) RETURNING "id""#),
+            "INSERT links"
+        );
+        assert_eq!(
+            statement_kind(r#"UPDATE "links" SET "state" = $1 WHERE "id" = $2"#),
+            "UPDATE links"
+        );
+        assert_eq!(
+            statement_kind(r#"SELECT "links"."id" FROM "links" WHERE "links"."kind" = $1"#),
+            "SELECT links"
+        );
+        assert_eq!(
+            statement_kind("SELECT pg_try_advisory_xact_lock($1)"),
+            "SELECT"
+        );
     }
 }

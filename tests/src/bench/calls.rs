@@ -13,7 +13,7 @@ use app::scheduler::Job;
 use super::baseline::Plain;
 use super::machine::{Load, Machine};
 use super::rig::{QueueKind, Rig, RigOptions};
-use super::{Data, RateLimit, Traffic, reset_counters, round3, secs};
+use super::{Data, RateLimit, Traffic, reset_counters, round3, secs, statements_between};
 
 #[derive(Debug, Clone)]
 pub struct CallsArgs {
@@ -69,6 +69,7 @@ pub async fn run(args: &CallsArgs) -> anyhow::Result<Value> {
         eprintln!("calls: {name}");
         reset_counters(&world);
         let statements_before = rig.statements();
+        let kinds_before = rig.statements_by_kind();
         let t0 = Instant::now();
         rig.enqueue(job).await?;
         let end = rig.quiet(&world, deadline).await?;
@@ -77,6 +78,11 @@ pub async fn run(args: &CallsArgs) -> anyhow::Result<Value> {
         figures["store_statements"] = json!(statements);
         figures["store_statements_per_contact"] =
             json!(round3(statements as f64 / n.max(1) as f64));
+        figures["store_statements_per_contact_by_kind"] = json!(statements_between(
+            &kinds_before,
+            &rig.statements_by_kind(),
+            n
+        ));
         phases.insert(name.into(), figures);
     }
     let verdict = app::demo::verify::verify(&world)?;

@@ -76,6 +76,7 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<Value> {
     eprintln!("events: {} edits in GHL (service)", args.edits);
     reset_counters(&world);
     let statements_before = rig.statements();
+    let kinds_before = rig.statements_by_kind();
     let before = Load::now();
     let t0 = Instant::now();
     let done = world.ghl_edits(args.edits)?;
@@ -96,6 +97,11 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<Value> {
     ours["store_statements"] = json!(statements);
     ours["store_statements_per_webhook"] =
         json!(round3(statements as f64 / webhooks.max(1) as f64));
+    ours["store_statements_per_webhook_by_kind"] = json!(super::statements_between(
+        &kinds_before,
+        &rig.statements_by_kind(),
+        webhooks as usize
+    ));
     let verdict = app::demo::verify::verify(&world)?;
     rig.stop().await;
     drop(world);

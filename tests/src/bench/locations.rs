@@ -29,7 +29,7 @@ use ports::store::{Inbox, RunKind, RunStore};
 
 use super::machine::{Machine, cpu_seconds, peak_rss_mib};
 use super::rig::{QueueKind, Rig, RigOptions};
-use super::{Data, RateLimit, Traffic, reset_counters, round3, secs};
+use super::{Data, RateLimit, Traffic, percentile, reset_counters, round3, secs};
 
 #[derive(Debug, Clone)]
 pub struct LocationsArgs {
@@ -259,14 +259,6 @@ async fn probe(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    round3(sorted[idx.min(sorted.len() - 1)])
 }
 
 async fn many(

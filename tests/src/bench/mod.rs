@@ -9,6 +9,7 @@ pub mod calls;
 pub mod console;
 pub mod events;
 pub mod ingress;
+pub mod latency;
 pub mod locations;
 pub mod machine;
 pub mod rate;
@@ -183,6 +184,31 @@ fn routes(s: &CounterSnapshot) -> BTreeMap<String, u64> {
 pub fn reset_counters(world: &World) {
     world.ghl.counters().reset();
     world.ekyte.counters().reset();
+}
+
+/// Statements by kind between two readings of `Rig::statements_by_kind`, per `per` units
+/// (contacts, webhooks), the kinds that ran none left out.
+pub fn statements_between(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    per: usize,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let n = v - before.get(k).copied().unwrap_or(0);
+            (n > 0).then(|| (k.clone(), round3(n as f64 / per.max(1) as f64)))
+        })
+        .collect()
+}
+
+/// The `p`th percentile of `sorted` (nearest rank), rounded to the millisecond; 0 if empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    round3(sorted[idx.min(sorted.len() - 1)])
 }
 
 pub fn round3(v: f64) -> f64 {

@@ -239,6 +239,11 @@ impl Rig {
         self.app.store.statements()
     }
 
+    /// [`Rig::statements`] by what they do (`store::Store::statements_by_kind`).
+    pub fn statements_by_kind(&self) -> std::collections::BTreeMap<String, u64> {
+        self.app.store.statements_by_kind()
+    }
+
     /// Install one more location of the world ([`World::add_site`]) as a tenant.
     pub async fn add_site(&self, site: &app::demo::sim::Site) -> anyhow::Result<()> {
         let (api_key, mcp, pit) = site.secrets();

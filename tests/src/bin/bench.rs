@@ -12,6 +12,8 @@
 //! cargo run --release -p e2e --bin bench -- events   [--contacts 1000] [--edits 1000] [--rate-max 100] [--rate-interval-ms 100]
 //! cargo run --release -p e2e --bin bench -- rate     [--calls 1000] [--tasks 32] [--rounds 5] [--replicas 2] [--store sqlite|postgres] [--shared-window] [--rate-max 100] [--rate-interval-ms 100]
 //! cargo run --release -p e2e --bin bench -- console  [--tenants 200] [--requests 50]
+//! cargo run --release -p e2e --bin bench -- latency  [--contacts 1000] [--background 2000] [--edits 200] [--every-ms 250]
+//!                                               [--latency-ms 100] [--rate-max 100] [--rate-interval-ms 1000] [--queue …] [--store …]
 //! cargo run --release -p e2e --bin bench -- locations [--scenario late|many] [--big 600] [--small 30]
 //!                                               [--sites 20] [--contacts 500] [--probe-ms 250]
 //!                                               [--rate-max 100] [--rate-interval-ms 1000|5000]
@@ -43,7 +45,7 @@ use e2e::bench::worker::WorkerArgs;
 use e2e::bench::{Data, RateLimit};
 use store::test_support::TestBackend;
 
-const USAGE: &str = "usage: bench <backfill|sizes|calls|worker|ingress|events|rate|console|locations> [--option value …] (see the module docs, or docs/performance.md)";
+const USAGE: &str = "usage: bench <backfill|sizes|calls|worker|ingress|events|rate|console|locations|latency> [--option value …] (see the module docs, or docs/performance.md)";
 
 /// `--name value` and `--flag` options.
 struct Options {
@@ -261,6 +263,22 @@ async fn run(name: &str, o: &Options) -> anyhow::Result<serde_json::Value> {
             };
             o.finish()?;
             e2e::bench::locations::run(&args).await
+        }
+        "latency" => {
+            use e2e::bench::latency::LatencyArgs;
+            let args = LatencyArgs {
+                contacts: o.num("contacts", 1_000)?,
+                background: o.num("background", 2_000)?,
+                edits: o.num("edits", 200)?,
+                every_ms: o.num("every-ms", 250)?,
+                latency_ms: o.num("latency-ms", 100)?,
+                // GHL's limit 10× faster: the background backfill keeps its budget full.
+                rate: o.rate(100, 1_000)?,
+                queue: o.queue("memory")?,
+                store: o.store()?,
+            };
+            o.finish()?;
+            e2e::bench::latency::run(&args).await
         }
         e2e::bench::sims::CHILD => {
             let spec = o.text("spec", "");

@@ -189,6 +189,21 @@ impl EkyteControl {
             .collect())
     }
 
+    /// Tasks of `company` whose title contains `needle` (a person searching the task list).
+    pub fn tasks_titled(&self, company: i64, needle: &str) -> Vec<Task> {
+        let store = self.sim.read();
+        store
+            .company(company)
+            .map(|d| {
+                d.tasks
+                    .values()
+                    .filter(|t| t.title.contains(needle))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Workspaces whose `ExternalId` equals `external_id` (eKyte does not keep it unique).
     pub fn workspaces_by_external_id(&self, company: i64, external_id: &str) -> Vec<Workspace> {
         let store = self.sim.read();
