@@ -84,6 +84,13 @@ pub(crate) struct ContactSync<'a> {
     pub settings: &'a ContactSettings,
 }
 
+/// A contact's GHL lists, read beside its workspace.
+struct Lists {
+    /// Its tasks and appointments, when this sync read them (not handed them by a sweep).
+    prefetched: Option<ports::queue::Prefetched>,
+    notes: Vec<ports::ghl::GhlNote>,
+}
+
 /// A contact's workspace, as far as it is known.
 struct Home {
     workspace: Option<EkyteWorkspaceId>,
@@ -209,19 +216,34 @@ impl ContactSync<'_> {
             return Ok(());
         }
 
-        let business = match &contact.business_id {
-            Some(b) => self.business(cx, b).await?,
-            None => None,
+        // The contact's lists are read while its workspace is settled: each is a call with
+        // a latency of its own, and a webhook's write used to wait for them one after another
+        // (issue 17). A sweep's sync of a new contact was handed its tasks and appointments.
+        let scope = cx.scope.clone();
+        let lists = self.read_lists(&scope, id, cx.opts.prefetched.is_none());
+        let settle_home = async {
+            let business = match &contact.business_id {
+                Some(b) => self.business(cx, b).await?,
+                None => None,
+            };
+            let home = match (tenant.settings.workspace_per, &business) {
+                (WorkspacePer::Business, Some(b)) => {
+                    self.business_home(cx, id, &contact, b, link).await?
+                }
+                _ => {
+                    self.contact_home(cx, id, &contact, fetched.contact.date_updated, link)
+                        .await?
+                }
+            };
+            Ok::<_, SyncError>((business, home))
         };
-        let home = match (tenant.settings.workspace_per, &business) {
-            (WorkspacePer::Business, Some(b)) => {
-                self.business_home(cx, id, &contact, b, link).await?
-            }
-            _ => {
-                self.contact_home(cx, id, &contact, fetched.contact.date_updated, link)
-                    .await?
-            }
-        };
+        let (lists, home) = futures::join!(lists, settle_home);
+        let (business, home) = home?;
+        let lists = lists?;
+        if let Some(read) = lists.prefetched {
+            cx.opts.prefetched = Some(std::sync::Arc::new(read));
+        }
+        cx.ghl_notes = Some(lists.notes);
         let Some(ws) = home.workspace else {
             if cx.dry_run() {
                 // Plan what the children would get once the workspace exists.
@@ -252,6 +274,46 @@ impl ContactSync<'_> {
         self.tasks(cx, id, Some(ws), &ctx).await?;
         self.notes(cx, id, Some(ws), &ctx).await?;
         Ok(())
+    }
+
+    /// The contact's GHL notes, and its tasks and appointments unless `all` is false (a
+    /// sweep read those already), side by side.
+    async fn read_lists(
+        &self,
+        scope: &ports::Scope,
+        id: &GhlContactId,
+        all: bool,
+    ) -> Result<Lists, SyncError> {
+        let ghl = &self.ports.ghl;
+        let notes = async {
+            ghl.list_notes(scope, id)
+                .await
+                .map_err(SyncError::ghl("list notes"))
+        };
+        if !all {
+            return Ok(Lists {
+                prefetched: None,
+                notes: notes.await?,
+            });
+        }
+        let tasks = async {
+            ghl.list_tasks(scope, id)
+                .await
+                .map_err(SyncError::ghl("list tasks"))
+        };
+        let appointments = async {
+            ghl.list_appointments(scope, id)
+                .await
+                .map_err(SyncError::ghl("list appointments"))
+        };
+        let (notes, tasks, appointments) = futures::try_join!(notes, tasks, appointments)?;
+        Ok(Lists {
+            prefetched: Some(ports::queue::Prefetched {
+                tasks: Some(tasks),
+                appointments: Some(appointments),
+            }),
+            notes,
+        })
     }
 
     /// The contact is gone from GHL: settle its link (deactivate the workspace by policy).
@@ -1273,6 +1335,7 @@ impl ContactSync<'_> {
             .create_note(&cx.scope, id, &note)
             .await
             .map_err(SyncError::ghl("create note from comment"))?;
+        cx.ghl_created_notes.push(created.clone());
         // The GHL note came from eKyte: link it as a note too, so its NoteCreate webhook is
         // recognised as our own and not copied back to eKyte.
         let ctx = tenant.settings.normalise_ctx();
@@ -1334,12 +1397,23 @@ impl ContactSync<'_> {
         ctx: &domain::NormaliseCtx,
     ) -> Result<(), SyncError> {
         let tenant = cx.scope.tenant.clone();
-        let notes = self
-            .ports
-            .ghl
-            .list_notes(&cx.scope, id)
-            .await
-            .map_err(SyncError::ghl("list notes"))?;
+        let notes = match cx.ghl_notes.take() {
+            // Read before this run's copies of eKyte comments existed: add those.
+            Some(mut notes) => {
+                for n in &cx.ghl_created_notes {
+                    if !notes.iter().any(|k| k.id == n.id) {
+                        notes.push(n.clone());
+                    }
+                }
+                notes
+            }
+            None => self
+                .ports
+                .ghl
+                .list_notes(&cx.scope, id)
+                .await
+                .map_err(SyncError::ghl("list notes"))?,
+        };
         let mut by_ghl: HashMap<String, Link> = self
             .ports
             .links

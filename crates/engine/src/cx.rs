@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use domain::{EntityKind, GhlContactId, Side};
 use ports::Scope;
-use ports::ghl::GhlTask;
+use ports::ghl::{GhlNote, GhlTask};
 use ports::queue::Prefetched;
 use ports::store::{AuditAction, AuditEntry};
 
@@ -41,6 +41,11 @@ pub(crate) struct Cx {
     pub entries: Vec<AuditEntry>,
     /// GHL tasks this run created (onboarding), for a task list read before they existed.
     pub ghl_created_tasks: Vec<GhlTask>,
+    /// The contact's GHL notes, read beside its workspace (taken by the notes step).
+    pub ghl_notes: Option<Vec<GhlNote>>,
+    /// GHL notes this run created (copies of eKyte comments), for a note list read before
+    /// they existed.
+    pub ghl_created_notes: Vec<GhlNote>,
     /// Records this run made (kind, side, id).
     made: HashSet<(EntityKind, Side, String)>,
 }
@@ -66,6 +71,8 @@ impl Cx {
             contact: None,
             entries: Vec::new(),
             ghl_created_tasks: Vec::new(),
+            ghl_notes: None,
+            ghl_created_notes: Vec::new(),
             made: HashSet::new(),
         }
     }

@@ -1911,3 +1911,54 @@ async fn a_lost_workspace_create_is_looked_for_under_the_name_it_was_sent_with()
     assert_eq!(link.ekyte_id.as_deref(), Some("7"), "{link:?}");
     assert_eq!(link.state, LinkState::Linked);
 }
+
+#[tokio::test]
+async fn a_comment_copied_as_a_ghl_note_stays_linked_though_the_notes_were_read_before_it() {
+    // The contact's GHL notes are read beside its workspace, before the tasks step copies
+    // an eKyte comment into a new GHL note: that note is not in the list read, and must not
+    // be taken for a note deleted in GHL.
+    let w = World::new();
+    w.linked_contact(&contact());
+    let t = task("Kick-off");
+    w.linked_task("g1", 11, &t);
+    let mut ghl = ghl_reads(
+        contact(),
+        Arc::new(Mutex::new(vec![ghl_task("g1", t.clone())])),
+    );
+    ghl.expect_create_note()
+        .times(1)
+        .returning(|_, contact, note| {
+            Ok(ports::ghl::GhlNote {
+                id: domain::GhlNoteId::parse("n1").unwrap(),
+                contact: contact.clone(),
+                note: note.clone(),
+                user_id: None,
+            })
+        });
+    let mut commented = ekyte_task(11, t);
+    commented.comments = vec![ports::ekyte::EkyteComment {
+        id: domain::EkyteCommentId::new(500).unwrap(),
+        task: EkyteTaskId::new(11).unwrap(),
+        body: Some("Done on our side".into()),
+        author: Some("Bia".into()),
+        created: Some(t0()),
+    }];
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::new(Mutex::new(vec![commented])));
+    ekyte.expect_update_note().times(0);
+    ekyte.expect_create_note().times(0);
+    let engine = w.engine(ghl, ekyte);
+    engine
+        .sync_contact(w.scope(), &cid(), Options::default())
+        .await
+        .unwrap();
+    let note = w
+        .links
+        .find(EntityKind::Note, |l| l.ghl_id.as_deref() == Some("n1"))
+        .expect("the copied note is linked");
+    assert_eq!(note.state, LinkState::Linked, "{note:?}");
+    let comment = w
+        .links
+        .find(EntityKind::Comment, |l| l.ekyte_id.as_deref() == Some("500"))
+        .expect("the comment is linked");
+    assert_eq!(comment.state, LinkState::Linked);
+}
