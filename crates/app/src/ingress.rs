@@ -88,6 +88,74 @@ impl RecentWebhooks {
     }
 }
 
+/// The accepted webhook ids on their way to the store's inbox, written together (issue 17):
+/// each delivery still waits for its id to be committed before it is answered, but the ids
+/// that arrive while one batch is being written go in the next batch's one statement, not
+/// one statement each.
+pub struct InboxWrites {
+    inbox: Arc<dyn Inbox>,
+    queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<InboxWrite>>,
+}
+
+struct InboxWrite {
+    tenant: TenantId,
+    key: String,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+impl InboxWrites {
+    /// At most this many ids go in one statement.
+    pub const BATCH: usize = 512;
+
+    pub fn new(inbox: Arc<dyn Inbox>) -> Self {
+        Self {
+            inbox,
+            queue: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Record `key` for `tenant` under [`INBOX_WEBHOOKS`]; returns once it is committed
+    /// (or with the store's error, as text: every waiter of the batch gets it).
+    pub async fn record(&self, tenant: &TenantId, key: &str) -> Result<(), String> {
+        // Started on first use, on the runtime that serves the ingress; it ends when the
+        // last sender (this struct) is dropped.
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4 * Self::BATCH);
+            tokio::spawn(write_batches(self.inbox.clone(), rx));
+            tx
+        });
+        let (done, answer) = tokio::sync::oneshot::channel();
+        queue
+            .send(InboxWrite {
+                tenant: tenant.clone(),
+                key: key.to_owned(),
+                done,
+            })
+            .await
+            .map_err(|_| "the inbox writer stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the inbox writer stopped".to_owned())?
+    }
+}
+
+async fn write_batches(inbox: Arc<dyn Inbox>, mut rx: tokio::sync::mpsc::Receiver<InboxWrite>) {
+    let mut batch = Vec::with_capacity(InboxWrites::BATCH);
+    while rx.recv_many(&mut batch, InboxWrites::BATCH).await > 0 {
+        let keys: Vec<(TenantId, String)> = batch
+            .iter()
+            .map(|w| (w.tenant.clone(), w.key.clone()))
+            .collect();
+        let outcome = inbox
+            .record_many(INBOX_WEBHOOKS, &keys)
+            .await
+            .map_err(|e| e.to_string());
+        for w in batch.drain(..) {
+            let _ = w.done.send(outcome.clone());
+        }
+    }
+}
+
 /// What the webhook route needs.
 #[derive(Clone)]
 pub struct WebhookState {
@@ -97,7 +165,7 @@ pub struct WebhookState {
     pub recent: Arc<RecentWebhooks>,
     /// Where accepted webhook ids are recorded (for the operator and the audit of a
     /// delivery; the dedupe itself is `recent` and the worker's inbox).
-    pub inbox: Arc<dyn Inbox>,
+    pub inbox: Arc<InboxWrites>,
     pub publisher: Arc<dyn Publisher>,
     pub credentials: Arc<dyn CredentialStore>,
     pub clock: Arc<dyn Clock>,
@@ -321,7 +389,7 @@ async fn publish(s: &WebhookState, tenant: &Tenant, event: GhlEvent) -> Response
 /// Remember an accepted id: in this process, and in the store's inbox.
 async fn record_id(s: &WebhookState, tenant: &TenantId, webhook_id: &str) {
     s.recent.remember(tenant, webhook_id);
-    if let Err(e) = s.inbox.record(tenant, INBOX_WEBHOOKS, webhook_id).await {
+    if let Err(e) = s.inbox.record(tenant, webhook_id).await {
         tracing::warn!(error = %e, "could not record the webhook id; a redelivery will be deduped by the worker");
     }
 }

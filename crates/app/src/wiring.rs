@@ -380,7 +380,7 @@ impl App {
                 verifier: Arc::new(verifier),
                 tenants: self.store.clone(),
                 recent: Arc::default(),
-                inbox: self.store.clone(),
+                inbox: Arc::new(crate::ingress::InboxWrites::new(self.store.clone())),
                 publisher: self.broker.clone(),
                 credentials: self.store.clone(),
                 clock: self.clock.clone(),

@@ -1958,7 +1958,9 @@ async fn a_comment_copied_as_a_ghl_note_stays_linked_though_the_notes_were_read_
     assert_eq!(note.state, LinkState::Linked, "{note:?}");
     let comment = w
         .links
-        .find(EntityKind::Comment, |l| l.ekyte_id.as_deref() == Some("500"))
+        .find(EntityKind::Comment, |l| {
+            l.ekyte_id.as_deref() == Some("500")
+        })
         .expect("the comment is linked");
     assert_eq!(comment.state, LinkState::Linked);
 }

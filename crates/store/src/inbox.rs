@@ -48,6 +48,38 @@ impl Inbox for Store {
         Ok(inserted == 1)
     }
 
+    async fn record_many(
+        &self,
+        source: &str,
+        keys: &[(TenantId, String)],
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let mut unique = std::collections::BTreeSet::new();
+        let rows: Vec<inbox::ActiveModel> = keys
+            .iter()
+            .filter(|(t, k)| unique.insert((t.as_str(), k.as_str())))
+            .map(|(tenant, key)| inbox::ActiveModel {
+                tenant_id: Set(tenant.as_str().to_owned()),
+                source: Set(source.to_owned()),
+                dedupe_key: Set(key.clone()),
+                created_at: Set(at),
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([Column::TenantId, Column::Source, Column::DedupeKey])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db())
+            .await
+            .map_err(|e| db_err("record inbox keys", e))?;
+        Ok(())
+    }
+
     async fn prune(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let res = Entity::delete_many()
             .filter(Column::CreatedAt.lt(before))

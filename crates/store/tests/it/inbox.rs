@@ -59,3 +59,35 @@ async fn record_once_and_prune_by_age(b: TestBackend) {
         3
     );
 }
+
+on_both!(record_many_keys_in_one_statement_keeping_those_there);
+
+async fn record_many_keys_in_one_statement_keeping_those_there(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let (acme, other) = (tid("acme"), tid("other"));
+    assert!(store.record(&acme, "webhook", "wh-1").await.unwrap());
+    let before = store.statements();
+    store
+        .record_many(
+            "webhook",
+            &[
+                (acme.clone(), "wh-1".to_owned()),
+                (acme.clone(), "wh-2".to_owned()),
+                (acme.clone(), "wh-2".to_owned()),
+                (other.clone(), "wh-1".to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.statements() - before,
+        1,
+        "one statement for the batch"
+    );
+    assert!(store.seen(&acme, "webhook", "wh-2").await.unwrap());
+    assert!(store.seen(&other, "webhook", "wh-1").await.unwrap());
+    assert!(!store.seen(&other, "webhook", "wh-2").await.unwrap());
+    // Already there: left as it was.
+    assert!(!store.record(&acme, "webhook", "wh-1").await.unwrap());
+    store.record_many("webhook", &[]).await.unwrap();
+}
