@@ -323,7 +323,7 @@ impl Store {
                 .begin()
                 .await
                 .map_err(|e| db_err("begin the credential refresh", e))?;
-            self.count_statements(2);
+            self.count_statements("BEGIN/END", 2);
             let current = self.read_held(&txn, holder, true).await?;
             if !due(&current) {
                 txn.commit()

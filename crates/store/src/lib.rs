@@ -199,7 +199,7 @@ impl Store {
     }
 
     /// [`Store::statements`] by what they do: the verb and the first table named
-    /// (`"INSERT links"`, `"SELECT sync_inbox"`), and `"BEGIN/END"` for a transaction's ends.
+    /// (`"INSERT links"`, `"SELECT inbox"`), `"BEGIN/END"` for a transaction's ends.
     /// For the benchmarks, which report where a sync's statements go.
     pub fn statements_by_kind(&self) -> BTreeMap<String, u64> {
         self.inner
@@ -211,15 +211,16 @@ impl Store {
             .collect()
     }
 
-    /// Count statements the metric callback does not see (a transaction's begin and end).
-    pub(crate) fn count_statements(&self, n: u64) {
+    /// Count `n` statements the metric callback does not see (a transaction's begin and end,
+    /// a statement sent unprepared), as `kind` in [`Store::statements_by_kind`].
+    pub(crate) fn count_statements(&self, kind: &str, n: u64) {
         self.inner.statements.fetch_add(n, Ordering::Relaxed);
         *self
             .inner
             .tally
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry("BEGIN/END".to_owned())
+            .entry(kind.to_owned())
             .or_insert(0) += n;
     }
 

@@ -151,7 +151,7 @@ impl Store {
             .map_err(|_| timed_out(key, wait))?
             .map_err(|e| db_err("begin a contact lock transaction", e))?;
         // BEGIN, and the ROLLBACK that releases the lock.
-        self.count_statements(2);
+        self.count_statements("BEGIN/END", 2);
         let remaining = wait.saturating_sub(started.elapsed());
         if remaining.is_zero() {
             return Err(timed_out(key, wait));
@@ -164,6 +164,8 @@ impl Store {
             "SET LOCAL lock_timeout = '{millis}ms'; SELECT pg_advisory_xact_lock({lock_key})"
         );
         let acquire = txn.execute_unprepared(&sql);
+        // Sent unprepared, which the metric callback does not see.
+        self.count_statements("SELECT pg_advisory_xact_lock", 1);
         // The server gives up at `lock_timeout`; the margin covers the round trip.
         match tokio::time::timeout(remaining + Duration::from_millis(500), acquire).await {
             Err(_) => Err(timed_out(key, wait)),
