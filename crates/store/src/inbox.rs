@@ -14,6 +14,13 @@ use crate::entity::inbox::{self, Column, Entity};
 use crate::error::db_err;
 use crate::mapping::now;
 
+/// A key already recorded stays as it is: the first writer wins, the others do nothing.
+fn keep_the_first() -> OnConflict {
+    OnConflict::columns([Column::TenantId, Column::Source, Column::DedupeKey])
+        .do_nothing()
+        .to_owned()
+}
+
 #[async_trait]
 impl Inbox for Store {
     async fn seen(&self, tenant: &TenantId, source: &str, key: &str) -> Result<bool, StoreError> {
@@ -37,11 +44,7 @@ impl Inbox for Store {
         };
         // One statement decides: the first writer inserts, every other one does nothing.
         let inserted = Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([Column::TenantId, Column::Source, Column::DedupeKey])
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(keep_the_first())
             .exec_without_returning(self.db())
             .await
             .map_err(|e| db_err("record inbox key", e))?;
@@ -69,11 +72,7 @@ impl Inbox for Store {
             return Ok(());
         }
         Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([Column::TenantId, Column::Source, Column::DedupeKey])
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(keep_the_first())
             .exec_without_returning(self.db())
             .await
             .map_err(|e| db_err("record inbox keys", e))?;
