@@ -1086,15 +1086,8 @@ impl ContactSync<'_> {
         let tenant = cx.scope.tenant.clone();
         let prefetched = cx.opts.prefetched.as_ref().and_then(|p| p.tasks_of(id));
         let ghl_tasks = match prefetched {
-            // Read by the sweep before this run's onboarding tasks existed: add those.
-            Some(mut tasks) => {
-                for t in &cx.ghl_created_tasks {
-                    if !tasks.iter().any(|k| k.id == t.id) {
-                        tasks.push(t.clone());
-                    }
-                }
-                tasks
-            }
+            // Read before this run's onboarding tasks existed: add those.
+            Some(tasks) => with_made(tasks, &cx.ghl_created_tasks, |a, b| a.id == b.id),
             None => self
                 .ports
                 .ghl
@@ -1399,14 +1392,7 @@ impl ContactSync<'_> {
         let tenant = cx.scope.tenant.clone();
         let notes = match cx.ghl_notes.take() {
             // Read before this run's copies of eKyte comments existed: add those.
-            Some(mut notes) => {
-                for n in &cx.ghl_created_notes {
-                    if !notes.iter().any(|k| k.id == n.id) {
-                        notes.push(n.clone());
-                    }
-                }
-                notes
-            }
+            Some(notes) => with_made(notes, &cx.ghl_created_notes, |a, b| a.id == b.id),
             None => self
                 .ports
                 .ghl
@@ -1504,6 +1490,17 @@ impl ContactSync<'_> {
         }
         Ok(())
     }
+}
+
+/// A list read earlier in the run, with the records the run made since added (those it does
+/// not hold already).
+fn with_made<T: Clone>(mut read: Vec<T>, made: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    for m in made {
+        if !read.iter().any(|r| same(r, m)) {
+            read.push(m.clone());
+        }
+    }
+    read
 }
 
 /// The workspace name last agreed on a contact or business link, if its record holds one.

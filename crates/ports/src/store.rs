@@ -536,9 +536,9 @@ pub trait Inbox: Send + Sync {
     /// Record `key`; `true` when it was new, `false` when it was already there.
     async fn record(&self, tenant: &TenantId, source: &str, key: &str) -> Result<bool, StoreError>;
 
-    /// Record many keys of `source` at once (keys already there are left as they are). All
-    /// or nothing: on an error none may have been recorded. The default records them one
-    /// by one; a store should do it in one statement.
+    /// Record many keys of `source` at once (keys already there are left as they are). On an
+    /// error some may have been recorded; recording them again is harmless. The default
+    /// records them one by one; a store should do it in one statement.
     async fn record_many(
         &self,
         source: &str,
