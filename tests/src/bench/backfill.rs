@@ -140,6 +140,8 @@ async fn ours_on(
     let worker = json!({
         "messages_done": stats.done.load(std::sync::atomic::Ordering::Relaxed),
         "retried": stats.retried.load(std::sync::atomic::Ordering::Relaxed),
+        // Bulk messages handed back to the delay queues by the lane's shares (`fair.rs`).
+        "deferred": stats.deferred.load(std::sync::atomic::Ordering::Relaxed),
         "dead_lettered": stats.dead_lettered.load(std::sync::atomic::Ordering::Relaxed),
         "store_statements": statements,
         "store_statements_per_contact": round3(statements as f64 / contacts),

@@ -114,6 +114,9 @@ fn summary(contacts: usize, r: &Value) -> Value {
         "simulators_cpu_s": worker["simulators"]["cpu_s"],
         "simulators_peak_rss_mib": worker["simulators"]["peak_rss_mib"],
         "dead_lettered": worker["dead_lettered"],
+        "deferred_per_contact": worker["deferred"]
+            .as_f64()
+            .map(|d| super::round3(d / contacts.max(1) as f64)),
         "converged": r["ours_converged"],
     })
 }
