@@ -62,13 +62,7 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<Value> {
     let rig = Rig::start(
         &world,
         &spec,
-        &RigOptions {
-            queue: args.queue,
-            store: args.store,
-            ingress: true,
-            webhooks_to_ingress: true,
-            ..RigOptions::default()
-        },
+        &RigOptions::with_webhooks(args.queue, args.store),
     )
     .await?;
     rig.enqueue(Job::Full).await?;

@@ -106,13 +106,7 @@ pub async fn run(args: &LatencyArgs) -> anyhow::Result<Value> {
     let rig = Rig::start(
         &world,
         &spec,
-        &RigOptions {
-            queue: args.queue,
-            store: args.store,
-            ingress: true,
-            webhooks_to_ingress: true,
-            ..RigOptions::default()
-        },
+        &RigOptions::with_webhooks(args.queue, args.store),
     )
     .await?;
     if let Some(site) = &site {

@@ -113,6 +113,20 @@ pub struct RigOptions {
     pub fair_bulk: Option<bool>,
 }
 
+impl RigOptions {
+    /// `queue` and `store`, with the ingress on loopback and the simulator's webhooks sent
+    /// to it: the service as GHL's events reach it.
+    pub fn with_webhooks(queue: QueueKind, store: TestBackend) -> Self {
+        Self {
+            queue,
+            store,
+            ingress: true,
+            webhooks_to_ingress: true,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for RigOptions {
     fn default() -> Self {
         Self {
