@@ -285,20 +285,18 @@ impl StoreHealth for Store {
 /// What a statement does, for [`Store::statements_by_kind`]: its verb and the first table it
 /// names after `FROM`, `INTO` or `UPDATE` (`"SELECT links"`); a bare verb when it names none.
 fn statement_kind(sql: &str) -> String {
+    // Runs for every statement: the words are compared in place, only the result is built.
     let mut words = sql.split_whitespace();
-    let verb = words.next().unwrap_or("").to_ascii_uppercase();
-    let mut table = None;
-    let mut prev = verb.clone();
-    for w in words {
-        if matches!(prev.as_str(), "FROM" | "INTO" | "UPDATE") {
-            table = Some(
-                w.trim_matches(|c| c == '"' || c == '`' || c == '(')
-                    .to_owned(),
-            );
-            break;
-        }
-        prev = w.to_ascii_uppercase();
-    }
+    let verb = words.next().unwrap_or("");
+    let mut prev = verb;
+    let table = words.find_map(|w| {
+        let after_keyword = ["FROM", "INTO", "UPDATE"]
+            .iter()
+            .any(|k| prev.eq_ignore_ascii_case(k));
+        prev = w;
+        after_keyword.then(|| w.trim_matches(|c| c == '"' || c == '`' || c == '('))
+    });
+    let verb = verb.to_ascii_uppercase();
     match table {
         Some(t) => format!("{verb} {t}"),
         None => verb,
