@@ -119,8 +119,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    round3(f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0)
+    round3(f64::from(sorted[super::percentile_index(sorted.len(), p)]) / 1000.0)
 }
 
 pub async fn run(args: &IngressArgs) -> anyhow::Result<Value> {

@@ -202,13 +202,18 @@ pub fn statements_between(
         .collect()
 }
 
+/// Where the `p`th percentile of `len` sorted values is (nearest rank); `len` must not be 0.
+pub fn percentile_index(len: usize, p: f64) -> usize {
+    let idx = ((p / 100.0) * (len - 1) as f64).round() as usize;
+    idx.min(len - 1)
+}
+
 /// The `p`th percentile of `sorted` (nearest rank), rounded to the millisecond; 0 if empty.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    round3(sorted[idx.min(sorted.len() - 1)])
+    round3(sorted[percentile_index(sorted.len(), p)])
 }
 
 pub fn round3(v: f64) -> f64 {
