@@ -59,13 +59,14 @@ fn contacts() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(CONTACTS)
 }
-/// `CHAOS_SWEEP_BATCH` sets `sync.sweep_batch` (bounded sweeps, off by default), to try them
-/// under the suite before they are turned on.
-fn sweep_batch() -> u64 {
+/// `CHAOS_SWEEP_BATCH` sets `sync.sweep_batch` (0: a sweep in one message); unset, the
+/// fleet runs with the service's default (bounded sweeps of 200).
+fn sweep_batch() -> String {
     std::env::var("CHAOS_SWEEP_BATCH")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|n| format!("sweep_batch = {n}"))
+        .unwrap_or_default()
 }
 const WORKERS: usize = 3;
 /// Queue names of this run's own (the node is ours too, but the names say whose they are).
@@ -343,7 +344,7 @@ request_timeout = "10s"
 # A claim left by a killed worker is taken over after this long (5 min in production;
 # this run compresses time).
 claim_stale_after = "30s"
-sweep_batch = {sweep_batch}
+{sweep_batch}
 
 [worker]
 drain_timeout = "20s"
