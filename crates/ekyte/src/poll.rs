@@ -94,12 +94,32 @@ pub fn task_fingerprint(tenant: &Tenant, task: &EkyteTask) -> Fingerprint {
     )
 }
 
-/// Links of the kinds a poll compares with, keyed by eKyte id.
+/// Links of the kinds a poll compares with, keyed by eKyte id: only what the comparison
+/// reads of each, since a poll holds every link of the tenant at once (a whole link keeps
+/// its last agreed record, and a location of 10,000 contacts made a poll's peak several
+/// times the worker's memory).
 #[derive(Default)]
 struct Known {
-    workspaces: HashMap<String, Link>,
-    tasks: HashMap<String, Link>,
-    comments: HashMap<String, Link>,
+    workspaces: HashMap<String, KnownLink>,
+    tasks: HashMap<String, KnownLink>,
+    comments: HashSet<String>,
+}
+
+/// What a poll compares of one link.
+struct KnownLink {
+    state: LinkState,
+    ekyte_fp: Option<Fingerprint>,
+}
+
+impl KnownLink {
+    /// The link by its eKyte id, if it has one.
+    fn keyed(link: Link) -> Option<(String, Self)> {
+        let known = Self {
+            state: link.state,
+            ekyte_fp: link.ekyte_fp,
+        };
+        link.ekyte_id.map(|id| (id, known))
+    }
 }
 
 /// The tenant's place in its eKyte company, for the workspaces it does not link.
@@ -274,12 +294,10 @@ impl EkytePoller {
         if default_here {
             for peer in &peers {
                 for kind in [EntityKind::Contact, EntityKind::Business] {
-                    linked_elsewhere.extend(
-                        self.links_of(&peer.id, kind)
-                            .await?
-                            .into_iter()
-                            .filter_map(|l| l.ekyte_id),
-                    );
+                    self.links_of(&peer.id, kind, |l| {
+                        linked_elsewhere.extend(l.ekyte_id);
+                    })
+                    .await?;
                 }
             }
         }
@@ -290,9 +308,15 @@ impl EkytePoller {
         })
     }
 
-    async fn links_of(&self, tenant: &TenantId, kind: EntityKind) -> Result<Vec<Link>, ApiError> {
+    /// Hand every link of `kind` to `keep`, a page at a time (a page is dropped before the
+    /// next is read).
+    async fn links_of(
+        &self,
+        tenant: &TenantId,
+        kind: EntityKind,
+        mut keep: impl FnMut(Link),
+    ) -> Result<(), ApiError> {
         let page = self.adapter.config().poll.link_page;
-        let mut out = Vec::new();
         let mut after = 0;
         loop {
             let batch = self
@@ -304,29 +328,32 @@ impl EkytePoller {
             if let Some(last) = batch.last() {
                 after = last.id;
             }
-            out.extend(batch);
+            for link in batch {
+                keep(link);
+            }
             if n < page as usize {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
 
     async fn known(&self, scope: &Scope) -> Result<Known, ApiError> {
-        let by_ekyte = |links: Vec<Link>| {
-            links
-                .into_iter()
-                .filter_map(|l| l.ekyte_id.clone().map(|id| (id, l)))
-                .collect::<HashMap<_, _>>()
-        };
-        // Business links first, so a contact link for the same workspace wins.
         let t = &scope.tenant.id;
-        let mut workspaces = by_ekyte(self.links_of(t, EntityKind::Business).await?);
-        workspaces.extend(by_ekyte(self.links_of(t, EntityKind::Contact).await?));
-        Ok(Known {
-            workspaces,
-            tasks: by_ekyte(self.links_of(t, EntityKind::Task).await?),
-            comments: by_ekyte(self.links_of(t, EntityKind::Comment).await?),
+        let mut known = Known::default();
+        // Business links first, so a contact link for the same workspace wins.
+        for kind in [EntityKind::Business, EntityKind::Contact] {
+            self.links_of(t, kind, |l| known.workspaces.extend(KnownLink::keyed(l)))
+                .await?;
+        }
+        self.links_of(t, EntityKind::Task, |l| {
+            known.tasks.extend(KnownLink::keyed(l))
         })
+        .await?;
+        self.links_of(t, EntityKind::Comment, |l| {
+            known.comments.extend(l.ekyte_id)
+        })
+        .await?;
+        Ok(known)
     }
 
     /// The whole poll, checkpointing as it goes. Errors carry the tally reached.
@@ -437,7 +464,7 @@ impl EkytePoller {
                 continue;
             }
             for comment in &task.comments {
-                if !known.comments.contains_key(&comment.id.to_string()) {
+                if !known.comments.contains(&comment.id.to_string()) {
                     tally.push(EkyteChange::CommentAdded {
                         comment: comment.clone(),
                         workspace,
