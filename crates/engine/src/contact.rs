@@ -128,6 +128,17 @@ impl ContactSync<'_> {
     ) -> Result<(), SyncError> {
         // Dead-lettered, to be replayed once the settings are fixed: never a silent skip.
         crate::sweep::refuse_unready(&cx.scope.tenant)?;
+        // The create event of a record already linked (most often the echo of one this
+        // service created) needs nothing: known before the contact's lock, it neither waits
+        // for the sync that made the record, which may still hold the lock, nor takes it.
+        // The skip is what the same read under the lock would decide; a sync that closes the
+        // link meanwhile reconciles the contact itself. Anything but linked is read again once
+        // the lock is held.
+        if let Some((kind, created_id)) = created {
+            if self.skip_if_linked(cx, id, kind, created_id).await? {
+                return Ok(());
+            }
+        }
         let guard = self
             .ports
             .locks
@@ -148,29 +159,45 @@ impl ContactSync<'_> {
                 },
             })?;
         let result = match created {
-            Some((kind, created_id)) => match self
-                .ports
-                .links
-                .by_ghl(&cx.scope.tenant.id, kind, created_id)
-                .await
-            {
-                Ok(Some(l)) if l.state == LinkState::Linked => {
-                    cx.contact = Some(id.clone());
-                    cx.skip(
-                        kind,
-                        Some(created_id),
-                        l.ekyte_id.as_deref(),
-                        "create event for an entity already linked (our own create, or a redelivery)",
-                    );
-                    Ok(())
-                }
-                Ok(_) => self.run_locked(cx, id).await,
-                Err(e) => Err(SyncError::store("read link of the created entity")(e)),
+            Some((kind, created_id)) => match self.skip_if_linked(cx, id, kind, created_id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => self.run_locked(cx, id).await,
+                Err(e) => Err(e),
             },
             None => self.run_locked(cx, id).await,
         };
         guard.release().await;
         result
+    }
+
+    /// Skip the create event of `created_id` when it is linked already (our own create, or
+    /// a redelivery); whether it was.
+    async fn skip_if_linked(
+        &self,
+        cx: &mut Cx,
+        contact: &GhlContactId,
+        kind: EntityKind,
+        created_id: &str,
+    ) -> Result<bool, SyncError> {
+        let link = self
+            .ports
+            .links
+            .by_ghl(&cx.scope.tenant.id, kind, created_id)
+            .await
+            .map_err(SyncError::store("read link of the created entity"))?;
+        match link {
+            Some(l) if l.state == LinkState::Linked => {
+                cx.contact = Some(contact.clone());
+                cx.skip(
+                    kind,
+                    Some(created_id),
+                    l.ekyte_id.as_deref(),
+                    "create event for an entity already linked (our own create, or a redelivery)",
+                );
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn run_locked(&self, cx: &mut Cx, id: &GhlContactId) -> Result<(), SyncError> {

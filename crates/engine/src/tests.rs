@@ -888,6 +888,35 @@ async fn a_create_event_for_a_linked_task_reads_nothing() {
 }
 
 #[tokio::test]
+async fn the_echo_of_a_linked_task_does_not_wait_for_the_contacts_lock() {
+    // The onboarding task's TaskCreate comes back while the sync that made it still holds
+    // the contact's lock: the echo is answered without the lock, not parked behind it.
+    let w = World::new();
+    w.linked_contact(&contact());
+    w.linked_task("g9", 31, &task("Welcome call"));
+    let held = w
+        .locks
+        .lock(
+            &w.tenant.id,
+            &format!("contact:{}", cid()),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    let engine = w.engine(MockGhlApi::new(), MockEkyteApi::new());
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.ghl_event(w.scope(), &task_create_event("wh-echo"), Options::default()),
+    )
+    .await
+    .expect("the echo waited for the lock another sync holds")
+    .unwrap();
+    assert_eq!(report.writes(), 0);
+    assert_eq!(report.count(AuditAction::Skip), 1);
+    held.release().await;
+}
+
+#[tokio::test]
 async fn a_task_complete_for_a_linked_task_is_still_synced() {
     // Only create events are recognised as already known; a completion is a change.
     let w = World::new();
