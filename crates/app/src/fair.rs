@@ -11,7 +11,7 @@
 //! - every tenant with work in this worker gets an equal share of the slots, rounded up;
 //! - a tenant under its share runs (it may wait a moment for a slot);
 //! - a tenant at its share may still hold a few more deliveries, waiting for a slot, as long
-//!   as they would start within [`Shares::HOLD_FOR`], so one that goes fast is never handed
+//!   as they would start within [`Shares::MIN_DEFER`], so one that goes fast is never handed
 //!   back; but never more than its equal part of half the look-ahead (the deliveries the
 //!   worker takes beyond its slots): the other half stays free, so another tenant's delivery
 //!   can always reach the worker;
@@ -67,13 +67,8 @@ impl Share {
 }
 
 impl Shares {
-    /// The longest a delivery held beyond its tenant's share may expect to wait for a slot.
-    pub const HOLD_FOR: Duration = Duration::from_millis(500);
-    /// The shortest wait a deferred message takes. Short: a tenant alone, whose surplus is
-    /// handed back only so that the worker can look past it, must have it back as soon as
-    /// a slot frees, or its slots sit idle (a lone location's backfill took twice as long
-    /// when this was 500 ms).
-    pub const MIN_DEFER: Duration = Duration::from_millis(50);
+    /// The shortest wait a deferred message takes (and the longest a held one may expect).
+    pub const MIN_DEFER: Duration = Duration::from_millis(500);
     /// The longest: a message deferred this long is looked at again, then maybe deferred
     /// again. Short enough that a pace misjudged in a bad minute (a database restart makes
     /// every message slow) parks nothing for long.
@@ -118,23 +113,18 @@ impl Shares {
         // A deferred message that came back no longer waits in the delay queues; if it has
         // to wait again, it keeps its place in the tenant's line.
         let came_back = share.deferred.remove(message);
-        // How often one of its messages starts here: the pace measured, or the pace its
-        // whole share would go at (how long one takes, over the share), whichever is
-        // faster, else taken for fast. The measured pace alone feeds on itself: a tenant
-        // with few messages here finishes them slowly, so its next ones would be handed
-        // back for longer, and it would have fewer still.
-        let full_share = share.mean.map(|m| m.div_f64(fair as f64));
-        let per_message = match (share.gap, full_share) {
-            (Some(gap), Some(full)) => gap.min(full),
-            (gap, full) => gap.or(full).unwrap_or(Duration::ZERO),
-        };
+        // How often one of its messages starts here: measured, else judged from how long
+        // one takes and the share, else taken for fast.
+        let per_message = share
+            .gap
+            .unwrap_or_else(|| share.mean.unwrap_or(Duration::ZERO).div_f64(fair as f64));
         // When this one would start: the messages of its tenant admitted beyond its share
         // go first, one every `per_message`.
         let start_in = per_message.saturating_mul(count_u32(share.held.saturating_sub(fair) + 1));
         // Half the look-ahead is shared out like the slots; the other half stays free, so
         // that another tenant's delivery can always reach the worker.
         let buffer_cap = fair + (self.look_ahead / 2).div_ceil(others + 1);
-        if share.held < fair || (share.held < buffer_cap && start_in < Self::HOLD_FOR) {
+        if share.held < fair || (share.held < buffer_cap && start_in < Self::MIN_DEFER) {
             share.held += 1;
             return Admission::Run(Ticket {
                 shares: Arc::clone(self),
@@ -285,39 +275,15 @@ mod tests {
         std::mem::forget(ticket(shares.admit(&a, "m3", t0 + ms(5_000))));
         shares.settled(&a, Some(ms(900)), t0 + ms(6_000));
         assert_eq!(shares.lock()[&a].gap, Some(ms(300)));
-        // A deferral counts by the measured pace when that is the faster: each one in line
-        // waits one more. (Its share would go at 900 ms / 4 = 225 ms a message; measured
-        // slower here, so the ms(900) messages must have been slower than their mean.)
-        shares.lock().get_mut(&a).unwrap().mean = Some(ms(1_600));
+        // The measured pace is what a deferral counts by: each one in line waits one more
+        // (the first one the shortest wait).
         let _running: Vec<_> = (0..4)
             .map(|i| ticket(shares.admit(&a, &format!("r{i}"), t0)))
             .collect();
         let waits: Vec<_> = (0..3)
             .map(|i| deferred(shares.admit(&a, &format!("d{i}"), t0)))
             .collect();
-        assert_eq!(waits, vec![ms(300), ms(600), ms(900)]);
-    }
-
-    #[test]
-    fn a_tenant_with_few_messages_here_is_not_judged_by_its_slow_line() {
-        // One message at a time finishing every 2 s measures a slow line, though its share
-        // of 4 slots would go at 1 s / 4 a message. Judged by the line, its surplus would be
-        // handed back for ever longer, and it would have fewer messages here still.
-        let shares = Shares::new(4, 0);
-        let a = tenant(1);
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        {
-            let mut state = shares.lock();
-            let share = state.entry(a.clone()).or_default();
-            share.gap = Some(ms(2_000));
-            share.mean = Some(ms(1_000));
-        }
-        let _running: Vec<_> = (0..4)
-            .map(|i| ticket(shares.admit(&a, &format!("r{i}"), t0)))
-            .collect();
-        assert_eq!(deferred(shares.admit(&a, "d0", t0)), ms(250));
-        assert_eq!(deferred(shares.admit(&a, "d1", t0)), ms(500));
+        assert_eq!(waits, vec![Shares::MIN_DEFER, ms(600), ms(900)]);
     }
 
     #[test]
@@ -338,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_tenant_holds_only_what_would_start_within_the_hold_horizon() {
+    fn a_slow_tenant_holds_only_what_would_start_within_the_shortest_wait() {
         let shares = Shares::new(4, 8);
         let a = tenant(1);
         // Its messages take 1 s each (waiting for its GHL budget): with 4 slots, one slot

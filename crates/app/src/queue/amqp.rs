@@ -112,9 +112,7 @@ pub struct Topology {
 
 /// The waits a deferred bulk message can take (a tenant over its share of the bulk lane):
 /// one delay queue each on the bulk lane, besides the retry tiers.
-pub const DEFER_TIERS: [Duration; 7] = [
-    Duration::from_millis(50),
-    Duration::from_millis(150),
+pub const DEFER_TIERS: [Duration; 5] = [
     Duration::from_millis(500),
     Duration::from_secs(1),
     Duration::from_secs(3),
@@ -1473,9 +1471,7 @@ mod tests {
     fn a_deferred_message_waits_in_the_longest_defer_tier_not_above_its_delay() {
         let t = Topology::new("ges", &[Duration::from_secs(5)]);
         let tier = |ms| t.defer_tier_for(Duration::from_millis(ms));
-        assert_eq!(tier(10), Some(Duration::from_millis(50)));
-        assert_eq!(tier(149), Some(Duration::from_millis(50)));
-        assert_eq!(tier(150), Some(Duration::from_millis(150)));
+        assert_eq!(tier(10), Some(Duration::from_millis(500)));
         assert_eq!(tier(999), Some(Duration::from_millis(500)));
         assert_eq!(tier(2_999), Some(Duration::from_secs(1)));
         assert_eq!(tier(3_000), Some(Duration::from_secs(3)));
