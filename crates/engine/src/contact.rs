@@ -134,10 +134,10 @@ impl ContactSync<'_> {
         // The skip is what the same read under the lock would decide; a sync that closes the
         // link meanwhile reconciles the contact itself. Anything but linked is read again once
         // the lock is held.
-        if let Some((kind, created_id)) = created {
-            if self.skip_if_linked(cx, id, kind, created_id).await? {
-                return Ok(());
-            }
+        if let Some((kind, created_id)) = created
+            && self.skip_if_linked(cx, id, kind, created_id).await?
+        {
+            return Ok(());
         }
         let guard = self
             .ports
