@@ -10,7 +10,7 @@
 //! 5. tasks both ways; eKyte comments → GHL notes; GHL notes → board notes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
@@ -28,6 +28,7 @@ use crate::Ports;
 use crate::cx::{Cx, Note as AuditNote};
 use crate::error::SyncError;
 use crate::settle::{Place, Settler, Stored, Subject};
+use crate::unit::Deferred;
 use crate::writers::{BusinessWriter, ContactWriter, NoteWriter, TaskWriter, workspace};
 
 /// Contacts linked less than this long ago still get onboarding tasks (so a crash between
@@ -158,16 +159,43 @@ impl ContactSync<'_> {
                     source: other,
                 },
             })?;
-        let result = match created {
-            Some((kind, created_id)) => match self.skip_if_linked(cx, id, kind, created_id).await {
-                Ok(true) => Ok(()),
-                Ok(false) => self.run_locked(cx, id).await,
-                Err(e) => Err(e),
-            },
-            None => self.run_locked(cx, id).await,
+        // Under the lock the links' completions wait, and are written together before it is
+        // released (see `unit`).
+        let unit = Arc::new(Deferred::new(self.ports.links.clone()));
+        let ports = Ports {
+            links: unit.clone(),
+            ..self.ports.clone()
         };
+        let locked = ContactSync {
+            ports: &ports,
+            businesses: self.businesses,
+            settings: self.settings,
+        };
+        let result = match created {
+            Some((kind, created_id)) => {
+                match locked.skip_if_linked(cx, id, kind, created_id).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => locked.run_locked(cx, id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => locked.run_locked(cx, id).await,
+        };
+        let flushed = unit.flush().await;
         guard.release().await;
-        result
+        match (result, flushed) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Ok(()), Err(e)) => Err(SyncError::store("complete links")(e)),
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(lost)) => {
+                // The sync failed anyway and is retried; its retry reads the links again.
+                tracing::warn!(
+                    error = %lost,
+                    "the links this failed sync completed were not written"
+                );
+                Err(e)
+            }
+        }
     }
 
     /// Skip the create event of `created_id` when it is linked already (our own create, or

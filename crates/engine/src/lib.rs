@@ -21,6 +21,7 @@ mod flows;
 mod report;
 mod settle;
 mod sweep;
+mod unit;
 mod writers;
 
 use std::sync::Arc;

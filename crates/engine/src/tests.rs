@@ -32,6 +32,9 @@ use crate::{Engine, Options, Ports, Settings};
 #[derive(Default)]
 struct FakeLinks {
     rows: Mutex<Vec<Link>>,
+    /// Calls of `complete`, and the sizes of the calls of `complete_many`.
+    singles: Mutex<usize>,
+    batches: Mutex<Vec<usize>>,
 }
 
 impl FakeLinks {
@@ -98,6 +101,26 @@ fn link_from(id: i64, tenant: &TenantId, kind: EntityKind, u: &LinkUpdate, versi
         claimed_at: None,
         created_at: t0(),
         updated_at: t0(),
+    }
+}
+
+impl FakeLinks {
+    fn complete_row(&self, id: i64, version: i64, u: &LinkUpdate) -> Result<Link, StoreError> {
+        let mut rows = self.rows.lock().unwrap();
+        let l = rows
+            .iter_mut()
+            .find(|l| l.id == id)
+            .ok_or(StoreError::NotFound {
+                what: format!("link {id}"),
+            })?;
+        if l.version != version {
+            return Err(StoreError::Conflict {
+                message: "version".into(),
+            });
+        }
+        let updated = link_from(id, &l.tenant, l.kind, u, version + 1);
+        *l = updated.clone();
+        Ok(updated)
     }
 }
 
@@ -211,21 +234,18 @@ impl LinkStore for FakeLinks {
         }
     }
     async fn complete(&self, id: i64, version: i64, u: &LinkUpdate) -> Result<Link, StoreError> {
-        let mut rows = self.rows.lock().unwrap();
-        let l = rows
-            .iter_mut()
-            .find(|l| l.id == id)
-            .ok_or(StoreError::NotFound {
-                what: format!("link {id}"),
-            })?;
-        if l.version != version {
-            return Err(StoreError::Conflict {
-                message: "version".into(),
-            });
-        }
-        let updated = link_from(id, &l.tenant, l.kind, u, version + 1);
-        *l = updated.clone();
-        Ok(updated)
+        *self.singles.lock().unwrap() += 1;
+        self.complete_row(id, version, u)
+    }
+    async fn complete_many(
+        &self,
+        items: &[ports::store::Completion],
+    ) -> Result<Vec<Link>, StoreError> {
+        self.batches.lock().unwrap().push(items.len());
+        items
+            .iter()
+            .map(|c| self.complete_row(c.link_id, c.expected_version, &c.update))
+            .collect()
     }
     async fn release(&self, id: i64) -> Result<(), StoreError> {
         self.rows
@@ -947,8 +967,8 @@ async fn a_task_complete_for_a_linked_task_is_still_synced() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn onboarding_happens_once_for_a_new_contact_even_under_duplicate_events() {
+/// A new contact with one onboarding template: every create expected once.
+fn new_contact_with_onboarding() -> (World, MockGhlApi, MockEkyteApi) {
     let mut w = World::new();
     w.tenant.settings.onboarding = vec![domain::OnboardingTemplate {
         key: "welcome".into(),
@@ -994,6 +1014,12 @@ async fn onboarding_happens_once_for_a_new_contact_even_under_duplicate_events()
             store.lock().unwrap().push(ekyte_task(41, t.clone()));
             Ok(EkyteTaskId::new(41).unwrap())
         });
+    (w, ghl, ekyte)
+}
+
+#[tokio::test]
+async fn onboarding_happens_once_for_a_new_contact_even_under_duplicate_events() {
+    let (w, ghl, ekyte) = new_contact_with_onboarding();
     let engine = Arc::new(w.engine(ghl, ekyte));
     let ev = |id: &str| GhlEvent {
         webhook_id: id.into(),
@@ -1020,6 +1046,156 @@ async fn onboarding_happens_once_for_a_new_contact_even_under_duplicate_events()
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_new_contacts_links_are_completed_in_one_write_before_its_lock_is_released() {
+    let (w, ghl, ekyte) = new_contact_with_onboarding();
+    let engine = w.engine(ghl, ekyte);
+    let ev = GhlEvent {
+        webhook_id: "wh-a".into(),
+        location: LocationId::parse("loc1").unwrap(),
+        timestamp: t0(),
+        kind: GhlEventKind::ContactCreate { contact: cid() },
+    };
+    engine
+        .ghl_event(w.scope(), &ev, Options::default())
+        .await
+        .unwrap();
+    let rows = w.links.all();
+    // The contact, its board, the profile note, the onboarding claim and the task's link.
+    assert!(rows.len() >= 5, "{rows:#?}");
+    assert!(
+        rows.iter().all(|l| l.state == LinkState::Linked),
+        "{rows:#?}"
+    );
+    let batches = w.links.batches.lock().unwrap().clone();
+    assert_eq!(*w.links.singles.lock().unwrap(), 0, "one by one");
+    assert_eq!(batches, [rows.len()], "every completion in one write");
+    // The lock was released, and what was written is what the next sync reads.
+    engine
+        .ghl_event(
+            w.scope(),
+            &GhlEvent {
+                webhook_id: "wh-b".into(),
+                ..ev
+            },
+            Options::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.links.all().len(), rows.len());
+    assert_eq!(*w.links.singles.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_deferred_completion_is_read_back_before_it_is_written() {
+    let w = World::new();
+    let unit = crate::unit::Deferred::new(w.links.clone());
+    let t = &w.tenant.id;
+    let key = ClaimKey {
+        tenant: t.clone(),
+        kind: EntityKind::Task,
+        side: Side::Ghl,
+        id: "g1".into(),
+        ghl_parent: Some(CONTACT.into()),
+        ekyte_parent: None,
+        pending: BaseRecord::None,
+    };
+    let Claim::Claimed(held) = unit
+        .claim(&key, "me", Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed")
+    };
+    let done = unit
+        .complete(
+            held.id,
+            held.version,
+            &LinkUpdate {
+                ghl_id: None,
+                ekyte_id: Some("41".into()),
+                ghl_parent: None,
+                ekyte_parent: Some(WS.to_string()),
+                state: LinkState::Linked,
+                base: BaseRecord::None,
+                ghl_fp: None,
+                ekyte_fp: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.state, done.ghl_id.as_deref(), done.version),
+        (LinkState::Linked, Some("g1"), held.version + 1)
+    );
+    // Not written yet…
+    assert_eq!(
+        w.links
+            .by_ghl(t, EntityKind::Task, "g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        LinkState::Claimed
+    );
+    // …but read back through the unit by any of its ids or parents.
+    let by_ghl = unit.by_ghl(t, EntityKind::Task, "g1").await.unwrap();
+    assert_eq!(by_ghl.as_ref(), Some(&done));
+    let by_ekyte = unit.by_ekyte(t, EntityKind::Task, "41").await.unwrap();
+    assert_eq!(by_ekyte.as_ref(), Some(&done));
+    let under = unit
+        .by_ekyte_parent(t, EntityKind::Task, &WS.to_string())
+        .await
+        .unwrap();
+    assert_eq!(under, std::slice::from_ref(&done));
+    assert!(matches!(
+        unit.claim(&key, "me", Duration::from_secs(60)).await.unwrap(),
+        Claim::AlreadyLinked(l) if l == done
+    ));
+    // A second completion of the same link is merged into the first.
+    let again = unit
+        .complete(
+            done.id,
+            done.version,
+            &LinkUpdate {
+                ekyte_id: None,
+                ghl_fp: Some(Fingerprint::of_document(EntityKind::Task, "x")),
+                ..link_update_of(&done)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.ekyte_id.as_deref(), Some("41"));
+    unit.flush().await.unwrap();
+    assert_eq!(*w.links.batches.lock().unwrap(), [1]);
+    assert_eq!(*w.links.singles.lock().unwrap(), 0);
+    let stored = w
+        .links
+        .by_ghl(t, EntityKind::Task, "g1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, LinkState::Linked);
+    assert_eq!(stored.ekyte_id.as_deref(), Some("41"));
+    assert_eq!(stored.ghl_fp, again.ghl_fp);
+    // Nothing is left to write.
+    unit.flush().await.unwrap();
+    assert_eq!(w.links.batches.lock().unwrap().len(), 1);
+}
+
+fn link_update_of(l: &Link) -> LinkUpdate {
+    LinkUpdate {
+        ghl_id: l.ghl_id.clone(),
+        ekyte_id: l.ekyte_id.clone(),
+        ghl_parent: l.ghl_parent.clone(),
+        ekyte_parent: l.ekyte_parent.clone(),
+        state: l.state,
+        base: l.base.clone(),
+        ghl_fp: l.ghl_fp,
+        ekyte_fp: l.ekyte_fp,
+    }
 }
 
 #[tokio::test]

@@ -177,6 +177,14 @@ pub struct LinkUpdate {
     pub ekyte_fp: Option<Fingerprint>,
 }
 
+/// One outcome for [`LinkStore::complete_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub link_id: i64,
+    pub expected_version: i64,
+    pub update: LinkUpdate,
+}
+
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait LinkStore: Send + Sync {
@@ -269,6 +277,24 @@ pub trait LinkStore: Send + Sync {
         expected_version: i64,
         update: &LinkUpdate,
     ) -> Result<Link, StoreError>;
+
+    /// Record the outcomes of many claims or reconciliations at once (the records of one
+    /// contact, at the end of its sync): one statement where the store can. Each item is
+    /// checked like [`LinkStore::complete`]. Errors: `Conflict` when an item's version is not
+    /// the stored one or a new id is already linked to another row, `NotFound` when a row is
+    /// gone; on an error some items may have been written and others not, so the caller
+    /// reads the links again before it relies on them (a retry does). Returns the links as
+    /// written, in the items' order. The default completes them one by one.
+    async fn complete_many(&self, items: &[Completion]) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for c in items {
+            out.push(
+                self.complete(c.link_id, c.expected_version, &c.update)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
 
     /// Give up a claim (the create failed for sure). Deletes a `Claimed` row; a linked row is
     /// left alone.

@@ -20,7 +20,7 @@ use sea_orm::{
 
 use domain::{EntityKind, Side, TenantId};
 use ports::StoreError;
-use ports::store::{Claim, ClaimKey, Link, LinkState, LinkStore, LinkUpdate};
+use ports::store::{Claim, ClaimKey, Completion, Link, LinkState, LinkStore, LinkUpdate};
 
 use crate::Store;
 use crate::entity::links::{self, Column, Entity};
@@ -39,6 +39,12 @@ fn not_found(id: i64) -> StoreError {
         what: format!("link {id}"),
     }
 }
+
+/// What an update writes into one column (`None`: the column keeps its value).
+type NewValue = fn(&LinkUpdate) -> Option<sea_orm::Value>;
+
+/// How many links one statement of `complete_many` writes.
+const COMPLETE_CHUNK: usize = 50;
 
 /// How many times a claim re-reads after losing a race before giving up with `Conflict`.
 const CLAIM_ROUNDS: usize = 4;
@@ -109,6 +115,113 @@ impl Store {
             .map_err(|e| db_err("read link", e))?
             .map(mapping::link)
             .transpose()
+    }
+
+    /// [`LinkStore::complete_many`] for at most [`COMPLETE_CHUNK`] items: one `UPDATE` whose
+    /// columns are a `CASE` on the row's id, each row compared on its version, returning what
+    /// it wrote. A column an item leaves `None` keeps its stored value, as in `complete`.
+    async fn complete_chunk(&self, items: &[Completion]) -> Result<Vec<Link>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = now();
+        // One CASE per column, on the row id; an item whose value is `None` is left out, so
+        // its row keeps the column.
+        let column_case = |column: Column, value: NewValue| -> Option<sea_orm::sea_query::Expr> {
+            let mut case = sea_orm::sea_query::CaseStatement::new();
+            let mut any = false;
+            for c in items {
+                if let Some(v) = value(&c.update) {
+                    case = case.case(Column::Id.eq(c.link_id), Expr::val(v));
+                    any = true;
+                }
+            }
+            any.then(|| case.finally(Expr::col(column)).into())
+        };
+        let mut bases = Vec::with_capacity(items.len());
+        for c in items {
+            bases.push((c.link_id, json("link base", &c.update.base)?));
+        }
+        let mut write = Entity::update_many()
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .col_expr(Column::UpdatedAt, Expr::value(at));
+        let mut base_case = sea_orm::sea_query::CaseStatement::new();
+        for (id, base) in bases {
+            base_case = base_case.case(Column::Id.eq(id), Expr::val(base));
+        }
+        write = write.col_expr(
+            Column::Base,
+            base_case.finally(Expr::col(Column::Base)).into(),
+        );
+        let columns: [(Column, NewValue); 9] = [
+            (Column::State, |u| Some(link_state_str(u.state).into())),
+            (Column::GhlFp, |u| {
+                Some(u.ghl_fp.map(|f| f.to_string()).into())
+            }),
+            (Column::EkyteFp, |u| {
+                Some(u.ekyte_fp.map(|f| f.to_string()).into())
+            }),
+            (Column::GhlId, |u| u.ghl_id.clone().map(Into::into)),
+            (Column::EkyteId, |u| u.ekyte_id.clone().map(Into::into)),
+            (Column::GhlParent, |u| u.ghl_parent.clone().map(Into::into)),
+            (Column::EkyteParent, |u| {
+                u.ekyte_parent.clone().map(Into::into)
+            }),
+            (Column::ClaimedBy, |u| {
+                (u.state != LinkState::Claimed).then(|| Option::<String>::None.into())
+            }),
+            (Column::ClaimedAt, |u| {
+                (u.state != LinkState::Claimed)
+                    .then(|| Option::<chrono::DateTime<chrono::Utc>>::None.into())
+            }),
+        ];
+        for (column, value) in columns {
+            if let Some(case) = column_case(column, value) {
+                write = write.col_expr(column, case);
+            }
+        }
+        let mut which = Condition::any();
+        for c in items {
+            which = which.add(
+                Condition::all()
+                    .add(Column::Id.eq(c.link_id))
+                    .add(Column::Version.eq(c.expected_version)),
+            );
+        }
+        let written = write
+            .filter(which)
+            .exec_with_returning(self.db())
+            .await
+            .map_err(|e| match db_err("complete links", e) {
+                StoreError::Conflict { .. } => StoreError::Conflict {
+                    message: "links: one of their new ids is already linked to another row"
+                        .to_owned(),
+                },
+                other => other,
+            })?;
+        let mut by_id: std::collections::HashMap<i64, Link> = written
+            .into_iter()
+            .map(|m| mapping::link(m).map(|l| (l.id, l)))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(items.len());
+        for c in items {
+            match by_id.remove(&c.link_id) {
+                Some(l) => out.push(l),
+                // Deleted (released), or another version than the one expected.
+                None => {
+                    return Err(match self.link_by_id(c.link_id).await? {
+                        None => not_found(c.link_id),
+                        Some(current) => StoreError::Conflict {
+                            message: format!(
+                                "link {}: expected version {}, found {}",
+                                c.link_id, c.expected_version, current.version
+                            ),
+                        },
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Move a claim to `owner` if the row is still the claimed row we read (same version).
@@ -365,6 +478,14 @@ impl LinkStore for Store {
                 }),
             },
         }
+    }
+
+    async fn complete_many(&self, items: &[Completion]) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(COMPLETE_CHUNK) {
+            out.extend(self.complete_chunk(chunk).await?);
+        }
+        Ok(out)
     }
 
     async fn pending_ekyte_creates(

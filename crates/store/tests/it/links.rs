@@ -4,7 +4,7 @@ use chrono::{TimeZone, Utc};
 use domain::{EntityKind, Fingerprint, Side, Task, TaskStatus};
 use futures::future::join_all;
 use ports::StoreError;
-use ports::store::{BaseRecord, Claim, ClaimKey, LinkState, LinkStore, LinkUpdate};
+use ports::store::{BaseRecord, Claim, ClaimKey, Completion, LinkState, LinkStore, LinkUpdate};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use store::test_support::TestBackend;
 
@@ -18,6 +18,7 @@ on_both!(
     release_deletes_only_claims,
     insert_linked_enforces_both_unique_ids,
     complete_checks_version_and_ids,
+    complete_many_writes_each_row_as_complete_would,
     parents_and_paging,
     many_ids_and_parents_in_one_read,
     stored_rows_that_do_not_parse_are_corrupt,
@@ -403,6 +404,98 @@ async fn complete_checks_version_and_ids(b: TestBackend) {
         store.complete(123_456, 1, &linked(None, None)).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn complete_many_writes_each_row_as_complete_would(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    let k = EntityKind::Contact;
+    store
+        .insert_linked(&t, k, &linked(Some("g-taken"), Some("e-taken")))
+        .await
+        .unwrap();
+    let mut claims = Vec::new();
+    for id in ["c1", "c2", "c3"] {
+        let Claim::Claimed(c) = store.claim(&key(Side::Ghl, id), "w1", HOUR).await.unwrap() else {
+            panic!("{id} not claimed")
+        };
+        claims.push(c);
+    }
+    let done = |i: usize, ekyte: &str| Completion {
+        link_id: claims[i].id,
+        expected_version: 1,
+        update: LinkUpdate {
+            ekyte_parent: Some(format!("p{i}")),
+            base: BaseRecord::Task(Task {
+                title: Some(format!("t{i}")),
+                ..Task::default()
+            }),
+            ghl_fp: Some(fp(ekyte)),
+            ..linked(None, Some(ekyte))
+        },
+    };
+    // A new eKyte id that belongs to another link: nothing of the call is written.
+    let err = store
+        .complete_many(&[done(0, "e0"), done(1, "e-taken")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        store.by_ghl(&t, k, "c1").await.unwrap().unwrap().state,
+        LinkState::Claimed
+    );
+
+    let written = store
+        .complete_many(&[done(2, "e2"), done(0, "e0"), done(1, "e1")])
+        .await
+        .unwrap();
+    assert_eq!(
+        written.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [claims[2].id, claims[0].id, claims[1].id],
+        "in the items' order"
+    );
+    for (i, ghl) in ["c1", "c2", "c3"].into_iter().enumerate() {
+        let l = store.by_ghl(&t, k, ghl).await.unwrap().unwrap();
+        assert_eq!(l.state, LinkState::Linked);
+        assert_eq!(l.version, 2);
+        assert_eq!(l.ekyte_id, Some(format!("e{i}")));
+        assert_eq!(l.ekyte_parent, Some(format!("p{i}")));
+        // Left `None`: kept.
+        assert_eq!(l.ghl_id.as_deref(), Some(ghl));
+        assert_eq!(l.ghl_fp, Some(fp(&format!("e{i}"))));
+        assert_eq!(l.ekyte_fp, None);
+        assert_eq!(l.claimed_by, None);
+        assert_eq!(l.claimed_at, None);
+        assert!(matches!(&l.base, BaseRecord::Task(task) if task.title == Some(format!("t{i}"))));
+        assert!(written.contains(&l));
+    }
+
+    // A stale version is refused and named; the row whose version matched is written.
+    let err = store
+        .complete_many(&[
+            Completion {
+                expected_version: 2,
+                ..done(0, "e0")
+            },
+            done(1, "e1"),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { message } if message.contains(&claims[1].id.to_string())),
+        "{err:?}"
+    );
+    assert_eq!(store.by_ghl(&t, k, "c1").await.unwrap().unwrap().version, 3);
+    assert!(matches!(
+        store
+            .complete_many(&[Completion {
+                link_id: 123_456,
+                ..done(0, "e0")
+            }])
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store.complete_many(&[]).await.unwrap().is_empty());
 }
 
 async fn parents_and_paging(b: TestBackend) {
