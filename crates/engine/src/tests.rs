@@ -1070,8 +1070,10 @@ async fn a_new_contacts_links_are_completed_in_one_write_before_its_lock_is_rele
         "{rows:#?}"
     );
     let batches = w.links.batches.lock().unwrap().clone();
-    assert_eq!(*w.links.singles.lock().unwrap(), 0, "one by one");
-    assert_eq!(batches, [rows.len()], "every completion in one write");
+    // The profile note's create is repeated blind by a takeover of its claim, so its
+    // completion is written at once; every other completion waits for the one write.
+    assert_eq!(*w.links.singles.lock().unwrap(), 1, "one by one");
+    assert_eq!(batches, [rows.len() - 1], "the others in one write");
     // The lock was released, and what was written is what the next sync reads.
     engine
         .ghl_event(
@@ -1085,7 +1087,7 @@ async fn a_new_contacts_links_are_completed_in_one_write_before_its_lock_is_rele
         .await
         .unwrap();
     assert_eq!(w.links.all().len(), rows.len());
-    assert_eq!(*w.links.singles.lock().unwrap(), 0);
+    assert_eq!(*w.links.singles.lock().unwrap(), 1);
 }
 
 #[tokio::test]

@@ -8,8 +8,9 @@
 //!
 //! Exactly one create still holds: claims are not deferred, so a claim commits before its
 //! create as before. A crash before the completions are written leaves the claims held, as a
-//! crash right after a create always could; the retry takes them back and looks the records
-//! up before creating.
+//! crash right after a create always could; their takeover looks the records up before
+//! creating. The creates whose takeover cannot look (see [`blind_create`]) are completed at
+//! once, as before.
 //!
 //! Reads and claims go to the store as they come; only `complete` waits. Anything whose
 //! answer the pending completions would change but that cannot be answered from memory (a
@@ -102,6 +103,16 @@ fn applied(link: &Link, update: &LinkUpdate, at: DateTime<Utc>) -> Link {
     l.version += 1;
     l.updated_at = at;
     l
+}
+
+/// Whether completing `link` ends a create that a takeover of its claim repeats without
+/// looking for the record first: the profile note (eKyte may list no notes) and the GHL note
+/// copied from an eKyte comment. Such a completion is written at once, as it always was, so
+/// a crash leaves at most the one create under way unrecorded; the other kinds look first,
+/// so their completions can wait.
+fn blind_create(link: &Link) -> bool {
+    link.state == LinkState::Claimed
+        && matches!(link.kind, EntityKind::ProfileNote | EntityKind::Comment)
 }
 
 /// `second` written after `first`, as one update: the ids and parents `second` leaves alone
@@ -315,28 +326,32 @@ impl LinkStore for Deferred {
         expected_version: i64,
         update: &LinkUpdate,
     ) -> Result<Link, StoreError> {
-        {
+        let blind = {
             let mut st = self.state();
             let st = &mut *st;
-            if let Some(known) = st.known.get(&link_id)
-                && known.version == expected_version
-            {
-                let link = applied(known, update, Utc::now());
-                match st.pending.iter_mut().find(|c| c.link_id == link_id) {
-                    Some(c) => c.update = merged(&c.update, update),
-                    None => st.pending.push(Completion {
-                        link_id,
-                        expected_version,
-                        update: update.clone(),
-                    }),
+            match st.known.get(&link_id) {
+                Some(known) if blind_create(known) => true,
+                Some(known) if known.version == expected_version => {
+                    let link = applied(known, update, Utc::now());
+                    match st.pending.iter_mut().find(|c| c.link_id == link_id) {
+                        Some(c) => c.update = merged(&c.update, update),
+                        None => st.pending.push(Completion {
+                            link_id,
+                            expected_version,
+                            update: update.clone(),
+                        }),
+                    }
+                    st.known.insert(link_id, link.clone());
+                    return Ok(link);
                 }
-                st.known.insert(link_id, link.clone());
-                return Ok(link);
+                _ => false,
             }
+        };
+        if !blind {
+            // A link this sync did not read, or one it read at another version: the store
+            // decides, after what is pending.
+            self.flush().await?;
         }
-        // A link this sync did not read, or one it read at another version: the store
-        // decides, after what is pending.
-        self.flush().await?;
         let link = self
             .inner
             .complete(link_id, expected_version, update)
