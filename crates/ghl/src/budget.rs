@@ -157,6 +157,9 @@ struct SharedWindow {
     /// The longest a request may hold a slot unanswered (the whole-request timeout and some
     /// spare): a process that dies holding it frees it then.
     hold: Duration,
+    /// The answered slots on their way to the window, released together (see
+    /// [`SharedWindow::release`]); started with the first.
+    releases: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(WindowSlot, Duration)>>,
 }
 
 impl std::fmt::Debug for SharedWindow {
@@ -168,7 +171,40 @@ impl std::fmt::Debug for SharedWindow {
     }
 }
 
+/// The most slots one release statement frees.
+const RELEASE_BATCH: usize = 200;
+
 impl SharedWindow {
+    fn new(window: Arc<dyn RateWindow>, process: String, hold: Duration) -> Self {
+        Self {
+            window,
+            process,
+            next: AtomicU64::new(0),
+            hold,
+            releases: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Free `slot` `interval` after now (its request was answered). The slots answered while
+    /// one release is written go together in the next: one statement for many answers when
+    /// calls are many, and no later than one statement's time when they are few. Needs a
+    /// runtime: without one (the process is ending) the slot frees when its hold expires.
+    fn release(&self, slot: WindowSlot, interval: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let sender = self.releases.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            runtime.spawn(release_answered(self.window.clone(), rx));
+            tx
+        });
+        if sender.send((slot, interval)).is_err() {
+            // The runtime that ran the releases has ended: the slot frees when its hold
+            // expires.
+            metrics::counter!("ges_ghl_window_errors_total", "op" => "release").increment(1);
+        }
+    }
+
     fn holder(&self) -> String {
         format!(
             "{}:{}",
@@ -198,12 +234,11 @@ impl RateBudgets {
     ) -> Self {
         let process = format!("{:016x}", rand::random::<u64>());
         Self {
-            shared: Some(Arc::new(SharedWindow {
+            shared: Some(Arc::new(SharedWindow::new(
                 window,
                 process,
-                next: AtomicU64::new(0),
-                hold: request_timeout + Duration::from_secs(5),
-            })),
+                request_timeout + Duration::from_secs(5),
+            ))),
             ..Self::new(config)
         }
     }
@@ -851,20 +886,32 @@ impl Permit {
         };
         // The interval the answer just taught: the slot counts on GHL's side until then.
         let interval = self.budget.interval();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime (the process is ending): the slot frees when its hold expires.
-            return;
-        };
-        runtime.spawn(async move {
-            if let Err(e) = shared.window.release(&slot, interval).await {
+        shared.release(slot, interval);
+    }
+}
+
+/// Release the answered slots as they come, each batch in one statement per interval.
+async fn release_answered(
+    window: Arc<dyn RateWindow>,
+    mut answered: tokio::sync::mpsc::UnboundedReceiver<(WindowSlot, Duration)>,
+) {
+    let mut batch = Vec::new();
+    while answered.recv_many(&mut batch, RELEASE_BATCH).await > 0 {
+        let mut by_interval: BTreeMap<Duration, Vec<WindowSlot>> = BTreeMap::new();
+        for (slot, interval) in batch.drain(..) {
+            by_interval.entry(interval).or_default().push(slot);
+        }
+        for (interval, slots) in by_interval {
+            if let Err(e) = window.release_many(&slots, interval).await {
                 tracing::warn!(
-                    location = %slot.key.resource,
+                    slots = slots.len(),
                     error = %e,
-                    "a slot of the shared rate window was not released; it frees when its hold expires"
+                    "slots of the shared rate window were not released; they free when their hold expires"
                 );
-                metrics::counter!("ges_ghl_window_errors_total", "op" => "release").increment(1);
+                metrics::counter!("ges_ghl_window_errors_total", "op" => "release")
+                    .increment(slots.len() as u64);
             }
-        });
+        }
     }
 }
 
@@ -1118,12 +1165,11 @@ mod tests {
     }
 
     fn replica_with(window: &Arc<MemWindow>, config: RateConfig) -> Arc<Budget> {
-        let shared = SharedWindow {
-            window: window.clone(),
-            process: format!("{:x}", rand::random::<u32>()),
-            next: AtomicU64::new(0),
-            hold: Duration::from_secs(30),
-        };
+        let shared = SharedWindow::new(
+            window.clone(),
+            format!("{:x}", rand::random::<u32>()),
+            Duration::from_secs(30),
+        );
         Arc::new(Budget::new(
             BudgetKey::new("app", "loc"),
             config,

@@ -1065,6 +1065,19 @@ pub trait RateWindow: Send + Sync {
     /// The request of `slot` was answered: the slot frees `interval` from now. Releasing a
     /// slot that is no longer this holder's does nothing.
     async fn release(&self, slot: &WindowSlot, interval: Duration) -> Result<(), StoreError>;
+
+    /// Release many answered slots at once, each as [`RateWindow::release`] would: one
+    /// statement where the store can. The default releases them one by one.
+    async fn release_many(
+        &self,
+        slots: &[WindowSlot],
+        interval: Duration,
+    ) -> Result<(), StoreError> {
+        for slot in slots {
+            self.release(slot, interval).await?;
+        }
+        Ok(())
+    }
 }
 
 // ------------------------------------------------------------------------------ locks

@@ -263,4 +263,48 @@ impl RateWindow for Store {
             .map_err(|e| db_err("release a slot of a rate window", e))?;
         Ok(())
     }
+
+    async fn release_many(
+        &self,
+        slots: &[WindowSlot],
+        interval: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.window_now();
+        let mark = match self.backend() {
+            DbBackend::Postgres => "$",
+            _ => "?",
+        };
+        for chunk in slots.chunks(RELEASE_CHUNK) {
+            // Numbered placeholders: the interval first, then four per slot.
+            let mut args: Vec<Value> = vec![millis(interval).into()];
+            let mut rows = Vec::with_capacity(chunk.len());
+            for slot in chunk {
+                let n = args.len();
+                rows.push(format!(
+                    "({mark}{}, {mark}{}, {mark}{}, {mark}{})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4
+                ));
+                args.extend(values(
+                    &slot.key,
+                    [i64::from(slot.slot).into(), slot.holder.clone().into()],
+                ));
+            }
+            let sql = format!(
+                "UPDATE rate_window SET free_at = {now} + {mark}1 \
+                 WHERE (app, resource, slot, holder) IN ({})",
+                rows.join(", ")
+            );
+            self.db()
+                .execute_raw(Statement::from_sql_and_values(self.backend(), sql, args))
+                .await
+                .map_err(|e| db_err("release slots of a rate window", e))?;
+        }
+        Ok(())
+    }
 }
+
+/// How many slots one statement of `release_many` frees.
+const RELEASE_CHUNK: usize = 200;

@@ -15,6 +15,7 @@ on_both!(
     bulk_takes_leave_room_for_real_time,
     a_late_release_does_not_free_another_holders_slot,
     a_crashed_holders_slot_frees_when_its_hold_expires,
+    many_answered_slots_free_in_one_release,
 );
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -120,6 +121,35 @@ async fn a_crashed_holders_slot_frees_when_its_hold_expires(b: TestBackend) {
     let wait = full(take(&store, &k, 1, 0, HOUR, "p:0").await);
     assert!(wait <= Duration::from_millis(300), "{wait:?}");
     wait_for_slot(&store, &k, "p:1").await;
+}
+
+async fn many_answered_slots_free_in_one_release(b: TestBackend) {
+    let (_db, store) = setup(b).await;
+    let (ka, kb) = (key("loc-a"), key("loc-b"));
+    let a: Vec<WindowSlot> = [
+        slot(take(&store, &ka, 2, 0, HOUR, "p:0").await),
+        slot(take(&store, &ka, 2, 0, HOUR, "p:1").await),
+    ]
+    .into();
+    let b0 = slot(take(&store, &kb, 1, 0, HOUR, "p:2").await);
+    // Another holder's slot in the batch (its hold expired and was taken since) stays held.
+    let stale = WindowSlot {
+        holder: "gone:0".into(),
+        ..b0.clone()
+    };
+    full(take(&store, &ka, 2, 0, HOUR, "p:3").await);
+    store
+        .release_many(&[a[0].clone(), a[1].clone(), stale], Duration::ZERO)
+        .await
+        .unwrap();
+    let again: HashSet<u32> = [
+        slot(take(&store, &ka, 2, 0, HOUR, "p:4").await).slot,
+        slot(take(&store, &ka, 2, 0, HOUR, "p:5").await).slot,
+    ]
+    .into();
+    assert_eq!(again, [0, 1].into(), "both of loc-a's slots freed");
+    full(take(&store, &kb, 1, 0, HOUR, "p:6").await);
+    store.release_many(&[], Duration::ZERO).await.unwrap();
 }
 
 /// Take a slot of a one-slot window, waiting as long as the window says, for 5 s at most.
