@@ -159,8 +159,8 @@ impl ContactSync<'_> {
                     source: other,
                 },
             })?;
-        // Under the lock the links' completions wait, and are written together before it is
-        // released (see `unit`).
+        // Under the lock the linked records' link updates wait, and are written together
+        // before it is released (see `unit`).
         let unit = Arc::new(Deferred::new(self.ports.links.clone()));
         let ports = Ports {
             links: unit.clone(),

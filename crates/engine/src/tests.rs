@@ -1049,52 +1049,112 @@ async fn onboarding_happens_once_for_a_new_contact_even_under_duplicate_events()
 }
 
 #[tokio::test]
-async fn a_new_contacts_links_are_completed_in_one_write_before_its_lock_is_released() {
-    let (w, ghl, ekyte) = new_contact_with_onboarding();
-    let engine = w.engine(ghl, ekyte);
-    let ev = GhlEvent {
-        webhook_id: "wh-a".into(),
-        location: LocationId::parse("loc1").unwrap(),
-        timestamp: t0(),
-        kind: GhlEventKind::ContactCreate { contact: cid() },
+async fn a_linked_contacts_link_updates_are_written_together_and_a_claims_at_once() {
+    let w = World::new();
+    w.linked_contact(&contact());
+    let t = task("Kick-off");
+    w.linked_task("g1", 11, &t);
+    // Renamed in GHL, with its task; and a new GHL task to copy.
+    let ghl_now = Contact {
+        name: Some("Ana Souza Lima".into()),
+        ..contact()
     };
+    let renamed = task("Kick-off call");
+    let ghl = ghl_reads(
+        ghl_now,
+        Arc::new(Mutex::new(vec![
+            ghl_task("g1", renamed.clone()),
+            ghl_task("g2", task("Brief")),
+        ])),
+    );
+    let mut ekyte = ekyte_reads("Ana Souza", Arc::new(Mutex::new(vec![ekyte_task(11, t)])));
+    ekyte
+        .expect_update_workspace()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    ekyte
+        .expect_update_note()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    ekyte
+        .expect_update_task()
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+    ekyte
+        .expect_create_task()
+        .times(1)
+        .returning(|_, _, _| Ok(EkyteTaskId::new(12).unwrap()));
+    let engine = w.engine(ghl, ekyte);
     engine
-        .ghl_event(w.scope(), &ev, Options::default())
+        .sync_contact(w.scope(), &cid(), Options::default())
         .await
         .unwrap();
+    // The new task's claim was completed at once; the contact's, its profile note's and the
+    // renamed task's updates in one write, before the lock was released.
+    assert_eq!(
+        *w.links.singles.lock().unwrap(),
+        1,
+        "the claim's completion"
+    );
+    assert_eq!(*w.links.batches.lock().unwrap(), [3], "the updates");
     let rows = w.links.all();
-    // The contact, its board, the profile note, the onboarding claim and the task's link.
-    assert!(rows.len() >= 5, "{rows:#?}");
     assert!(
         rows.iter().all(|l| l.state == LinkState::Linked),
         "{rows:#?}"
     );
-    let batches = w.links.batches.lock().unwrap().clone();
-    // The profile note's create is repeated blind by a takeover of its claim, so its
-    // completion is written at once; every other completion waits for the one write.
-    assert_eq!(*w.links.singles.lock().unwrap(), 1, "one by one");
-    assert_eq!(batches, [rows.len() - 1], "the others in one write");
-    // The lock was released, and what was written is what the next sync reads.
-    engine
-        .ghl_event(
-            w.scope(),
-            &GhlEvent {
-                webhook_id: "wh-b".into(),
-                ..ev
-            },
-            Options::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(w.links.all().len(), rows.len());
-    assert_eq!(*w.links.singles.lock().unwrap(), 1);
+    let g1 = w
+        .links
+        .find(EntityKind::Task, |l| l.ghl_id.as_deref() == Some("g1"));
+    assert!(
+        matches!(&g1.unwrap().base, BaseRecord::Task(b) if b.title.as_deref() == Some("Kick-off call")),
+        "the renamed task's new base is stored"
+    );
 }
 
 #[tokio::test]
-async fn a_deferred_completion_is_read_back_before_it_is_written() {
+async fn a_deferred_update_is_read_back_before_it_is_written() {
     let w = World::new();
-    let unit = crate::unit::Deferred::new(w.links.clone());
     let t = &w.tenant.id;
+    w.linked_task("g1", 41, &task("Kick-off"));
+    let unit = crate::unit::Deferred::new(w.links.clone());
+    let read = unit
+        .by_ghl(t, EntityKind::Task, "g1")
+        .await
+        .unwrap()
+        .unwrap();
+    // The eKyte task moved to another workspace.
+    let moved = unit
+        .complete(
+            read.id,
+            read.version,
+            &LinkUpdate {
+                ekyte_parent: Some("71".into()),
+                ekyte_fp: Some(Fingerprint::of_document(EntityKind::Task, "moved")),
+                ..link_update_of(&read)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.version, read.version + 1);
+    // Not written yet…
+    assert_eq!(w.links.all()[0], read);
+    // …but read back through the unit by its ids and its new parent, not its old one.
+    assert_eq!(
+        unit.by_ekyte(t, EntityKind::Task, "41").await.unwrap(),
+        Some(moved.clone())
+    );
+    assert_eq!(
+        unit.by_ekyte_parent(t, EntityKind::Task, "71")
+            .await
+            .unwrap(),
+        std::slice::from_ref(&moved)
+    );
+    assert!(
+        unit.by_ekyte_parent(t, EntityKind::Task, &WS.to_string())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let key = ClaimKey {
         tenant: t.clone(),
         kind: EntityKind::Task,
@@ -1104,83 +1164,61 @@ async fn a_deferred_completion_is_read_back_before_it_is_written() {
         ekyte_parent: None,
         pending: BaseRecord::None,
     };
+    assert!(matches!(
+        unit.claim(&key, "me", Duration::from_secs(60)).await.unwrap(),
+        Claim::AlreadyLinked(l) if l == moved
+    ));
+    // A second update of the same link is merged into the first.
+    let again = unit
+        .complete(
+            moved.id,
+            moved.version,
+            &LinkUpdate {
+                ekyte_parent: None,
+                ghl_fp: Some(Fingerprint::of_document(EntityKind::Task, "x")),
+                ..link_update_of(&moved)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.ekyte_parent.as_deref(), Some("71"));
+    // A claim's completion is written at once.
     let Claim::Claimed(held) = unit
-        .claim(&key, "me", Duration::from_secs(60))
+        .claim(
+            &ClaimKey {
+                id: "g2".into(),
+                ..key
+            },
+            "me",
+            Duration::from_secs(60),
+        )
         .await
         .unwrap()
     else {
         panic!("not claimed")
     };
-    let done = unit
-        .complete(
-            held.id,
-            held.version,
-            &LinkUpdate {
-                ghl_id: None,
-                ekyte_id: Some("41".into()),
-                ghl_parent: None,
-                ekyte_parent: Some(WS.to_string()),
-                state: LinkState::Linked,
-                base: BaseRecord::None,
-                ghl_fp: None,
-                ekyte_fp: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (done.state, done.ghl_id.as_deref(), done.version),
-        (LinkState::Linked, Some("g1"), held.version + 1)
-    );
-    // Not written yet…
-    assert_eq!(
-        w.links
-            .by_ghl(t, EntityKind::Task, "g1")
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        LinkState::Claimed
-    );
-    // …but read back through the unit by any of its ids or parents.
-    let by_ghl = unit.by_ghl(t, EntityKind::Task, "g1").await.unwrap();
-    assert_eq!(by_ghl.as_ref(), Some(&done));
-    let by_ekyte = unit.by_ekyte(t, EntityKind::Task, "41").await.unwrap();
-    assert_eq!(by_ekyte.as_ref(), Some(&done));
-    let under = unit
-        .by_ekyte_parent(t, EntityKind::Task, &WS.to_string())
-        .await
-        .unwrap();
-    assert_eq!(under, std::slice::from_ref(&done));
-    assert!(matches!(
-        unit.claim(&key, "me", Duration::from_secs(60)).await.unwrap(),
-        Claim::AlreadyLinked(l) if l == done
-    ));
-    // A second completion of the same link is merged into the first.
-    let again = unit
-        .complete(
-            done.id,
-            done.version,
-            &LinkUpdate {
-                ekyte_id: None,
-                ghl_fp: Some(Fingerprint::of_document(EntityKind::Task, "x")),
-                ..link_update_of(&done)
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(again.ekyte_id.as_deref(), Some("41"));
+    unit.complete(
+        held.id,
+        held.version,
+        &LinkUpdate {
+            ekyte_id: Some("42".into()),
+            state: LinkState::Linked,
+            ..link_update_of(&held)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(*w.links.singles.lock().unwrap(), 1);
+    assert!(w.links.batches.lock().unwrap().is_empty());
     unit.flush().await.unwrap();
     assert_eq!(*w.links.batches.lock().unwrap(), [1]);
-    assert_eq!(*w.links.singles.lock().unwrap(), 0);
     let stored = w
         .links
         .by_ghl(t, EntityKind::Task, "g1")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.state, LinkState::Linked);
-    assert_eq!(stored.ekyte_id.as_deref(), Some("41"));
+    assert_eq!(stored.ekyte_parent.as_deref(), Some("71"));
     assert_eq!(stored.ghl_fp, again.ghl_fp);
     // Nothing is left to write.
     unit.flush().await.unwrap();

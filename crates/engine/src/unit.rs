@@ -1,20 +1,24 @@
-//! A contact sync's link completions, written together (issue 17).
+//! A contact sync's link updates, written together (issue 17).
 //!
-//! Settling a record ends by storing its link: a claim's outcome, or the new agreed base.
-//! Written one by one, a new contact's records cost one `UPDATE` each. Under the contact's
-//! lock nobody else writes these links, so [`Deferred`] keeps the completions in memory and
-//! writes them with one [`LinkStore::complete_many`] before the lock is released. What the
-//! sync reads meanwhile through it sees its own completions, as if they were written.
+//! Settling a linked record ends by storing its link's new agreed base and fingerprints.
+//! Written one by one, a contact whose records changed costs one `UPDATE` per record. Under
+//! the contact's lock nobody else syncs these records, so [`Deferred`] keeps such updates in
+//! memory and writes them with one [`LinkStore::complete_many`] before the lock is released
+//! (and when the sync fails, before it is retried). What the sync reads meanwhile through it
+//! sees its own updates, as if they were written. An update lost with a crash costs nothing
+//! but a repeated write: the next sync finds both sides agreeing on a value its base does not
+//! have yet, and stores it.
 //!
-//! Exactly one create still holds: claims are not deferred, so a claim commits before its
-//! create as before. A crash before the completions are written leaves the claims held, as a
-//! crash right after a create always could; their takeover looks the records up before
-//! creating. The creates whose takeover cannot look (see [`blind_create`]) are completed at
-//! once, as before.
+//! A claim's completion is not deferred: it is written at once, as before, so that a crash
+//! leaves at most the one create under way unrecorded. Held longer, every create of a killed
+//! sync waits for a takeover that must find its record by looking (a workspace by its name
+//! where eKyte does not show its `ExternalId`, a profile note by nothing at all): a chaos run
+//! with claim completions deferred made a workspace twice and left contacts without their
+//! onboarding task.
 //!
-//! Reads and claims go to the store as they come; only `complete` waits. Anything whose
-//! answer the pending completions would change but that cannot be answered from memory (a
-//! listing in id order, the count of pending eKyte creates, a release) writes them first.
+//! Reads and claims go to the store as they come. Anything whose answer the pending updates
+//! would change but that cannot be answered from memory (a listing in id order, the count of
+//! pending eKyte creates, a release, a link inserted whole) writes them first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -103,16 +107,6 @@ fn applied(link: &Link, update: &LinkUpdate, at: DateTime<Utc>) -> Link {
     l.version += 1;
     l.updated_at = at;
     l
-}
-
-/// Whether completing `link` ends a create that a takeover of its claim repeats without
-/// looking for the record first: the profile note (eKyte may list no notes) and the GHL note
-/// copied from an eKyte comment. Such a completion is written at once, as it always was, so
-/// a crash leaves at most the one create under way unrecorded; the other kinds look first,
-/// so their completions can wait.
-fn blind_create(link: &Link) -> bool {
-    link.state == LinkState::Claimed
-        && matches!(link.kind, EntityKind::ProfileNote | EntityKind::Comment)
 }
 
 /// `second` written after `first`, as one update: the ids and parents `second` leaves alone
@@ -326,11 +320,11 @@ impl LinkStore for Deferred {
         expected_version: i64,
         update: &LinkUpdate,
     ) -> Result<Link, StoreError> {
-        let blind = {
+        let at_once = {
             let mut st = self.state();
             let st = &mut *st;
             match st.known.get(&link_id) {
-                Some(known) if blind_create(known) => true,
+                Some(known) if known.state == LinkState::Claimed => true,
                 Some(known) if known.version == expected_version => {
                     let link = applied(known, update, Utc::now());
                     match st.pending.iter_mut().find(|c| c.link_id == link_id) {
@@ -347,9 +341,9 @@ impl LinkStore for Deferred {
                 _ => false,
             }
         };
-        if !blind {
+        if !at_once {
             // A link this sync did not read, or one it read at another version: the store
-            // decides, after what is pending.
+            // decides, after what is pending. (A claim's completion goes at once, and alone.)
             self.flush().await?;
         }
         let link = self
