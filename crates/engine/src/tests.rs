@@ -35,6 +35,8 @@ struct FakeLinks {
     /// Calls of `complete`, and the sizes of the calls of `complete_many`.
     singles: Mutex<usize>,
     batches: Mutex<Vec<usize>>,
+    /// Reads of a contact's links at once (`of_contact`).
+    contact_reads: Mutex<usize>,
 }
 
 impl FakeLinks {
@@ -152,6 +154,23 @@ impl LinkStore for FakeLinks {
             .all()
             .into_iter()
             .filter(|l| &l.tenant == t && l.kind == k && l.ghl_parent.as_deref() == Some(p))
+            .collect())
+    }
+    async fn of_contact(&self, t: &TenantId, c: &str) -> Result<Vec<Link>, StoreError> {
+        *self.contact_reads.lock().unwrap() += 1;
+        Ok(self
+            .all()
+            .into_iter()
+            .filter(|l| {
+                &l.tenant == t
+                    && match l.kind {
+                        EntityKind::Contact | EntityKind::ProfileNote => {
+                            l.ghl_id.as_deref() == Some(c)
+                        }
+                        EntityKind::Task | EntityKind::Note => l.ghl_parent.as_deref() == Some(c),
+                        _ => false,
+                    }
+            })
             .collect())
     }
     async fn by_ekyte_parent(
@@ -1223,6 +1242,89 @@ async fn a_deferred_update_is_read_back_before_it_is_written() {
     // Nothing is left to write.
     unit.flush().await.unwrap();
     assert_eq!(w.links.batches.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_contacts_links_are_read_once_and_its_own_writes_are_seen() {
+    let w = World::new();
+    let t = &w.tenant.id;
+    w.linked_contact(&contact());
+    w.linked_task("g1", 41, &task("Kick-off"));
+    let unit = crate::unit::Deferred::new(w.links.clone());
+    let home = unit
+        .by_ghl(t, EntityKind::Contact, CONTACT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(home.ekyte_id, Some(WS.to_string()));
+    // Written meanwhile by another process: the read at once does not see it, as a read a
+    // moment earlier would not have (the claims decide who creates).
+    w.links.seed(
+        t,
+        EntityKind::Note,
+        LinkUpdate {
+            ghl_parent: Some(CONTACT.into()),
+            ..link_update_of(&home)
+        },
+    );
+    assert!(
+        unit.by_ghl_parent(t, EntityKind::Note, CONTACT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let tasks = unit
+        .by_ghl_parent(t, EntityKind::Task, CONTACT)
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    let profile = unit
+        .by_ghl(t, EntityKind::ProfileNote, CONTACT)
+        .await
+        .unwrap();
+    assert!(profile.is_some());
+    assert_eq!(*w.links.contact_reads.lock().unwrap(), 1, "one read");
+    // A task this sync claims is among the contact's tasks from then on; released, it is not.
+    let key = ClaimKey {
+        tenant: t.clone(),
+        kind: EntityKind::Task,
+        side: Side::Ghl,
+        id: "g2".into(),
+        ghl_parent: Some(CONTACT.into()),
+        ekyte_parent: None,
+        pending: BaseRecord::None,
+    };
+    let Claim::Claimed(held) = unit
+        .claim(&key, "me", Duration::from_secs(60))
+        .await
+        .unwrap()
+    else {
+        panic!("not claimed")
+    };
+    let ids = |v: Vec<Link>| v.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(unit
+            .by_ghl_parent(t, EntityKind::Task, CONTACT)
+            .await
+            .unwrap()),
+        [tasks[0].id, held.id]
+    );
+    unit.release(held.id).await.unwrap();
+    assert_eq!(
+        ids(unit
+            .by_ghl_parent(t, EntityKind::Task, CONTACT)
+            .await
+            .unwrap()),
+        [tasks[0].id]
+    );
+    // Another contact's links are read from the store.
+    assert!(
+        unit.by_ghl(t, EntityKind::Contact, "c2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(*w.links.contact_reads.lock().unwrap(), 1);
 }
 
 fn link_update_of(l: &Link) -> LinkUpdate {

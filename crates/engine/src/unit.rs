@@ -45,9 +45,54 @@ struct State {
     known: HashMap<i64, Link>,
     /// Completions not yet written, one per link, in the order first made.
     pending: Vec<Completion>,
+    /// The contact whose links were read at once ([`LinkStore::of_contact`]): every link
+    /// of those shapes is in `known`, with the ones this sync claimed or inserted since.
+    contact: Option<(TenantId, String)>,
+}
+
+/// The reads [`LinkStore::of_contact`] answers: a link of the contact (its own, its
+/// profile note's) by GHL id, or its tasks or notes by GHL parent.
+#[derive(Clone, Copy)]
+enum Shape {
+    ByGhl(EntityKind),
+    ByGhlParent(EntityKind),
+}
+
+impl Shape {
+    fn of_contact(self) -> bool {
+        match self {
+            Shape::ByGhl(k) => matches!(k, EntityKind::Contact | EntityKind::ProfileNote),
+            Shape::ByGhlParent(k) => matches!(k, EntityKind::Task | EntityKind::Note),
+        }
+    }
+
+    fn matches(self, l: &Link, tenant: &TenantId, id: &str) -> bool {
+        match self {
+            Shape::ByGhl(k) => same_tenant_kind(l, tenant, k) && l.ghl_id.as_deref() == Some(id),
+            Shape::ByGhlParent(k) => {
+                same_tenant_kind(l, tenant, k) && l.ghl_parent.as_deref() == Some(id)
+            }
+        }
+    }
 }
 
 impl State {
+    /// The links of `shape` and `id`, from memory, when the contact's read covers them.
+    fn from_contact(&self, shape: Shape, tenant: &TenantId, id: &str) -> Option<Vec<Link>> {
+        let (t, c) = self.contact.as_ref()?;
+        if t != tenant || c != id || !shape.of_contact() {
+            return None;
+        }
+        let mut out: Vec<Link> = self
+            .known
+            .values()
+            .filter(|l| shape.matches(l, tenant, id))
+            .cloned()
+            .collect();
+        out.sort_by_key(|l| l.id);
+        Some(out)
+    }
+
     fn pending_links(&self) -> impl Iterator<Item = &Link> {
         self.pending
             .iter()
@@ -148,6 +193,33 @@ impl Deferred {
         }
     }
 
+    /// The answer to a read of `shape` from the contact's links, read at once on the first
+    /// such read of the sync; `None` for a read they do not answer (another shape, or
+    /// another contact than the one read).
+    async fn of_contact_read(
+        &self,
+        shape: Shape,
+        tenant: &TenantId,
+        contact: &str,
+    ) -> Result<Option<Vec<Link>>, StoreError> {
+        if !shape.of_contact() {
+            return Ok(None);
+        }
+        if self.state().contact.is_none() {
+            let rows = self.inner.of_contact(tenant, contact).await?;
+            let mut st = self.state();
+            if st.contact.is_none() {
+                for l in rows {
+                    if !st.is_pending(l.id) {
+                        st.known.insert(l.id, l);
+                    }
+                }
+                st.contact = Some((tenant.clone(), contact.to_owned()));
+            }
+        }
+        Ok(self.state().from_contact(shape, tenant, contact))
+    }
+
     /// Write the pending completions, in one statement where the store can. On an error
     /// they are dropped: the caller fails its message, whose retry reads the links again.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
@@ -186,11 +258,15 @@ impl LinkStore for Deferred {
         kind: EntityKind,
         ghl_id: &str,
     ) -> Result<Option<Link>, StoreError> {
+        let shape = Shape::ByGhl(kind);
+        if let Some(found) = self.of_contact_read(shape, tenant, ghl_id).await? {
+            return Ok(found.into_iter().next());
+        }
         let row = self.inner.by_ghl(tenant, kind, ghl_id).await?;
         let mut st = self.state();
         Ok(st
             .overlay(row.into_iter().collect(), |l| {
-                same_tenant_kind(l, tenant, kind) && l.ghl_id.as_deref() == Some(ghl_id)
+                shape.matches(l, tenant, ghl_id)
             })
             .into_iter()
             .next())
@@ -218,10 +294,14 @@ impl LinkStore for Deferred {
         kind: EntityKind,
         ghl_parent: &str,
     ) -> Result<Vec<Link>, StoreError> {
+        let shape = Shape::ByGhlParent(kind);
+        if let Some(found) = self.of_contact_read(shape, tenant, ghl_parent).await? {
+            return Ok(found);
+        }
         let rows = self.inner.by_ghl_parent(tenant, kind, ghl_parent).await?;
-        Ok(self.state().overlay(rows, |l| {
-            same_tenant_kind(l, tenant, kind) && l.ghl_parent.as_deref() == Some(ghl_parent)
-        }))
+        Ok(self
+            .state()
+            .overlay(rows, |l| shape.matches(l, tenant, ghl_parent)))
     }
 
     async fn by_ghl_ids(

@@ -241,6 +241,21 @@ pub trait LinkStore: Send + Sync {
         Ok(out)
     }
 
+    /// Everything a contact's sync reads by the contact's GHL id, any state, in no given
+    /// order: its contact link and its profile note's (GHL id = `contact`), and its tasks'
+    /// and notes' (GHL parent = `contact`). One read where the store can; the default reads
+    /// them kind by kind.
+    async fn of_contact(&self, tenant: &TenantId, contact: &str) -> Result<Vec<Link>, StoreError> {
+        let mut out = Vec::new();
+        for kind in [EntityKind::Contact, EntityKind::ProfileNote] {
+            out.extend(self.by_ghl(tenant, kind, contact).await?);
+        }
+        for kind in [EntityKind::Task, EntityKind::Note] {
+            out.extend(self.by_ghl_parent(tenant, kind, contact).await?);
+        }
+        Ok(out)
+    }
+
     /// Links of one kind under an eKyte parent (the tasks of a workspace…), any state.
     async fn by_ekyte_parent(
         &self,

@@ -310,6 +310,29 @@ impl LinkStore for Store {
         self.links_where(tenant, kind, cond, None).await
     }
 
+    async fn of_contact(&self, tenant: &TenantId, contact: &str) -> Result<Vec<Link>, StoreError> {
+        // Two branches the indexes on (tenant, kind, ghl_id) and on the GHL parent serve.
+        let own = Condition::all()
+            .add(Column::Kind.is_in([
+                EntityKind::Contact.as_str(),
+                EntityKind::ProfileNote.as_str(),
+            ]))
+            .add(Column::GhlId.eq(contact));
+        let under = Condition::all()
+            .add(Column::Kind.is_in([EntityKind::Task.as_str(), EntityKind::Note.as_str()]))
+            .add(Column::GhlParent.eq(contact));
+        Entity::find()
+            .filter(Column::TenantId.eq(tenant.as_str()))
+            .filter(Condition::any().add(own).add(under))
+            .order_by_asc(Column::Id)
+            .all(self.db())
+            .await
+            .map_err(|e| db_err("read a contact's links", e))?
+            .into_iter()
+            .map(mapping::link)
+            .collect()
+    }
+
     async fn list(
         &self,
         tenant: &TenantId,

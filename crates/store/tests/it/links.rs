@@ -21,6 +21,7 @@ on_both!(
     complete_many_writes_each_row_as_complete_would,
     parents_and_paging,
     many_ids_and_parents_in_one_read,
+    a_contacts_links_in_one_read,
     stored_rows_that_do_not_parse_are_corrupt,
     pending_ekyte_creates_are_recent_claims_without_an_ekyte_id,
 );
@@ -496,6 +497,71 @@ async fn complete_many_writes_each_row_as_complete_would(b: TestBackend) {
         Err(StoreError::NotFound { .. })
     ));
     assert!(store.complete_many(&[]).await.unwrap().is_empty());
+}
+
+async fn a_contacts_links_in_one_read(b: TestBackend) {
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    let mut want = Vec::new();
+    for (kind, ghl, parent, its) in [
+        (EntityKind::Contact, "c1", None, true),
+        (EntityKind::ProfileNote, "c1", Some("c1"), true),
+        (EntityKind::Task, "t1", Some("c1"), true),
+        (EntityKind::Note, "n1", Some("c1"), true),
+        // Another contact's, and kinds the read does not cover.
+        (EntityKind::Contact, "c2", None, false),
+        (EntityKind::Task, "t2", Some("c2"), false),
+        (EntityKind::Board, "ws:1", None, false),
+        (EntityKind::Onboarding, "c1:welcome", Some("c1"), false),
+    ] {
+        let l = store
+            .insert_linked(
+                &t,
+                kind,
+                &LinkUpdate {
+                    ghl_parent: parent.map(Into::into),
+                    ..linked(Some(ghl), None)
+                },
+            )
+            .await
+            .unwrap();
+        if its {
+            want.push(l.id);
+        }
+    }
+    // A claim is read too.
+    let Claim::Claimed(c) = store
+        .claim(
+            &ClaimKey {
+                kind: EntityKind::Task,
+                ghl_parent: Some("c1".into()),
+                ..key(Side::Ghl, "t3")
+            },
+            "w1",
+            HOUR,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    want.push(c.id);
+    let mut got: Vec<i64> = store
+        .of_contact(&t, "c1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert!(
+        store
+            .of_contact(&tid("other"), "c1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn parents_and_paging(b: TestBackend) {
