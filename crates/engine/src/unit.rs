@@ -78,7 +78,7 @@ impl Shape {
 
 impl State {
     /// The links of `shape` and `id`, from memory, when the contact's read covers them.
-    fn from_contact(&self, shape: Shape, tenant: &TenantId, id: &str) -> Option<Vec<Link>> {
+    fn contact_answer(&self, shape: Shape, tenant: &TenantId, id: &str) -> Option<Vec<Link>> {
         let (t, c) = self.contact.as_ref()?;
         if t != tenant || c != id || !shape.of_contact() {
             return None;
@@ -217,7 +217,7 @@ impl Deferred {
                 st.contact = Some((tenant.clone(), contact.to_owned()));
             }
         }
-        Ok(self.state().from_contact(shape, tenant, contact))
+        Ok(self.state().contact_answer(shape, tenant, contact))
     }
 
     /// Write the pending completions, in one statement where the store can. On an error
