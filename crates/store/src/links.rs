@@ -311,18 +311,23 @@ impl LinkStore for Store {
     }
 
     async fn of_contact(&self, tenant: &TenantId, contact: &str) -> Result<Vec<Link>, StoreError> {
-        // Two branches the indexes on (tenant, kind, ghl_id) and on the GHL parent serve.
+        // Two branches, each with the tenant in it, so that each is served by its index (on
+        // (tenant, kind, ghl_id) and on (tenant, kind, ghl_parent)). With the tenant outside
+        // the OR, SQLite without statistics (it keeps none unless analyzed) read every link
+        // of the tenant through the index on (tenant, kind): 48% more CPU in the 20-location
+        // benchmark.
         let own = Condition::all()
+            .add(Column::TenantId.eq(tenant.as_str()))
             .add(Column::Kind.is_in([
                 EntityKind::Contact.as_str(),
                 EntityKind::ProfileNote.as_str(),
             ]))
             .add(Column::GhlId.eq(contact));
         let under = Condition::all()
+            .add(Column::TenantId.eq(tenant.as_str()))
             .add(Column::Kind.is_in([EntityKind::Task.as_str(), EntityKind::Note.as_str()]))
             .add(Column::GhlParent.eq(contact));
         Entity::find()
-            .filter(Column::TenantId.eq(tenant.as_str()))
             .filter(Condition::any().add(own).add(under))
             .order_by_asc(Column::Id)
             .all(self.db())
