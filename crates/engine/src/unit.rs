@@ -237,9 +237,12 @@ impl Deferred {
                 Ok(())
             }
             Err(e) => {
+                // What the store holds for them is unknown now: read them again, and the
+                // contact's links with them.
                 for c in &pending {
                     st.known.remove(&c.link_id);
                 }
+                st.contact = None;
                 Err(e)
             }
         }
