@@ -37,6 +37,8 @@ struct FakeLinks {
     batches: Mutex<Vec<usize>>,
     /// Reads of a contact's links at once (`of_contact`).
     contact_reads: Mutex<usize>,
+    /// `complete_many` refuses, as a database gone away would.
+    refuse_batches: Mutex<bool>,
 }
 
 impl FakeLinks {
@@ -261,6 +263,12 @@ impl LinkStore for FakeLinks {
         items: &[ports::store::Completion],
     ) -> Result<Vec<Link>, StoreError> {
         self.batches.lock().unwrap().push(items.len());
+        if *self.refuse_batches.lock().unwrap() {
+            return Err(StoreError::Unavailable {
+                message: "gone".into(),
+                source: None,
+            });
+        }
         items
             .iter()
             .map(|c| self.complete_row(c.link_id, c.expected_version, &c.update))
@@ -1325,6 +1333,41 @@ async fn a_contacts_links_are_read_once_and_its_own_writes_are_seen() {
             .is_none()
     );
     assert_eq!(*w.links.contact_reads.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn after_a_failed_write_the_contacts_links_are_read_again() {
+    let w = World::new();
+    let t = &w.tenant.id;
+    w.linked_contact(&contact());
+    w.linked_task("g1", 41, &task("Kick-off"));
+    let unit = crate::unit::Deferred::new(w.links.clone());
+    let tasks = unit
+        .by_ghl_parent(t, EntityKind::Task, CONTACT)
+        .await
+        .unwrap();
+    unit.complete(
+        tasks[0].id,
+        tasks[0].version,
+        &LinkUpdate {
+            ekyte_fp: Some(Fingerprint::of_document(EntityKind::Task, "x")),
+            ..link_update_of(&tasks[0])
+        },
+    )
+    .await
+    .unwrap();
+    *w.links.refuse_batches.lock().unwrap() = true;
+    assert!(matches!(
+        unit.flush().await,
+        Err(StoreError::Unavailable { .. })
+    ));
+    // What the store holds is read again, not what the failed write would have made.
+    let again = unit
+        .by_ghl_parent(t, EntityKind::Task, CONTACT)
+        .await
+        .unwrap();
+    assert_eq!(again, tasks);
+    assert_eq!(*w.links.contact_reads.lock().unwrap(), 2);
 }
 
 fn link_update_of(l: &Link) -> LinkUpdate {
