@@ -31,8 +31,8 @@ use domain::{EntityKind, Side, TenantId};
 use ports::StoreError;
 use ports::store::{Claim, ClaimKey, Completion, Link, LinkState, LinkStore, LinkUpdate};
 
-/// The link store of one contact sync, under the contact's lock: completions wait for
-/// [`Deferred::flush`].
+/// The link store of one contact sync, under the contact's lock: the updates of linked
+/// records wait for [`Deferred::flush`]; a claim's completion is written at once.
 pub(crate) struct Deferred {
     inner: Arc<dyn LinkStore>,
     state: Mutex<State>,
