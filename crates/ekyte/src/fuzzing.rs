@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde::Deserialize as _;
 
-use crate::client::{Request, Response, read_automation, read_bi};
+use crate::client::{Request, Response, read_automation, read_automation_rows, read_bi};
 use crate::dto::{BoardDto, CommentDto, CurrentUserDto, Envelope, TaskDto, WorkspaceDto};
 use crate::mcp::{RpcError, ToolOutput, answer, http_error, tool_output};
 use crate::{McpIdentity, created_id, mapping};
@@ -158,9 +158,8 @@ pub fn read(surface: Surface, status: u16, sse: bool, body: &str) -> Result<Read
             )
         }
         Surface::AutomationBoards => {
-            let v = read_automation(&req, &resp)?;
             let rows: Vec<BoardDto> =
-                Vec::deserialize(&v).map_err(|e| unknown(e, "the board listing"))?;
+                read_automation_rows(&req, &resp, "the board listing", |_| true)?;
             Read::Boards(
                 rows.into_iter()
                     .map(mapping::board)

@@ -789,20 +789,23 @@ impl Inner {
         creds: &Creds,
         workspace: EkyteWorkspaceId,
     ) -> Result<Vec<Board>, ApiError> {
-        let v = self
+        // Every board of the company comes back; only this workspace's are kept, as read. A
+        // row whose workspace cannot be read is kept too, so that its mapping fails the
+        // listing as before rather than hide a board.
+        let rows: Vec<BoardDto> = self
             .http
-            .automation_get(
+            .automation_rows(
                 calls,
                 &self.config.automation.read_path("boards"),
                 &creds.api_key,
                 &creds.company,
+                "the board listing",
+                |b: &BoardDto| {
+                    b.workspace()
+                        .is_none_or(|w| EkyteWorkspaceId::new(w).map_or(true, |w| w == workspace))
+                },
             )
             .await?;
-        let rows: Vec<BoardDto> = Vec::deserialize(&v).map_err(|e| {
-            ApiError::Unknown(
-                crate::error::shape_error(&e).context("the board listing has an unknown shape"),
-            )
-        })?;
         rows.into_iter()
             .map(mapping::board)
             .filter(|b| b.as_ref().map_or(true, |b| b.workspace == Some(workspace)))

@@ -364,6 +364,25 @@ impl RunStore for MemRuns {
         Ok(Vec::new())
     }
 
+    /// The eKyte poll reads no calendars.
+    async fn keep_appointments(
+        &self,
+        _run_id: i64,
+        _appointments: &[ports::ghl::GhlAppointment],
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unknown(anyhow::anyhow!(
+            "the eKyte poll's tests keep no appointments"
+        )))
+    }
+
+    async fn kept_appointments(
+        &self,
+        _run_id: i64,
+        _contacts: &[String],
+    ) -> Result<Vec<ports::ghl::GhlAppointment>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn start_or_resume(
         &self,
         tenant: &TenantId,

@@ -647,3 +647,85 @@ async fn a_page_served_twice_ends_the_listing() {
     assert_eq!(ids, [3, 4], "each workspace once");
     assert_eq!(w.server.received_requests().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_board_listing_keeps_the_workspaces_rows_and_refuses_a_bad_row_or_shape() {
+    let w = wire(false).await;
+    let ws = EkyteWorkspaceId::new(3).unwrap();
+    Mock::given(method("GET"))
+        .and(path("/n8n/polling/boards"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            { "id": 70, "title": "GHL", "workspaceId": 4 },
+            { "Id": "71", "Title": "GHL", "workspace": { "id": 3 } },
+            { "id": 72, "name": "Other", "WorkspaceId": "3" },
+            { "id": 73, "title": "No workspace" }
+        ])))
+        .up_to_n_times(1)
+        .mount(&w.server)
+        .await;
+    let boards = w.adapter.list_boards(&w.scope, ws).await.unwrap();
+    let ids: Vec<u64> = boards.iter().map(|b| b.id.get()).collect();
+    assert_eq!(
+        ids,
+        [71, 72],
+        "only workspace 3's boards, in the listing's order"
+    );
+    assert_eq!(boards[1].title, "Other");
+
+    // A row of this workspace, or of a workspace that cannot be read, whose board id is not
+    // one fails the listing: a board of ours is never hidden. Another workspace's bad row
+    // is none of this listing's business.
+    Mock::given(method("GET"))
+        .and(path("/n8n/polling/boards"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            { "id": 70, "title": "GHL", "workspaceId": 3 },
+            { "id": 0, "title": "GHL", "workspaceId": 9 }
+        ])))
+        .up_to_n_times(1)
+        .mount(&w.server)
+        .await;
+    let boards = w.adapter.list_boards(&w.scope, ws).await.unwrap();
+    assert_eq!(boards.len(), 1);
+    for bad in [
+        json!({ "id": 0, "title": "GHL", "workspaceId": 3 }),
+        json!({ "id": 0, "title": "GHL" }),
+    ] {
+        Mock::given(method("GET"))
+            .and(path("/n8n/polling/boards"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+                { "id": 70, "title": "GHL", "workspaceId": 3 },
+                bad
+            ])))
+            .up_to_n_times(1)
+            .mount(&w.server)
+            .await;
+        let err = w.adapter.list_boards(&w.scope, ws).await.unwrap_err();
+        assert!(matches!(err, ApiError::Unknown(_)), "{err:?}");
+    }
+
+    // An object where a listing belongs is a shape eKyte's documents do not have.
+    Mock::given(method("GET"))
+        .and(path("/n8n/polling/boards"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "boards": [] })))
+        .up_to_n_times(1)
+        .mount(&w.server)
+        .await;
+    let err = w.adapter.list_boards(&w.scope, ws).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("the board listing has an unknown shape"),
+        "{err:#}"
+    );
+
+    // A body cut short is not JSON, whatever was kept before the cut.
+    Mock::given(method("GET"))
+        .and(path("/n8n/polling/boards"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"[{"id": 70, "workspaceId": 3}, {"id""#,
+            "application/json",
+        ))
+        .up_to_n_times(1)
+        .mount(&w.server)
+        .await;
+    let err = w.adapter.list_boards(&w.scope, ws).await.unwrap_err();
+    assert!(format!("{err:#}").contains("not JSON"), "{err:#}");
+}
