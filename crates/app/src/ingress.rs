@@ -46,19 +46,32 @@ pub const INBOX_WEBHOOKS: &str = "webhook";
 /// forgotten. A duplicate this process does not remember (another replica took the first
 /// delivery, or this one restarted) is published again and skipped by the worker's inbox,
 /// which keys messages by the same webhook id.
-#[derive(Default)]
 pub struct RecentWebhooks {
     ids: std::sync::Mutex<RecentIds>,
+    /// Two independent random keys: an id is remembered as a 128-bit digest of (tenant, id),
+    /// not as its strings.
+    keys: [std::hash::RandomState; 2],
 }
 
 #[derive(Default)]
 struct RecentIds {
-    set: std::collections::HashSet<(TenantId, String)>,
-    order: std::collections::VecDeque<(TenantId, String)>,
+    set: std::collections::HashSet<u128>,
+    order: std::collections::VecDeque<u128>,
+}
+
+impl Default for RecentWebhooks {
+    fn default() -> Self {
+        Self {
+            ids: std::sync::Mutex::default(),
+            keys: [std::hash::RandomState::new(), std::hash::RandomState::new()],
+        }
+    }
 }
 
 impl RecentWebhooks {
-    /// About 100 bytes an id: at most ~10 MiB.
+    /// About 40 bytes an id (a digest in a set and in a queue): at most ~4 MiB. Held as the
+    /// strings, the ids took about 250 bytes each, and a backfill's echoes (one webhook per
+    /// contact) made the worker's memory grow with the location (issue 17).
     pub const CAPACITY: usize = 100_000;
 
     fn ids(&self) -> std::sync::MutexGuard<'_, RecentIds> {
@@ -67,16 +80,27 @@ impl RecentWebhooks {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The digest of (tenant, id). Two ids mistaken for one would answer a new delivery
+    /// `duplicate`; with 128 bits under random keys, among 100,000 ids that is about one
+    /// chance in 10^28, and nobody outside can aim for it.
+    fn digest(&self, tenant: &TenantId, webhook_id: &str) -> u128 {
+        use std::hash::BuildHasher;
+        let [high, low] = self
+            .keys
+            .each_ref()
+            .map(|k| k.hash_one((tenant.as_str(), webhook_id)));
+        (u128::from(high) << 64) | u128::from(low)
+    }
+
     pub fn seen(&self, tenant: &TenantId, webhook_id: &str) -> bool {
-        self.ids()
-            .set
-            .contains(&(tenant.clone(), webhook_id.to_owned()))
+        let key = self.digest(tenant, webhook_id);
+        self.ids().set.contains(&key)
     }
 
     pub fn remember(&self, tenant: &TenantId, webhook_id: &str) {
-        let key = (tenant.clone(), webhook_id.to_owned());
+        let key = self.digest(tenant, webhook_id);
         let mut ids = self.ids();
-        if !ids.set.insert(key.clone()) {
+        if !ids.set.insert(key) {
             return;
         }
         ids.order.push_back(key);
@@ -967,4 +991,32 @@ async fn metrics_page(State(s): State<HealthState>) -> Response {
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_webhooks_are_told_apart_by_tenant_and_forgotten_past_the_capacity() {
+        let recent = RecentWebhooks::default();
+        let (a, b) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("beta").unwrap(),
+        );
+        recent.remember(&a, "wh-1");
+        assert!(recent.seen(&a, "wh-1"));
+        assert!(!recent.seen(&b, "wh-1"), "another tenant's id");
+        assert!(!recent.seen(&a, "wh-2"));
+        // The parts are hashed apart: ("acme", "1x") is not ("acme1", "x").
+        recent.remember(&a, "1x");
+        assert!(!recent.seen(&TenantId::parse("acme1").unwrap(), "x"));
+        for i in 0..RecentWebhooks::CAPACITY {
+            recent.remember(&b, &format!("fill-{i}"));
+        }
+        assert!(!recent.seen(&a, "wh-1"), "the oldest ids are forgotten");
+        assert!(recent.seen(&b, &format!("fill-{}", RecentWebhooks::CAPACITY - 1)));
+        assert_eq!(recent.ids().set.len(), RecentWebhooks::CAPACITY);
+        assert_eq!(recent.ids().order.len(), RecentWebhooks::CAPACITY);
+    }
 }
