@@ -29,6 +29,7 @@ mod m20261206_000002_observations;
 mod m20261206_000003_audit_calls;
 mod m20261207_000001_rate_window;
 mod m20261208_000001_sweep_seen;
+mod m20261209_000001_sweep_appointments;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm::DbErr;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000003_audit_calls::Migration),
             Box::new(m20261207_000001_rate_window::Migration),
             Box::new(m20261208_000001_sweep_seen::Migration),
+            Box::new(m20261209_000001_sweep_appointments::Migration),
         ]
     }
 }

@@ -42,6 +42,11 @@ pub(crate) enum Appointments {
     NotRead,
     /// Each contact's sync reads its own (unreadable, off, or dearer than per contact).
     Unavailable,
+    /// Kept in the store for the run (`RunStore::keep_appointments`), read back page by page:
+    /// a location's appointments are not held in the worker, and a continuation handled by
+    /// another worker reads them there instead of reading the calendars again.
+    Kept,
+    /// Held here, by a dry run (which writes nothing, and goes in one message).
     ByContact(HashMap<GhlContactId, Vec<GhlAppointment>>),
 }
 
@@ -355,7 +360,14 @@ impl Engine {
                     total * unlinked.len() as u64 / page_len.max(1) as u64
                 });
                 let mut prefetched = self
-                    .prefetch(&bulk, &unlinked, expected, &mut appointments, &mut counts)
+                    .prefetch(
+                        &bulk,
+                        (!dry_run).then_some(run.id),
+                        &unlinked,
+                        expected,
+                        &mut appointments,
+                        &mut counts,
+                    )
                     .await?;
                 for (c, changed, _) in candidates {
                     if !changed {
@@ -710,6 +722,7 @@ impl Engine {
     async fn prefetch(
         &self,
         scope: &Scope,
+        keep_for: Option<i64>,
         contacts: &[GhlContactId],
         expected: u64,
         appointments: &mut Appointments,
@@ -727,13 +740,38 @@ impl Engine {
             }
         }
         if let Appointments::NotRead = appointments {
-            *appointments = self.calendar_appointments(scope, expected, counts).await?;
+            *appointments = self
+                .calendar_appointments(scope, keep_for, expected, counts)
+                .await?;
         }
-        if let Appointments::ByContact(by_contact) = appointments {
-            for c in contacts {
-                out.entry(c.clone()).or_default().appointments =
-                    Some(by_contact.remove(c).unwrap_or_default());
+        let mut by_contact = match (&mut *appointments, keep_for) {
+            (Appointments::ByContact(held), _) => std::mem::take(held),
+            (Appointments::Kept, Some(run)) => {
+                let ids: Vec<String> = contacts.iter().map(ToString::to_string).collect();
+                let mut kept: HashMap<GhlContactId, Vec<GhlAppointment>> = HashMap::new();
+                for a in self
+                    .ports
+                    .runs
+                    .kept_appointments(run, &ids)
+                    .await
+                    .map_err(SyncError::store("read the appointments the run kept"))?
+                {
+                    kept.entry(a.contact.clone()).or_default().push(a);
+                }
+                kept
             }
+            _ => return Ok(out),
+        };
+        for c in contacts {
+            let mut mine = by_contact.remove(c).unwrap_or_default();
+            // In the calendars' order, whichever way they were kept.
+            mine.sort_by(|a, b| {
+                (a.appointment.start, a.id.as_str()).cmp(&(b.appointment.start, b.id.as_str()))
+            });
+            out.entry(c.clone()).or_default().appointments = Some(mine);
+        }
+        if let Appointments::ByContact(held) = appointments {
+            *held = by_contact;
         }
         Ok(out)
     }
@@ -746,6 +784,7 @@ impl Engine {
     async fn calendar_appointments(
         &self,
         scope: &Scope,
+        keep_for: Option<i64>,
         expected: u64,
         counts: &mut RunCounts,
     ) -> Result<Appointments, SyncError> {
@@ -787,11 +826,24 @@ impl Engine {
                 .await
                 .map_err(SyncError::ghl("list calendar events"))?;
             counts.api_calls += 1;
-            for a in events {
-                by_contact.entry(a.contact.clone()).or_default().push(a);
+            match keep_for {
+                Some(run) => self
+                    .ports
+                    .runs
+                    .keep_appointments(run, &events)
+                    .await
+                    .map_err(SyncError::store("keep the appointments the run read"))?,
+                None => {
+                    for a in events {
+                        by_contact.entry(a.contact.clone()).or_default().push(a);
+                    }
+                }
             }
         }
-        Ok(Appointments::ByContact(by_contact))
+        Ok(match keep_for {
+            Some(_) => Appointments::Kept,
+            None => Appointments::ByContact(by_contact),
+        })
     }
 
     /// The links of `kind` under these contacts, by contact, in one read.

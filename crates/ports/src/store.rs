@@ -860,7 +860,7 @@ pub trait RunStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Set the run's status; a run that is no longer running forgets what it saw
-    /// ([`Self::mark_seen`]).
+    /// ([`Self::mark_seen`]) and the appointments it kept ([`Self::keep_appointments`]).
     async fn finish(
         &self,
         run_id: i64,
@@ -882,6 +882,22 @@ pub trait RunStore: Send + Sync {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// Keep appointments the run read from the location's calendars, for its later pages and
+    /// messages (on any worker), until the run finishes. Keeping one twice is harmless.
+    async fn keep_appointments(
+        &self,
+        run_id: i64,
+        appointments: &[crate::ghl::GhlAppointment],
+    ) -> Result<(), StoreError>;
+
+    /// The appointments the run kept for these contacts (GHL ids), in no particular order.
+    /// `Corrupt` when a kept row cannot be read back.
+    async fn kept_appointments(
+        &self,
+        run_id: i64,
+        contacts: &[String],
+    ) -> Result<Vec<crate::ghl::GhlAppointment>, StoreError>;
 
     /// The newest completed run of a kind (its `started_at` is the next incremental cursor).
     async fn last_completed(

@@ -36,6 +36,7 @@ mod dead_letters;
 mod entity;
 mod error;
 mod inbox;
+mod kept;
 mod links;
 mod locks;
 mod mapping;

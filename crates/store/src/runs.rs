@@ -135,6 +135,7 @@ impl RunStore for Store {
         }
         if status != RunStatus::Running {
             self.seen_forget(run_id).await?;
+            self.appointments_forget(run_id).await?;
         }
         Ok(())
     }
@@ -159,6 +160,22 @@ impl RunStore for Store {
         limit: u32,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         self.seen_unmarked(tenant, run_id, after_id, limit).await
+    }
+
+    async fn keep_appointments(
+        &self,
+        run_id: i64,
+        appointments: &[ports::ghl::GhlAppointment],
+    ) -> Result<(), StoreError> {
+        self.appointments_keep(run_id, appointments).await
+    }
+
+    async fn kept_appointments(
+        &self,
+        run_id: i64,
+        contacts: &[String],
+    ) -> Result<Vec<ports::ghl::GhlAppointment>, StoreError> {
+        self.appointments_kept(run_id, contacts).await
     }
 
     async fn last_completed(

@@ -13,7 +13,8 @@ use sea_orm_migration::sea_orm::{
 use store::test_support::{TestBackend, TestDb};
 use tokio::sync::Barrier;
 
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 14] = [
+    "sweep_appointments",
     "rate_window",
     "sweep_seen",
     "observations",

@@ -11,6 +11,7 @@ use store::test_support::TestBackend;
 use crate::support::{on_both, tid, with_tenants};
 
 on_both!(
+    a_run_keeps_its_appointments_until_it_finishes,
     a_run_remembers_what_it_saw_until_it_finishes,
     checkpoint_resume_and_finish,
     concurrent_starts_share_one_run,
@@ -306,5 +307,87 @@ async fn a_run_remembers_what_it_saw_until_it_finishes(b: TestBackend) {
             .unwrap()
             .map(|r| r.id),
         Some(other.id)
+    );
+}
+
+async fn a_run_keeps_its_appointments_until_it_finishes(b: TestBackend) {
+    use domain::{Appointment, GhlAppointmentId, GhlContactId};
+    use ports::ghl::GhlAppointment;
+    let (_db, store) = with_tenants(b).await;
+    let t = tid("acme");
+    let run = store
+        .start_or_resume(&t, RunKind::Full, None)
+        .await
+        .unwrap();
+    let other = store
+        .start_or_resume(&tid("other"), RunKind::Full, None)
+        .await
+        .unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 30, 0).unwrap();
+    let appointment = |id: &str, contact: &str| GhlAppointment {
+        id: GhlAppointmentId::parse(id).unwrap(),
+        contact: GhlContactId::parse(contact).unwrap(),
+        appointment: Appointment {
+            title: Some(format!("Call {id} — “quoted”")),
+            start: Some(at),
+            end: None,
+            status: Some("confirmed".into()),
+            calendar_id: Some("cal1".into()),
+            address: None,
+            notes: Some("line 1\nline 2".into()),
+        },
+        date_updated: Some(at),
+    };
+    // More than one statement's worth, kept in two calls, one of them twice.
+    let many: Vec<GhlAppointment> = (0..1203)
+        .map(|i| appointment(&format!("a{i}"), &format!("c{}", i % 601)))
+        .collect();
+    store.keep_appointments(run.id, &many[..700]).await.unwrap();
+    store.keep_appointments(run.id, &many[600..]).await.unwrap();
+    store.keep_appointments(run.id, &[]).await.unwrap();
+    store
+        .keep_appointments(other.id, &[appointment("x1", "c1")])
+        .await
+        .unwrap();
+
+    let mut got = store
+        .kept_appointments(run.id, &["c1".into(), "c2".into(), "nobody".into()])
+        .await
+        .unwrap();
+    got.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+    let ids: Vec<&str> = got.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2", "a602", "a603"]);
+    assert_eq!(got[0], many[1], "read back as kept");
+    // Every contact of a page at once: more contacts than one statement binds.
+    let contacts: Vec<String> = (0..601).map(|i| format!("c{i}")).collect();
+    assert_eq!(
+        store
+            .kept_appointments(run.id, &contacts)
+            .await
+            .unwrap()
+            .len(),
+        1203
+    );
+
+    store
+        .finish(run.id, RunStatus::Completed, None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .kept_appointments(run.id, &contacts)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a finished run forgets its appointments"
+    );
+    assert_eq!(
+        store
+            .kept_appointments(other.id, &["c1".into()])
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "another run's are its own"
     );
 }
