@@ -1,8 +1,7 @@
 //! The appointments a full sync read from the location's calendars (issue 17): written once
 //! per run as the calendars are read, then read back page by page for the never-synced
 //! contacts of each page, so that a worker does not hold a whole location's appointments in
-//! memory, and a run's continuation handled by another replica does not read the calendars
-//! again. A run's rows are deleted when it finishes.
+//! memory. A run's rows are deleted when it finishes.
 
 use sea_orm_migration::prelude::*;
 

@@ -17,8 +17,9 @@
 //!   continuation (`sync.continue`) behind them and ends: a location's backlog in the bulk
 //!   lane stays bounded however large the location, so other locations' messages are never
 //!   far behind it, and the worker sharing that lane between tenants judges a short line.
-//!   What the run read once (the calendars) is kept in memory between its messages, and
-//!   read again by a replica that does not have it.
+//!   What the run read once (the calendars' appointments) is kept in the store for its
+//!   later pages and messages; that it was read is kept in memory, so a replica that does
+//!   not have it reads the calendars again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -43,8 +44,8 @@ pub(crate) enum Appointments {
     /// Each contact's sync reads its own (unreadable, off, or dearer than per contact).
     Unavailable,
     /// Kept in the store for the run (`RunStore::keep_appointments`), read back page by page:
-    /// a location's appointments are not held in the worker, and a continuation handled by
-    /// another worker reads them there instead of reading the calendars again.
+    /// a location's appointments are not held in the worker. (That they were kept is this
+    /// worker's memory: a continuation another worker handles reads the calendars again.)
     Kept,
     /// Held here, by a dry run (which writes nothing, and goes in one message).
     ByContact(HashMap<GhlContactId, Vec<GhlAppointment>>),
@@ -118,8 +119,9 @@ pub struct SweepStep {
     pub next: Option<(i64, u64)>,
 }
 
-/// What a run read once and its next message needs again: the calendars' appointments.
-/// Forgotten when the run ends, and after [`SweepMemory::KEEP`] unused.
+/// What a run read once and its next message needs again: whether it read the calendars
+/// (their appointments are in the store, or, for a dry run, here). Forgotten when the run
+/// ends, and after [`SweepMemory::KEEP`] unused.
 #[derive(Default)]
 pub(crate) struct SweepMemory(std::sync::Mutex<HashMap<i64, (std::time::Instant, Appointments)>>);
 
