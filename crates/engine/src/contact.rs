@@ -173,9 +173,21 @@ impl ContactSync<'_> {
         };
         let result = match created {
             Some((kind, created_id)) => {
-                match locked.skip_if_linked(cx, id, kind, created_id).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => locked.run_locked(cx, id).await,
+                // Looked for among the contact's links, which the sync reads first anyway:
+                // a created record linked under another contact is not found, and the
+                // contact is synced, which settles it as a sync would.
+                let link = unit
+                    .among_contact(&cx.scope.tenant.id, id.as_str(), kind, created_id)
+                    .await
+                    .map_err(SyncError::store("read links of the contact"));
+                match link {
+                    Ok(link) => {
+                        if locked.skip_linked(cx, id, kind, created_id, link) {
+                            Ok(())
+                        } else {
+                            locked.run_locked(cx, id).await
+                        }
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -213,6 +225,19 @@ impl ContactSync<'_> {
             .by_ghl(&cx.scope.tenant.id, kind, created_id)
             .await
             .map_err(SyncError::store("read link of the created entity"))?;
+        Ok(self.skip_linked(cx, contact, kind, created_id, link))
+    }
+
+    /// Skip the create event of `created_id` when `link`, its link as read, is linked;
+    /// whether it was.
+    fn skip_linked(
+        &self,
+        cx: &mut Cx,
+        contact: &GhlContactId,
+        kind: EntityKind,
+        created_id: &str,
+        link: Option<Link>,
+    ) -> bool {
         match link {
             Some(l) if l.state == LinkState::Linked => {
                 cx.contact = Some(contact.clone());
@@ -222,9 +247,9 @@ impl ContactSync<'_> {
                     l.ekyte_id.as_deref(),
                     "create event for an entity already linked (our own create, or a redelivery)",
                 );
-                Ok(true)
+                true
             }
-            _ => Ok(false),
+            _ => false,
         }
     }
 

@@ -37,6 +37,8 @@ struct FakeLinks {
     batches: Mutex<Vec<usize>>,
     /// Reads of a contact's links at once (`of_contact`).
     contact_reads: Mutex<usize>,
+    /// Reads of one link by its GHL id (`by_ghl`).
+    ghl_reads: Mutex<usize>,
     /// `complete_many` refuses, as a database gone away would.
     refuse_batches: Mutex<bool>,
 }
@@ -136,6 +138,7 @@ impl LinkStore for FakeLinks {
         k: EntityKind,
         id: &str,
     ) -> Result<Option<Link>, StoreError> {
+        *self.ghl_reads.lock().unwrap() += 1;
         Ok(self.find(k, |l| &l.tenant == t && l.ghl_id.as_deref() == Some(id)))
     }
     async fn by_ekyte(
@@ -961,6 +964,70 @@ async fn the_echo_of_a_linked_task_does_not_wait_for_the_contacts_lock() {
     assert_eq!(report.writes(), 0);
     assert_eq!(report.count(AuditAction::Skip), 1);
     held.release().await;
+}
+
+#[tokio::test]
+async fn an_echo_that_waited_for_the_lock_finds_its_task_among_the_contacts_links() {
+    // The echo comes while the sync that made the task holds the lock and has not linked
+    // it yet: it waits for the lock, then finds the task linked in the contact's links,
+    // read once, as a sync would read them first: no read of the task's link of its own.
+    let w = World::new();
+    w.linked_contact(&contact());
+    w.links.seed_claimed_task(&w.tenant.id, Some("g9"), None);
+    let held = w
+        .locks
+        .lock(
+            &w.tenant.id,
+            &format!("contact:{}", cid()),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let engine = w.engine(MockGhlApi::new(), MockEkyteApi::new());
+    let event = task_create_event("wh-echo");
+    let echo = engine.ghl_event(w.scope(), &event, Options::default());
+    let finish_the_sync = async {
+        // The echo has read the task's link before the lock: still a claim, so it waits.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while *w.links.ghl_reads.lock().unwrap() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the echo never read"
+            );
+            tokio::task::yield_now().await;
+        }
+        let claim = w
+            .links
+            .find(EntityKind::Task, |l| l.ghl_id.as_deref() == Some("g9"));
+        let claim = claim.unwrap();
+        w.links
+            .complete_row(
+                claim.id,
+                claim.version,
+                &LinkUpdate {
+                    ghl_id: claim.ghl_id.clone(),
+                    ekyte_id: Some("31".into()),
+                    ghl_parent: claim.ghl_parent.clone(),
+                    ekyte_parent: claim.ekyte_parent.clone(),
+                    state: LinkState::Linked,
+                    base: BaseRecord::Task(task("Welcome call")),
+                    ghl_fp: None,
+                    ekyte_fp: None,
+                },
+            )
+            .unwrap();
+        held.release().await;
+    };
+    let (report, ()) = tokio::join!(echo, finish_the_sync);
+    let report = report.unwrap();
+    assert_eq!(report.writes(), 0);
+    assert_eq!(report.count(AuditAction::Skip), 1);
+    assert_eq!(
+        *w.links.ghl_reads.lock().unwrap(),
+        1,
+        "only the read before the lock"
+    );
+    assert_eq!(*w.links.contact_reads.lock().unwrap(), 1);
 }
 
 #[tokio::test]

@@ -220,6 +220,32 @@ impl Deferred {
         Ok(self.state().contact_answer(shape, tenant, contact))
     }
 
+    /// The link of `kind` with GHL id `ghl_id`, if the contact's links hold it (read at once,
+    /// as the sync's first read of them would be, so the read is not an extra one). `None`
+    /// says only that it is not among them, without asking the store further: a record
+    /// linked under another contact is not found.
+    pub(crate) async fn among_contact(
+        &self,
+        tenant: &TenantId,
+        contact: &str,
+        kind: EntityKind,
+        ghl_id: &str,
+    ) -> Result<Option<Link>, StoreError> {
+        self.of_contact_read(Shape::ByGhl(EntityKind::Contact), tenant, contact)
+            .await?;
+        let st = self.state();
+        if st.contact.as_ref() != Some(&(tenant.clone(), contact.to_owned())) {
+            return Ok(None);
+        }
+        // Unique on (tenant, kind, GHL id): any known row with it is the link, as this unit
+        // last knew it.
+        Ok(st
+            .known
+            .values()
+            .find(|l| same_tenant_kind(l, tenant, kind) && l.ghl_id.as_deref() == Some(ghl_id))
+            .cloned())
+    }
+
     /// Write the pending completions, in one statement where the store can. On an error
     /// they are dropped: the caller fails its message, whose retry reads the links again.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
