@@ -3,7 +3,7 @@
 //! contacts, deleted when the run finishes. Held in the worker instead, a location's
 //! appointments made its memory grow with the location.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 
 use ports::StoreError;
 use ports::ghl::GhlAppointment;
@@ -17,21 +17,12 @@ const TABLE: &str = "sweep_appointments";
 const CHUNK: usize = 500;
 
 impl Store {
-    /// `$n` on PostgreSQL, `?n` on SQLite.
-    fn mark(&self) -> char {
-        if self.backend() == DbBackend::Postgres {
-            '$'
-        } else {
-            '?'
-        }
-    }
-
     pub(crate) async fn appointments_keep(
         &self,
         run_id: i64,
         appointments: &[GhlAppointment],
     ) -> Result<(), StoreError> {
-        let m = self.mark();
+        let m = self.placeholder();
         for chunk in appointments.chunks(CHUNK) {
             let mut values: Vec<Value> = Vec::with_capacity(1 + 3 * chunk.len());
             values.push(run_id.into());
@@ -63,7 +54,7 @@ impl Store {
         run_id: i64,
         contacts: &[String],
     ) -> Result<Vec<GhlAppointment>, StoreError> {
-        let m = self.mark();
+        let m = self.placeholder();
         let mut out = Vec::new();
         for chunk in contacts.chunks(CHUNK) {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("{m}{}", i + 2)).collect();
@@ -93,7 +84,7 @@ impl Store {
     }
 
     pub(crate) async fn appointments_forget(&self, run_id: i64) -> Result<(), StoreError> {
-        let sql = format!("DELETE FROM {TABLE} WHERE run_id = {}1", self.mark());
+        let sql = format!("DELETE FROM {TABLE} WHERE run_id = {}1", self.placeholder());
         self.db()
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),

@@ -233,6 +233,15 @@ impl Store {
         self.inner.backend
     }
 
+    /// The mark of a numbered placeholder in raw SQL: `$n` on PostgreSQL, `?n` on SQLite.
+    pub(crate) fn placeholder(&self) -> char {
+        if self.backend() == DbBackend::Postgres {
+            '$'
+        } else {
+            '?'
+        }
+    }
+
     pub(crate) fn keyring(&self) -> &Keyring {
         &self.inner.keyring
     }

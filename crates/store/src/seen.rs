@@ -21,12 +21,8 @@ impl Store {
         if ghl_ids.is_empty() {
             return Ok(());
         }
-        // $n on PostgreSQL, ?n on SQLite: the run id once, then each id.
-        let mark = if self.backend() == DbBackend::Postgres {
-            '$'
-        } else {
-            '?'
-        };
+        // The run id once, then each id.
+        let mark = self.placeholder();
         let rows: Vec<String> = (0..ghl_ids.len())
             .map(|i| format!("({mark}1, {mark}{})", i + 2))
             .collect();
