@@ -22,16 +22,13 @@ impl Store {
         run_id: i64,
         appointments: &[GhlAppointment],
     ) -> Result<(), StoreError> {
-        let m = self.placeholder();
         for chunk in appointments.chunks(CHUNK) {
+            // The run id once, then each appointment's three.
             let mut values: Vec<Value> = Vec::with_capacity(1 + 3 * chunk.len());
             values.push(run_id.into());
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (i, a) in chunk.iter().enumerate() {
+            for a in chunk {
                 let record = serde_json::to_string(a)
                     .map_err(|e| bad_value(TABLE, "record", format!("cannot encode: {e}")))?;
-                let n = 2 + 3 * i;
-                rows.push(format!("({m}1, {m}{}, {m}{}, {m}{})", n, n + 1, n + 2));
                 values.push(a.contact.to_string().into());
                 values.push(a.id.to_string().into());
                 values.push(record.into());
@@ -39,7 +36,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO {TABLE} (run_id, contact_id, appointment_id, record) VALUES {} \
                  ON CONFLICT DO NOTHING",
-                rows.join(", ")
+                self.rows_sharing_first(chunk.len(), 3)
             );
             self.db()
                 .execute_raw(Statement::from_sql_and_values(self.backend(), sql, values))

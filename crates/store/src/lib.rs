@@ -242,6 +242,22 @@ impl Store {
         }
     }
 
+    /// The tuples of a multi-row `VALUES` whose rows share their first value: `rows` tuples,
+    /// each the first placeholder and then `per_row` of its own, numbered on
+    /// (`($1, $2, $3), ($1, $4, $5)` for two rows of two).
+    pub(crate) fn rows_sharing_first(&self, rows: usize, per_row: usize) -> String {
+        let m = self.placeholder();
+        (0..rows)
+            .map(|r| {
+                let own: Vec<String> = (0..per_row)
+                    .map(|k| format!("{m}{}", 2 + r * per_row + k))
+                    .collect();
+                format!("({m}1, {})", own.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub(crate) fn keyring(&self) -> &Keyring {
         &self.inner.keyring
     }

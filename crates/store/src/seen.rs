@@ -22,13 +22,9 @@ impl Store {
             return Ok(());
         }
         // The run id once, then each id.
-        let mark = self.placeholder();
-        let rows: Vec<String> = (0..ghl_ids.len())
-            .map(|i| format!("({mark}1, {mark}{})", i + 2))
-            .collect();
         let sql = format!(
             "INSERT INTO {TABLE} (run_id, ghl_id) VALUES {} ON CONFLICT DO NOTHING",
-            rows.join(", ")
+            self.rows_sharing_first(ghl_ids.len(), 1)
         );
         let mut values: Vec<Value> = Vec::with_capacity(ghl_ids.len() + 1);
         values.push(run_id.into());
