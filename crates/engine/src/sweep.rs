@@ -51,6 +51,47 @@ pub(crate) enum Appointments {
     ByContact(HashMap<GhlContactId, Vec<GhlAppointment>>),
 }
 
+/// About how many appointments one calendar answer should hold. An answer is decoded whole
+/// (the route has no paging), so the ranges asked for are sized to keep it near this.
+const CALENDAR_ANSWER: i64 = 500;
+/// The narrowest range a calendar is read in, however dense its appointments.
+const CALENDAR_NARROWEST: chrono::Duration = chrono::Duration::hours(1);
+
+/// The widest range a calendar of this location is read in: as if the `expected` contacts had
+/// one appointment each, spread evenly over the window, [`CALENDAR_ANSWER`] to an answer
+/// (GHL may allow less; the adapter narrows what it refuses). That costs at most one call per
+/// [`CALENDAR_ANSWER`] contacts, and keeps a large location's first answers small before
+/// their density is known.
+fn calendar_span_for(window: chrono::Duration, expected: u64) -> chrono::Duration {
+    let expected = i64::try_from(expected).unwrap_or(i64::MAX).max(1);
+    let ms = window.num_milliseconds().max(0);
+    let span = chrono::Duration::milliseconds(
+        i64::try_from(i128::from(ms) * i128::from(CALENDAR_ANSWER) / i128::from(expected))
+            .unwrap_or(i64::MAX),
+    );
+    span.clamp(CALENDAR_NARROWEST, window.max(CALENDAR_NARROWEST))
+}
+
+/// The next range's width after an answer of `found` appointments over `read`: sized so that
+/// an answer as dense holds about [`CALENDAR_ANSWER`], between [`CALENDAR_NARROWEST`] and
+/// `widest`.
+fn next_calendar_span(
+    read: chrono::Duration,
+    found: usize,
+    widest: chrono::Duration,
+) -> chrono::Duration {
+    if found == 0 {
+        return widest;
+    }
+    let found = i64::try_from(found).unwrap_or(i64::MAX);
+    let ms = read.num_milliseconds().max(1);
+    let fit = chrono::Duration::milliseconds(
+        i64::try_from(i128::from(ms) * i128::from(CALENDAR_ANSWER) / i128::from(found))
+            .unwrap_or(i64::MAX),
+    );
+    fit.clamp(CALENDAR_NARROWEST, widest.max(CALENDAR_NARROWEST))
+}
+
 /// How far back and ahead a sweep reads the calendars' appointments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppointmentWindow {
@@ -819,27 +860,49 @@ impl Engine {
         }
         let now = self.ports.clock.now();
         let (from, to) = (now - window.past, now + window.future);
+        let widest = calendar_span_for(to - from, expected);
         let mut by_contact: HashMap<GhlContactId, Vec<GhlAppointment>> = HashMap::new();
         for calendar in &calendars {
-            let events = self
-                .ports
-                .ghl
-                .calendar_events(scope, calendar, from, to)
-                .await
-                .map_err(SyncError::ghl("list calendar events"))?;
-            counts.api_calls += 1;
-            match keep_for {
-                Some(run) => self
+            // Range by range, each answer kept before the next is asked for: GHL has no paging
+            // here, so the range's width is all that bounds what one answer holds.
+            let (mut at, mut span) = (from, widest);
+            loop {
+                let ask = (at + span).min(to);
+                let range = self
                     .ports
-                    .runs
-                    .keep_appointments(run, &events)
+                    .ghl
+                    .calendar_events(scope, calendar, at, ask)
                     .await
-                    .map_err(SyncError::store("keep the appointments the run read"))?,
-                None => {
-                    for a in events {
-                        by_contact.entry(a.contact.clone()).or_default().push(a);
+                    .map_err(SyncError::ghl("list calendar events"))?;
+                counts.api_calls += 1;
+                if range.through < at {
+                    // The port's contract says it ends within the range asked for; going on
+                    // from before `at` would never end.
+                    return Err(SyncError::ghl("list calendar events")(
+                        ports::ApiError::Unknown(anyhow::anyhow!(
+                            "the calendar read ended at {} before it began at {at}",
+                            range.through
+                        )),
+                    ));
+                }
+                span = next_calendar_span(range.through - at, range.events.len(), widest);
+                match keep_for {
+                    Some(run) => self
+                        .ports
+                        .runs
+                        .keep_appointments(run, &range.events)
+                        .await
+                        .map_err(SyncError::store("keep the appointments the run read"))?,
+                    None => {
+                        for a in range.events {
+                            by_contact.entry(a.contact.clone()).or_default().push(a);
+                        }
                     }
                 }
+                if range.through >= to {
+                    break;
+                }
+                at = range.through + chrono::Duration::milliseconds(1);
             }
         }
         Ok(match keep_for {

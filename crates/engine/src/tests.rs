@@ -2126,6 +2126,115 @@ async fn a_contact_linked_since_the_sweep_is_read_afresh() {
     assert_eq!(report.writes(), 0, "{report:?}");
 }
 
+/// A large location's calendars are read range by range, each answer sized from the density
+/// the last one showed: GHL documents no paging for `/calendars/events`, so the width of the
+/// range asked for is all that bounds one answer (and the worker's memory while it is read).
+/// The ranges cover the window once, without gaps or overlaps, and each appointment is read
+/// once.
+#[tokio::test]
+async fn a_large_locations_calendars_are_read_in_ranges_sized_by_their_density() {
+    let w = World::new();
+    let (from, to) = (
+        t0() - chrono::Duration::days(365),
+        t0() + chrono::Duration::days(365),
+    );
+    // 10,000 appointments spread over the window, and 10,000 more in five busy days; the
+    // contact on the page has one of them.
+    let mut starts: Vec<(DateTime<Utc>, String)> = (0..10_000i64)
+        .map(|i| {
+            (
+                from + chrono::Duration::minutes(i * 105),
+                format!("other{}", i % 97),
+            )
+        })
+        .chain((0..10_000i64).map(|i| {
+            (
+                t0() + chrono::Duration::days(1) + chrono::Duration::seconds(i * 43),
+                format!("other{}", i % 89),
+            )
+        }))
+        .collect();
+    starts.push((t0() + chrono::Duration::days(2), CONTACT.to_owned()));
+    starts.sort();
+    let starts = Arc::new(starts);
+    // Each range asked for: where it began, where its answer ended, how many it held.
+    type Asked = Vec<(DateTime<Utc>, DateTime<Utc>, usize)>;
+    let asked: Arc<Mutex<Asked>> = Arc::default();
+    let mut ghl = MockGhlApi::new();
+    ghl.expect_list_contacts().returning(|_, _, _| {
+        Ok(ports::ghl::ContactPage {
+            contacts: vec![GhlContact {
+                id: cid(),
+                location: LocationId::parse("loc1").unwrap(),
+                contact: contact(),
+                date_added: None,
+            }],
+            // A location of 100,000 contacts, none synced yet, judged from this page.
+            total: Some(100_000),
+            next: None,
+        })
+    });
+    ghl.expect_search_tasks().returning(|_, _| Ok(vec![]));
+    ghl.expect_list_calendars()
+        .times(1)
+        .returning(|_| Ok(vec!["cal".to_owned()]));
+    let (all, log) = (starts.clone(), asked.clone());
+    ghl.expect_calendar_events()
+        .returning(move |_, calendar, at, end| {
+            assert_eq!(calendar, "cal");
+            // As the adapter does when GHL refuses a range over 31 days.
+            let through = end.min(at + chrono::Duration::days(31));
+            let events: Vec<ports::ghl::GhlAppointment> = all
+                .iter()
+                .filter(|(t, _)| *t >= at && *t <= through)
+                .map(|(t, c)| ports::ghl::GhlAppointment {
+                    id: domain::GhlAppointmentId::parse(format!("ap{}", t.timestamp())).unwrap(),
+                    contact: GhlContactId::parse(c.clone()).unwrap(),
+                    appointment: domain::Appointment {
+                        start: Some(*t),
+                        ..domain::Appointment::default()
+                    },
+                    date_updated: None,
+                })
+                .collect();
+            log.lock().unwrap().push((at, through, events.len()));
+            Ok(ports::ghl::CalendarRange { events, through })
+        });
+    let (_, sent) = w.dry_run_sweep(ghl).await;
+
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked[0].0, from, "from the window's start");
+    assert_eq!(asked.last().unwrap().1, to, "to its end");
+    for pair in asked.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].1 + chrono::Duration::milliseconds(1),
+            "each range goes on just after the last: {pair:?}"
+        );
+    }
+    let read: usize = asked.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(read, starts.len(), "every appointment read once");
+    // Sized for about 500 an answer. The widest range is sized by the location (100,000
+    // contacts: 3.65 days of the 730), so the first answer that reaches the busy days holds
+    // at most 3.65 days of them (about 7,300; the whole window would be 20,001). Every other
+    // answer is near the size aimed at.
+    let largest = asked.iter().map(|(_, _, n)| *n).max().unwrap_or(0);
+    assert!(largest <= 7_500, "the largest answer held {largest}");
+    let big: Vec<_> = asked.iter().filter(|(_, _, n)| *n > 1_000).collect();
+    assert!(big.len() <= 1, "answers over 1,000: {big:?}");
+    // About one call per 500 contacts of the location, and per 500 appointments where they
+    // are denser than that.
+    assert!(asked.len() <= 260, "{} calls", asked.len());
+    let ports::queue::Payload::SyncContact {
+        prefetched: Some(p),
+        ..
+    } = &sent[0].payload
+    else {
+        panic!("the appointments travel with the message: {sent:?}")
+    };
+    assert_eq!(p.appointments.as_ref().map(Vec::len), Some(1), "{p:?}");
+}
+
 /// One new contact in a sweep (an incremental sync, say) is cheaper to read on its own than
 /// every calendar of the location: its tasks come from the task search, its appointments from
 /// its own sync.

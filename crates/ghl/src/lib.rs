@@ -65,8 +65,8 @@ use domain::{
     Note, Task, TenantId,
 };
 use ports::ghl::{
-    ContactPage, ContactSearch, GhlApi, GhlAppointment, GhlBusiness, GhlContact, GhlLocation,
-    GhlNote, GhlTask, ListingMode, TaskSearch,
+    CalendarRange, ContactPage, ContactSearch, GhlApi, GhlAppointment, GhlBusiness, GhlContact,
+    GhlLocation, GhlNote, GhlTask, ListingMode, TaskSearch,
 };
 use ports::store::{CredentialStore, RateWindow};
 use ports::{ApiError, Scope};
@@ -963,10 +963,10 @@ impl GhlApi for GhlAdapter {
         calendar: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<GhlAppointment>, ApiError> {
-        // Read in consecutive ranges. A range GHL refuses (400/422: too wide, by a limit the
-        // documents do not state) is asked again half as wide, down to a day; the width that
-        // then passes is used for the rest, and remembered for the next reads.
+    ) -> Result<CalendarRange, ApiError> {
+        // A range GHL refuses (400/422: too wide, by a limit the documents do not state) is
+        // asked again half as wide, down to a day; the width that then passes is remembered
+        // and caps the ranges of the next calls.
         let lock = || {
             self.inner
                 .calendar_span
@@ -975,23 +975,21 @@ impl GhlApi for GhlAdapter {
         };
         let mut span = *lock();
         let mut narrowed = false;
-        let mut at = from;
-        let mut out = Vec::new();
         loop {
             let end = match span {
-                Some(s) if to - at > s => at + s,
+                Some(s) if to - from > s => from + s,
                 _ => to,
             };
             let req = ApiRequest::new(&routes::CALENDAR_EVENTS, "/calendars/events")
                 .query("locationId", scope.tenant.location_id.as_str())
                 .query("calendarId", calendar)
-                .query("startTime", at.timestamp_millis().to_string())
+                .query("startTime", from.timestamp_millis().to_string())
                 .query("endTime", end.timestamp_millis().to_string());
             let answer = match self.inner.call(scope, &req).await.map_err(ApiError::from) {
                 Ok(a) => a,
-                Err(ApiError::Invalid { .. }) if end - at > chrono::Duration::days(1) => {
-                    tracing::debug!(%calendar, %at, %end, "GHL refused the range; asking for half of it");
-                    span = Some((end - at) / 2);
+                Err(ApiError::Invalid { .. }) if end - from > chrono::Duration::days(1) => {
+                    tracing::debug!(%calendar, %from, %end, "GHL refused the range; asking for half of it");
+                    span = Some((end - from) / 2);
                     narrowed = true;
                     continue;
                 }
@@ -999,9 +997,9 @@ impl GhlApi for GhlAdapter {
             };
             if narrowed {
                 *lock() = span;
-                narrowed = false;
             }
             let list: EventsAnswer = answer.decode()?;
+            let mut events = Vec::with_capacity(list.events.len());
             for dto in list.events {
                 // Blocked slots and events without a contact are not a contact's appointments.
                 if dto
@@ -1011,14 +1009,15 @@ impl GhlApi for GhlAdapter {
                 {
                     continue;
                 }
-                out.push(mapping::appointment(dto, None).map_err(|e| unreadable(answer.route, e))?);
+                events.push(
+                    mapping::appointment(dto, None).map_err(|e| unreadable(answer.route, e))?,
+                );
             }
-            if end >= to {
-                break;
-            }
-            at = end + chrono::Duration::milliseconds(1);
+            return Ok(CalendarRange {
+                events,
+                through: end,
+            });
         }
-        Ok(out)
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %scope.tenant.id, contact_id = %contact))]

@@ -59,6 +59,17 @@ pub struct GhlAppointment {
     pub date_updated: Option<DateTime<Utc>>,
 }
 
+/// One answer of [`GhlApi::calendar_events`]: a calendar's appointments that start within
+/// the range it read, `from..=through`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarRange {
+    pub events: Vec<GhlAppointment>,
+    /// Where the range read ends: the `to` asked for when GHL took the range whole, earlier
+    /// when GHL refused it as too wide and a narrower one was read. A caller reading a window
+    /// goes on just after it.
+    pub through: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GhlBusiness {
     pub id: GhlBusinessId,
@@ -316,16 +327,21 @@ pub trait GhlApi: Send + Sync {
     async fn list_calendars(&self, scope: &Scope) -> Result<Vec<String>, ApiError>;
 
     /// `GET /calendars/events?locationId&calendarId&startTime&endTime` (scope
-    /// `calendars/events.readonly`): the appointments of one calendar starting within
-    /// `from..=to`, each with its contact (events without a contact are left out). A range
-    /// GHL refuses as too wide is read in parts.
+    /// `calendars/events.readonly`): one answer, the appointments of one calendar starting
+    /// within `from..=to`, each with its contact (events without a contact are left out).
+    /// GHL documents no paging for this route, so an answer holds every appointment of its
+    /// range: a caller reading a wide window asks for it range by range, and holds one answer
+    /// at a time. When GHL refuses the range as too wide (it states no limit), a narrower one
+    /// from `from` is read instead, down to a day, and the width that passed is used for the
+    /// next calls; [`CalendarRange::through`] says where the answer ends. Errors: as every
+    /// call, and `Invalid` for a range GHL refuses though it is a day or less.
     async fn calendar_events(
         &self,
         scope: &Scope,
         calendar: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<GhlAppointment>, ApiError>;
+    ) -> Result<CalendarRange, ApiError>;
 
     /// `POST /contacts/:id/tags`; returns the contact's tags after the call.
     async fn add_tags(
