@@ -625,6 +625,21 @@ fn capturing_publisher() -> (MockPublisher, Arc<Mutex<Vec<ports::queue::Envelope
     (publisher, published)
 }
 
+/// A search page holding the contact `cid()`, never synced, of a location whose search says
+/// it has `total` contacts.
+fn one_new_contact_page(total: u64) -> ports::ghl::ContactPage {
+    ports::ghl::ContactPage {
+        contacts: vec![GhlContact {
+            id: cid(),
+            location: LocationId::parse("loc1").unwrap(),
+            contact: contact(),
+            date_added: None,
+        }],
+        total: Some(total),
+        next: None,
+    }
+}
+
 fn cid() -> GhlContactId {
     GhlContactId::parse(CONTACT).unwrap()
 }
@@ -1924,18 +1939,8 @@ async fn a_claim_of_another_message_in_this_process_is_waited_for_not_taken() {
 async fn a_dry_run_sweep_records_no_run() {
     let w = World::new();
     let mut ghl = MockGhlApi::new();
-    ghl.expect_list_contacts().returning(|_, _, _| {
-        Ok(ports::ghl::ContactPage {
-            contacts: vec![GhlContact {
-                id: cid(),
-                location: LocationId::parse("loc1").unwrap(),
-                contact: contact(),
-                date_added: None,
-            }],
-            total: Some(1),
-            next: None,
-        })
-    });
+    ghl.expect_list_contacts()
+        .returning(|_, _, _| Ok(one_new_contact_page(1)));
     // A contact never synced: the sweep reads its tasks and the calendars for its message.
     ghl.expect_search_tasks().returning(|_, _| Ok(vec![]));
     ghl.expect_list_calendars().returning(|_| Ok(vec![]));
@@ -2161,19 +2166,9 @@ async fn a_large_locations_calendars_are_read_in_ranges_sized_by_their_density()
     type Asked = Vec<(DateTime<Utc>, DateTime<Utc>, usize)>;
     let asked: Arc<Mutex<Asked>> = Arc::default();
     let mut ghl = MockGhlApi::new();
-    ghl.expect_list_contacts().returning(|_, _, _| {
-        Ok(ports::ghl::ContactPage {
-            contacts: vec![GhlContact {
-                id: cid(),
-                location: LocationId::parse("loc1").unwrap(),
-                contact: contact(),
-                date_added: None,
-            }],
-            // A location of 100,000 contacts, none synced yet, judged from this page.
-            total: Some(100_000),
-            next: None,
-        })
-    });
+    // A location of 100,000 contacts, none synced yet, judged from this page.
+    ghl.expect_list_contacts()
+        .returning(|_, _, _| Ok(one_new_contact_page(100_000)));
     ghl.expect_search_tasks().returning(|_, _| Ok(vec![]));
     ghl.expect_list_calendars()
         .times(1)
@@ -2242,18 +2237,8 @@ async fn a_large_locations_calendars_are_read_in_ranges_sized_by_their_density()
 async fn a_sweep_with_few_new_contacts_leaves_the_calendars_alone() {
     let w = World::new();
     let mut ghl = MockGhlApi::new();
-    ghl.expect_list_contacts().returning(|_, _, _| {
-        Ok(ports::ghl::ContactPage {
-            contacts: vec![GhlContact {
-                id: cid(),
-                location: LocationId::parse("loc1").unwrap(),
-                contact: contact(),
-                date_added: None,
-            }],
-            total: Some(1),
-            next: None,
-        })
-    });
+    ghl.expect_list_contacts()
+        .returning(|_, _, _| Ok(one_new_contact_page(1)));
     ghl.expect_search_tasks()
         .times(1)
         .returning(|_, _| Ok(vec![ghl_task("g1", task("Kick-off"))]));
