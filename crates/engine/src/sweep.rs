@@ -63,18 +63,11 @@ const CALENDAR_NARROWEST: chrono::Duration = chrono::Duration::hours(1);
 /// [`CALENDAR_ANSWER`] contacts, and keeps a large location's first answers small before
 /// their density is known.
 fn calendar_span_for(window: chrono::Duration, expected: u64) -> chrono::Duration {
-    let expected = i64::try_from(expected).unwrap_or(i64::MAX).max(1);
-    let ms = window.num_milliseconds().max(0);
-    let span = chrono::Duration::milliseconds(
-        i64::try_from(i128::from(ms) * i128::from(CALENDAR_ANSWER) / i128::from(expected))
-            .unwrap_or(i64::MAX),
-    );
-    span.clamp(CALENDAR_NARROWEST, window.max(CALENDAR_NARROWEST))
+    span_holding(window, expected, window)
 }
 
 /// The next range's width after an answer of `found` appointments over `read`: sized so that
-/// an answer as dense holds about [`CALENDAR_ANSWER`], between [`CALENDAR_NARROWEST`] and
-/// `widest`.
+/// an answer as dense holds about [`CALENDAR_ANSWER`], at most `widest`.
 fn next_calendar_span(
     read: chrono::Duration,
     found: usize,
@@ -83,13 +76,16 @@ fn next_calendar_span(
     if found == 0 {
         return widest;
     }
-    let found = i64::try_from(found).unwrap_or(i64::MAX);
-    let ms = read.num_milliseconds().max(1);
-    let fit = chrono::Duration::milliseconds(
-        i64::try_from(i128::from(ms) * i128::from(CALENDAR_ANSWER) / i128::from(found))
-            .unwrap_or(i64::MAX),
-    );
-    fit.clamp(CALENDAR_NARROWEST, widest.max(CALENDAR_NARROWEST))
+    span_holding(read, u64::try_from(found).unwrap_or(u64::MAX), widest)
+}
+
+/// The width in which `count` appointments over `width` would be [`CALENDAR_ANSWER`], between
+/// [`CALENDAR_NARROWEST`] and `widest`.
+fn span_holding(width: chrono::Duration, count: u64, widest: chrono::Duration) -> chrono::Duration {
+    let ms = i128::from(width.num_milliseconds().max(1));
+    let fit = ms * i128::from(CALENDAR_ANSWER) / i128::from(count.max(1));
+    chrono::Duration::milliseconds(i64::try_from(fit).unwrap_or(i64::MAX))
+        .clamp(CALENDAR_NARROWEST, widest.max(CALENDAR_NARROWEST))
 }
 
 /// How far back and ahead a sweep reads the calendars' appointments.
