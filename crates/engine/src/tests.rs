@@ -555,6 +555,14 @@ impl World {
         )
     }
 
+    /// Takes `cid()`'s contact lock, as another sync at work on it holds it.
+    async fn hold_contact_lock(&self, ttl: Duration) -> Box<dyn ports::store::LockGuard> {
+        self.locks
+            .lock(&self.tenant.id, &format!("contact:{}", cid()), ttl)
+            .await
+            .unwrap()
+    }
+
     /// Links for a contact already synced: contact ↔ workspace, its profile note (with the
     /// fingerprint the engine renders for `c`), and the board.
     fn linked_contact(&self, c: &Contact) {
@@ -959,15 +967,7 @@ async fn the_echo_of_a_linked_task_does_not_wait_for_the_contacts_lock() {
     let w = World::new();
     w.linked_contact(&contact());
     w.linked_task("g9", 31, &task("Welcome call"));
-    let held = w
-        .locks
-        .lock(
-            &w.tenant.id,
-            &format!("contact:{}", cid()),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+    let held = w.hold_contact_lock(Duration::from_secs(1)).await;
     let engine = w.engine(MockGhlApi::new(), MockEkyteApi::new());
     let report = tokio::time::timeout(
         Duration::from_secs(10),
@@ -989,15 +989,7 @@ async fn an_echo_that_waited_for_the_lock_finds_its_task_among_the_contacts_link
     let w = World::new();
     w.linked_contact(&contact());
     w.links.seed_claimed_task(&w.tenant.id, Some("g9"), None);
-    let held = w
-        .locks
-        .lock(
-            &w.tenant.id,
-            &format!("contact:{}", cid()),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+    let held = w.hold_contact_lock(Duration::from_secs(5)).await;
     let engine = w.engine(MockGhlApi::new(), MockEkyteApi::new());
     let event = task_create_event("wh-echo");
     let echo = engine.ghl_event(w.scope(), &event, Options::default());
